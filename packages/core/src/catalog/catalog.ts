@@ -1,0 +1,66 @@
+import type { AttemptKey } from '../attempt-key.js';
+import type { AttemptFilter } from '../path-template.js';
+
+/**
+ * Where an attempt is in its life. `running`: a worker is writing it; `shipping`: the shipper is
+ * uploading a finished log; `shipped`: the archive holds a verified copy; `failed`: shipping gave up;
+ * `abandoned`: the writer went idle without finishing.
+ */
+export type AttemptState = 'running' | 'shipping' | 'shipped' | 'failed' | 'abandoned';
+
+export interface AttemptRecord {
+  readonly key: AttemptKey;
+  /** Relative path under the base log folder / the store's prefix. */
+  readonly relativePath: string;
+  readonly state: AttemptState;
+  /** Bytes in the log, once known. */
+  readonly size: number | null;
+  /** Lower-case hex sha256 of the whole log, once known. */
+  readonly sha256: string | null;
+  /** URL of the store holding the archived log. */
+  readonly storeUrl: string | null;
+  /** URL of the agent serving the live log (issue 5). */
+  readonly agentUrl: string | null;
+  readonly createdAt: Date;
+  readonly updatedAt: Date;
+  readonly shippedAt: Date | null;
+  readonly heartbeatAt: Date | null;
+}
+
+/** Fields a writer may set; omitted fields keep their stored value. */
+export interface AttemptPatch {
+  relativePath?: string;
+  state?: AttemptState;
+  size?: number | null;
+  sha256?: string | null;
+  storeUrl?: string | null;
+  agentUrl?: string | null;
+  shippedAt?: Date | null;
+  heartbeatAt?: Date | null;
+}
+
+export interface CatalogListOptions {
+  /** At most this many records (default 1000). */
+  limit?: number;
+}
+
+/** The SQL catalog of attempts. Errors: BackendUnavailableError (with cause), InvalidInputError. */
+export interface Catalog {
+  /** The catalog URL with any password masked. */
+  readonly url: string;
+  /** Inserts the attempt or updates the given fields; `relativePath` is required on insert. */
+  upsert(key: AttemptKey, patch: AttemptPatch & { relativePath: string }): Promise<AttemptRecord>;
+  get(key: AttemptKey): Promise<AttemptRecord | undefined>;
+  /** Ordered by dagId, runId, taskId, mapIndex, tryNumber. */
+  list(filter: AttemptFilter, options?: CatalogListOptions): Promise<AttemptRecord[]>;
+  /** The highest tryNumber recorded for the task instance, if any. */
+  latestTry(filter: {
+    dagId: string;
+    runId: string;
+    taskId: string;
+    mapIndex: number;
+  }): Promise<number | undefined>;
+  /** Throws BackendUnavailableError when the database cannot be queried. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,92 @@
+/**
+ * tasklog's typed errors. Each carries a stable `code`; the server maps codes to HTTP
+ * statuses in one place (server `http-errors.ts`) and the CLI maps them to exit codes
+ * in one place (cli `exit-codes.ts`). The original error, when there is one, is kept as
+ * `cause`.
+ */
+export type ErrorCode =
+  | 'NOT_FOUND'
+  | 'INVALID_INPUT'
+  | 'OFFSET_OUT_OF_RANGE'
+  | 'CONFIG_INVALID'
+  | 'BACKEND_UNAVAILABLE'
+  | 'INTEGRITY'
+  | 'CONFLICT'
+  | 'ABORTED';
+
+export abstract class TasklogError extends Error {
+  abstract readonly code: ErrorCode;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** The attempt, object or record asked for does not exist. */
+export class NotFoundError extends TasklogError {
+  readonly code = 'NOT_FOUND' as const;
+}
+
+/** A caller gave a value that can never be valid (bad key, bad path, bad option). */
+export class InvalidInputError extends TasklogError {
+  readonly code = 'INVALID_INPUT' as const;
+}
+
+/** A read was asked to start past the end of a log. */
+export class OffsetOutOfRangeError extends TasklogError {
+  readonly code = 'OFFSET_OUT_OF_RANGE' as const;
+  constructor(
+    readonly offset: number,
+    readonly size: number,
+    options?: { cause?: unknown },
+  ) {
+    super(`offset ${offset} is past the end of the log (${size} bytes)`, options);
+  }
+}
+
+export interface ConfigIssue {
+  /** Dotted key, e.g. `store.url`. */
+  key: string;
+  /** Where the value came from, e.g. `env TASKLOG__STORE__URL`, `file /etc/tasklog.toml`. */
+  source: string;
+  /** What was expected. */
+  message: string;
+}
+
+/** The configuration is invalid; `issues` names every bad key, its source and what is expected. */
+export class ConfigError extends TasklogError {
+  readonly code = 'CONFIG_INVALID' as const;
+  constructor(
+    readonly issues: ConfigIssue[],
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `invalid configuration:\n${issues.map((i) => `  ${i.key} (from ${i.source}): ${i.message}`).join('\n')}`,
+      options,
+    );
+  }
+}
+
+/** A backend (store, catalog, agent) could not be reached or failed; retrying later may help. */
+export class BackendUnavailableError extends TasklogError {
+  readonly code = 'BACKEND_UNAVAILABLE' as const;
+}
+
+/** Stored bytes do not match their expected size or checksum. */
+export class IntegrityError extends TasklogError {
+  readonly code = 'INTEGRITY' as const;
+}
+
+/** The operation conflicts with the current state (e.g. writing to a finished log). */
+export class ConflictError extends TasklogError {
+  readonly code = 'CONFLICT' as const;
+}
+
+/** The operation was cancelled through its AbortSignal. */
+export class AbortedError extends TasklogError {
+  readonly code = 'ABORTED' as const;
+}
+
+export function isTasklogError(err: unknown): err is TasklogError {
+  return err instanceof TasklogError;
+}

@@ -1,0 +1,98 @@
+import type { AttemptKey } from './attempt-key.js';
+import type { AttemptFilter } from './path-template.js';
+
+/** A piece of a log: `bytes` start at byte `offset` of the attempt's log. */
+export interface LogChunk {
+  readonly offset: number;
+  readonly bytes: Uint8Array;
+}
+
+export interface LogStat {
+  /** Bytes durably stored: the whole log when `complete`, else what the last flush committed. */
+  readonly size: number;
+  /** True once a writer has finished the log. */
+  readonly complete: boolean;
+  /** Lower-case hex sha256 of the whole log, when the store knows it without reading it. */
+  readonly sha256?: string;
+  /** When the log was last written, if the store knows. */
+  readonly modifiedAt?: Date;
+}
+
+export interface StoreCapabilities {
+  /** Bytes flushed by a writer of a running attempt are readable before it finishes. */
+  readonly liveAppend: boolean;
+  /** read() from offset N costs O(log size - N), not O(N). */
+  readonly seekableReads: boolean;
+}
+
+export interface OpenWriterOptions {
+  signal?: AbortSignal;
+}
+
+export interface ReadOptions {
+  /** First byte to return; default 0. A value past the end throws OffsetOutOfRangeError. */
+  offset?: number;
+  /** Stop before this byte (exclusive); default: the end of what is stored. */
+  end?: number;
+  signal?: AbortSignal;
+}
+
+export interface ListOptions {
+  signal?: AbortSignal;
+}
+
+/**
+ * One remote log backend. Every method names the errors it throws; all of them are
+ * TasklogError subclasses carrying the backend's own error as `cause`.
+ */
+export interface LogStore {
+  /** The store's URL as configured, e.g. `file:///var/log/archive`; never contains secrets. */
+  readonly url: string;
+  readonly capabilities: StoreCapabilities;
+
+  /**
+   * Opens a resumable writer. If an earlier writer of the same attempt died, the new one
+   * continues at `committedOffset` (what that writer had flushed); the caller appends from there.
+   * Throws ConflictError if the log is already complete, BackendUnavailableError.
+   */
+  openWriter(key: AttemptKey, options?: OpenWriterOptions): Promise<LogWriter>;
+
+  /**
+   * Streams the log from `offset` in order, each byte once. For a running attempt, what has
+   * been committed so far. Throws NotFoundError, OffsetOutOfRangeError, BackendUnavailableError.
+   */
+  read(key: AttemptKey, options?: ReadOptions): AsyncIterable<LogChunk>;
+
+  /** Size and completeness, or undefined when the store holds nothing for the attempt. */
+  stat(key: AttemptKey, options?: { signal?: AbortSignal }): Promise<LogStat | undefined>;
+
+  /** Every attempt the store holds (running or complete) that matches `filter`. */
+  list(filter: AttemptFilter, options?: ListOptions): AsyncIterable<AttemptKey>;
+
+  /** Removes the attempt's log and any chunks; a missing attempt is not an error. */
+  delete(key: AttemptKey, options?: { signal?: AbortSignal }): Promise<void>;
+
+  /** Releases clients and handles. */
+  close(): Promise<void>;
+}
+
+export interface LogWriter {
+  /** Bytes durably stored in the backend; a new writer after a crash resumes here. */
+  readonly committedOffset: number;
+  /** Bytes accepted by append(), committed or not. */
+  readonly offset: number;
+  /**
+   * Queues bytes after the current offset. Resolves when they are buffered; waits (backpressure)
+   * while the buffer is full, so memory stays bounded.
+   */
+  append(bytes: Uint8Array): Promise<void>;
+  /** Makes every appended byte durable and readable; resolves with the new committedOffset. */
+  flush(): Promise<number>;
+  /**
+   * Flushes, then marks the log complete as one object/record set. Throws IntegrityError when
+   * the stored log's size or sha256 differs from `expected`, leaving the chunks in place.
+   */
+  finish(expected: { size: number; sha256: string }): Promise<void>;
+  /** Drops unflushed bytes and releases resources; what was committed stays. */
+  abort(): Promise<void>;
+}
