@@ -90,3 +90,25 @@ export class AbortedError extends TasklogError {
 export function isTasklogError(err: unknown): err is TasklogError {
   return err instanceof TasklogError;
 }
+
+/** Rebuilds a typed error from its code, e.g. from a server's `{ error: { code, message } }`. */
+export function errorFromCode(code: string, message: string, cause?: unknown): TasklogError {
+  switch (code as ErrorCode) {
+    case 'NOT_FOUND':
+      return new NotFoundError(message, { cause });
+    case 'INVALID_INPUT':
+    case 'OFFSET_OUT_OF_RANGE':
+      return new InvalidInputError(message, { cause });
+    case 'CONFIG_INVALID':
+    case 'BACKEND_UNAVAILABLE':
+      return new BackendUnavailableError(message, { cause });
+    case 'INTEGRITY':
+      return new IntegrityError(message, { cause });
+    case 'CONFLICT':
+      return new ConflictError(message, { cause });
+    case 'ABORTED':
+      return new AbortedError(message, { cause });
+    default:
+      return new BackendUnavailableError(message, { cause });
+  }
+}

@@ -72,6 +72,12 @@ export interface LogStore {
   /** Removes the attempt's log and any chunks; a missing attempt is not an error. */
   delete(key: AttemptKey, options?: { signal?: AbortSignal }): Promise<void>;
 
+  /**
+   * Checks that the store answers (folder reachable, bucket exists, cluster up) without
+   * touching any attempt. Throws BackendUnavailableError.
+   */
+  ping(options?: { signal?: AbortSignal }): Promise<void>;
+
   /** Releases clients and handles. */
   close(): Promise<void>;
 }

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# bench/archived-read: download a 1 GiB archived log through `tasklog serve` with curl, side by
+# side with the same file served by nginx (the baseline), in the same run. Reports throughput,
+# each server's peak RSS (VmHWM) and the ratios.
+#
+#   bash bench/archived-read.sh [SIZE_MIB=1024] [RUNS=3]
+#
+# Needs: a built workspace (`npx -y pnpm@12.4.2 build`), curl; installs Debian's nginx if missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIZE_MIB=${1:-1024}
+RUNS=${2:-3}
+
+if ! command -v nginx >/dev/null; then
+  echo "installing nginx (Debian package)..." >&2
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light || \
+   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx) >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+WORK=$(mktemp -d /tmp/tasklog-bench-XXXXXX)
+export TASKLOG_HOME="$WORK/home"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+REL="dag_id=bench/run_id=manual__2026-01-01T00:00:00+00:00/task_id=read/attempt=1.log"
+LOG="$TASKLOG_HOME/logs/$REL"
+mkdir -p "$(dirname "$LOG")"
+echo "generating a ${SIZE_MIB} MiB log..." >&2
+node -e '
+  const fs = require("node:fs");
+  const mib = Number(process.argv[1]);
+  let block = "";
+  for (let i = 0; block.length < 1 << 20; i++) block += `[2026-01-01T00:00:${String(i % 60).padStart(2, "0")}] INFO line ${i} héllo wörld 日本語 ${"x".repeat(i % 120)}\n`;
+  const buf = Buffer.from(block).subarray(0, 1 << 20);
+  const fd = fs.openSync(process.argv[2], "w");
+  for (let i = 0; i < mib; i++) fs.writeSync(fd, buf);
+  fs.closeSync(fd);
+' "$SIZE_MIB" "$LOG"
+EXPECTED=$(sha256sum "$LOG" | cut -d" " -f1)
+
+node packages/cli/dist/main.js ship "$LOG" >&2
+ARCHIVED="$TASKLOG_HOME/archive/$REL"
+
+# tasklog serve on a free port
+node packages/cli/dist/main.js serve --port 0 >"$WORK/serve.out" 2>"$WORK/serve.err" &
+SERVE_PID=$!
+PIDS+=("$SERVE_PID")
+for _ in $(seq 100); do grep -q 'on http' "$WORK/serve.out" 2>/dev/null && break; sleep 0.1; done
+TASKLOG_URL=$(grep -o 'http://[^ ]*' "$WORK/serve.out" | head -1)
+LOG_URL="$TASKLOG_URL/api/v1/dags/bench/runs/manual__2026-01-01T00%3A00%3A00%2B00%3A00/tasks/read/attempts/1/log"
+
+# nginx on loopback serving the same archive folder
+PORT=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+cat >"$WORK/nginx.conf" <<CONF
+worker_processes 1;
+daemon on;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log;
+events { worker_connections 64; }
+http {
+  access_log off;
+  sendfile on;
+  default_type text/plain;
+  client_body_temp_path $WORK/nginx-tmp;
+  proxy_temp_path $WORK/nginx-tmp;
+  fastcgi_temp_path $WORK/nginx-tmp;
+  uwsgi_temp_path $WORK/nginx-tmp;
+  scgi_temp_path $WORK/nginx-tmp;
+  server { listen 127.0.0.1:$PORT; root $TASKLOG_HOME/archive; }
+}
+CONF
+mkdir -p "$WORK/nginx-tmp"
+"$NGINX" -c "$WORK/nginx.conf"
+NGINX_URL="http://127.0.0.1:$PORT/$(node -e 'console.log(process.argv[1].split("/").map(encodeURIComponent).join("/"))' "$REL")"
+sleep 0.3
+NGINX_WORKER=$(pgrep -P "$(cat "$WORK/nginx.pid")" | head -1)
+
+hwm_mb() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+measure() { # url -> "MB/s"
+  local out
+  out=$(curl -sS -o "$WORK/download" -w '%{size_download} %{time_total}' "$1")
+  [ "$(sha256sum "$WORK/download" | cut -d" " -f1)" = "$EXPECTED" ] || { echo "checksum mismatch for $1" >&2; exit 1; }
+  rm -f "$WORK/download"
+  awk -v s="${out% *}" -v t="${out#* }" 'BEGIN { printf "%.1f", s / t / 1048576 }'
+}
+
+T_SPEEDS=(); N_SPEEDS=()
+for i in $(seq "$RUNS"); do
+  N_SPEEDS+=("$(measure "$NGINX_URL")")
+  T_SPEEDS+=("$(measure "$LOG_URL")")
+done
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+T=$(median "${T_SPEEDS[@]}"); N=$(median "${N_SPEEDS[@]}")
+T_RSS=$(hwm_mb "$SERVE_PID"); N_RSS=$(hwm_mb "$NGINX_WORKER")
+
+echo
+echo "archived-read: ${SIZE_MIB} MiB log, curl over loopback, median of $RUNS runs ($(nproc) cores, node $(node -v), $("$NGINX" -v 2>&1 | sed 's/.*: //'))"
+echo
+echo "| server | throughput (MiB/s) | peak RSS (MB) |"
+echo "|---|---|---|"
+echo "| tasklog serve | $T | $T_RSS |"
+echo "| nginx (baseline) | $N | $N_RSS |"
+echo
+awk -v t="$T" -v n="$N" 'BEGIN { printf "throughput ratio tasklog/nginx: %.2f\n", t / n }'
+echo "runs: tasklog ${T_SPEEDS[*]} MiB/s; nginx ${N_SPEEDS[*]} MiB/s"
+awk -v r="$T_RSS" 'BEGIN { if (r > 150) { print "FAIL: tasklog peak RSS above 150 MB"; exit 1 } else print "tasklog peak RSS under 150 MB: ok" }'

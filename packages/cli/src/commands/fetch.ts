@@ -1,0 +1,172 @@
+import { once } from 'node:events';
+import { createWriteStream } from 'node:fs';
+import { rename, unlink } from 'node:fs/promises';
+import { Readable, type Writable } from 'node:stream';
+import {
+  type AttemptKey,
+  attemptKey,
+  BackendUnavailableError,
+  errorFromCode,
+  formatAttempt,
+  type LogStore,
+  NotFoundError,
+} from '@tasklog/core';
+import type { CommandContext } from '../context.js';
+import { progressBar } from '../progress.js';
+
+export interface FetchOptions {
+  try?: number;
+  mapIndex: number;
+  offset: number;
+  output?: string;
+  server?: string;
+}
+
+/** Where the bytes come from: a tasklog server over HTTP, or a store read directly. */
+interface Source {
+  latestTry(task: Omit<AttemptKey, 'tryNumber'>): Promise<number | undefined>;
+  /** Total size if known, and the bytes from `offset`. */
+  open(
+    key: AttemptKey,
+    offset: number,
+    signal: AbortSignal,
+  ): Promise<{ size?: number; body: AsyncIterable<Uint8Array> }>;
+}
+
+export async function fetchCommand(
+  ctx: CommandContext,
+  ids: { dagId: string; runId: string; taskId: string },
+  options: FetchOptions,
+): Promise<void> {
+  const task = { ...ids, mapIndex: options.mapIndex };
+  const source = options.server ? serverSource(options.server) : await storeSource(ctx);
+  const tryNumber = options.try ?? (await source.latestTry(task));
+  if (tryNumber === undefined) {
+    throw new NotFoundError(
+      `no attempt of ${ids.dagId}/${ids.runId}/${ids.taskId}${options.mapIndex >= 0 ? `[${options.mapIndex}]` : ''} is known; check the ids or pass --try`,
+    );
+  }
+  const key = attemptKey({ ...task, tryNumber });
+  const abort = new AbortController();
+  const { size, body } = await source.open(key, options.offset, abort.signal);
+
+  if (!options.output) {
+    await copyTo(body, process.stdout, () => {});
+    return;
+  }
+  // Write beside the target and rename at the end, so FILE is never a partial log.
+  const tmp = `${options.output}.tasklog-${process.pid}.part`;
+  const out = createWriteStream(tmp);
+  const bar = progressBar(`fetch ${formatAttempt(key)}`);
+  let done = options.offset;
+  try {
+    await copyTo(body, out, (n) => {
+      done += n;
+      bar.update(done, Math.max(size ?? done, done));
+    });
+    out.end();
+    await once(out, 'finish');
+    await rename(tmp, options.output);
+  } catch (err) {
+    abort.abort();
+    out.destroy();
+    await unlink(tmp).catch(() => {});
+    throw err;
+  } finally {
+    bar.stop();
+  }
+}
+
+/** Copies with backpressure: waits for 'drain' whenever the destination's buffer is full. */
+async function copyTo(
+  body: AsyncIterable<Uint8Array>,
+  out: Writable,
+  onBytes: (n: number) => void,
+) {
+  for await (const bytes of body) {
+    onBytes(bytes.length);
+    if (!out.write(bytes)) await once(out, 'drain');
+  }
+}
+
+async function storeSource(ctx: CommandContext): Promise<Source> {
+  const store: LogStore = await ctx.openStore();
+  return {
+    async latestTry(task) {
+      let latest: number | undefined;
+      for await (const k of store.list(task)) {
+        if (k.mapIndex === task.mapIndex) latest = Math.max(latest ?? 0, k.tryNumber);
+      }
+      // The catalog may know an attempt the store has not got (yet); ask it too when it opens.
+      const fromCatalog = await ctx
+        .openCatalog()
+        .then((c) => c.latestTry(task))
+        .catch(() => undefined);
+      if (fromCatalog !== undefined) latest = Math.max(latest ?? 0, fromCatalog);
+      return latest;
+    },
+    async open(key, offset, signal) {
+      const stat = await store.stat(key, { signal });
+      if (!stat) throw new NotFoundError(`${formatAttempt(key)} is not in ${store.url}`);
+      const body = (async function* () {
+        for await (const chunk of store.read(key, { offset, signal })) yield chunk.bytes;
+      })();
+      return { size: stat.size, body };
+    },
+  };
+}
+
+function serverSource(server: string): Source {
+  const base = server.replace(/\/+$/, '');
+  const get = async (path: string, signal?: AbortSignal) => {
+    let res: Response;
+    try {
+      res = await fetch(`${base}${path}`, { signal });
+    } catch (cause) {
+      throw new BackendUnavailableError(
+        `cannot reach the tasklog server at ${base}: is \`tasklog serve\` running there?`,
+        { cause },
+      );
+    }
+    if (!res.ok) {
+      const text = await res.text().catch(() => '');
+      let parsed: { error?: { code?: string; message?: string } } | undefined;
+      try {
+        parsed = JSON.parse(text);
+      } catch {}
+      const message = parsed?.error?.message ?? `HTTP ${res.status} ${res.statusText}`;
+      throw errorFromCode(
+        parsed?.error?.code ?? (res.status === 404 ? 'NOT_FOUND' : ''),
+        `${base}: ${message}`,
+      );
+    }
+    return res;
+  };
+  return {
+    async latestTry(task) {
+      const q = new URLSearchParams({
+        dagId: task.dagId,
+        runId: task.runId,
+        taskId: task.taskId,
+        mapIndex: String(task.mapIndex),
+      });
+      const res = await get(`/api/v1/attempts?${q}`);
+      const { attempts } = (await res.json()) as { attempts: Array<{ tryNumber: number }> };
+      return attempts.length ? Math.max(...attempts.map((a) => a.tryNumber)) : undefined;
+    },
+    async open(key, offset, signal) {
+      const e = encodeURIComponent;
+      const q = new URLSearchParams({ mapIndex: String(key.mapIndex), offset: String(offset) });
+      const res = await get(
+        `/api/v1/dags/${e(key.dagId)}/runs/${e(key.runId)}/tasks/${e(key.taskId)}/attempts/${key.tryNumber}/log?${q}`,
+        signal,
+      );
+      const size = Number(res.headers.get('x-tasklog-size') ?? Number.NaN);
+      if (!res.body) throw new BackendUnavailableError(`${base} sent no body`);
+      return {
+        size: Number.isFinite(size) ? size : undefined,
+        body: Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>),
+      };
+    },
+  };
+}

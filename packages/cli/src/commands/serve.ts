@@ -1,0 +1,82 @@
+import { mkdir, stat, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { attemptKey, Shipper } from '@tasklog/core';
+import { createApp, startServer } from '@tasklog/server';
+import { pino } from 'pino';
+import type { CommandContext } from '../context.js';
+
+export interface ServeOptions {
+  demo?: boolean;
+}
+
+const DEMO = { dagId: 'tasklog_demo', runId: 'manual__2026-01-01T00:00:00+00:00', taskId: 'hello' };
+
+export async function serveCommand(ctx: CommandContext, options: ServeOptions): Promise<void> {
+  const { config } = ctx;
+  const logger = pino({ level: config.logging.level }, pino.destination(2));
+  const store = await ctx.openStore();
+  const catalog = await ctx.openCatalog();
+  if (options.demo) await shipDemo(ctx);
+
+  const app = createApp({ store, catalog, pathTemplate: ctx.pathTemplate, logger });
+  const running = await startServer({
+    app,
+    host: config.server.host,
+    port: config.server.port,
+    shutdownTimeoutMs: config.server.shutdown_timeout * 1000,
+    logger,
+  });
+  process.stdout.write(`tasklog is serving ${store.url} on ${running.url}\n`);
+  if (options.demo) {
+    const q = (s: string) => `'${s}'`;
+    process.stdout.write(
+      `\nA demo attempt is shipped. Try, in another terminal of this folder:\n` +
+        `  npx -y pnpm@12.4.2 --silent tasklog fetch ${DEMO.dagId} ${q(DEMO.runId)} ${DEMO.taskId} --server ${running.url}\n` +
+        `  curl ${running.url}/api/v1/dags/${DEMO.dagId}/runs/${encodeURIComponent(DEMO.runId)}/tasks/${DEMO.taskId}/attempts/1/log\n` +
+        `  curl '${running.url}/api/v1/attempts?dagId=${DEMO.dagId}'\n\nStop with Ctrl-C.\n`,
+    );
+  }
+
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      logger.info({ signal }, 'shutting down: finishing in-flight requests');
+      running.close().then(resolve, resolve);
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}
+
+/** Writes a small finished attempt into the base log folder (once) and ships it. */
+async function shipDemo(ctx: CommandContext) {
+  const key = attemptKey({ ...DEMO, tryNumber: 1 });
+  const rel = ctx.pathTemplate.render(key);
+  const file = join(ctx.config.core.base_log_folder, ...rel.split('/'));
+  const exists = await stat(file).then(
+    () => true,
+    () => false,
+  );
+  if (!exists) {
+    const lines = [
+      '[2026-01-01T00:00:01.000+0000] {taskinstance.py:1} INFO - Starting attempt 1 of 1',
+      '[2026-01-01T00:00:01.100+0000] {demo.py:7} INFO - Hello from tasklog 👋 — héllo, wörld, 日本語',
+      ...Array.from(
+        { length: 20 },
+        (_, i) =>
+          `[2026-01-01T00:00:02.${String(i).padStart(3, '0')}+0000] {demo.py:9} INFO - step ${i + 1} of 20 done`,
+      ),
+      '[2026-01-01T00:00:03.000+0000] {taskinstance.py:2} INFO - Marking task as SUCCESS',
+    ];
+    await mkdir(dirname(file), { recursive: true });
+    await writeFile(file, `${lines.join('\n')}\n`);
+  }
+  const shipper = new Shipper({
+    store: await ctx.openStore(),
+    catalog: await ctx.openCatalog(),
+    pathTemplate: ctx.pathTemplate,
+    baseLogFolder: ctx.config.core.base_log_folder,
+    stateFolder: ctx.config.core.state_folder,
+    deleteLocalCopy: false,
+  });
+  await shipper.shipFile(file);
+}

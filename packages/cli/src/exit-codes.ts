@@ -1,0 +1,32 @@
+import { type ErrorCode, isTasklogError } from '@tasklog/core';
+
+/** The CLI's exit codes; the README documents them. This is the only place errors become codes. */
+export const ExitCode = {
+  ok: 0,
+  notFound: 1,
+  badInput: 2,
+  backendUnavailable: 3,
+  failed: 4,
+} as const;
+
+const BY_CODE: Record<ErrorCode, number> = {
+  NOT_FOUND: ExitCode.notFound,
+  INVALID_INPUT: ExitCode.badInput,
+  OFFSET_OUT_OF_RANGE: ExitCode.badInput,
+  CONFIG_INVALID: ExitCode.badInput,
+  BACKEND_UNAVAILABLE: ExitCode.backendUnavailable,
+  INTEGRITY: ExitCode.failed,
+  CONFLICT: ExitCode.failed,
+  ABORTED: ExitCode.failed,
+};
+
+export function exitCodeFor(err: unknown): number {
+  return isTasklogError(err) ? BY_CODE[err.code] : ExitCode.failed;
+}
+
+/** One line (or a few, for config issues) that says what went wrong and what to do. */
+export function describeError(err: unknown): string {
+  if (isTasklogError(err)) return `tasklog: ${err.message}`;
+  if (err instanceof Error) return `tasklog: unexpected error: ${err.stack ?? err.message}`;
+  return `tasklog: unexpected error: ${String(err)}`;
+}

@@ -1,0 +1,109 @@
+#!/usr/bin/env node
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { configShowCommand } from './commands/config-show.js';
+import { dbMigrateCommand } from './commands/db.js';
+import { fetchCommand } from './commands/fetch.js';
+import { serveCommand } from './commands/serve.js';
+import { shipCommand } from './commands/ship.js';
+import { CommandContext, type GlobalOptions, withContext } from './context.js';
+import { describeError, ExitCode, exitCodeFor } from './exit-codes.js';
+
+function integer(min: number) {
+  return (value: string) => {
+    if (!/^-?\d+$/.test(value) || Number(value) < min) {
+      throw new InvalidArgumentError(`expected an integer >= ${min}`);
+    }
+    return Number(value);
+  };
+}
+
+function buildProgram(): Command {
+  const program = new Command('tasklog')
+    .description('Ship, serve and fetch task-attempt logs (Apache Airflow layout).')
+    .option('-c, --config <file>', 'TOML config file (default: $TASKLOG_CONFIG)')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  const globals = () => program.opts<GlobalOptions>();
+
+  program
+    .command('fetch')
+    .description("Print an attempt's log, from a tasklog server or straight from the store.")
+    .argument('<dag_id>')
+    .argument('<run_id>', 'e.g. scheduled__2024-01-01T00:00:00+00:00')
+    .argument('<task_id>')
+    .option('--try <n>', 'attempt number (default: the latest one known)', integer(1))
+    .option('--map-index <n>', 'map index of a mapped task', integer(-1), -1)
+    .option('--offset <n>', 'start at this byte offset', integer(0), 0)
+    .option('-o, --output <file>', 'write to FILE (progress bar on a terminal) instead of stdout')
+    .addOption(new Option('--server <url>', 'tasklog server to fetch through').conflicts('store'))
+    .option('--store <url>', 'read straight from this store (default: store.url from config)')
+    .action((dagId, runId, taskId, opts) =>
+      withContext(globals(), { 'store.url': opts.store }, (ctx) =>
+        fetchCommand(ctx, { dagId, runId, taskId }, opts),
+      ),
+    );
+
+  program
+    .command('ship')
+    .description(
+      'Ship finished logs at PATH (a file or folder under the base log folder) to the store.',
+    )
+    .argument('<path...>')
+    .option('--store <url>', 'destination store (default: store.url from config)')
+    .option('--json', 'print the results as JSON')
+    .action((paths, opts) =>
+      withContext(globals(), { 'store.url': opts.store }, (ctx) => shipCommand(ctx, paths, opts)),
+    );
+
+  program
+    .command('serve')
+    .description('Run the log proxy: serves archived logs over HTTP.')
+    .option('--host <host>', 'address to bind (default: server.host, 127.0.0.1)')
+    .option('--port <port>', 'port to bind, 0 for any (default: server.port, 8794)', integer(0))
+    .option('--demo', 'first write and ship a small demo attempt')
+    .action((opts) =>
+      withContext(globals(), { 'server.host': opts.host, 'server.port': opts.port }, (ctx) =>
+        serveCommand(ctx, opts),
+      ),
+    );
+
+  const db = program.command('db').description('Manage the catalog database.');
+  db.command('migrate')
+    .description('Apply pending catalog schema migrations.')
+    .option('--json', 'print the result as JSON')
+    .action((opts) => withContext(globals(), {}, (ctx) => dbMigrateCommand(ctx, opts)));
+
+  const config = program.command('config').description('Inspect configuration.');
+  config
+    .command('show')
+    .description('Show every key with its effective value and source (secrets masked).')
+    .option('--json', 'print as JSON')
+    .action((opts) => configShowCommand(new CommandContext(globals()), opts));
+
+  return program;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return ExitCode.ok;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // --help and --version end here too, with exit code 0; usage errors are bad input.
+      return err.exitCode === 0 ? ExitCode.ok : ExitCode.badInput;
+    }
+    process.stderr.write(`${describeError(err)}\n`);
+    return exitCodeFor(err);
+  }
+}
+
+// A closed pipe (`tasklog fetch ... | head`) is a normal end, not an error.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(ExitCode.ok);
+  throw err;
+});
+
+main(process.argv).then((code) => {
+  process.exitCode = code;
+});

@@ -1,0 +1,124 @@
+import { mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type BetterSqlite3 from 'better-sqlite3';
+import { Kysely, SqliteDialect } from 'kysely';
+import { BackendUnavailableError, InvalidInputError } from '../errors.js';
+import { migrateCatalog, newerSchemaError, schemaStatus } from './migrations.js';
+import { type CatalogDatabase, catalogError, maskCatalogUrl, SqlCatalog } from './sql-catalog.js';
+
+export interface OpenCatalogOptions {
+  /**
+   * `auto` (the default for embedded SQLite) applies pending migrations at open; `never` refuses
+   * a schema that is not current, for deployments that migrate explicitly (`tasklog db migrate`).
+   * Either way a schema migrated by a newer tasklog is refused.
+   */
+  migrate?: 'auto' | 'never';
+}
+
+const MEMORY_URL = 'sqlite::memory:';
+const SQLITE_PREFIX = 'sqlite://';
+
+/**
+ * Opens the catalog at `url`: `sqlite:///abs/path/catalog.db` (parent folders are created) or
+ * `sqlite::memory:`. Throws InvalidInputError for a URL it cannot serve (PostgreSQL arrives in a
+ * later release) and BackendUnavailableError when the database cannot be opened, its schema is
+ * not migrated (with `migrate: 'never'`) or was migrated by a newer tasklog.
+ */
+export async function openCatalog(
+  url: string,
+  options: OpenCatalogOptions = {},
+): Promise<SqlCatalog> {
+  const masked = maskCatalogUrl(url);
+  const db = await openDatabase(url, masked);
+  try {
+    const status = await wrap(masked, 'read schema status', () => schemaStatus(db));
+    if (status.unknown.length > 0) throw newerSchemaError(status.unknown, masked);
+    if (status.pending.length > 0) {
+      if ((options.migrate ?? 'auto') === 'never') {
+        throw new BackendUnavailableError(
+          `catalog schema is not migrated (pending: ${status.pending.join(', ')}); run: tasklog db migrate (catalog ${masked})`,
+        );
+      }
+      await wrap(masked, 'migrate', () => migrateCatalog(db));
+    }
+  } catch (err) {
+    await db.destroy().catch(() => undefined);
+    throw err;
+  }
+  return new SqlCatalog(db, url);
+}
+
+/** Applies every pending migration to the catalog at `url` (for `tasklog db migrate`). */
+export async function migrateCatalogUrl(url: string): Promise<{ applied: string[] }> {
+  const masked = maskCatalogUrl(url);
+  const db = await openDatabase(url, masked);
+  try {
+    const status = await wrap(masked, 'read schema status', () => schemaStatus(db));
+    if (status.unknown.length > 0) throw newerSchemaError(status.unknown, masked);
+    return await wrap(masked, 'migrate', () => migrateCatalog(db));
+  } finally {
+    await db.destroy().catch(() => undefined);
+  }
+}
+
+async function openDatabase(url: string, masked: string): Promise<Kysely<CatalogDatabase>> {
+  if (/^postgres(ql)?:\/\//i.test(url)) {
+    throw new InvalidInputError('PostgreSQL catalogs arrive in a later release');
+  }
+  const path = sqlitePath(url, masked);
+  const sqlite = await openSqlite(path, masked);
+  return new Kysely<CatalogDatabase>({ dialect: new SqliteDialect({ database: sqlite }) });
+}
+
+function sqlitePath(url: string, masked: string): string {
+  if (url === MEMORY_URL) return ':memory:';
+  const expected = `expected ${SQLITE_PREFIX}/absolute/path/catalog.db or ${MEMORY_URL}`;
+  if (!url.startsWith(SQLITE_PREFIX)) {
+    throw new InvalidInputError(`unsupported catalog URL ${masked}: ${expected}`);
+  }
+  try {
+    // Reuse file: URL rules: percent-decoding, and a host (a relative path) is refused.
+    const file = new URL(`file://${url.slice(SQLITE_PREFIX.length)}`);
+    if (file.search !== '' || file.hash !== '') throw new Error('query and fragment are not used');
+    return fileURLToPath(file);
+  } catch (err) {
+    throw new InvalidInputError(`invalid catalog URL ${masked}: ${expected}`, { cause: err });
+  }
+}
+
+async function openSqlite(path: string, masked: string): Promise<BetterSqlite3.Database> {
+  // Imported lazily: a native module, and only the SQLite catalog needs it.
+  const { default: Database } = await wrap(
+    masked,
+    'load better-sqlite3',
+    () => import('better-sqlite3'),
+  );
+  if (path !== ':memory:') {
+    await wrap(masked, 'create folder', () => mkdir(dirname(path), { recursive: true }));
+  }
+  return wrap(masked, 'open', async () => {
+    const sqlite = new Database(path);
+    try {
+      // busy_timeout first: switching to WAL needs a lock another process may hold briefly.
+      sqlite.pragma('busy_timeout = 5000');
+      // WAL lets the proxy read while an agent writes; NORMAL is durable across process crashes
+      // in WAL mode (only a power loss may drop the last commits).
+      sqlite.pragma('journal_mode = WAL');
+      sqlite.pragma('synchronous = NORMAL');
+      sqlite.pragma('foreign_keys = ON');
+      return sqlite;
+    } catch (err) {
+      sqlite.close();
+      throw err;
+    }
+  });
+}
+
+async function wrap<T>(masked: string, operation: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw catalogError(masked, operation, err);
+  }
+}

@@ -1,0 +1,160 @@
+import { pathToFileURL } from 'node:url';
+import { z } from 'zod';
+import { InvalidInputError } from '../errors.js';
+import { PathTemplate } from '../path-template.js';
+import type { TasklogConfig } from './types.js';
+
+/**
+ * Set on a zod issue whose message already quotes the offending value, so the loader does not
+ * append `, got "..."` a second time.
+ */
+export const MESSAGE_QUOTES_VALUE = 'messageQuotesValue';
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+
+export const STORE_SCHEMES = [
+  'file:',
+  's3:',
+  'gs:',
+  'cloudwatch:',
+  'elasticsearch+http:',
+  'elasticsearch+https:',
+  'stackdriver:',
+] as const;
+
+const folder = (what: string) =>
+  z
+    .string({ error: `expected ${what} (a non-empty path)` })
+    .min(1, { error: `expected ${what} (a non-empty path)` });
+
+const bool = z.preprocess(
+  // Environment values are strings; `1`/`0` is what shell scripts and compose files tend to use.
+  (v) => {
+    if (typeof v !== 'string') return v;
+    const s = v.trim().toLowerCase();
+    if (s === 'true' || s === '1') return true;
+    if (s === 'false' || s === '0') return false;
+    return v;
+  },
+  z.boolean({ error: 'expected a boolean (true, false, 1 or 0)' }),
+);
+
+const numeric = (v: unknown) =>
+  typeof v === 'string' && /^\s*[-+]?\d+(\.\d+)?\s*$/.test(v) ? Number(v) : v;
+
+const PORT = 'expected a port number 0-65535 (0 = any free port)';
+const port = z.preprocess(
+  numeric,
+  z
+    .number({ error: PORT })
+    .int({ error: PORT })
+    .min(0, { error: PORT })
+    .max(65535, { error: PORT }),
+);
+
+const SECONDS = 'expected a number of seconds >= 0';
+const seconds = z.preprocess(
+  numeric,
+  z.number({ error: SECONDS }).min(0, { error: SECONDS }).finite({ error: SECONDS }),
+);
+
+const pathTemplate = z
+  .string({ error: 'expected a path template string' })
+  .superRefine((v, ctx) => {
+    try {
+      new PathTemplate(v);
+    } catch (err) {
+      if (!(err instanceof InvalidInputError)) throw err;
+      ctx.addIssue({
+        code: 'custom',
+        message: err.message,
+        params: { [MESSAGE_QUOTES_VALUE]: true },
+      });
+    }
+  });
+
+const STORE_EXPECTED = `expected a store URL with scheme ${STORE_SCHEMES.map((s) => `${s}//`).join(', ')} or an absolute path`;
+
+const storeUrl = z.string({ error: STORE_EXPECTED }).transform((v, ctx) => {
+  const fail = (message: string): never => {
+    ctx.issues.push({ code: 'custom', message, input: v });
+    return z.NEVER;
+  };
+  if (v.startsWith('/')) return pathToFileURL(v).href;
+  // Not `new URL(...)` for the scheme: a CloudWatch log group ARN (`arn:aws:logs:...`) in the
+  // authority position is not a valid WHATWG URL.
+  const scheme = /^([a-z][a-z0-9+.-]*:)\/\//i.exec(v)?.[1]?.toLowerCase();
+  if (!scheme || !(STORE_SCHEMES as readonly string[]).includes(scheme))
+    return fail(STORE_EXPECTED);
+  if (scheme === 'cloudwatch:') {
+    if (v.length <= 'cloudwatch://'.length) return fail('expected cloudwatch://<log group ARN>');
+    return v;
+  }
+  let url: URL;
+  try {
+    url = new URL(v);
+  } catch {
+    return fail(`${STORE_EXPECTED} (it does not parse as a URL)`);
+  }
+  if (scheme === 'file:') {
+    if (url.host !== '') {
+      return fail(
+        `expected file:///abs/path (three slashes): in file://${url.host}/..., "${url.host}" is a host name, not a relative folder`,
+      );
+    }
+    if (!/^file:\/\/\//i.test(v)) return fail('expected file:///abs/path (three slashes)');
+  } else if ((scheme === 's3:' || scheme === 'gs:') && url.host === '') {
+    return fail(`expected ${scheme}//BUCKET/optional/prefix`);
+  }
+  return v;
+});
+
+const CATALOG_EXPECTED =
+  'expected sqlite:///abs/path.db (three slashes for an absolute path), sqlite::memory: or postgres://user@host/db';
+
+const catalogUrl = z.string({ error: CATALOG_EXPECTED }).superRefine((v, ctx) => {
+  if (v === 'sqlite::memory:') return;
+  if (/^sqlite:\/\/\/./i.test(v)) return;
+  if (/^postgres(ql)?:\/\//i.test(v)) {
+    try {
+      if (new URL(v).host !== '') return;
+    } catch {
+      // reported below
+    }
+  }
+  ctx.addIssue({ code: 'custom', message: CATALOG_EXPECTED });
+});
+
+const host = z
+  .string({ error: 'expected a host name or IP address to listen on' })
+  .min(1, { error: 'expected a host name or IP address to listen on' });
+
+const level = z.preprocess(
+  (v) => (typeof v === 'string' ? v.trim().toLowerCase() : v),
+  z.enum(LOG_LEVELS, { error: `expected one of ${LOG_LEVELS.join(', ')}` }),
+);
+
+/**
+ * The whole configuration. Input values may be strings (environment, flags) and are coerced;
+ * relative folders are kept as given, because the folder they are relative to depends on where
+ * each value came from (the loader resolves them).
+ */
+export const configSchema = z.object({
+  core: z.object({
+    base_log_folder: folder('a log folder'),
+    path_template: pathTemplate,
+    delete_local_copy: bool,
+    state_folder: folder('a state folder'),
+  }),
+  store: z.object({ url: storeUrl }),
+  catalog: z.object({ url: catalogUrl }),
+  server: z.object({ host, port, shutdown_timeout: seconds }),
+  logging: z.object({ level }),
+}) satisfies z.ZodType<TasklogConfig>;
+
+/** Every configuration key as `section.key`, in the order `describeConfig` lists them. */
+export const CONFIG_KEYS: readonly string[] = Object.entries(configSchema.shape).flatMap(
+  ([section, schema]) => Object.keys(schema.shape).map((name) => `${section}.${name}`),
+);
+
+export const CONFIG_SECTIONS: readonly string[] = Object.keys(configSchema.shape);

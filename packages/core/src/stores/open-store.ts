@@ -1,0 +1,45 @@
+import { InvalidInputError } from '../errors.js';
+import type { PathTemplate } from '../path-template.js';
+import type { LogStore } from '../store.js';
+
+export interface OpenStoreOptions {
+  /** Where each attempt's log lives below the store's root; default Airflow's layout. */
+  pathTemplate?: PathTemplate;
+}
+
+type Opener = (url: string, options: OpenStoreOptions) => Promise<LogStore>;
+
+// Each backend is imported only when its scheme is used, so reading from a local folder does
+// not load five cloud SDKs. `undefined` marks a scheme that is planned but not built yet.
+const OPENERS: Record<string, Opener | undefined> = {
+  file: async (url, options) => (await import('./local-store.js')).LocalStore.fromUrl(url, options),
+  s3: undefined,
+  gs: undefined,
+  cloudwatch: undefined,
+  'elasticsearch+http': undefined,
+  'elasticsearch+https': undefined,
+  stackdriver: undefined,
+};
+
+/**
+ * Opens the store a URL names, like Airflow's `remote_base_log_folder`: `file:///var/log/archive`,
+ * `s3://bucket/prefix`, `gs://bucket/prefix`, `cloudwatch://arn:...`, `elasticsearch+https://host/INDEX`,
+ * `stackdriver://LOG_NAME`. Throws InvalidInputError for an unknown or not yet supported scheme
+ * and for a URL the chosen store rejects.
+ */
+export async function openStore(url: string, options: OpenStoreOptions = {}): Promise<LogStore> {
+  // Not `new URL()`: a CloudWatch ARN (`arn:aws:logs:...`) is not a valid URL authority.
+  const m = /^([a-zA-Z][a-zA-Z0-9+.-]*):/.exec(url);
+  const scheme = m?.[1]?.toLowerCase();
+  if (scheme === undefined || !Object.hasOwn(OPENERS, scheme)) {
+    const got = scheme === undefined ? 'a URL without a scheme' : `scheme "${scheme}:"`;
+    throw new InvalidInputError(
+      `unknown store URL: got ${got}; supported schemes are ${Object.keys(OPENERS)
+        .map((s) => `${s}:`)
+        .join(', ')}`,
+    );
+  }
+  const opener = OPENERS[scheme];
+  if (!opener) throw new InvalidInputError(`store scheme ${scheme}: is not supported yet`);
+  return opener(url, options);
+}

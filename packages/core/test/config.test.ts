@@ -1,0 +1,447 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  AIRFLOW_PATH_TEMPLATE,
+  ConfigError,
+  type ConfigIssue,
+  defaultHome,
+  describeConfig,
+  type LoadConfigOptions,
+  loadConfig,
+} from '@tasklog/core';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+
+let dir: string;
+let home: string;
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'tasklog-config-'));
+  home = join(dir, 'home');
+});
+afterEach(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** Writes a TOML file into the test folder and returns its path. */
+function toml(text: string, name = 'tasklog.toml'): string {
+  const path = join(dir, name);
+  writeFileSync(path, text);
+  return path;
+}
+
+/** Loads with an isolated environment: only PATH (for `_cmd`), TASKLOG_HOME and `env`. */
+function load(options: LoadConfigOptions = {}) {
+  return loadConfig({
+    cwd: dir,
+    ...options,
+    env: { PATH: process.env.PATH, TASKLOG_HOME: home, ...options.env },
+  });
+}
+
+function issuesOf(fn: () => unknown): ConfigIssue[] {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as ConfigError).issues;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('defaults', () => {
+  it('derives every default from TASKLOG_HOME', () => {
+    const { config, sources } = load();
+    expect(config).toEqual({
+      core: {
+        base_log_folder: join(home, 'logs'),
+        path_template: AIRFLOW_PATH_TEMPLATE,
+        delete_local_copy: false,
+        state_folder: join(home, 'state'),
+      },
+      store: { url: `file://${home}/archive` },
+      catalog: { url: `sqlite://${home}/catalog.db` },
+      server: { host: '127.0.0.1', port: 8794, shutdown_timeout: 10 },
+      logging: { level: 'info' },
+    });
+    expect(Object.values(sources).every((s) => s.source === 'default' && !s.secret)).toBe(true);
+  });
+
+  it('uses ~/.tasklog as home when TASKLOG_HOME is not set', () => {
+    expect(defaultHome({})).toMatch(/[/\\]\.tasklog$/);
+    expect(defaultHome({ TASKLOG_HOME: '/srv/tasklog' })).toBe('/srv/tasklog');
+  });
+
+  it('reads no file when neither --config nor TASKLOG_CONFIG is given', () => {
+    expect(load().configPath).toBeUndefined();
+  });
+});
+
+describe('precedence', () => {
+  it('a file value overrides the default', () => {
+    const path = toml('[server]\nport = 9000\n');
+    const loaded = load({ configPath: path });
+    expect(loaded.config.server.port).toBe(9000);
+    expect(loaded.sources['server.port']).toEqual({ source: `file ${path}`, secret: false });
+    expect(loaded.configPath).toBe(path);
+  });
+
+  it('TASKLOG_CONFIG names the file when --config is not given', () => {
+    const path = toml('[server]\nport = 9000\n');
+    expect(load({ env: { TASKLOG_CONFIG: path } }).config.server.port).toBe(9000);
+  });
+
+  it('--config wins over TASKLOG_CONFIG', () => {
+    const flagFile = toml('[server]\nport = 9001\n', 'flag.toml');
+    const envFile = toml('[server]\nport = 9002\n', 'env.toml');
+    const loaded = load({ configPath: flagFile, env: { TASKLOG_CONFIG: envFile } });
+    expect(loaded.config.server.port).toBe(9001);
+  });
+
+  it('an environment variable overrides the file', () => {
+    const path = toml('[server]\nport = 9000\n');
+    const loaded = load({ configPath: path, env: { TASKLOG__SERVER__PORT: '9100' } });
+    expect(loaded.config.server.port).toBe(9100);
+    expect(loaded.sources['server.port']?.source).toBe('env TASKLOG__SERVER__PORT');
+  });
+
+  it('a flag overrides the environment', () => {
+    const path = toml('[server]\nport = 9000\n');
+    const loaded = load({
+      configPath: path,
+      env: { TASKLOG__SERVER__PORT: '9100' },
+      flags: { 'server.port': 9200 },
+      flagNames: { 'server.port': '--port' },
+    });
+    expect(loaded.config.server.port).toBe(9200);
+    expect(loaded.sources['server.port']?.source).toBe('flag --port');
+  });
+
+  it('a flag whose value is undefined is ignored', () => {
+    const loaded = load({
+      env: { TASKLOG__SERVER__PORT: '9100' },
+      flags: { 'server.port': undefined },
+    });
+    expect(loaded.config.server.port).toBe(9100);
+  });
+});
+
+describe('environment', () => {
+  it('coerces numbers and booleans from strings', () => {
+    const { config } = load({
+      env: {
+        TASKLOG__SERVER__PORT: '8080',
+        TASKLOG__SERVER__SHUTDOWN_TIMEOUT: '2.5',
+        TASKLOG__CORE__DELETE_LOCAL_COPY: 'true',
+      },
+    });
+    expect(config.server.port).toBe(8080);
+    expect(config.server.shutdown_timeout).toBe(2.5);
+    expect(config.core.delete_local_copy).toBe(true);
+  });
+
+  it.each([
+    ['1', true],
+    ['0', false],
+    ['false', false],
+    ['TRUE', true],
+  ])('reads the boolean %j as %j', (raw, expected) => {
+    const { config } = load({ env: { TASKLOG__CORE__DELETE_LOCAL_COPY: raw } });
+    expect(config.core.delete_local_copy).toBe(expected);
+  });
+
+  it('ignores variables outside the TASKLOG__ namespace', () => {
+    const { config } = load({ env: { TASKLOG_FOO: 'x', OTHER__STORE__URL: 'nonsense' } });
+    expect(config.server.port).toBe(8794);
+  });
+
+  it('reports an unknown TASKLOG__ variable with the closest known one', () => {
+    const issues = issuesOf(() => load({ env: { TASKLOG__STORE__URLL: 'file:///x' } }));
+    expect(issues).toEqual([
+      {
+        key: 'store.urll',
+        source: 'env TASKLOG__STORE__URLL',
+        message: expect.stringContaining('did you mean store.url (TASKLOG__STORE__URL)?'),
+      },
+    ]);
+  });
+});
+
+describe('commands (_cmd)', () => {
+  it('takes a file value from a command, without its trailing newline, as a secret', () => {
+    const path = toml(`[store]\nurl_cmd = "printf 'file:///x\\\\n'"\n`);
+    const loaded = load({ configPath: path });
+    expect(loaded.config.store.url).toBe('file:///x');
+    expect(loaded.sources['store.url']).toEqual({
+      source: `command from file ${path}`,
+      secret: true,
+    });
+  });
+
+  it('removes only one trailing newline', () => {
+    const loaded = load({ env: { TASKLOG__SERVER__HOST_CMD: "printf 'h\\n\\n'" } });
+    expect(loaded.config.server.host).toBe('h\n');
+  });
+
+  it('takes an environment value from a command', () => {
+    const loaded = load({ env: { TASKLOG__STORE__URL_CMD: "printf 'file:///from-env\\n'" } });
+    expect(loaded.config.store.url).toBe('file:///from-env');
+    expect(loaded.sources['store.url']).toEqual({
+      source: 'command from env TASKLOG__STORE__URL_CMD',
+      secret: true,
+    });
+  });
+
+  it('a command in a higher layer overrides a plain value in a lower one', () => {
+    const path = toml('[store]\nurl = "file:///from-file"\n');
+    const loaded = load({ configPath: path, env: { TASKLOG__STORE__URL_CMD: 'echo file:///cmd' } });
+    expect(loaded.config.store.url).toBe('file:///cmd');
+  });
+
+  it('reports a failing command with its key, source and first stderr line', () => {
+    const issues = issuesOf(() =>
+      load({
+        env: { TASKLOG__STORE__URL_CMD: 'echo "no such secret" >&2; echo more >&2; exit 3' },
+      }),
+    );
+    expect(issues).toHaveLength(1);
+    expect(issues[0]).toMatchObject({ key: 'store.url', source: 'env TASKLOG__STORE__URL_CMD' });
+    expect(issues[0]?.message).toMatch(/exited with status 3: no such secret$/);
+  });
+
+  it('reports a command that runs past its time limit', () => {
+    const issues = issuesOf(() =>
+      load({ env: { TASKLOG__SERVER__HOST_CMD: 'exec sleep 30' }, commandTimeoutMs: 200 }),
+    );
+    expect(issues).toEqual([
+      {
+        key: 'server.host',
+        source: 'env TASKLOG__SERVER__HOST_CMD',
+        message: expect.stringContaining('timed out'),
+      },
+    ]);
+  });
+
+  it('rejects a key given both directly and as a command in the same layer', () => {
+    const path = toml('[store]\nurl = "file:///a"\nurl_cmd = "echo file:///b"\n');
+    const issues = issuesOf(() => load({ configPath: path }));
+    expect(issues).toEqual([
+      { key: 'store.url', source: expect.stringContaining(path), message: expect.any(String) },
+    ]);
+  });
+
+  it('runs a file command in the file’s folder', () => {
+    writeFileSync(join(dir, 'secret-url'), 'file:///from-secret\n');
+    const path = toml('[store]\nurl_cmd = "cat ./secret-url"\n');
+    expect(load({ configPath: path, cwd: '/' }).config.store.url).toBe('file:///from-secret');
+  });
+});
+
+describe('describeConfig', () => {
+  it('lists every key with its value and source', () => {
+    const rows = describeConfig(load({ env: { TASKLOG__SERVER__PORT: '9000' } }));
+    expect(rows.map((r) => r.key)).toEqual([
+      'core.base_log_folder',
+      'core.path_template',
+      'core.delete_local_copy',
+      'core.state_folder',
+      'store.url',
+      'catalog.url',
+      'server.host',
+      'server.port',
+      'server.shutdown_timeout',
+      'logging.level',
+    ]);
+    expect(rows.find((r) => r.key === 'server.port')).toEqual({
+      key: 'server.port',
+      value: 9000,
+      source: 'env TASKLOG__SERVER__PORT',
+    });
+  });
+
+  it('masks a value that came from a command', () => {
+    const rows = describeConfig(load({ env: { TASKLOG__STORE__URL_CMD: 'echo s3://bucket/p' } }));
+    expect(rows.find((r) => r.key === 'store.url')).toEqual({
+      key: 'store.url',
+      value: '***',
+      source: 'command from env TASKLOG__STORE__URL_CMD',
+    });
+  });
+
+  it('masks the password of a URL with userinfo', () => {
+    const loaded = load({
+      env: { TASKLOG__CATALOG__URL: 'postgres://u:p%40ss@db.example:5432/tl' },
+    });
+    const row = describeConfig(loaded).find((r) => r.key === 'catalog.url');
+    expect(row?.value).toBe('postgres://u:***@db.example:5432/tl');
+  });
+
+  it('masks any key whose name names a credential', () => {
+    const loaded = load();
+    const withToken = {
+      ...loaded,
+      config: { ...loaded.config, store: { ...loaded.config.store, api_token: 't' } },
+    };
+    // A key like store.api_token is masked by its name even when it came from no command.
+    const rows = describeConfig(withToken as typeof loaded);
+    expect(rows.find((r) => r.key === 'store.api_token')).toEqual({
+      key: 'store.api_token',
+      value: '***',
+      source: 'default',
+    });
+  });
+
+  it('does not reveal a command’s value in an error message', () => {
+    const issues = issuesOf(() => load({ env: { TASKLOG__SERVER__PORT_CMD: 'echo hunter2' } }));
+    expect(issues).toHaveLength(1);
+    expect(issues[0]?.message).not.toContain('hunter2');
+  });
+});
+
+describe('file', () => {
+  it('reports a missing named file', () => {
+    const path = join(dir, 'nope.toml');
+    const issues = issuesOf(() => load({ configPath: path }));
+    expect(issues).toEqual([
+      { key: 'config', source: 'flag --config', message: `cannot read ${path}: no such file` },
+    ]);
+  });
+
+  it('reports a TOML syntax error with the file and line', () => {
+    const path = toml('[server]\nport = 9000\nhost = \n');
+    const issues = issuesOf(() => load({ configPath: path }));
+    expect(issues).toHaveLength(1);
+    expect(issues[0]?.source).toBe(`file ${path}`);
+    expect(issues[0]?.message).toMatch(/invalid TOML in .*tasklog\.toml at line 3/);
+  });
+
+  it('reports an unknown key with the closest known one', () => {
+    const path = toml('[core]\nbse_log_folder = "/x"\n');
+    expect(issuesOf(() => load({ configPath: path }))).toEqual([
+      {
+        key: 'core.bse_log_folder',
+        source: `file ${path}`,
+        message: 'unknown key core.bse_log_folder; did you mean core.base_log_folder?',
+      },
+    ]);
+  });
+
+  it('reports an unknown section', () => {
+    const path = toml('[stor]\nurl = "file:///x"\n');
+    expect(issuesOf(() => load({ configPath: path }))).toEqual([
+      { key: 'stor', source: `file ${path}`, message: 'unknown section stor; did you mean store?' },
+    ]);
+  });
+
+  it('resolves a relative folder from the file against the file’s folder', () => {
+    const path = toml('[core]\nbase_log_folder = "logs"\n', 'conf.toml');
+    const { config } = load({ configPath: path, cwd: '/' });
+    expect(config.core.base_log_folder).toBe(join(dir, 'logs'));
+  });
+
+  it('resolves a relative folder from the environment or a flag against cwd', () => {
+    const { config } = load({
+      cwd: '/work/here',
+      env: { TASKLOG__CORE__BASE_LOG_FOLDER: 'logs' },
+      flags: { 'core.state_folder': '../state' },
+    });
+    expect(config.core.base_log_folder).toBe('/work/here/logs');
+    expect(config.core.state_folder).toBe('/work/state');
+  });
+});
+
+describe('validation', () => {
+  it('collects every invalid value into one error, each with key, source and expectation', () => {
+    const path = toml('[logging]\nlevel = "loud"\n');
+    const issues = issuesOf(() =>
+      load({ configPath: path, env: { TASKLOG__SERVER__PORT: 'abc' } }),
+    );
+    expect(issues).toEqual([
+      {
+        key: 'server.port',
+        source: 'env TASKLOG__SERVER__PORT',
+        message: 'expected a port number 0-65535 (0 = any free port), got "abc"',
+      },
+      {
+        key: 'logging.level',
+        source: `file ${path}`,
+        message: 'expected one of trace, debug, info, warn, error, fatal, silent, got "loud"',
+      },
+    ]);
+  });
+
+  it.each([-1, 65536, 1.5])('rejects the port %j', (port) => {
+    const issues = issuesOf(() => load({ flags: { 'server.port': port } }));
+    expect(issues[0]).toMatchObject({ key: 'server.port', source: 'flag server.port' });
+  });
+
+  it('accepts port 0 (any free port)', () => {
+    expect(load({ flags: { 'server.port': '0' } }).config.server.port).toBe(0);
+  });
+
+  it('rejects a negative shutdown timeout', () => {
+    const issues = issuesOf(() => load({ env: { TASKLOG__SERVER__SHUTDOWN_TIMEOUT: '-1' } }));
+    expect(issues[0]?.key).toBe('server.shutdown_timeout');
+  });
+
+  it('rejects an empty folder', () => {
+    const issues = issuesOf(() => load({ env: { TASKLOG__CORE__STATE_FOLDER: '' } }));
+    expect(issues[0]?.message).toContain('non-empty');
+  });
+
+  it('reports an invalid path template with the template’s own explanation', () => {
+    const issues = issuesOf(() => load({ env: { TASKLOG__CORE__PATH_TEMPLATE: '{dag_id}.log' } }));
+    expect(issues).toEqual([
+      {
+        key: 'core.path_template',
+        source: 'env TASKLOG__CORE__PATH_TEMPLATE',
+        message: expect.stringContaining('lacks'),
+      },
+    ]);
+  });
+
+  it('turns a bare absolute store path into a file URL', () => {
+    const { config } = load({ env: { TASKLOG__STORE__URL: '/var/log/archive' } });
+    expect(config.store.url).toBe('file:///var/log/archive');
+  });
+
+  it('explains file:///abs/path for a relative file URL', () => {
+    const issues = issuesOf(() => load({ env: { TASKLOG__STORE__URL: 'file://archive' } }));
+    expect(issues[0]?.message).toContain('file:///abs/path');
+  });
+
+  it.each([
+    's3://bucket/prefix',
+    'gs://bucket/prefix',
+    'cloudwatch://arn:aws:logs:eu-west-1:123456789012:log-group:airflow',
+    'elasticsearch+https://es.example:9200/logs',
+    'elasticsearch+http://localhost:9200/logs',
+    'stackdriver://airflow-tasks',
+  ])('accepts the store URL %s', (url) => {
+    expect(load({ env: { TASKLOG__STORE__URL: url } }).config.store.url).toBe(url);
+  });
+
+  it.each(['ftp://host/x', 'archive', 's3:///no-bucket'])('rejects the store URL %s', (url) => {
+    const issues = issuesOf(() => load({ env: { TASKLOG__STORE__URL: url } }));
+    expect(issues[0]?.key).toBe('store.url');
+  });
+
+  it.each([
+    'sqlite:///var/lib/tasklog/catalog.db',
+    'sqlite::memory:',
+    'postgres://tasklog@db/tasklog',
+    'postgresql://tasklog@db/tasklog',
+  ])('accepts the catalog URL %s', (url) => {
+    expect(load({ env: { TASKLOG__CATALOG__URL: url } }).config.catalog.url).toBe(url);
+  });
+
+  it('rejects a relative sqlite URL, explaining the three slashes', () => {
+    const issues = issuesOf(() => load({ env: { TASKLOG__CATALOG__URL: 'sqlite://catalog.db' } }));
+    expect(issues[0]?.message).toContain('three slashes');
+  });
+
+  it('hides a URL password in an error message', () => {
+    const issues = issuesOf(() => load({ env: { TASKLOG__STORE__URL: 'ftp://u:pw@host/x' } }));
+    expect(issues[0]?.message).toContain('ftp://u:***@host/x');
+  });
+});

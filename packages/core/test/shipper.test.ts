@@ -1,0 +1,189 @@
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  attemptKey,
+  type Catalog,
+  ConflictError,
+  digestStored,
+  InvalidInputError,
+  LocalStore,
+  openCatalog,
+  PathTemplate,
+  Shipper,
+  type ShipperOptions,
+} from '../src/index.js';
+
+const template = new PathTemplate();
+const key = attemptKey({
+  dagId: 'etl',
+  runId: 'scheduled__2024-01-01T00:00:00+00:00',
+  taskId: 'load',
+  tryNumber: 1,
+});
+const rel = template.render(key);
+
+function content(bytes: number, seed = 7): Buffer {
+  const lines: string[] = [];
+  let size = 0;
+  for (let i = 0; size < bytes; i++) {
+    const line = `[${i}] ${'é€𝄞 x'.repeat((i * seed) % 97)}\n`;
+    lines.push(line);
+    size += Buffer.byteLength(line);
+  }
+  return Buffer.from(lines.join('')).subarray(0, bytes);
+}
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+describe('Shipper', () => {
+  let dir: string;
+  let base: string;
+  let file: string;
+  let store: LocalStore;
+  let catalog: Catalog;
+  let options: ShipperOptions;
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'tasklog-shipper-'));
+    base = join(dir, 'logs');
+    file = join(base, ...rel.split('/'));
+    await mkdir(dirname(file), { recursive: true });
+    // Small chunks so that a log spans many chunk files and can be interrupted in the middle.
+    store = new LocalStore({
+      root: join(dir, 'archive'),
+      pathTemplate: template,
+      chunkSize: 64 * 1024,
+    });
+    catalog = await openCatalog(`sqlite://${join(dir, 'catalog.db')}`, { migrate: 'auto' });
+    options = {
+      store,
+      catalog,
+      pathTemplate: template,
+      baseLogFolder: base,
+      stateFolder: join(dir, 'state'),
+      deleteLocalCopy: false,
+    };
+  });
+
+  afterEach(async () => {
+    await catalog.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('ships a finished log byte for byte and records it as shipped with size and sha256', async () => {
+    const log = content(1_000_000);
+    await writeFile(file, log);
+    const result = await new Shipper(options).shipFile(file);
+    expect(result).toMatchObject({
+      outcome: 'shipped',
+      size: log.length,
+      sha256: sha256(log),
+      uploaded: log.length,
+    });
+    expect(await digestStored(store, key)).toEqual({ size: log.length, sha256: sha256(log) });
+    expect(await catalog.get(key)).toMatchObject({
+      state: 'shipped',
+      size: log.length,
+      sha256: sha256(log),
+      storeUrl: store.url,
+      relativePath: rel,
+    });
+  });
+
+  it('treats shipping the same log again as a no-op', async () => {
+    await writeFile(file, content(10_000));
+    const shipper = new Shipper(options);
+    await shipper.shipFile(file);
+    const archived = await stat(join(dir, 'archive', ...rel.split('/')));
+    const again = await shipper.shipFile(file);
+    expect(again).toMatchObject({ outcome: 'already-shipped', uploaded: 0 });
+    expect((await stat(join(dir, 'archive', ...rel.split('/')))).mtimeMs).toBe(archived.mtimeMs);
+  });
+
+  it('resumes an interrupted ship from the committed offset and ends byte-identical', async () => {
+    const log = content(2_000_000);
+    await writeFile(file, log);
+    const abort = new AbortController();
+    const first = new Shipper(options).shipFile(file, {
+      signal: abort.signal,
+      onProgress: (done) => {
+        if (done >= 700_000) abort.abort();
+      },
+    });
+    await expect(first).rejects.toThrow();
+    const partial = await store.stat(key);
+    expect(partial?.complete).toBe(false);
+    expect(partial!.size).toBeGreaterThan(0);
+    expect((await catalog.get(key))?.state).toBe('shipping');
+
+    const second = await new Shipper(options).shipFile(file);
+    expect(second.outcome).toBe('shipped');
+    expect(second.uploaded).toBe(log.length - partial!.size);
+    expect(await digestStored(store, key)).toEqual({ size: log.length, sha256: sha256(log) });
+    expect((await catalog.get(key))?.state).toBe('shipped');
+  });
+
+  it('finishes the job when a crash came after the store was complete but before the catalog knew', async () => {
+    const log = content(300_000);
+    await writeFile(file, log);
+    const writer = await store.openWriter(key);
+    await writer.append(log);
+    await writer.finish({ size: log.length, sha256: sha256(log) });
+
+    const result = await new Shipper(options).shipFile(file);
+    expect(result).toMatchObject({ outcome: 'shipped', uploaded: 0 });
+    expect((await catalog.get(key))?.state).toBe('shipped');
+  });
+
+  it('deletes the local copy only when configured, and only after verification', async () => {
+    await writeFile(file, content(50_000));
+    await new Shipper(options).shipFile(file);
+    await expect(stat(file)).resolves.toBeDefined();
+
+    const other = attemptKey({ ...key, tryNumber: 2 });
+    const otherFile = join(base, ...template.render(other).split('/'));
+    await writeFile(otherFile, content(50_000, 3));
+    const result = await new Shipper({ ...options, deleteLocalCopy: true }).shipFile(otherFile);
+    expect(result.deletedLocalCopy).toBe(true);
+    await expect(stat(otherFile)).rejects.toMatchObject({ code: 'ENOENT' });
+    expect((await catalog.get(other))?.state).toBe('shipped');
+  });
+
+  it('refuses to replace an archived log with different content, and keeps the local copy', async () => {
+    await writeFile(file, content(20_000));
+    await new Shipper(options).shipFile(file);
+    await writeFile(file, content(20_000, 11));
+    const shipping = new Shipper({ ...options, deleteLocalCopy: true }).shipFile(file);
+    await expect(shipping).rejects.toBeInstanceOf(ConflictError);
+    await expect(readFile(file)).resolves.toEqual(content(20_000, 11));
+  });
+
+  it('ships every attempt log found under a folder and ignores other files', async () => {
+    await writeFile(file, content(1000));
+    const mapped = attemptKey({ ...key, taskId: 'fan_out', mapIndex: 4 });
+    const mappedFile = join(base, ...template.render(mapped).split('/'));
+    await mkdir(dirname(mappedFile), { recursive: true });
+    await writeFile(mappedFile, content(2000));
+    await writeFile(join(base, 'README.txt'), 'not a log');
+    const results = [];
+    for await (const r of new Shipper(options).ship([base])) results.push(r);
+    expect(results.map((r) => r.relativePath).sort()).toEqual(
+      [rel, template.render(mapped)].sort(),
+    );
+  });
+
+  it('rejects a path outside the base log folder', async () => {
+    const outside = join(dir, 'elsewhere.log');
+    await writeFile(outside, 'x');
+    await expect(new Shipper(options).shipFile(outside)).rejects.toBeInstanceOf(InvalidInputError);
+  });
+
+  it('ships an empty log', async () => {
+    await writeFile(file, '');
+    const result = await new Shipper(options).shipFile(file);
+    expect(result).toMatchObject({ outcome: 'shipped', size: 0 });
+    expect(await store.stat(key)).toMatchObject({ size: 0, complete: true });
+  });
+});

@@ -1,0 +1,59 @@
+import type { Catalog, LogStore, PathTemplate } from '@tasklog/core';
+import express from 'express';
+import type { Logger } from 'pino';
+import { errorHandler, notFoundHandler } from './http-errors.js';
+import { requestLogger } from './request-logger.js';
+import { attemptsRoute } from './routes/attempts-route.js';
+import { healthRoute } from './routes/health-route.js';
+import { logRoute } from './routes/log-route.js';
+import { StoreResolver } from './store-resolver.js';
+
+export interface AppDeps {
+  /** The configured archive; read when the catalog names no other store for an attempt. */
+  store: LogStore;
+  catalog: Catalog;
+  /** The layout the archive uses; a key it cannot represent is rejected with 400. */
+  pathTemplate: PathTemplate;
+  logger: Logger;
+  /**
+   * Opens a store by URL, for attempts whose catalog `storeUrl` differs from `store.url`
+   * (archived before a migration). Opened stores are cached; without it such attempts get 503.
+   */
+  openStore?: (url: string) => Promise<LogStore>;
+  /** How long /health waits for each of catalog and store; default 5000 ms. */
+  healthTimeoutMs?: number;
+}
+
+/** The Express app, plus a way to release the stores it opened through `openStore`. */
+export type TasklogApp = express.Express & {
+  /** Closes stores opened through `openStore`; `deps.store` and `deps.catalog` stay the caller's. */
+  closeStores(): Promise<void>;
+};
+
+/** The log proxy's HTTP API over an archive store and the catalog. */
+export function createApp(deps: AppDeps): TasklogApp {
+  const stores = new StoreResolver(deps.store, deps.openStore);
+  const app = express();
+  app.disable('x-powered-by');
+  // The log route sets its own content-hash ETags; hashing every JSON answer buys nothing.
+  app.set('etag', false);
+  app.use(requestLogger(deps.logger));
+
+  app.get(
+    '/health',
+    healthRoute({
+      catalog: deps.catalog,
+      store: deps.store,
+      timeoutMs: deps.healthTimeoutMs ?? 5000,
+    }),
+  );
+  app.get('/api/v1/attempts', attemptsRoute({ catalog: deps.catalog }));
+  app.get(
+    '/api/v1/dags/:dagId/runs/:runId/tasks/:taskId/attempts/:tryNumber/log',
+    logRoute({ catalog: deps.catalog, pathTemplate: deps.pathTemplate, stores }),
+  );
+
+  app.use(notFoundHandler);
+  app.use(errorHandler(deps.logger));
+  return Object.assign(app, { closeStores: () => stores.close() });
+}

@@ -1,0 +1,73 @@
+import type { AttemptFilter, AttemptRecord, Catalog } from '@tasklog/core';
+import { InvalidInputError, parseIntStrict, validateId } from '@tasklog/core';
+import type { RequestHandler } from 'express';
+import { queryParam } from './query.js';
+
+const MAX_LIMIT = 10_000;
+
+/** One attempt as the API shows it: the key flattened, dates as ISO strings. */
+export interface AttemptJson {
+  dagId: string;
+  runId: string;
+  taskId: string;
+  mapIndex: number;
+  tryNumber: number;
+  relativePath: string;
+  state: string;
+  size: number | null;
+  sha256: string | null;
+  storeUrl: string | null;
+  createdAt: string;
+  updatedAt: string;
+  shippedAt: string | null;
+}
+
+export function attemptJson(r: AttemptRecord): AttemptJson {
+  return {
+    dagId: r.key.dagId,
+    runId: r.key.runId,
+    taskId: r.key.taskId,
+    mapIndex: r.key.mapIndex,
+    tryNumber: r.key.tryNumber,
+    relativePath: r.relativePath,
+    state: r.state,
+    size: r.size,
+    sha256: r.sha256,
+    storeUrl: r.storeUrl,
+    createdAt: r.createdAt.toISOString(),
+    updatedAt: r.updatedAt.toISOString(),
+    shippedAt: r.shippedAt ? r.shippedAt.toISOString() : null,
+  };
+}
+
+function intParam(name: string, text: string | undefined, min: number, max: number) {
+  if (text === undefined) return undefined;
+  const n = parseIntStrict(name, text);
+  if (n < min || n > max) {
+    throw new InvalidInputError(`${name} must be between ${min} and ${max}, got ${n}`);
+  }
+  return n;
+}
+
+/** `GET /api/v1/attempts?dagId=&runId=&taskId=&mapIndex=&tryNumber=&limit=` from the catalog. */
+export function attemptsRoute(deps: { catalog: Catalog }): RequestHandler {
+  return async (req, res) => {
+    const filter: { -readonly [K in keyof AttemptFilter]: AttemptFilter[K] } = {};
+    for (const field of ['dagId', 'runId', 'taskId'] as const) {
+      const value = queryParam(req, field);
+      if (value !== undefined) filter[field] = validateId(field, value);
+    }
+    const mapIndex = intParam('mapIndex', queryParam(req, 'mapIndex'), -1, Number.MAX_SAFE_INTEGER);
+    if (mapIndex !== undefined) filter.mapIndex = mapIndex;
+    const tryNumber = intParam(
+      'tryNumber',
+      queryParam(req, 'tryNumber'),
+      1,
+      Number.MAX_SAFE_INTEGER,
+    );
+    if (tryNumber !== undefined) filter.tryNumber = tryNumber;
+    const limit = intParam('limit', queryParam(req, 'limit'), 1, MAX_LIMIT);
+    const records = await deps.catalog.list(filter, limit === undefined ? {} : { limit });
+    res.set('Cache-Control', 'no-store').json({ attempts: records.map(attemptJson) });
+  };
+}

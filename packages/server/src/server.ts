@@ -1,0 +1,78 @@
+import { once } from 'node:events';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+
+export interface StartServerOptions {
+  /** Any request listener; normally the app from createApp(). */
+  app: http.RequestListener;
+  host: string;
+  /** 0 picks a free port; `RunningServer.url` tells which. */
+  port: number;
+  /** How long in-flight responses may run after close() before their sockets are destroyed. */
+  shutdownTimeoutMs: number;
+  logger: Logger;
+}
+
+export interface RunningServer {
+  /** `http://host:port`, with the port actually bound. */
+  readonly url: string;
+  readonly server: http.Server;
+  /**
+   * Graceful stop: accepts no more connections, closes idle keep-alive sockets at once, lets
+   * in-flight responses finish for up to `shutdownTimeoutMs`, then destroys what is left.
+   * Calling it again returns the same promise.
+   */
+  close(): Promise<void>;
+}
+
+/** Listens on host:port and resolves once the socket is bound. */
+export async function startServer(opts: StartServerOptions): Promise<RunningServer> {
+  const { logger } = opts;
+  const server = http.createServer(opts.app);
+  let closing: Promise<void> | undefined;
+
+  // A keep-alive socket that finishes its response during shutdown would otherwise linger
+  // until the timeout; this tells the client and lets Node close the socket after the response.
+  server.on('request', (_req: http.IncomingMessage, res: http.ServerResponse) => {
+    if (closing) res.setHeader('Connection', 'close');
+    res.once('close', () => {
+      if (closing) setImmediate(() => server.closeIdleConnections());
+    });
+  });
+
+  server.listen(opts.port, opts.host);
+  await Promise.race([
+    once(server, 'listening'),
+    once(server, 'error').then(([err]) => {
+      throw err;
+    }),
+  ]);
+  const address = server.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const url = `http://${host}:${address.port}`;
+  logger.info({ url }, 'listening');
+
+  const close = (): Promise<void> => {
+    closing ??= new Promise<void>((resolve, reject) => {
+      logger.info({ timeoutMs: opts.shutdownTimeoutMs }, 'shutting down');
+      const timer = setTimeout(() => {
+        logger.warn('shutdown timeout reached; closing the remaining connections');
+        server.closeAllConnections();
+      }, opts.shutdownTimeoutMs);
+      timer.unref();
+      server.close((err) => {
+        clearTimeout(timer);
+        if (err) reject(err);
+        else {
+          logger.info('stopped');
+          resolve();
+        }
+      });
+      server.closeIdleConnections();
+    });
+    return closing;
+  };
+
+  return { url, server, close };
+}
