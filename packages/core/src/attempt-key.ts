@@ -15,6 +15,9 @@ export interface AttemptKey {
 // `:`, `+` and `.` (`scheduled__2024-01-01T00:00:00+00:00`); those are legal.
 const FORBIDDEN = /[\u0000-\u001f\u007f-\u009f/\\]/;
 const MAX_ID_LENGTH = 250; // Airflow's ID_LEN for dag_id/task_id/run_id
+// With the `u` flag only unpaired surrogates match. They have no UTF-8 form: file systems, HTTP
+// and JSON turn them into U+FFFD, so two different ids would land on one file.
+const LONE_SURROGATE = /[\ud800-\udfff]/u;
 
 /** Throws InvalidInputError unless `value` may be one component of an AttemptKey. */
 export function validateId(field: string, value: unknown): string {
@@ -26,6 +29,11 @@ export function validateId(field: string, value: unknown): string {
   }
   if (value === '.' || value === '..') {
     throw new InvalidInputError(`${field} must not be "." or ".."`);
+  }
+  if (LONE_SURROGATE.test(value)) {
+    throw new InvalidInputError(
+      `${field} is not well-formed Unicode (it has an unpaired surrogate)`,
+    );
   }
   const bad = FORBIDDEN.exec(value);
   if (bad) {

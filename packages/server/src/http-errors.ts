@@ -35,21 +35,15 @@ export function describeError(err: unknown): HttpProblem {
   if (isTasklogError(err)) {
     return { status: HTTP_STATUS[err.code], code: err.code, message: err.message };
   }
-  // Errors raised by express itself (malformed %-escapes in the path, bad JSON) carry an
-  // http-errors style status and say whether their message may be shown.
+  // Errors raised by express and its router (a malformed %-escape in the path, a bad body)
+  // carry an http-errors style 4xx `status`; `expose: false` marks a message not to show.
   const e = err as { status?: unknown; expose?: unknown; message?: unknown } | null;
-  if (
-    e &&
-    typeof e.status === 'number' &&
-    e.status >= 400 &&
-    e.status < 500 &&
-    e.expose === true &&
-    typeof e.message === 'string'
-  ) {
+  if (e && typeof e.status === 'number' && e.status >= 400 && e.status < 500) {
+    const show = e.expose !== false && typeof e.message === 'string';
     return {
       status: e.status,
       code: e.status === 400 ? 'INVALID_INPUT' : e.status === 404 ? 'NOT_FOUND' : 'BAD_REQUEST',
-      message: e.message,
+      message: show ? (e.message as string) : 'bad request',
     };
   }
   return { status: 500, code: 'INTERNAL', message: 'internal server error' };

@@ -54,11 +54,7 @@ export function logPath(k: AttemptKey, query = ''): string {
 }
 
 export async function startFixture(
-  options: {
-    shutdownTimeoutMs?: number;
-    logger?: pino.Logger;
-    deps?: Partial<AppDeps>;
-  } = {},
+  options: { shutdownTimeoutMs?: number; logger?: pino.Logger; deps?: Partial<AppDeps> } = {},
 ): Promise<Fixture> {
   const dir = await mkdtemp(join(tmpdir(), 'tasklog-server-'));
   const pathTemplate = new PathTemplate();

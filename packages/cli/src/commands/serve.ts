@@ -1,6 +1,6 @@
 import { mkdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { attemptKey, Shipper } from '@tasklog/core';
+import { attemptKey, openStore, Shipper } from '@tasklog/core';
 import { createApp, startServer } from '@tasklog/server';
 import { pino } from 'pino';
 import type { CommandContext } from '../context.js';
@@ -18,7 +18,14 @@ export async function serveCommand(ctx: CommandContext, options: ServeOptions): 
   const catalog = await ctx.openCatalog();
   if (options.demo) await shipDemo(ctx);
 
-  const app = createApp({ store, catalog, pathTemplate: ctx.pathTemplate, logger });
+  const app = createApp({
+    store,
+    catalog,
+    pathTemplate: ctx.pathTemplate,
+    logger,
+    // Attempts shipped to an earlier archive are read from where the catalog says they are.
+    openStore: (url) => openStore(url, { pathTemplate: ctx.pathTemplate }),
+  });
   const running = await startServer({
     app,
     host: config.server.host,
@@ -40,7 +47,10 @@ export async function serveCommand(ctx: CommandContext, options: ServeOptions): 
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       logger.info({ signal }, 'shutting down: finishing in-flight requests');
-      running.close().then(resolve, resolve);
+      running
+        .close()
+        .then(() => app.closeStores())
+        .then(resolve, resolve);
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));

@@ -293,7 +293,7 @@ export class LocalStore implements LogStore {
     const prefix = this.pathTemplate.prefix(wanted);
     const start = prefix ? resolveInside(this.root, prefix) : this.root;
     try {
-      await assertRealPathInside(this.root, start);
+      if (prefix) await assertRealPathInside(this.root, start);
     } catch (err) {
       if (err instanceof NotFoundError) return;
       throw err;
