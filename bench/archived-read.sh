@@ -3,13 +3,13 @@
 # side with the same file served by nginx (the baseline), in the same run. Reports throughput,
 # each server's peak RSS (VmHWM) and the ratios.
 #
-#   bash bench/archived-read.sh [SIZE_MIB=1024] [RUNS=3]
+#   bash bench/archived-read.sh [SIZE_MIB=1024] [RUNS=5]
 #
 # Needs: a built workspace (`npx -y pnpm@12.4.2 build`), curl; installs Debian's nginx if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MIB=${1:-1024}
-RUNS=${2:-3}
+RUNS=${2:-5}
 
 if ! command -v nginx >/dev/null; then
   echo "installing nginx (Debian package)..." >&2
@@ -46,6 +46,7 @@ EXPECTED=$(sha256sum "$LOG" | cut -d" " -f1)
 
 node packages/cli/dist/main.js ship "$LOG" >&2
 ARCHIVED="$TASKLOG_HOME/archive/$REL"
+chmod -R a+rX "$WORK" # nginx workers run as an unprivileged user
 
 # tasklog serve on a free port
 node packages/cli/dist/main.js serve --port 0 >"$WORK/serve.out" 2>"$WORK/serve.err" &
@@ -82,14 +83,20 @@ sleep 0.3
 NGINX_WORKER=$(pgrep -P "$(cat "$WORK/nginx.pid")" | head -1)
 
 hwm_mb() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
-measure() { # url -> "MB/s"
+verify() { # url: the download must be the archived log, byte for byte (not timed)
+  [ "$(curl -sS "$1" | sha256sum | cut -d" " -f1)" = "$EXPECTED" ] || { echo "checksum mismatch for $1" >&2; exit 1; }
+}
+measure() { # url -> MiB/s, body discarded so the disk does not take part
   local out
-  out=$(curl -sS -o "$WORK/download" -w '%{size_download} %{time_total}' "$1")
-  [ "$(sha256sum "$WORK/download" | cut -d" " -f1)" = "$EXPECTED" ] || { echo "checksum mismatch for $1" >&2; exit 1; }
-  rm -f "$WORK/download"
+  out=$(curl -sS -o /dev/null -w '%{size_download} %{time_total}' "$1")
+  [ "${out% *}" = "$((SIZE_MIB * 1048576))" ] || { echo "short download from $1: ${out% *} bytes" >&2; exit 1; }
   awk -v s="${out% *}" -v t="${out#* }" 'BEGIN { printf "%.1f", s / t / 1048576 }'
 }
 
+verify "$NGINX_URL"
+verify "$LOG_URL"
+measure "$NGINX_URL" >/dev/null # warm-up, untimed: page cache and JIT
+measure "$LOG_URL" >/dev/null
 T_SPEEDS=(); N_SPEEDS=()
 for i in $(seq "$RUNS"); do
   N_SPEEDS+=("$(measure "$NGINX_URL")")

@@ -1,10 +1,5 @@
 #!/usr/bin/env node
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { configShowCommand } from './commands/config-show.js';
-import { dbMigrateCommand } from './commands/db.js';
-import { fetchCommand } from './commands/fetch.js';
-import { serveCommand } from './commands/serve.js';
-import { shipCommand } from './commands/ship.js';
 import { CommandContext, type GlobalOptions, withContext } from './context.js';
 import { describeError, ExitCode, exitCodeFor } from './exit-codes.js';
 
@@ -16,6 +11,16 @@ function integer(min: number) {
     return Number(value);
   };
 }
+
+// Commands are imported when they run, so `tasklog fetch` does not load express, pino and the
+// server, and `--help` loads nothing at all.
+const commands = {
+  fetch: () => import('./commands/fetch.js'),
+  ship: () => import('./commands/ship.js'),
+  serve: () => import('./commands/serve.js'),
+  db: () => import('./commands/db.js'),
+  configShow: () => import('./commands/config-show.js'),
+};
 
 function buildProgram(): Command {
   const program = new Command('tasklog')
@@ -38,8 +43,8 @@ function buildProgram(): Command {
     .addOption(new Option('--server <url>', 'tasklog server to fetch through').conflicts('store'))
     .option('--store <url>', 'read straight from this store (default: store.url from config)')
     .action((dagId, runId, taskId, opts) =>
-      withContext(globals(), { 'store.url': opts.store }, (ctx) =>
-        fetchCommand(ctx, { dagId, runId, taskId }, opts),
+      withContext(globals(), { 'store.url': opts.store }, async (ctx) =>
+        (await commands.fetch()).fetchCommand(ctx, { dagId, runId, taskId }, opts),
       ),
     );
 
@@ -52,7 +57,9 @@ function buildProgram(): Command {
     .option('--store <url>', 'destination store (default: store.url from config)')
     .option('--json', 'print the results as JSON')
     .action((paths, opts) =>
-      withContext(globals(), { 'store.url': opts.store }, (ctx) => shipCommand(ctx, paths, opts)),
+      withContext(globals(), { 'store.url': opts.store }, async (ctx) =>
+        (await commands.ship()).shipCommand(ctx, paths, opts),
+      ),
     );
 
   program
@@ -62,8 +69,8 @@ function buildProgram(): Command {
     .option('--port <port>', 'port to bind, 0 for any (default: server.port, 8794)', integer(0))
     .option('--demo', 'first write and ship a small demo attempt')
     .action((opts) =>
-      withContext(globals(), { 'server.host': opts.host, 'server.port': opts.port }, (ctx) =>
-        serveCommand(ctx, opts),
+      withContext(globals(), { 'server.host': opts.host, 'server.port': opts.port }, async (ctx) =>
+        (await commands.serve()).serveCommand(ctx, opts),
       ),
     );
 
@@ -71,14 +78,18 @@ function buildProgram(): Command {
   db.command('migrate')
     .description('Apply pending catalog schema migrations.')
     .option('--json', 'print the result as JSON')
-    .action((opts) => withContext(globals(), {}, (ctx) => dbMigrateCommand(ctx, opts)));
+    .action((opts) =>
+      withContext(globals(), {}, async (ctx) => (await commands.db()).dbMigrateCommand(ctx, opts)),
+    );
 
   const config = program.command('config').description('Inspect configuration.');
   config
     .command('show')
     .description('Show every key with its effective value and source (secrets masked).')
     .option('--json', 'print as JSON')
-    .action((opts) => configShowCommand(new CommandContext(globals()), opts));
+    .action(async (opts) =>
+      (await commands.configShow()).configShowCommand(new CommandContext(globals()), opts),
+    );
 
   return program;
 }
