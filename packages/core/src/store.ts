@@ -12,7 +12,10 @@ export interface LogStat {
   readonly size: number;
   /** True once a writer has finished the log. */
   readonly complete: boolean;
-  /** Lower-case hex sha256 of the whole log, when the store knows it without reading it. */
+  /**
+   * Lower-case hex sha256 of the whole log, only when the store verified it while storing
+   * (so a reader may trust it without reading the log back).
+   */
   readonly sha256?: string;
   /** When the log was last written, if the store knows. */
   readonly modifiedAt?: Date;
@@ -27,6 +30,30 @@ export interface StoreCapabilities {
 
 export interface OpenWriterOptions {
   signal?: AbortSignal;
+}
+
+/** A finished log in a local file, with the size and sha256 the shipper measured. */
+export interface LocalLogFile {
+  path: string;
+  size: number;
+  sha256: string;
+}
+
+/**
+ * Where a store keeps the state of an upload in progress (e.g. an S3 multipart upload id and
+ * its finished parts), so a crashed upload resumes instead of starting over. The shipper backs
+ * it with its journal file; the state must be JSON.
+ */
+export interface UploadJournal {
+  load(): Promise<unknown>;
+  save(state: unknown): Promise<void>;
+}
+
+export interface UploadOptions {
+  signal?: AbortSignal;
+  /** Called as bytes are stored: (bytes of the file stored so far, file size). */
+  onProgress?: (done: number, total: number) => void;
+  journal?: UploadJournal;
 }
 
 export interface ReadOptions {
@@ -56,6 +83,15 @@ export interface LogStore {
    * Throws ConflictError if the log is already complete, BackendUnavailableError.
    */
   openWriter(key: AttemptKey, options?: OpenWriterOptions): Promise<LogWriter>;
+
+  /**
+   * Optional fast path for a finished log: stores the local file as the complete log in one
+   * pass (multipart or resumable upload) instead of chunk by chunk, resuming from `journal`
+   * after a crash. Verifies what it stored against `file.size` and `file.sha256`.
+   * Throws ConflictError if the log is already complete, IntegrityError,
+   * BackendUnavailableError.
+   */
+  upload?(key: AttemptKey, file: LocalLogFile, options?: UploadOptions): Promise<void>;
 
   /**
    * Streams the log from `offset` in order, each byte once. For a running attempt, what has

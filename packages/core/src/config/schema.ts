@@ -125,6 +125,16 @@ const catalogUrl = z.string({ error: CATALOG_EXPECTED }).superRefine((v, ctx) =>
   ctx.addIssue({ code: 'custom', message: CATALOG_EXPECTED });
 });
 
+const BYTES = 'expected a number of bytes >= 1';
+const positiveInt = (what: string) =>
+  z.preprocess(numeric, z.number({ error: what }).int({ error: what }).min(1, { error: what }));
+
+const optionalText = (what: string) =>
+  z.preprocess(
+    (v) => (typeof v === 'string' && v.trim() === '' ? undefined : v),
+    z.string({ error: `expected ${what}` }).optional(),
+  );
+
 const host = z
   .string({ error: 'expected a host name or IP address to listen on' })
   .min(1, { error: 'expected a host name or IP address to listen on' });
@@ -146,7 +156,41 @@ export const configSchema = z.object({
     delete_local_copy: bool,
     state_folder: folder('a state folder'),
   }),
-  store: z.object({ url: storeUrl }),
+  store: z.object({
+    url: storeUrl,
+    compression: z.enum(['none', 'gzip'], { error: 'expected "none" or "gzip"' }),
+    flush_interval: seconds,
+    flush_bytes: positiveInt(BYTES),
+  }),
+  s3: z.object({
+    region: optionalText('an AWS region such as eu-west-1'),
+    endpoint: optionalText('an endpoint URL such as https://minio.example:9000').refine(
+      (v) => v === undefined || /^https?:\/\/[^/]/.test(v),
+      { error: 'expected an http:// or https:// endpoint URL' },
+    ),
+    force_path_style: bool,
+    role_arn: optionalText('a role ARN such as arn:aws:iam::123456789012:role/tasklog'),
+    role_session_name: z.string().min(2, { error: 'expected a session name' }),
+    external_id: optionalText('an external id'),
+    sse: z.enum(['AES256', 'aws:kms'], { error: 'expected AES256 or aws:kms' }).optional(),
+    kms_key_id: optionalText('a KMS key id or ARN'),
+    storage_class: optionalText('an S3 storage class such as STANDARD_IA'),
+    checksum_algorithm: z
+      .enum(['CRC32', 'CRC32C', 'SHA1', 'SHA256', 'CRC64NVME'], {
+        error: 'expected CRC32, CRC32C, SHA1, SHA256 or CRC64NVME',
+      })
+      .optional(),
+    max_attempts: positiveInt('expected a number of attempts >= 1'),
+  }),
+  gcs: z.object({
+    project_id: optionalText('a Google Cloud project id'),
+    api_endpoint: optionalText('an endpoint URL').refine(
+      (v) => v === undefined || /^https?:\/\/[^/]/.test(v),
+      { error: 'expected an http:// or https:// endpoint URL' },
+    ),
+    impersonation_chain: optionalText('service account e-mails, comma-separated'),
+    max_attempts: positiveInt('expected a number of attempts >= 1'),
+  }),
   catalog: z.object({ url: catalogUrl }),
   server: z.object({ host, port, shutdown_timeout: seconds }),
   logging: z.object({ level }),

@@ -14,8 +14,42 @@ export interface TasklogConfig {
     state_folder: string;
   };
   store: {
-    /** Archive URL: `file:///abs/path` (later `s3://`, `gs://`, ...). */
+    /** Archive URL: `file:///abs/path`, `s3://bucket/prefix`, `gs://bucket/prefix`, ... */
     url: string;
+    /** `gzip` stores finished logs compressed (blob stores); offsets stay uncompressed. */
+    compression: 'none' | 'gzip';
+    /** Seconds between flushes of a running attempt's new bytes to the store. */
+    flush_interval: number;
+    /** Buffered bytes at which a running attempt's writer flushes a chunk. */
+    flush_bytes: number;
+  };
+  /** S3 and S3-compatible stores. Credentials come from the AWS SDK's default chain only. */
+  s3: {
+    region?: string;
+    /** For S3-compatible stores (MinIO, Ceph, R2): `https://minio.example:9000`. */
+    endpoint?: string;
+    force_path_style: boolean;
+    /** Role to assume (STS AssumeRole) on top of the default credentials. */
+    role_arn?: string;
+    role_session_name: string;
+    external_id?: string;
+    /** Server-side encryption: `AES256` or `aws:kms`. */
+    sse?: 'AES256' | 'aws:kms';
+    kms_key_id?: string;
+    storage_class?: string;
+    /** Additional checksum sent with uploads: CRC32, CRC32C, SHA1, SHA256, CRC64NVME. */
+    checksum_algorithm?: 'CRC32' | 'CRC32C' | 'SHA1' | 'SHA256' | 'CRC64NVME';
+    /** Attempts per request, retries with exponential backoff and full jitter. */
+    max_attempts: number;
+  };
+  /** Google Cloud Storage. Credentials come from Application Default Credentials only. */
+  gcs: {
+    project_id?: string;
+    /** Override of `https://storage.googleapis.com`, e.g. for an emulator. */
+    api_endpoint?: string;
+    /** Service accounts to impersonate, comma-separated, the last one acting. */
+    impersonation_chain?: string;
+    max_attempts: number;
   };
   catalog: {
     /** `sqlite:///abs/path/catalog.db` (later `postgres://...`). */

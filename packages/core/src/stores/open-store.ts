@@ -1,10 +1,33 @@
 import { InvalidInputError } from '../errors.js';
+import type { TasklogConfig } from '../config/types.js';
 import type { PathTemplate } from '../path-template.js';
 import type { LogStore } from '../store.js';
 
 export interface OpenStoreOptions {
   /** Where each attempt's log lives below the store's root; default Airflow's layout. */
   pathTemplate?: PathTemplate;
+  /** `gzip`: finished logs are stored compressed (blob stores). Default `none`. */
+  compression?: 'none' | 'gzip';
+  /** Buffered bytes at which a writer flushes a chunk by itself. Default 8 MiB. */
+  flushBytes?: number;
+  /** S3 settings (the `[s3]` config section). */
+  s3?: Partial<TasklogConfig['s3']>;
+  /** GCS settings (the `[gcs]` config section). */
+  gcs?: Partial<TasklogConfig['gcs']>;
+}
+
+/** The store options a loaded configuration asks for. */
+export function storeOptionsFromConfig(
+  config: TasklogConfig,
+  pathTemplate: PathTemplate,
+): OpenStoreOptions {
+  return {
+    pathTemplate,
+    compression: config.store.compression,
+    flushBytes: config.store.flush_bytes,
+    s3: config.s3,
+    gcs: config.gcs,
+  };
 }
 
 type Opener = (url: string, options: OpenStoreOptions) => Promise<LogStore>;
