@@ -11,5 +11,6 @@ export * from './hashing.js';
 export * from './path-template.js';
 export * from './shipper.js';
 export * from './store.js';
+export * from './stores/chunk-layout.js';
 export * from './stores/local-store.js';
 export * from './stores/open-store.js';

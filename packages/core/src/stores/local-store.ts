@@ -37,6 +37,13 @@ import type {
   ReadOptions,
   StoreCapabilities,
 } from '../store.js';
+import {
+  CHUNKS_SUFFIX,
+  chunkName,
+  contiguousRun,
+  matchesFilter,
+  parseChunkName,
+} from './chunk-layout.js';
 
 export interface LocalStoreOptions {
   /** Absolute path of the archive folder (a local disk, NFS or a mounted volume). Created by the first writer. */
@@ -50,10 +57,8 @@ export interface LocalStoreOptions {
 const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
 /** Largest piece read() yields and the copy buffer of finish(). */
 const READ_SIZE = 64 * 1024;
-const CHUNKS_SUFFIX = '.chunks';
-/** Temp files never match a path template (templates have no leading-dot segments) nor CHUNK_NAME. */
+/** Temp files never match a path template (templates have no leading-dot segments) nor a chunk name. */
 const TEMP_PREFIX = '.tmp-';
-const CHUNK_NAME = /^([0-9]{20})\.chunk$/;
 const STAT_CONCURRENCY = 32;
 
 interface Location {
@@ -378,7 +383,7 @@ export class LocalStore implements LogStore {
         }
         const key = attemptRel === undefined ? undefined : this.#keyAt(attemptRel);
         if (key) {
-          if (!seen.has(attemptRel!) && matches(key, filter)) {
+          if (!seen.has(attemptRel!) && matchesFilter(key, filter)) {
             seen.add(attemptRel!);
             yield key;
           }
@@ -562,10 +567,8 @@ class LocalLogWriter implements LogWriter {
 }
 
 /**
- * Lists a chunk folder. Only the contiguous run from byte 0 is the log: a chunk that does not
- * start exactly where the previous one ended (a gap, or an overlap left by two writers racing
- * or by someone copying files around) cannot be placed without guessing, so it is ignored by
- * readers and removed by the next writer. Symlinks and foreign files are not chunks.
+ * Lists a chunk folder: the contiguous run from byte 0 (see `contiguousRun`), what lies outside
+ * it, and temp files. Symlinks and foreign files are not chunks.
  */
 async function scanChunks(dir: string): Promise<ChunkScan> {
   const entries = await readdir(dir, { withFileTypes: true });
@@ -576,10 +579,8 @@ async function scanChunks(dir: string): Promise<ChunkScan> {
       temps.push(entry.name);
       continue;
     }
-    const m = CHUNK_NAME.exec(entry.name);
-    if (!m || !entry.isFile()) continue;
-    const offset = Number(m[1]);
-    if (Number.isSafeInteger(offset)) candidates.push({ name: entry.name, offset });
+    const offset = parseChunkName(entry.name);
+    if (offset !== undefined && entry.isFile()) candidates.push({ name: entry.name, offset });
   }
   candidates.sort((a, b) => a.offset - b.offset);
   const sized: ChunkFile[] = [];
@@ -600,18 +601,13 @@ async function scanChunks(dir: string): Promise<ChunkScan> {
       if (size !== undefined) sized.push({ ...c, size });
     });
   }
-  const chunks: ChunkFile[] = [];
-  const discarded: string[] = [];
-  let committed = 0;
-  for (const chunk of sized) {
-    if (chunk.offset === committed && chunk.size > 0) {
-      chunks.push(chunk);
-      committed += chunk.size;
-    } else {
-      discarded.push(chunk.name);
-    }
-  }
-  return { chunks, committed, discarded, temps };
+  const run = contiguousRun(sized);
+  return {
+    chunks: run.chunks,
+    committed: run.committed,
+    discarded: run.discarded.map((c) => c.name),
+    temps,
+  };
 }
 
 async function* readWholeFile(
@@ -737,20 +733,6 @@ function validateFilter(filter: AttemptFilter): AttemptFilter {
     out[field] = v;
   }
   return out;
-}
-
-function matches(key: AttemptKey, filter: AttemptFilter): boolean {
-  return (
-    (filter.dagId === undefined || key.dagId === filter.dagId) &&
-    (filter.runId === undefined || key.runId === filter.runId) &&
-    (filter.taskId === undefined || key.taskId === filter.taskId) &&
-    (filter.mapIndex === undefined || key.mapIndex === filter.mapIndex) &&
-    (filter.tryNumber === undefined || key.tryNumber === filter.tryNumber)
-  );
-}
-
-function chunkName(offset: number): string {
-  return `${String(offset).padStart(20, '0')}.chunk`;
 }
 
 function tempName(): string {

@@ -1,5 +1,5 @@
-import { InvalidInputError } from '../errors.js';
 import type { TasklogConfig } from '../config/types.js';
+import { InvalidInputError } from '../errors.js';
 import type { PathTemplate } from '../path-template.js';
 import type { LogStore } from '../store.js';
 
