@@ -12,7 +12,7 @@ export function configShowCommand(ctx: CommandContext, options: { json?: boolean
   }
   const width = Math.max(...rows.map((r) => r.key.length));
   for (const r of rows) {
-    const shown = r.value === undefined ? "(unset)" : JSON.stringify(r.value);
+    const shown = r.value === undefined ? '(unset)' : JSON.stringify(r.value);
     process.stdout.write(`${r.key.padEnd(width)}  ${shown}  (${r.source})\n`);
   }
 }
