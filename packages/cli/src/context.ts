@@ -6,6 +6,7 @@ import {
   openCatalog,
   openStore,
   PathTemplate,
+  storeOptionsFromConfig,
 } from '@tasklog/core';
 
 /** How each config key is spelled as a flag, so errors name the flag the user typed. */
@@ -14,6 +15,7 @@ const FLAG_NAMES: Record<string, string> = {
   'store.url': '--store',
   'server.host': '--host',
   'server.port': '--port',
+  'store.flush_interval': '--flush-interval',
 };
 
 /** Options every command accepts. */
@@ -41,7 +43,10 @@ export class CommandContext {
   }
 
   openStore(): Promise<LogStore> {
-    this.store ??= openStore(this.config.store.url, { pathTemplate: this.pathTemplate });
+    this.store ??= openStore(
+      this.config.store.url,
+      storeOptionsFromConfig(this.config, this.pathTemplate),
+    );
     return this.store;
   }
 

@@ -51,14 +51,22 @@ function buildProgram(): Command {
   program
     .command('ship')
     .description(
-      'Ship finished logs at PATH (a file or folder under the base log folder) to the store.',
+      'Ship finished logs at PATH (a file or folder under the base log folder) to the store; ' +
+        'with --follow, ship one running attempt as it is written.',
     )
     .argument('<path...>')
     .option('--store <url>', 'destination store (default: store.url from config)')
+    .option(
+      '--follow',
+      'ship a running attempt incrementally until "<log>.done" appears (SIGTERM stops, resumable)',
+    )
+    .option('--flush-interval <seconds>', 'with --follow: flush new bytes this often (default 5)')
     .option('--json', 'print the results as JSON')
     .action((paths, opts) =>
-      withContext(globals(), { 'store.url': opts.store }, async (ctx) =>
-        (await commands.ship()).shipCommand(ctx, paths, opts),
+      withContext(
+        globals(),
+        { 'store.url': opts.store, 'store.flush_interval': opts.flushInterval },
+        async (ctx) => (await commands.ship()).shipCommand(ctx, paths, opts),
       ),
     );
 
@@ -108,6 +116,11 @@ async function main(argv: string[]): Promise<number> {
     return exitCodeFor(err);
   }
 }
+
+// The AWS SDK warns on every run under Node.js 20 that SDK releases after January 2027 will need
+// Node.js 22. tasklog pins its SDK version in the lockfile, so for CLI users this is noise on
+// stderr (which scripts read); libraries importing @tasklog/core still see it.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 // A closed pipe (`tasklog fetch ... | head`) is a normal end, not an error.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, opendir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, open, opendir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { AttemptKey } from './attempt-key.js';
 import { formatAttempt } from './attempt-key.js';
@@ -8,7 +8,7 @@ import type { Catalog } from './catalog/catalog.js';
 import { ConflictError, IntegrityError, InvalidInputError, NotFoundError } from './errors.js';
 import { type Digest, digestFile, digestStored } from './hashing.js';
 import type { PathTemplate } from './path-template.js';
-import type { LogStore } from './store.js';
+import type { LogStore, UploadJournal } from './store.js';
 
 export interface ShipperOptions {
   store: LogStore;
@@ -34,10 +34,54 @@ export interface ShipResult {
   deletedLocalCopy: boolean;
 }
 
+/**
+ * A running attempt is finished when this file appears next to its log (`attempt=1.log.done`):
+ * the task runner (or `tasklog run`) creates it after the last byte is written.
+ */
+export const COMPLETION_MARKER_SUFFIX = '.done';
+
+export interface FollowOptions {
+  /** Stops following: what was read is flushed, the attempt stays running and resumable. */
+  signal?: AbortSignal;
+  /** Flush new bytes to the store at least this often (ms). Default 5000. */
+  flushIntervalMs?: number;
+  /** How often the file is checked for new bytes (ms). Default 200. */
+  pollIntervalMs?: number;
+  /** Whether the attempt has finished; default: its completion marker exists. */
+  isFinished?: (file: string) => Promise<boolean>;
+  /** Called after each flush with the store's committed offset. */
+  onFlush?: (committedOffset: number) => void;
+}
+
+export type FollowResult =
+  | ShipResult
+  | { key: AttemptKey; relativePath: string; outcome: 'stopped'; committedOffset: number };
+
 export interface ShipOptions {
   signal?: AbortSignal;
   /** Called as bytes are handed to the store: (bytes of this file sent so far, file size). */
   onProgress?: (done: number, total: number) => void;
+}
+
+async function markerExists(file: string): Promise<boolean> {
+  return stat(`${file}${COMPLETION_MARKER_SUFFIX}`).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((done) => {
+    if (signal?.aborted) return done();
+    const timer = setTimeout(finish, ms);
+    signal?.addEventListener('abort', finish, { once: true });
+    function finish() {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', finish);
+      done();
+    }
+  });
 }
 
 /**
@@ -54,6 +98,8 @@ interface Journal {
   sha256: string;
   mtimeMs: number;
   phase: Phase;
+  /** The store's own resume state for `upload()` (e.g. an S3 multipart upload id and parts). */
+  upload?: unknown;
 }
 
 /**
@@ -172,7 +218,14 @@ export class Shipper {
         sha256: digest.sha256,
         storeUrl: store.url,
       });
-      uploaded = await this.upload(abs, key, digest, options);
+      const saveUpload = async (upload: unknown) => {
+        journal = { ...journal!, upload };
+        await this.writeJournal(journalPath, journal);
+      };
+      uploaded = await this.transfer(abs, key, digest, options, {
+        load: async () => journal?.upload,
+        save: saveUpload,
+      });
       await this.verify(key, digest, signal);
       journal = { ...journal, phase: 'verified' };
       await this.writeJournal(journalPath, journal);
@@ -194,8 +247,91 @@ export class Shipper {
     return done('shipped', uploaded, deleted);
   }
 
-  /** Uploads from where the store's committed offset says an earlier attempt stopped. */
-  private async upload(file: string, key: AttemptKey, digest: Digest, options: ShipOptions) {
+  /**
+   * Ships a log while it is being written: new bytes go to the store's writer as they appear
+   * and are flushed (made durable and readable) every `flushIntervalMs` or whenever the writer's
+   * buffer fills, so a worker that dies loses at most the last interval. Resumes after a crash
+   * from the store's committed offset. When the attempt finishes, the log is finished, verified
+   * and recorded like `shipFile`; when `signal` aborts first, it returns `stopped`.
+   */
+  async follow(file: string, options: FollowOptions = {}): Promise<FollowResult> {
+    const { store, catalog, pathTemplate } = this.options;
+    const { signal, onFlush } = options;
+    const flushIntervalMs = options.flushIntervalMs ?? 5000;
+    const pollIntervalMs = options.pollIntervalMs ?? 200;
+    const isFinished = options.isFinished ?? markerExists;
+    const abs = resolve(file);
+    const relativePath = this.relativeToBase(abs);
+    const key = pathTemplate.parse(relativePath);
+
+    const remote = await store.stat(key);
+    if (remote?.complete) return this.shipFile(abs); // finished by an earlier run
+    await catalog.upsert(key, { relativePath, state: 'running', storeUrl: store.url });
+    const writer = await store.openWriter(key);
+    const fh = await open(abs, 'r');
+    try {
+      let pos = writer.committedOffset;
+      const size = (await fh.stat()).size;
+      if (size < pos) {
+        throw new ConflictError(
+          `${store.url} holds ${pos} bytes of ${formatAttempt(key)} but ${abs} has only ${size}; ` +
+            'delete the archived chunks to ship it again',
+        );
+      }
+      let lastFlush = Date.now();
+      for (;;) {
+        // Checked before reading, so that once it says finished, the read below sees every byte.
+        const finished = await isFinished(abs);
+        for (;;) {
+          // A fresh buffer per read: the writer keeps what it is given until it flushes.
+          const buf = Buffer.allocUnsafe(1 << 20);
+          const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+          if (bytesRead === 0) break;
+          await writer.append(buf.subarray(0, bytesRead));
+          pos += bytesRead;
+        }
+        if (finished) break;
+        const due = Date.now() - lastFlush >= flushIntervalMs;
+        if (signal?.aborted || (due && writer.offset > writer.committedOffset)) {
+          // Not `onFlush?.(await writer.flush())`: optional chaining would skip the flush too.
+          const committed = await writer.flush();
+          onFlush?.(committed);
+          lastFlush = Date.now();
+        }
+        if (signal?.aborted) {
+          return { key, relativePath, outcome: 'stopped', committedOffset: writer.committedOffset };
+        }
+        await sleep(pollIntervalMs, signal);
+      }
+      const digest = await digestFile(abs);
+      if (digest.size !== pos) {
+        throw new IntegrityError(
+          `${abs} changed after its attempt finished (${digest.size} bytes, read ${pos})`,
+        );
+      }
+      await writer.finish(digest);
+    } catch (err) {
+      await writer.abort().catch(() => {});
+      throw err;
+    } finally {
+      await fh.close();
+    }
+    // The store now holds the complete log: verification, catalog and local copy as for any ship.
+    return this.shipFile(abs);
+  }
+
+  /**
+   * Stores the file as the attempt's complete log, resuming an interrupted earlier run: through
+   * the store's one-pass `upload()` when it has one (its resume state kept in our journal), else
+   * through a writer from the store's committed offset. Returns the bytes sent in this run.
+   */
+  private async transfer(
+    file: string,
+    key: AttemptKey,
+    digest: Digest,
+    options: ShipOptions,
+    journal: UploadJournal,
+  ): Promise<number> {
     const { store } = this.options;
     const { signal, onProgress } = options;
     const remote = await store.stat(key, { signal });
@@ -205,6 +341,24 @@ export class Shipper {
         `${formatAttempt(key)} is already complete in ${store.url} with ${remote.size} bytes, ` +
           `but the local log has ${digest.size}; delete the archived copy first to replace it`,
       );
+    }
+    if (store.upload) {
+      let resumedAt: number | undefined;
+      let done = 0;
+      await store.upload(
+        key,
+        { path: file, ...digest },
+        {
+          signal,
+          journal,
+          onProgress: (d, total) => {
+            resumedAt ??= d;
+            done = d;
+            onProgress?.(d, total);
+          },
+        },
+      );
+      return done - (resumedAt ?? 0);
     }
     const writer = await store.openWriter(key, { signal });
     try {

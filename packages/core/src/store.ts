@@ -51,7 +51,10 @@ export interface UploadJournal {
 
 export interface UploadOptions {
   signal?: AbortSignal;
-  /** Called as bytes are stored: (bytes of the file stored so far, file size). */
+  /**
+   * Called as bytes are stored: (bytes of the file stored so far, file size); first with the
+   * bytes an earlier, interrupted upload already stored (0 for a fresh one).
+   */
   onProgress?: (done: number, total: number) => void;
   journal?: UploadJournal;
 }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -10,6 +10,7 @@ import {
   digestStored,
   InvalidInputError,
   LocalStore,
+  type LogStore,
   openCatalog,
   PathTemplate,
   Shipper,
@@ -35,6 +36,17 @@ function content(bytes: number, seed = 7): Buffer {
   }
   return Buffer.from(lines.join('')).subarray(0, bytes);
 }
+/** The same store without its optional one-pass `upload()`. */
+function withoutUpload(store: LogStore): LogStore {
+  return new Proxy(store, {
+    get: (target, prop) => {
+      if (prop === 'upload') return undefined;
+      const value = Reflect.get(target, prop, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+}
+
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 describe('Shipper', () => {
@@ -103,6 +115,9 @@ describe('Shipper', () => {
   });
 
   it('resumes an interrupted ship from the committed offset and ends byte-identical', async () => {
+    // A store without the one-pass upload() ships through its resumable writer.
+    const chunked = withoutUpload(store);
+    options = { ...options, store: chunked };
     const log = content(2_000_000);
     await writeFile(file, log);
     const abort = new AbortController();
@@ -123,6 +138,24 @@ describe('Shipper', () => {
     expect(second.uploaded).toBe(log.length - partial!.size);
     expect(await digestStored(store, key)).toEqual({ size: log.length, sha256: sha256(log) });
     expect((await catalog.get(key))?.state).toBe('shipped');
+  });
+
+  it('ships again from the start after an interrupted one-pass upload, byte-identical', async () => {
+    const log = content(2_000_000);
+    await writeFile(file, log);
+    const abort = new AbortController();
+    const first = new Shipper(options).shipFile(file, {
+      signal: abort.signal,
+      onProgress: (done) => {
+        if (done >= 700_000) abort.abort();
+      },
+    });
+    await expect(first).rejects.toThrow();
+    expect((await store.stat(key))?.complete).not.toBe(true);
+
+    const second = await new Shipper(options).shipFile(file);
+    expect(second).toMatchObject({ outcome: 'shipped', uploaded: log.length });
+    expect(await digestStored(store, key)).toEqual({ size: log.length, sha256: sha256(log) });
   });
 
   it('finishes the job when a crash came after the store was complete but before the catalog knew', async () => {
@@ -185,5 +218,54 @@ describe('Shipper', () => {
     const result = await new Shipper(options).shipFile(file);
     expect(result).toMatchObject({ outcome: 'shipped', size: 0 });
     expect(await store.stat(key)).toMatchObject({ size: 0, complete: true });
+  });
+
+  describe('follow (a running attempt)', () => {
+    const until = async (cond: () => Promise<boolean>) => {
+      for (let i = 0; i < 500 && !(await cond()); i++) await new Promise((r) => setTimeout(r, 20));
+      expect(await cond()).toBe(true);
+    };
+
+    it('makes new bytes readable in the store while the attempt runs, then finishes it', async () => {
+      await writeFile(file, 'line 1\n');
+      const following = new Shipper(options).follow(file, {
+        flushIntervalMs: 20,
+        pollIntervalMs: 10,
+      });
+
+      await until(async () => (await store.stat(key))?.size === 7);
+      expect(await store.stat(key)).toMatchObject({ complete: false });
+      expect((await catalog.get(key))?.state).toBe('running');
+
+      await appendFile(file, 'line 2 é\nno newline at the end');
+      await until(async () => (await store.stat(key))?.size === (await stat(file)).size);
+      await writeFile(`${file}.done`, '');
+      const result = await following;
+      const log = await readFile(file);
+      expect(result).toMatchObject({ outcome: 'shipped', size: log.length, sha256: sha256(log) });
+      expect(await digestStored(store, key)).toEqual({ size: log.length, sha256: sha256(log) });
+      expect((await catalog.get(key))?.state).toBe('shipped');
+    });
+
+    it('stops on its signal with every byte read so far flushed, and a later run resumes', async () => {
+      const log = content(300_000);
+      await writeFile(file, log.subarray(0, 100_000));
+      const stop = new AbortController();
+      const following = new Shipper(options).follow(file, {
+        signal: stop.signal,
+        flushIntervalMs: 60_000,
+        pollIntervalMs: 10,
+      });
+      await new Promise((r) => setTimeout(r, 100));
+      stop.abort();
+      expect(await following).toMatchObject({ outcome: 'stopped', committedOffset: 100_000 });
+      expect(await store.stat(key)).toMatchObject({ size: 100_000, complete: false });
+
+      await appendFile(file, log.subarray(100_000));
+      await writeFile(`${file}.done`, '');
+      const resumed = await new Shipper(options).follow(file, { pollIntervalMs: 10 });
+      expect(resumed).toMatchObject({ outcome: 'shipped', size: log.length });
+      expect(await digestStored(store, key)).toEqual({ size: log.length, sha256: sha256(log) });
+    });
   });
 });

@@ -1,6 +1,6 @@
 import { mkdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { attemptKey, openStore, Shipper } from '@tasklog/core';
+import { attemptKey, openStore, Shipper, storeOptionsFromConfig } from '@tasklog/core';
 import { createApp, startServer } from '@tasklog/server';
 import { pino } from 'pino';
 import type { CommandContext } from '../context.js';
@@ -24,7 +24,7 @@ export async function serveCommand(ctx: CommandContext, options: ServeOptions): 
     pathTemplate: ctx.pathTemplate,
     logger,
     // Attempts shipped to an earlier archive are read from where the catalog says they are.
-    openStore: (url) => openStore(url, { pathTemplate: ctx.pathTemplate }),
+    openStore: (url) => openStore(url, storeOptionsFromConfig(ctx.config, ctx.pathTemplate)),
   });
   const running = await startServer({
     app,

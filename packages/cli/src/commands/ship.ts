@@ -1,11 +1,16 @@
-import { formatAttempt, Shipper, type ShipResult } from '@tasklog/core';
+import { formatAttempt, InvalidInputError, Shipper, type ShipResult } from '@tasklog/core';
 import type { CommandContext } from '../context.js';
 import { progressBar } from '../progress.js';
+
+export interface ShipCommandOptions {
+  json?: boolean;
+  follow?: boolean;
+}
 
 export async function shipCommand(
   ctx: CommandContext,
   paths: string[],
-  options: { json?: boolean },
+  options: ShipCommandOptions,
 ): Promise<void> {
   const shipper = new Shipper({
     store: await ctx.openStore(),
@@ -15,6 +20,8 @@ export async function shipCommand(
     stateFolder: ctx.config.core.state_folder,
     deleteLocalCopy: ctx.config.core.delete_local_copy,
   });
+  if (options.follow) return follow(ctx, shipper, paths, options);
+
   const results: ShipResult[] = [];
   const bar = progressBar('ship', !options.json);
   try {
@@ -22,14 +29,7 @@ export async function shipCommand(
       results.push(result);
       if (!options.json) {
         bar.stop();
-        const what =
-          result.outcome === 'shipped'
-            ? `shipped ${result.uploaded} bytes`
-            : 'already shipped, nothing to do';
-        const deleted = result.deletedLocalCopy ? ', local copy deleted' : '';
-        process.stdout.write(
-          `${formatAttempt(result.key)}: ${what} (${result.size} bytes, sha256 ${result.sha256.slice(0, 12)}…)${deleted}\n`,
-        );
+        process.stdout.write(`${describe(result)}\n`);
       }
     }
   } finally {
@@ -42,4 +42,47 @@ export async function shipCommand(
       `no attempt logs found at ${paths.join(', ')} (logs must match core.path_template under ${ctx.config.core.base_log_folder})\n`,
     );
   }
+}
+
+/**
+ * Ships one running attempt as it is written, until its completion marker appears; SIGTERM or
+ * SIGINT flushes what was read and stops, leaving the attempt resumable by a later run.
+ */
+async function follow(
+  ctx: CommandContext,
+  shipper: Shipper,
+  paths: string[],
+  options: ShipCommandOptions,
+) {
+  if (paths.length !== 1) {
+    throw new InvalidInputError('--follow ships one running attempt: give exactly one log file');
+  }
+  const stop = new AbortController();
+  const onSignal = () => stop.abort();
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+  try {
+    const result = await shipper.follow(paths[0]!, {
+      signal: stop.signal,
+      flushIntervalMs: ctx.config.store.flush_interval * 1000,
+    });
+    if (options.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    else if (result.outcome === 'stopped') {
+      process.stdout.write(
+        `${formatAttempt(result.key)}: stopped with ${result.committedOffset} bytes in the store; run again to resume\n`,
+      );
+    } else process.stdout.write(`${describe(result)}\n`);
+  } finally {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+  }
+}
+
+function describe(result: ShipResult): string {
+  const what =
+    result.outcome === 'shipped'
+      ? `shipped ${result.uploaded} bytes`
+      : 'already shipped, nothing to do';
+  const deleted = result.deletedLocalCopy ? ', local copy deleted' : '';
+  return `${formatAttempt(result.key)}: ${what} (${result.size} bytes, sha256 ${result.sha256.slice(0, 12)}…)${deleted}`;
 }

@@ -35,9 +35,13 @@ type Opener = (url: string, options: OpenStoreOptions) => Promise<LogStore>;
 // Each backend is imported only when its scheme is used, so reading from a local folder does
 // not load five cloud SDKs. `undefined` marks a scheme that is planned but not built yet.
 const OPENERS: Record<string, Opener | undefined> = {
-  file: async (url, options) => (await import('./local-store.js')).LocalStore.fromUrl(url, options),
-  s3: undefined,
-  gs: undefined,
+  file: async (url, options) =>
+    (await import('./local-store.js')).LocalStore.fromUrl(url, {
+      pathTemplate: options.pathTemplate,
+      chunkSize: options.flushBytes,
+    }),
+  s3: async (url, options) => (await import('./s3-store.js')).S3Store.fromUrl(url, options),
+  gs: async (url, options) => (await import('./gcs-store.js')).GcsStore.fromUrl(url, options),
   cloudwatch: undefined,
   'elasticsearch+http': undefined,
   'elasticsearch+https': undefined,

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# bench/ship-s3: ship a 1 GiB log to s3rver with `tasklog ship` and download it again with
+# `tasklog fetch`, side by side in the same run with Debian's awscli (`aws s3 cp` up and down,
+# same s3rver, same file). Reports throughput, peak RSS and the ratios.
+#
+#   bash bench/ship-s3.sh [SIZE_MIB=1024]
+#
+# Needs a built workspace (`npx -y pnpm@12.4.2 build`); installs Debian's awscli if missing.
+# (A pip-installed aws v1 may shadow Debian's on PATH: this script calls /usr/bin/aws.)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIZE_MIB=${1:-1024}
+AWS=/usr/bin/aws
+if [ ! -x "$AWS" ]; then
+  echo "installing awscli (Debian package)..." >&2
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq awscli) >/dev/null
+fi
+
+WORK=$(mktemp -d /tmp/tasklog-bench-s3-XXXXXX)
+S3_PID=
+cleanup() {
+  [ -n "$S3_PID" ] && kill "$S3_PID" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+mkdir -p "$WORK/s3rver"
+node --openssl-legacy-provider bench/s3rver.mjs "$WORK/s3rver" bench >"$WORK/s3rver.url" &
+S3_PID=$!
+for _ in $(seq 100); do [ -s "$WORK/s3rver.url" ] && break; sleep 0.1; done
+ENDPOINT=$(cat "$WORK/s3rver.url")
+
+export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+export TASKLOG_HOME="$WORK/home"
+export TASKLOG__STORE__URL="s3://bench/logs"
+export TASKLOG__S3__ENDPOINT="$ENDPOINT"
+export TASKLOG__S3__FORCE_PATH_STYLE=true
+
+REL="dag_id=bench/run_id=manual__2026-01-01T00:00:00+00:00/task_id=ship/attempt=1.log"
+LOG="$TASKLOG_HOME/logs/$REL"
+mkdir -p "$(dirname "$LOG")"
+echo "generating a ${SIZE_MIB} MiB log..." >&2
+node -e '
+  const fs = require("node:fs");
+  let block = "";
+  for (let i = 0; block.length < 1 << 20; i++) block += `[2026-01-01T00:00:${String(i % 60).padStart(2, "0")}] INFO line ${i} héllo wörld 日本語 ${"x".repeat(i % 120)}\n`;
+  const buf = Buffer.from(block).subarray(0, 1 << 20);
+  const fd = fs.openSync(process.argv[2], "w");
+  for (let i = 0; i < Number(process.argv[1]); i++) fs.writeSync(fd, buf);
+  fs.closeSync(fd);
+' "$SIZE_MIB" "$LOG"
+EXPECTED=$(sha256sum "$LOG" | cut -d" " -f1)
+BYTES=$((SIZE_MIB * 1048576))
+
+# run LABEL CMD... : wall seconds and peak RSS (MB) of CMD, from GNU time
+run() {
+  local label=$1; shift
+  /usr/bin/time -f "%e %M" -o "$WORK/time.$label" "$@" >"$WORK/out.$label" 2>"$WORK/err.$label" || {
+    echo "$label failed:" >&2; cat "$WORK/err.$label" >&2; exit 1; }
+  read -r secs kb <"$WORK/time.$label"
+  echo "$secs $(awk -v k="$kb" 'BEGIN { printf "%.1f", k / 1024 }')"
+}
+check() { [ "$(sha256sum "$1" | cut -d" " -f1)" = "$EXPECTED" ] || { echo "checksum mismatch: $1" >&2; exit 1; }; }
+
+read -r T_UP_S T_UP_RSS < <(run tasklog-up node packages/cli/dist/main.js ship "$LOG")
+read -r T_DOWN_S T_DOWN_RSS < <(run tasklog-down node packages/cli/dist/main.js fetch bench manual__2026-01-01T00:00:00+00:00 ship --output "$WORK/tasklog.out")
+check "$WORK/tasklog.out"; rm -f "$WORK/tasklog.out"
+
+# awscli v2 sends CRC trailers with aws-chunked bodies by default in newer releases; s3rver
+# would store the framing. Debian's 2.9 predates that default; the variable is set anyway.
+export AWS_REQUEST_CHECKSUM_CALCULATION=when_required
+read -r A_UP_S A_UP_RSS < <(run aws-up "$AWS" --endpoint-url "$ENDPOINT" s3 cp --only-show-errors "$LOG" "s3://bench/awscli/attempt=1.log")
+read -r A_DOWN_S A_DOWN_RSS < <(run aws-down "$AWS" --endpoint-url "$ENDPOINT" s3 cp --only-show-errors "s3://bench/awscli/attempt=1.log" "$WORK/aws.out")
+check "$WORK/aws.out"; rm -f "$WORK/aws.out"
+
+mibs() { awk -v b="$BYTES" -v s="$1" 'BEGIN { printf "%.1f", b / s / 1048576 }'; }
+echo
+echo "ship-s3: ${SIZE_MIB} MiB log to s3rver 3.7.1 on loopback ($(nproc) cores, node $(node -v), $("$AWS" --version | cut -d" " -f1))"
+echo
+echo "| direction | tasklog MiB/s | awscli MiB/s | ratio | tasklog peak RSS (MB) | awscli peak RSS (MB) |"
+echo "|---|---|---|---|---|---|"
+echo "| up (ship / s3 cp) | $(mibs "$T_UP_S") | $(mibs "$A_UP_S") | $(awk -v a="$A_UP_S" -v t="$T_UP_S" 'BEGIN { printf "%.2f", a / t }') | $T_UP_RSS | $A_UP_RSS |"
+echo "| down (fetch / s3 cp) | $(mibs "$T_DOWN_S") | $(mibs "$A_DOWN_S") | $(awk -v a="$A_DOWN_S" -v t="$T_DOWN_S" 'BEGIN { printf "%.2f", a / t }') | $T_DOWN_RSS | $A_DOWN_RSS |"
+echo
+echo "(ratio = tasklog throughput / awscli throughput; tasklog ship includes hashing the file and verifying the upload)"
+awk -v r="$T_UP_RSS" 'BEGIN { if (r > 200) { print "FAIL: tasklog ship peak RSS above 200 MB"; exit 1 } else print "tasklog ship peak RSS under 200 MB: ok" }'

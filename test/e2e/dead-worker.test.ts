@@ -1,0 +1,94 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { appendFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { attemptKey, PathTemplate } from '@tasklog/core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { S3Store } from '../../packages/core/src/stores/s3-store.js';
+import { CLI, runCli } from '../support/cli.js';
+import { type S3rverFixture, startS3rver } from '../support/s3rver.js';
+
+const key = attemptKey({
+  dagId: 'etl',
+  runId: 'manual__2024-05-01T10:00:00.123456+00:00',
+  taskId: 'crunch',
+  tryNumber: 1,
+});
+const rel = new PathTemplate().render(key);
+
+describe('a worker that dies while its attempt runs (S3)', () => {
+  let s3: S3rverFixture;
+  let home: string;
+  let env: NodeJS.ProcessEnv;
+  let store: S3Store;
+
+  beforeAll(async () => {
+    s3 = await startS3rver('dead-worker');
+    home = await mkdtemp(join(tmpdir(), 'tasklog-dead-worker-'));
+    env = {
+      PATH: process.env.PATH,
+      TASKLOG_HOME: home,
+      AWS_ACCESS_KEY_ID: 'S3RVER',
+      AWS_SECRET_ACCESS_KEY: 'S3RVER',
+      AWS_REGION: 'us-east-1',
+      TASKLOG__STORE__URL: `s3://${s3.bucket}/logs`,
+      TASKLOG__S3__ENDPOINT: s3.endpoint,
+      TASKLOG__S3__FORCE_PATH_STYLE: 'true',
+      TASKLOG__STORE__FLUSH_INTERVAL: '0.2',
+    };
+    store = S3Store.fromUrl(`s3://${s3.bucket}/logs`, {
+      s3: { endpoint: s3.endpoint, force_path_style: true },
+    });
+  });
+
+  afterAll(async () => {
+    await store?.close();
+    await s3?.close();
+    await rm(home, { recursive: true, force: true });
+  });
+
+  it('leaves every byte up to the last flush in the store, and tasklog fetch returns them', async () => {
+    const file = join(home, 'logs', ...rel.split('/'));
+    await mkdir(dirname(file), { recursive: true });
+    await writeFile(file, '');
+    const shipper = spawn(process.execPath, [CLI, 'ship', '--follow', file], {
+      env,
+      stdio: 'ignore',
+    });
+
+    // The task writes lines for a while; the shipper flushes every 0.2 s.
+    let flushedBeforeKill = 0;
+    for (let i = 0; i < 60; i++) {
+      await appendFile(file, `[${i}] ${'payload é€ '.repeat(i % 40)}line ${i}\n`);
+      await new Promise((r) => setTimeout(r, 25));
+      if (i === 45) flushedBeforeKill = (await store.stat(key))?.size ?? 0;
+    }
+    shipper.kill('SIGKILL');
+    await once(shipper, 'exit');
+    const written = await readFile(file);
+
+    const stat = await store.stat(key);
+    expect(stat?.complete).toBe(false);
+    expect(flushedBeforeKill).toBeGreaterThan(0);
+    expect(stat!.size).toBeGreaterThanOrEqual(flushedBeforeKill);
+    expect(stat!.size).toBeLessThanOrEqual(written.length);
+
+    const fetched = await runCli(['fetch', key.dagId, key.runId, key.taskId], env);
+    expect(fetched.stderr).toBe('');
+    expect(fetched.code).toBe(0);
+    expect(fetched.stdout.equals(written.subarray(0, stat!.size))).toBe(true);
+  });
+
+  it('is finished byte-identical by a new shipper once the attempt has ended', async () => {
+    const file = join(home, 'logs', ...rel.split('/'));
+    await writeFile(`${file}.done`, '');
+    const resumed = await runCli(['ship', '--follow', file, '--json'], env);
+    expect(resumed.stderr).toBe('');
+    expect(resumed.code).toBe(0);
+    const written = await readFile(file);
+    expect(await store.stat(key)).toMatchObject({ complete: true, size: written.length });
+    const fetched = await runCli(['fetch', key.dagId, key.runId, key.taskId], env);
+    expect(fetched.stdout.equals(written)).toBe(true);
+  });
+});
