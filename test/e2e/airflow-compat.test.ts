@@ -1,0 +1,140 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { Storage } from '@google-cloud/storage';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type GcsEmulator, startGcsEmulator } from '../emulators/gcs/index.js';
+import { runCli } from '../support/cli.js';
+import { type S3rverFixture, startS3rver } from '../support/s3rver.js';
+
+// Airflow's S3TaskHandler and GCSTaskHandler keep a log at
+// `<remote_base_log_folder>/<log_filename_template rendered>`, written in one piece.
+const AIRFLOW_REL =
+  'dag_id=example_bash_operator/run_id=scheduled__2024-01-01T00:00:00+00:00/task_id=runme_0/attempt=2.log';
+const MAPPED_REL =
+  'dag_id=example_dynamic/run_id=manual__2024-05-01T10:00:00.123456+00:00/task_id=add_one/map_index=3/attempt=1.log';
+const AIRFLOW_LOG = Buffer.from(
+  '[2024-01-01T00:00:05.123+0000] {taskinstance.py:1157} INFO - Dependencies all met\n' +
+    '[2024-01-01T00:00:05.456+0000] {subprocess.py:93} INFO - héllo wörld 日本語\n' +
+    '[2024-01-01T00:00:06.000+0000] {taskinstance.py:1400} INFO - Marking task as SUCCESS.',
+);
+
+describe('Airflow compatibility of the S3 layout', () => {
+  let s3: S3rverFixture;
+  let client: S3Client;
+  let home: string;
+  let env: NodeJS.ProcessEnv;
+
+  beforeAll(async () => {
+    s3 = await startS3rver('airflow-logs');
+    client = new S3Client({ endpoint: s3.endpoint, forcePathStyle: true, region: 'us-east-1' });
+    home = await mkdtemp(join(tmpdir(), 'tasklog-airflow-s3-'));
+    env = {
+      PATH: process.env.PATH,
+      TASKLOG_HOME: home,
+      AWS_ACCESS_KEY_ID: 'S3RVER',
+      AWS_SECRET_ACCESS_KEY: 'S3RVER',
+      AWS_REGION: 'us-east-1',
+      TASKLOG__STORE__URL: 's3://airflow-logs/airflow/logs',
+      TASKLOG__S3__ENDPOINT: s3.endpoint,
+      TASKLOG__S3__FORCE_PATH_STYLE: 'true',
+    };
+  });
+
+  afterAll(async () => {
+    client?.destroy();
+    await s3?.close();
+    await rm(home, { recursive: true, force: true });
+  });
+
+  it('fetches a log Airflow’s S3 handler wrote, picking the latest try', async () => {
+    await client.send(
+      new PutObjectCommand({
+        Bucket: 'airflow-logs',
+        Key: `airflow/logs/${AIRFLOW_REL}`,
+        Body: AIRFLOW_LOG,
+      }),
+    );
+    const got = await runCli(
+      ['fetch', 'example_bash_operator', 'scheduled__2024-01-01T00:00:00+00:00', 'runme_0'],
+      env,
+    );
+    expect(got.stderr).toBe('');
+    expect(got.code).toBe(0);
+    expect(got.stdout.equals(AIRFLOW_LOG)).toBe(true);
+  });
+
+  it('ships a log to exactly the key Airflow’s S3 handler reads, as plain text', async () => {
+    const file = join(home, 'logs', ...MAPPED_REL.split('/'));
+    await mkdir(dirname(file), { recursive: true });
+    await writeFile(file, AIRFLOW_LOG);
+    const shipped = await runCli(['ship', file], env);
+    expect(shipped.code).toBe(0);
+    const object = await client.send(
+      new GetObjectCommand({ Bucket: 'airflow-logs', Key: `airflow/logs/${MAPPED_REL}` }),
+    );
+    expect(Buffer.from(await object.Body!.transformToByteArray()).equals(AIRFLOW_LOG)).toBe(true);
+  });
+});
+
+describe('Airflow compatibility of the GCS layout', () => {
+  let emulator: GcsEmulator;
+  let storage: Storage;
+  let home: string;
+  let env: NodeJS.ProcessEnv;
+
+  beforeAll(async () => {
+    emulator = await startGcsEmulator();
+    emulator.createBucket('airflow-logs');
+    storage = new Storage({ apiEndpoint: emulator.url, projectId: 'test' });
+    home = await mkdtemp(join(tmpdir(), 'tasklog-airflow-gcs-'));
+    env = {
+      PATH: process.env.PATH,
+      TASKLOG_HOME: home,
+      TASKLOG__STORE__URL: 'gs://airflow-logs/airflow/logs',
+      TASKLOG__GCS__API_ENDPOINT: emulator.url,
+      TASKLOG__GCS__PROJECT_ID: 'test',
+    };
+  });
+
+  afterAll(async () => {
+    await emulator?.close();
+    await rm(home, { recursive: true, force: true });
+  });
+
+  it('fetches a log Airflow’s GCS handler wrote', async () => {
+    await storage
+      .bucket('airflow-logs')
+      .file(`airflow/logs/${AIRFLOW_REL}`)
+      .save(AIRFLOW_LOG, { resumable: false });
+    const got = await runCli(
+      [
+        'fetch',
+        'example_bash_operator',
+        'scheduled__2024-01-01T00:00:00+00:00',
+        'runme_0',
+        '--try',
+        '2',
+      ],
+      env,
+    );
+    expect(got.stderr).toBe('');
+    expect(got.code).toBe(0);
+    expect(got.stdout.equals(AIRFLOW_LOG)).toBe(true);
+  });
+
+  it('ships a log to exactly the object Airflow’s GCS handler reads, as plain text', async () => {
+    const file = join(home, 'logs', ...MAPPED_REL.split('/'));
+    await mkdir(dirname(file), { recursive: true });
+    await writeFile(file, AIRFLOW_LOG);
+    const shipped = await runCli(['ship', file], env);
+    expect(shipped.stderr).toBe('');
+    expect(shipped.code).toBe(0);
+    const [bytes] = await storage
+      .bucket('airflow-logs')
+      .file(`airflow/logs/${MAPPED_REL}`)
+      .download();
+    expect(bytes.equals(AIRFLOW_LOG)).toBe(true);
+  });
+});
