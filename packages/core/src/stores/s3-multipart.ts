@@ -517,10 +517,13 @@ export async function uploadFile(
   let failure: { err: unknown } | undefined;
   let next = 0;
   const worker = async () => {
+    // One part buffer per worker, reused for each of its parts: memory stays at
+    // UPLOAD_CONCURRENCY × partSize, and the GC is not left with a trail of 8 MiB buffers.
+    const buffer = Buffer.allocUnsafe(partSize);
     while (failure === undefined && next < pending.length) {
       throwIfAborted(signal);
       const n = pending[next++]!;
-      const body = await readPart(fh, (n - 1) * partSize, partLength(n), file.path);
+      const body = await readPart(fh, (n - 1) * partSize, partLength(n), file.path, buffer);
       const md5 = createHash('md5').update(body).digest();
       const res = await client.send(
         new sdk.UploadPartCommand({
@@ -617,8 +620,15 @@ async function listParts(
   return out;
 }
 
-async function readPart(fh: FileHandle, start: number, length: number, path: string) {
-  const buf = Buffer.allocUnsafe(length);
+/** Reads `length` bytes at `start` into the front of `buffer`; returns that view. */
+async function readPart(
+  fh: FileHandle,
+  start: number,
+  length: number,
+  path: string,
+  buffer: Buffer,
+): Promise<Buffer> {
+  const buf = buffer.subarray(0, length);
   let got = 0;
   while (got < length) {
     const { bytesRead } = await fh.read(buf, got, length - got, start + got);
