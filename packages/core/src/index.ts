@@ -13,4 +13,5 @@ export * from './shipper.js';
 export * from './store.js';
 export * from './stores/chunk-layout.js';
 export * from './stores/local-store.js';
+export * from './stores/log-records.js';
 export * from './stores/open-store.js';

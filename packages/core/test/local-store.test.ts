@@ -335,7 +335,9 @@ describe('LocalStore URLs', () => {
 
   it('makes openStore open s3:// and gs:// URLs with their stores', async () => {
     const s3 = await openStore('s3://bucket/prefix');
-    const gs = await openStore('gs://bucket/prefix', { gcs: { api_endpoint: 'http://127.0.0.1:9' } });
+    const gs = await openStore('gs://bucket/prefix', {
+      gcs: { api_endpoint: 'http://127.0.0.1:9' },
+    });
     expect([s3.url, gs.url]).toEqual(['s3://bucket/prefix', 'gs://bucket/prefix']);
     await Promise.all([s3.close(), gs.close()]);
   });
