@@ -13,23 +13,10 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GcsStore } from '../../packages/core/src/stores/gcs-store.js';
 import { type GcsEmulator, startGcsEmulator } from '../emulators/gcs/index.js';
-import { prng } from '../support/logs.js';
+import { prng, randomLogBytes } from '../support/logs.js';
 
 const template = new PathTemplate();
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
-
-function randomLog(bytes: number, seed: number): Buffer {
-  const rand = prng(seed);
-  const words = ['INFO', 'é', '€', '𝄞', 'data', '\r\n', '\n', 'y'.repeat(500)];
-  const parts: string[] = [];
-  let size = 0;
-  while (size < bytes) {
-    const w = words[Math.floor(rand() * words.length)]!;
-    parts.push(w);
-    size += Buffer.byteLength(w) + 1;
-  }
-  return Buffer.from(parts.join(' ')).subarray(0, bytes);
-}
 
 describe('GCS with 20% of requests failing (5xx, resets, answers lost after the work)', () => {
   let emulator: GcsEmulator;
@@ -72,7 +59,7 @@ describe('GCS with 20% of requests failing (5xx, resets, answers lost after the 
 
   it('writes a running attempt chunk by chunk and finishes it byte-identical, leaving no chunk objects', async () => {
     const key = attemptKey({ dagId: 'faults', runId: 'r1', taskId: 'writer', tryNumber: 1 });
-    const log = randomLog(2 * 1024 * 1024, 5);
+    const log = randomLogBytes(2 * 1024 * 1024, 5);
     const rand = prng(6);
     const writer = await store.openWriter(key);
     for (let at = 0; at < log.length; ) {
@@ -94,7 +81,7 @@ describe('GCS with 20% of requests failing (5xx, resets, answers lost after the 
     const rel = template.render(key);
     const file = join(home, 'logs', ...rel.split('/'));
     await mkdir(dirname(file), { recursive: true });
-    const log = randomLog(8 * 1024 * 1024, 7);
+    const log = randomLogBytes(8 * 1024 * 1024, 7);
     await writeFile(file, log);
     const shipper = new Shipper({
       store,

@@ -14,24 +14,11 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { S3Store } from '../../packages/core/src/stores/s3-store.js';
 import { type FaultProxy, startFaultProxy } from '../emulators/fault-proxy.js';
-import { prng } from '../support/logs.js';
+import { prng, randomLogBytes } from '../support/logs.js';
 import { type S3rverFixture, startS3rver } from '../support/s3rver.js';
 
 const template = new PathTemplate();
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
-
-function randomLog(bytes: number, seed: number): Buffer {
-  const rand = prng(seed);
-  const words = ['INFO', 'é', '€', '𝄞', 'data', 'ok', '\r\n', '\n', 'x'.repeat(300)];
-  const parts: string[] = [];
-  let size = 0;
-  while (size < bytes) {
-    const w = words[Math.floor(rand() * words.length)]!;
-    parts.push(w);
-    size += Buffer.byteLength(w) + 1;
-  }
-  return Buffer.from(parts.join(' ')).subarray(0, bytes);
-}
 
 describe('S3 with 20% of requests failing (5xx, resets before and after the work)', () => {
   let s3: S3rverFixture;
@@ -73,7 +60,7 @@ describe('S3 with 20% of requests failing (5xx, resets before and after the work
 
   it('writes a running attempt chunk by chunk and finishes it byte-identical, leaving no chunk objects', async () => {
     const key = attemptKey({ dagId: 'faults', runId: 'r1', taskId: 'writer', tryNumber: 1 });
-    const log = randomLog(3 * 1024 * 1024, 1);
+    const log = randomLogBytes(3 * 1024 * 1024, 1);
     const rand = prng(2);
     const writer = await store.openWriter(key);
     for (let at = 0; at < log.length; ) {
@@ -95,7 +82,7 @@ describe('S3 with 20% of requests failing (5xx, resets before and after the work
     const rel = template.render(key);
     const file = join(home, 'logs', ...rel.split('/'));
     await mkdir(dirname(file), { recursive: true });
-    const log = randomLog(20 * 1024 * 1024, 3);
+    const log = randomLogBytes(20 * 1024 * 1024, 3);
     await writeFile(file, log);
     const shipper = new Shipper({
       store,

@@ -79,3 +79,17 @@ export async function digestRange(
   }
   return { size, sha256: hash.digest('hex') };
 }
+
+/** `bytes` bytes of seeded random log text: multi-byte characters, CRLF and long runs. */
+export function randomLogBytes(bytes: number, seed: number): Buffer {
+  const rand = prng(seed);
+  const words = ['INFO', 'é', '€', '𝄞', 'data', 'ok', '\r\n', '\n', 'x'.repeat(300)];
+  const parts: string[] = [];
+  let size = 0;
+  while (size < bytes) {
+    const w = words[Math.floor(rand() * words.length)]!;
+    parts.push(w);
+    size += Buffer.byteLength(w) + 1;
+  }
+  return Buffer.from(parts.join(' ')).subarray(0, bytes);
+}

@@ -6,6 +6,7 @@ import {
   openCatalog,
   openStore,
   PathTemplate,
+  Shipper,
   storeOptionsFromConfig,
 } from '@tasklog/core';
 
@@ -55,6 +56,18 @@ export class CommandContext {
     const url = this.config.catalog.url;
     this.catalog ??= openCatalog(url, { migrate: url.startsWith('sqlite:') ? 'auto' : 'never' });
     return this.catalog;
+  }
+
+  /** A shipper for the configured base folder, store and catalog. */
+  async shipper(options: { deleteLocalCopy?: boolean } = {}): Promise<Shipper> {
+    return new Shipper({
+      store: await this.openStore(),
+      catalog: await this.openCatalog(),
+      pathTemplate: this.pathTemplate,
+      baseLogFolder: this.config.core.base_log_folder,
+      stateFolder: this.config.core.state_folder,
+      deleteLocalCopy: options.deleteLocalCopy ?? this.config.core.delete_local_copy,
+    });
   }
 
   async close(): Promise<void> {

@@ -1,6 +1,6 @@
 import { mkdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { attemptKey, openStore, Shipper, storeOptionsFromConfig } from '@tasklog/core';
+import { attemptKey, openStore, storeOptionsFromConfig } from '@tasklog/core';
 import { createApp, startServer } from '@tasklog/server';
 import { pino } from 'pino';
 import type { CommandContext } from '../context.js';
@@ -80,13 +80,5 @@ async function shipDemo(ctx: CommandContext) {
     await mkdir(dirname(file), { recursive: true });
     await writeFile(file, `${lines.join('\n')}\n`);
   }
-  const shipper = new Shipper({
-    store: await ctx.openStore(),
-    catalog: await ctx.openCatalog(),
-    pathTemplate: ctx.pathTemplate,
-    baseLogFolder: ctx.config.core.base_log_folder,
-    stateFolder: ctx.config.core.state_folder,
-    deleteLocalCopy: false,
-  });
-  await shipper.shipFile(file);
+  await (await ctx.shipper({ deleteLocalCopy: false })).shipFile(file);
 }

@@ -1,4 +1,4 @@
-import { formatAttempt, InvalidInputError, Shipper, type ShipResult } from '@tasklog/core';
+import { formatAttempt, InvalidInputError, type Shipper, type ShipResult } from '@tasklog/core';
 import type { CommandContext } from '../context.js';
 import { progressBar } from '../progress.js';
 
@@ -12,14 +12,7 @@ export async function shipCommand(
   paths: string[],
   options: ShipCommandOptions,
 ): Promise<void> {
-  const shipper = new Shipper({
-    store: await ctx.openStore(),
-    catalog: await ctx.openCatalog(),
-    pathTemplate: ctx.pathTemplate,
-    baseLogFolder: ctx.config.core.base_log_folder,
-    stateFolder: ctx.config.core.state_folder,
-    deleteLocalCopy: ctx.config.core.delete_local_copy,
-  });
+  const shipper = await ctx.shipper();
   if (options.follow) return follow(ctx, shipper, paths, options);
 
   const results: ShipResult[] = [];
