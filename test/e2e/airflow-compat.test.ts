@@ -2,8 +2,13 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { Client } from '@elastic/elasticsearch';
 import { Storage } from '@google-cloud/storage';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type ElasticsearchEmulator,
+  startElasticsearchEmulator,
+} from '../emulators/elasticsearch/index.js';
 import { type GcsEmulator, startGcsEmulator } from '../emulators/gcs/index.js';
 import { runCli } from '../support/cli.js';
 import { type S3rverFixture, startS3rver } from '../support/s3rver.js';
@@ -136,5 +141,89 @@ describe('Airflow compatibility of the GCS layout', () => {
       .file(`airflow/logs/${MAPPED_REL}`)
       .download();
     expect(bytes.equals(AIRFLOW_LOG)).toBe(true);
+  });
+});
+
+describe('Airflow compatibility of the Elasticsearch layout', () => {
+  let emulator: ElasticsearchEmulator;
+  let client: Client;
+  let home: string;
+  let env: NodeJS.ProcessEnv;
+
+  beforeAll(async () => {
+    emulator = await startElasticsearchEmulator({ refreshIntervalMs: 20 });
+    client = new Client({ node: emulator.url });
+    home = await mkdtemp(join(tmpdir(), 'tasklog-airflow-es-'));
+    env = {
+      PATH: process.env.PATH,
+      TASKLOG_HOME: home,
+      TASKLOG__STORE__URL: `elasticsearch+${emulator.url}/airflow-logs`,
+    };
+  });
+
+  afterAll(async () => {
+    await client?.close();
+    await emulator?.close();
+    await rm(home, { recursive: true, force: true });
+  });
+
+  it('fetches a log indexed the way Airflow’s Elasticsearch handler writes it', async () => {
+    // Airflow's handler (with write_stdout + json_format, shipped by Filebeat/Logstash) leaves
+    // one document per line: log_id, a monotonic offset, message; then the end_of_log mark.
+    const lines = AIRFLOW_LOG.toString().split('\n');
+    const logId = 'example_bash_operator-runme_0-scheduled__2024-01-01T00:00:00+00:00--1-2';
+    const docs = [...lines, 'end_of_log'].map((message, i) => ({
+      log_id: logId,
+      offset: 1_704_067_205_000_000_000 + i * 1000,
+      message,
+      host: 'worker-1',
+    }));
+    await client.bulk({
+      operations: docs.flatMap((doc) => [{ index: { _index: 'airflow-logs' } }, doc]),
+      refresh: true,
+    });
+    const got = await runCli(
+      [
+        'fetch',
+        'example_bash_operator',
+        'scheduled__2024-01-01T00:00:00+00:00',
+        'runme_0',
+        '--try',
+        '2',
+      ],
+      env,
+    );
+    expect(got.stderr).toBe('');
+    expect(got.code).toBe(0);
+    // Each document is a line; the reader gives every line its newline back.
+    expect(got.stdout.toString()).toBe(`${AIRFLOW_LOG.toString()}\n`);
+  });
+
+  it('ships a log Airflow’s query finds: match_phrase on log_id, sorted by offset', async () => {
+    const file = join(home, 'logs', ...MAPPED_REL.split('/'));
+    await mkdir(dirname(file), { recursive: true });
+    await writeFile(file, `${AIRFLOW_LOG.toString()}\n`);
+    const shipped = await runCli(['ship', file], env);
+    expect(shipped.stderr).toBe('');
+    expect(shipped.code).toBe(0);
+    const result = await client.search<{ message: string; offset: number }>({
+      index: 'airflow-logs',
+      query: {
+        bool: {
+          must: [
+            {
+              match_phrase: {
+                log_id: 'example_dynamic-add_one-manual__2024-05-01T10:00:00.123456+00:00-3-1',
+              },
+            },
+            { range: { offset: { gt: 0 } } },
+          ],
+        },
+      },
+      sort: [{ offset: { order: 'asc' } }],
+      size: 1000,
+    });
+    const messages = result.hits.hits.map((h) => h._source!.message);
+    expect(messages).toEqual([...AIRFLOW_LOG.toString().split('\n'), 'end_of_log']);
   });
 });

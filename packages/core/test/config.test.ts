@@ -71,11 +71,27 @@ describe('defaults', () => {
         max_attempts: 8,
       },
       gcs: { max_attempts: 8 },
+      cloudwatch: { max_attempts: 8 },
+      stackdriver: { resource_type: 'global', transport: 'grpc', max_attempts: 8 },
+      elasticsearch: {
+        log_id_template: '{dag_id}-{task_id}-{run_id}-{map_index}-{try_number}',
+        end_of_log_mark: 'end_of_log',
+        message_field: 'message',
+        host_field: 'host',
+        request_timeout_seconds: 30,
+        max_retries: 8,
+        bulk_bytes: 5 * 1024 * 1024,
+        bulk_count: 10_000,
+        distribution: 'elasticsearch',
+      },
       catalog: { url: `sqlite://${home}/catalog.db` },
       server: { host: '127.0.0.1', port: 8794, shutdown_timeout: 10 },
       logging: { level: 'info' },
     });
-    expect(Object.values(sources).every((s) => s.source === 'default' && !s.secret)).toBe(true);
+    expect(Object.values(sources).every((s) => s.source === 'default')).toBe(true);
+    // Only keys named like credentials are secret by default.
+    const secret = Object.keys(sources).filter((k) => sources[k]!.secret);
+    expect(secret).toEqual(['elasticsearch.password', 'elasticsearch.api_key']);
   });
 
   it('uses ~/.tasklog as home when TASKLOG_HOME is not set', () => {
@@ -275,6 +291,28 @@ describe('describeConfig', () => {
       'gcs.api_endpoint',
       'gcs.impersonation_chain',
       'gcs.max_attempts',
+      'cloudwatch.region',
+      'cloudwatch.endpoint',
+      'cloudwatch.max_attempts',
+      'stackdriver.project_id',
+      'stackdriver.resource_type',
+      'stackdriver.resource_labels',
+      'stackdriver.api_endpoint',
+      'stackdriver.transport',
+      'stackdriver.max_attempts',
+      'elasticsearch.log_id_template',
+      'elasticsearch.end_of_log_mark',
+      'elasticsearch.message_field',
+      'elasticsearch.host_field',
+      'elasticsearch.username',
+      'elasticsearch.password',
+      'elasticsearch.api_key',
+      'elasticsearch.ca_file',
+      'elasticsearch.request_timeout_seconds',
+      'elasticsearch.max_retries',
+      'elasticsearch.bulk_bytes',
+      'elasticsearch.bulk_count',
+      'elasticsearch.distribution',
       'catalog.url',
       'server.host',
       'server.port',

@@ -79,13 +79,19 @@ describe('RecordSplitter and RecordAssembler', () => {
     expect(assemble(records).equals(line)).toBe(true);
   });
 
-  it('does not flush half a character', () => {
+  it('flushes every byte, half a character as a base64 record of its own', () => {
     const splitter = new RecordSplitter(0, 1024);
     const euro = Buffer.from('x€');
     expect(splitter.push(euro.subarray(0, 2))).toEqual([]);
-    expect(splitter.flush()).toEqual([{ offset: 0, length: 1, text: 'x' }]);
+    expect(splitter.flush()).toEqual([
+      { offset: 0, length: 1, text: 'x' },
+      { offset: 1, length: 1, base64: euro.subarray(1, 2).toString('base64') },
+    ]);
+    expect(splitter.pending).toBe(0);
     expect(splitter.push(euro.subarray(2))).toEqual([]);
-    expect(splitter.end()).toEqual([{ offset: 1, length: 3, text: '€' }]);
+    expect(splitter.end()).toEqual([
+      { offset: 2, length: 2, base64: euro.subarray(2).toString('base64') },
+    ]);
   });
 
   it('round-trips any bytes, however pushed and flushed, through records read in order', () => {

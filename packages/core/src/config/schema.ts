@@ -191,6 +191,50 @@ export const configSchema = z.object({
     impersonation_chain: optionalText('service account e-mails, comma-separated'),
     max_attempts: positiveInt('expected a number of attempts >= 1'),
   }),
+  cloudwatch: z.object({
+    region: optionalText('an AWS region such as eu-west-1'),
+    endpoint: optionalText('an endpoint URL').refine(
+      (v) => v === undefined || /^https?:\/\/[^/]/.test(v),
+      { error: 'expected an http:// or https:// endpoint URL' },
+    ),
+    max_attempts: positiveInt('expected a number of attempts >= 1'),
+  }),
+  stackdriver: z.object({
+    project_id: optionalText('a Google Cloud project id'),
+    resource_type: z
+      .string()
+      .min(1, { error: 'expected a monitored resource type such as global' }),
+    resource_labels: optionalText('key=value pairs separated by commas').refine(
+      (v) => v === undefined || v.split(',').every((pair) => /^[^=,\s]+=[^,]*$/.test(pair.trim())),
+      { error: 'expected key=value pairs separated by commas' },
+    ),
+    api_endpoint: optionalText('host:port or http://host:port'),
+    transport: z.enum(['grpc', 'rest'], { error: 'expected grpc or rest' }),
+    max_attempts: positiveInt('expected a number of attempts >= 1'),
+  }),
+  elasticsearch: z.object({
+    log_id_template: z.string().min(1, { error: 'expected a log_id template' }),
+    end_of_log_mark: z.string().min(1, { error: 'expected an end-of-log mark' }),
+    message_field: z.enum(['message', 'event'], { error: 'expected message or event' }),
+    host_field: z.string().min(1, { error: 'expected a field name' }),
+    username: optionalText('a user name'),
+    password: optionalText('a password'),
+    api_key: optionalText('an API key'),
+    ca_file: optionalText('a CA certificate file'),
+    request_timeout_seconds: seconds,
+    max_retries: z.preprocess(
+      numeric,
+      z
+        .number({ error: 'expected a number >= 0' })
+        .int()
+        .min(0, { error: 'expected a number >= 0' }),
+    ),
+    bulk_bytes: positiveInt(BYTES),
+    bulk_count: positiveInt('expected a number of documents >= 1'),
+    distribution: z.enum(['elasticsearch', 'opensearch'], {
+      error: 'expected elasticsearch or opensearch',
+    }),
+  }),
   catalog: z.object({ url: catalogUrl }),
   server: z.object({ host, port, shutdown_timeout: seconds }),
   logging: z.object({ level }),

@@ -51,6 +51,49 @@ export interface TasklogConfig {
     impersonation_chain?: string;
     max_attempts: number;
   };
+  /** CloudWatch Logs. Credentials come from the AWS SDK's default chain only. */
+  cloudwatch: {
+    /** Overrides the region in the log group ARN. */
+    region?: string;
+    /** Endpoint override (a VPC endpoint or an emulator). */
+    endpoint?: string;
+    max_attempts: number;
+  };
+  /** Google Cloud Logging (`stackdriver://`). Credentials from Application Default Credentials. */
+  stackdriver: {
+    project_id?: string;
+    /** Monitored resource type of written entries (Airflow's default: `global`). */
+    resource_type: string;
+    /** Monitored resource labels, `key=value` pairs separated by commas. */
+    resource_labels?: string;
+    /** `host:port` (TLS with ADC) or `http://host:port` (plaintext, no auth: emulators). */
+    api_endpoint?: string;
+    transport: 'grpc' | 'rest';
+    max_attempts: number;
+  };
+  /** Elasticsearch / OpenSearch (`elasticsearch+http(s)://host:port/INDEX`). */
+  elasticsearch: {
+    /** Airflow's `log_id_template`. */
+    log_id_template: string;
+    /** Airflow's `end_of_log_mark`. */
+    end_of_log_mark: string;
+    /** `message` (Airflow 2) or `event` (Airflow 3). */
+    message_field: 'message' | 'event';
+    /** Airflow's `host_field`. */
+    host_field: string;
+    username?: string;
+    password?: string;
+    api_key?: string;
+    /** PEM file of the CA that signed the cluster's certificate. */
+    ca_file?: string;
+    request_timeout_seconds: number;
+    max_retries: number;
+    /** Size of a `_bulk` request in bytes. */
+    bulk_bytes: number;
+    bulk_count: number;
+    /** `opensearch` skips the Elasticsearch product check of the client. */
+    distribution: 'elasticsearch' | 'opensearch';
+  };
   catalog: {
     /** `sqlite:///abs/path/catalog.db` (later `postgres://...`). */
     url: string;

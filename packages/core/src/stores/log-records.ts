@@ -83,15 +83,18 @@ export class RecordSplitter {
   }
 
   /**
-   * Records for the unfinished line too (a flush of a running log must make it durable), except
-   * for an incomplete UTF-8 character at its very end, which waits for its remaining bytes.
+   * Records for the unfinished line too: a flush of a running log makes every appended byte
+   * durable. An incomplete UTF-8 character at the very end (its last bytes not appended yet)
+   * goes out as a record of its own, base64, so the text before it stays readable text.
    */
   flush(): LogRecord[] {
     const rest = this.#carry;
+    this.#carry = Buffer.alloc(0);
     const cut = incompleteTail(rest);
-    if (cut === 0) return [];
-    this.#carry = Buffer.from(rest.subarray(cut));
-    return [this.#record(rest.subarray(0, cut), false)];
+    const out: LogRecord[] = [];
+    if (cut > 0) out.push(this.#record(rest.subarray(0, cut), false));
+    if (cut < rest.length) out.push(this.#record(rest.subarray(cut), false));
+    return out;
   }
 
   /** Everything still held, as records (the log has ended). */

@@ -14,6 +14,14 @@ export interface OpenStoreOptions {
   s3?: Partial<TasklogConfig['s3']>;
   /** GCS settings (the `[gcs]` config section). */
   gcs?: Partial<TasklogConfig['gcs']>;
+  /** CloudWatch Logs settings (the `[cloudwatch]` config section). */
+  cloudwatch?: Partial<TasklogConfig['cloudwatch']>;
+  /** Elasticsearch settings (the `[elasticsearch]` config section). */
+  elasticsearch?: Partial<TasklogConfig['elasticsearch']>;
+  /** Cloud Logging settings (the `[stackdriver]` section; labels already parsed). */
+  stackdriver?: Partial<Omit<TasklogConfig['stackdriver'], 'resource_labels'>> & {
+    resource_labels?: Record<string, string>;
+  };
 }
 
 /** The store options a loaded configuration asks for. */
@@ -27,14 +35,31 @@ export function storeOptionsFromConfig(
     flushBytes: config.store.flush_bytes,
     s3: config.s3,
     gcs: config.gcs,
+    cloudwatch: config.cloudwatch,
+    elasticsearch: config.elasticsearch,
+    stackdriver: {
+      ...config.stackdriver,
+      resource_labels: parseLabels(config.stackdriver.resource_labels),
+    },
   };
+}
+
+/** `a=1, b=2` → `{ a: '1', b: '2' }` (validated by the config schema). */
+function parseLabels(text: string | undefined): Record<string, string> | undefined {
+  if (text === undefined) return undefined;
+  return Object.fromEntries(
+    text.split(',').map((pair) => {
+      const [k, ...v] = pair.trim().split('=');
+      return [k!, v.join('=')];
+    }),
+  );
 }
 
 type Opener = (url: string, options: OpenStoreOptions) => Promise<LogStore>;
 
 // Each backend is imported only when its scheme is used, so reading from a local folder does
-// not load five cloud SDKs. `undefined` marks a scheme that is planned but not built yet.
-const OPENERS: Record<string, Opener | undefined> = {
+// not load five cloud SDKs.
+const OPENERS: Record<string, Opener> = {
   file: async (url, options) =>
     (await import('./local-store.js')).LocalStore.fromUrl(url, {
       pathTemplate: options.pathTemplate,
@@ -42,17 +67,23 @@ const OPENERS: Record<string, Opener | undefined> = {
     }),
   s3: async (url, options) => (await import('./s3-store.js')).S3Store.fromUrl(url, options),
   gs: async (url, options) => (await import('./gcs-store.js')).GcsStore.fromUrl(url, options),
-  cloudwatch: undefined,
-  'elasticsearch+http': undefined,
-  'elasticsearch+https': undefined,
-  stackdriver: undefined,
+  cloudwatch: async (url, options) =>
+    (await import('./cloudwatch-store.js')).CloudWatchStore.fromUrl(url, options),
+  'elasticsearch+http': openElasticsearch,
+  'elasticsearch+https': openElasticsearch,
+  stackdriver: async (url, options) =>
+    (await import('./stackdriver-store.js')).StackdriverStore.fromUrl(url, options),
 };
+
+async function openElasticsearch(url: string, options: OpenStoreOptions): Promise<LogStore> {
+  return (await import('./elasticsearch-store.js')).ElasticsearchStore.fromUrl(url, options);
+}
 
 /**
  * Opens the store a URL names, like Airflow's `remote_base_log_folder`: `file:///var/log/archive`,
  * `s3://bucket/prefix`, `gs://bucket/prefix`, `cloudwatch://arn:...`, `elasticsearch+https://host/INDEX`,
- * `stackdriver://LOG_NAME`. Throws InvalidInputError for an unknown or not yet supported scheme
- * and for a URL the chosen store rejects.
+ * `stackdriver://LOG_NAME`. Throws InvalidInputError for an unknown scheme and for a URL the
+ * chosen store rejects.
  */
 export async function openStore(url: string, options: OpenStoreOptions = {}): Promise<LogStore> {
   // Not `new URL()`: a CloudWatch ARN (`arn:aws:logs:...`) is not a valid URL authority.
@@ -66,7 +97,5 @@ export async function openStore(url: string, options: OpenStoreOptions = {}): Pr
         .join(', ')}`,
     );
   }
-  const opener = OPENERS[scheme];
-  if (!opener) throw new InvalidInputError(`store scheme ${scheme}: is not supported yet`);
-  return opener(url, options);
+  return OPENERS[scheme]!(url, options);
 }

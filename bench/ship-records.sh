@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# bench/ship-records: ship a 200 MB log of mixed line lengths to each record-store emulator
+# (CloudWatch Logs, Elasticsearch, Cloud Logging), each running in its own process so that its
+# cost is not counted, and report lines/s, MB/s and tasklog's CPU seconds per GB, side by side
+# in the same run with a baseline that only reads the file and splits it into lines.
+#
+#   bash bench/ship-records.sh [SIZE_MB=200]
+#
+# Needs a built workspace (`npx -y pnpm@12.4.2 build`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIZE_MB=${1:-200}
+WORK=$(mktemp -d /tmp/tasklog-bench-records-XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+REL="dag_id=bench/run_id=manual__2026-01-01T00:00:00+00:00/task_id=records/attempt=1.log"
+LOG="$WORK/logs/$REL"
+mkdir -p "$(dirname "$LOG")"
+echo "generating a ${SIZE_MB} MB log of mixed line lengths..." >&2
+node -e '
+  const fs = require("node:fs");
+  const target = Number(process.argv[1]) * 1e6;
+  let seed = 42;
+  const rand = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+  const fd = fs.openSync(process.argv[2], "w");
+  let size = 0, i = 0, batch = [];
+  while (size < target) {
+    const r = rand();
+    // Most lines short, some medium, a few very long (stack traces, JSON dumps).
+    const n = r < 0.7 ? 40 + Math.floor(rand() * 80) : r < 0.98 ? 200 + Math.floor(rand() * 800) : 5000 + Math.floor(rand() * 60000);
+    const line = `[2026-01-01T00:00:${String(i % 60).padStart(2, "0")}] INFO ${i++} ${"héllo wörld ".repeat(Math.ceil(n / 13)).slice(0, n)}\n`;
+    batch.push(line); size += Buffer.byteLength(line);
+    if (batch.length >= 1000) { fs.writeSync(fd, batch.join("")); batch = []; }
+  }
+  fs.writeSync(fd, batch.join(""));
+  fs.closeSync(fd);
+' "$SIZE_MB" "$LOG"
+read -r LINES BYTES _ < <(node bench/split-lines.mjs "$LOG")
+
+# start NAME CMD... : runs an emulator in the background and waits for its first output line
+start() {
+  local name=$1; shift
+  "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+  PIDS+=("$!")
+  for _ in $(seq 200); do [ -s "$WORK/$name.out" ] && break; sleep 0.1; done
+}
+# measure LABEL CMD... : "wall user+sys peakRSS_MB" of CMD (GNU time)
+measure() {
+  local label=$1; shift
+  /usr/bin/time -f "%e %U %S %M" -o "$WORK/time.$label" "$@" >"$WORK/out.$label" 2>"$WORK/err.$label" || {
+    echo "$label failed:" >&2; tail -20 "$WORK/err.$label" >&2; exit 1; }
+  awk '{ printf "%s %.2f %.1f\n", $1, $2 + $3, $4 / 1024 }' "$WORK/time.$label"
+}
+row() { # label wall cpu rss
+  awk -v l="$1" -v w="$2" -v c="$3" -v r="$4" -v n="$LINES" -v b="$BYTES" 'BEGIN {
+    printf "| %s | %.0f | %.1f | %.1f | %.1f |\n", l, n / w, b / w / 1e6, c / (b / 1e9), r }'
+}
+
+read -r B_WALL B_CPU B_RSS < <(measure baseline node bench/split-lines.mjs "$LOG")
+
+ship() { # name env...: ships the log with its own home (catalog, journals)
+  local name=$1; shift
+  env TASKLOG_HOME="$WORK/home-$name" TASKLOG__CORE__BASE_LOG_FOLDER="$WORK/logs" "$@" \
+    node packages/cli/dist/main.js ship "$LOG"
+}
+
+start cloudwatch node --import tsx test/emulators/cloudwatch/main.ts --port 0
+CW_URL=$(head -1 "$WORK/cloudwatch.out")
+read -r CW_WALL CW_CPU CW_RSS < <(measure cloudwatch ship cloudwatch \
+  AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1 \
+  TASKLOG__STORE__URL=cloudwatch://arn:aws:logs:us-east-1:123456789012:log-group:bench \
+  TASKLOG__CLOUDWATCH__ENDPOINT="$CW_URL")
+
+start elasticsearch node --import tsx test/emulators/elasticsearch/main.ts --port 0
+ES_URL=$(head -1 "$WORK/elasticsearch.out")
+read -r ES_WALL ES_CPU ES_RSS < <(measure elasticsearch ship elasticsearch \
+  TASKLOG__STORE__URL="elasticsearch+${ES_URL}/tasklog-bench")
+
+start cloud-logging node --import tsx test/emulators/cloud-logging/main.ts --port 0 --rest-port 0
+GL_URL=$(awk '/^grpc/ { print $2 }' "$WORK/cloud-logging.out")
+read -r GL_WALL GL_CPU GL_RSS < <(measure stackdriver ship stackdriver \
+  TASKLOG__STORE__URL=stackdriver://tasklog-bench \
+  TASKLOG__STACKDRIVER__PROJECT_ID=bench \
+  TASKLOG__STACKDRIVER__API_ENDPOINT="http://$GL_URL")
+
+echo
+echo "ship-records: $(awk -v b="$BYTES" 'BEGIN { printf "%.0f", b / 1e6 }') MB, $LINES lines, to each emulator on loopback ($(nproc) cores, node $(node -v)); emulator CPU not counted"
+echo
+echo "| run | lines/s | MB/s | CPU s per GB | peak RSS (MB) |"
+echo "|---|---|---|---|---|"
+row "baseline: read + split into lines" "$B_WALL" "$B_CPU" "$B_RSS"
+row "tasklog ship → CloudWatch Logs" "$CW_WALL" "$CW_CPU" "$CW_RSS"
+row "tasklog ship → Elasticsearch" "$ES_WALL" "$ES_CPU" "$ES_RSS"
+row "tasklog ship → Cloud Logging (gRPC)" "$GL_WALL" "$GL_CPU" "$GL_RSS"
+echo
+echo "(tasklog ship = hash the file, split into records, batch, send, finish with a verified end-of-log record, record in the catalog)"

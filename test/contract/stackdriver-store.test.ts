@@ -1,0 +1,37 @@
+import { randomBytes } from 'node:crypto';
+import { afterAll } from 'vitest';
+import { StackdriverStore } from '../../packages/core/src/stores/stackdriver-store.js';
+import {
+  type CloudLoggingEmulator,
+  startCloudLoggingEmulator,
+} from '../emulators/cloud-logging/index.js';
+import { describeStoreContract } from './store-contract.js';
+
+process.env.METADATA_SERVER_DETECTION = 'none';
+
+let emulator: Promise<CloudLoggingEmulator> | undefined;
+afterAll(async () => {
+  await (await emulator)?.close();
+});
+
+/** A fresh log name per test on one shared emulator. */
+function setup(transport: 'grpc' | 'rest') {
+  return async () => {
+    emulator ??= startCloudLoggingEmulator();
+    const emu = await emulator;
+    const store = StackdriverStore.fromUrl(
+      `stackdriver://contract-${randomBytes(6).toString('hex')}`,
+      {
+        stackdriver: {
+          project_id: 'tasklog-test',
+          api_endpoint: transport === 'grpc' ? `http://${emu.url}` : emu.restUrl,
+          transport,
+        },
+      } as Parameters<typeof StackdriverStore.fromUrl>[1],
+    );
+    return { store, cleanup: async () => {} };
+  };
+}
+
+describeStoreContract('StackdriverStore (gRPC)', setup('grpc'));
+describeStoreContract('StackdriverStore (REST)', setup('rest'));

@@ -1,0 +1,134 @@
+import { createHash } from 'node:crypto';
+import { attemptKey, digestStored, type LogWriter } from '@tasklog/core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CloudWatchStore } from '../../packages/core/src/stores/cloudwatch-store.js';
+import { type CloudWatchEmulator, startCloudWatchEmulator } from '../emulators/cloudwatch/index.js';
+import { prng } from '../support/logs.js';
+
+process.env.AWS_ACCESS_KEY_ID ??= 'AKIDTASKLOGTEST';
+process.env.AWS_SECRET_ACCESS_KEY ??= 'tasklog-test-secret';
+
+const GROUP = '/airflow/faults';
+const LINES = 100_000;
+const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+/** `count` lines with multi-byte characters, CRLF now and then and a few long lines. */
+function makeLog(count: number, seed: number): Buffer {
+  const rand = prng(seed);
+  const words = ['INFO', 'task', 'é', '€', '𝄞', 'data', 'Привет', '\t', 'ok'];
+  const lines: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const long = rand() < 0.0005;
+    const n = long ? 20_000 : 1 + Math.floor(rand() * 12);
+    const parts = [`[${i}]`];
+    for (let w = 0; w < n; w++) parts.push(words[Math.floor(rand() * words.length)]!);
+    lines.push(parts.join(' ') + (rand() < 0.05 ? '\r\n' : '\n'));
+  }
+  return Buffer.from(lines.join(''));
+}
+
+/** Appends `log[from, to)` in random pieces, flushing after about a third of them. */
+async function ship(writer: LogWriter, log: Buffer, from: number, to: number, seed: number) {
+  const rand = prng(seed);
+  for (let at = from; at < to; ) {
+    const n = Math.min(to - at, 1 + Math.floor(rand() * 150_000));
+    await writer.append(log.subarray(at, at + n));
+    at += n;
+    if (rand() < 0.3) await writer.flush();
+  }
+}
+
+describe('CloudWatch Logs with 20% of requests failing (throttling, 5xx, resets before and after the work)', () => {
+  let emulator: CloudWatchEmulator;
+  let store: CloudWatchStore;
+
+  beforeAll(async () => {
+    emulator = await startCloudWatchEmulator();
+    store = CloudWatchStore.fromUrl(
+      `cloudwatch://arn:aws:logs:us-east-1:000000000000:log-group:${GROUP}`,
+      { cloudwatch: { endpoint: emulator.url, max_attempts: 12 } },
+      // Small batches, so the log takes a few hundred requests and many of them fail.
+      {
+        retryBaseDelayMs: 5,
+        maxRetryDelayMs: 50,
+        maxPieceBytes: 8 * 1024,
+        maxBatchBytes: 64 * 1024,
+      },
+    );
+    emulator.faults.failRandomly({
+      probability: 0.2,
+      seed: 21,
+      kinds: ['429', '503', '500', 'reset', 'resetAfterCommit'],
+    });
+  });
+
+  afterAll(async () => {
+    await store?.close();
+    await emulator?.close();
+  });
+
+  /** Raw events of the stream holding the same record (same message) more than once. */
+  function rawDuplicates(stream: string): { events: number; duplicates: number } {
+    const events = emulator.events(GROUP, stream);
+    const distinct = new Set(events.map((e) => e.message));
+    return { events: events.length, duplicates: events.length - distinct.size };
+  }
+
+  /** Every line of what the store's reader returns, with how often each one appears. */
+  async function readLines(key: ReturnType<typeof attemptKey>): Promise<Buffer> {
+    const parts: Buffer[] = [];
+    let expected = 0;
+    for await (const chunk of store.read(key)) {
+      expect(chunk.offset).toBe(expected);
+      expected += chunk.bytes.length;
+      parts.push(Buffer.from(chunk.bytes));
+    }
+    return Buffer.concat(parts);
+  }
+
+  it(`ships ${LINES.toLocaleString('en')} lines byte-identical, each line once through the reader`, async () => {
+    const key = attemptKey({ dagId: 'faults', runId: 'r1', taskId: 'writer', tryNumber: 1 });
+    const log = makeLog(LINES, 5);
+    const writer = await store.openWriter(key);
+    await ship(writer, log, 0, log.length, 6);
+    await writer.finish({ size: log.length, sha256: sha256(log) });
+
+    const back = await readLines(key);
+    expect(back.length).toBe(log.length);
+    expect(back.equals(log)).toBe(true);
+    const lines = back.toString('utf8').split('\n');
+    expect(lines.length - 1).toBe(LINES);
+    expect(new Set(lines.map((l) => l.slice(0, l.indexOf(' ')))).size).toBe(LINES + 1);
+
+    const failed = emulator.requestLog.filter((r) => r.status !== 200);
+    const lostPuts = failed.filter((r) => r.operation === 'PutLogEvents' && r.status === 0);
+    expect(failed.length).toBeGreaterThan(20);
+    expect(lostPuts.length).toBeGreaterThan(0);
+    // PutLogEvents is retried by tasklog, which reads the stream's tail after a lost answer
+    // before resending, so the raw stream holds no record twice either.
+    const raw = rawDuplicates(store.streamName(key));
+    console.info(
+      `cloudwatch faults: ${failed.length} of ${emulator.requestLog.length} requests failed (${lostPuts.length} PutLogEvents without an answer); the raw stream holds ${raw.events} events, ${raw.duplicates} of them duplicates`,
+    );
+    expect(raw.duplicates).toBe(0);
+  });
+
+  it('resumes after a writer died halfway and ends byte-identical', async () => {
+    const key = attemptKey({ dagId: 'faults', runId: 'r1', taskId: 'resumed', tryNumber: 1 });
+    const log = makeLog(20_000, 7);
+    const crashed = await store.openWriter(key);
+    await ship(crashed, log, 0, Math.floor(log.length / 2), 8);
+    await crashed.flush();
+    await crashed.append(
+      log.subarray(Math.floor(log.length / 2), Math.floor(log.length / 2) + 999),
+    );
+    // The worker dies: no flush, no finish.
+
+    const resumed = await store.openWriter(key);
+    expect(resumed.committedOffset).toBe(Math.floor(log.length / 2));
+    await ship(resumed, log, resumed.committedOffset, log.length, 9);
+    await resumed.finish({ size: log.length, sha256: sha256(log) });
+    expect(await digestStored(store, key)).toEqual({ size: log.length, sha256: sha256(log) });
+    expect(rawDuplicates(store.streamName(key)).duplicates).toBe(0);
+  });
+});

@@ -1,0 +1,305 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { Logging } from '@google-cloud/logging';
+import * as grpc from '@grpc/grpc-js';
+import {
+  AbortedError,
+  type AttemptKey,
+  attemptKey,
+  BackendUnavailableError,
+  InvalidInputError,
+} from '@tasklog/core';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  MAX_PIECE_BYTES,
+  StackdriverStore,
+  type StackdriverStoreOptions,
+} from '../../packages/core/src/stores/stackdriver-store.js';
+import {
+  type CloudLoggingEmulator,
+  MAX_ENTRY_BYTES,
+  startCloudLoggingEmulator,
+} from '../emulators/cloud-logging/index.js';
+
+process.env.METADATA_SERVER_DETECTION = 'none';
+
+const PROJECT = 'tasklog-sd';
+const DAY = 24 * 3600 * 1000;
+const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+const key = (o: Partial<AttemptKey> = {}) =>
+  attemptKey({
+    dagId: 'etl',
+    runId: 'manual__2024-05-01T10:00:00+00:00',
+    taskId: 'load',
+    tryNumber: 1,
+    ...o,
+  });
+
+let emu: CloudLoggingEmulator;
+const stores: StackdriverStore[] = [];
+
+beforeAll(async () => {
+  emu = await startCloudLoggingEmulator();
+});
+afterEach(async () => {
+  emu.faults.clear();
+  while (stores.length) await stores.pop()!.close();
+});
+afterAll(async () => {
+  await emu?.close();
+});
+
+function open(overrides: Partial<StackdriverStoreOptions> = {}): StackdriverStore {
+  const store = new StackdriverStore({
+    logName: `sd-${randomBytes(5).toString('hex')}`,
+    projectId: PROJECT,
+    apiEndpoint: `http://${emu.url}`,
+    maxRetryDelayMs: 50,
+    ...overrides,
+  });
+  stores.push(store);
+  return store;
+}
+
+async function write(store: StackdriverStore, k: AttemptKey, content: Buffer) {
+  const writer = await store.openWriter(k);
+  await writer.append(content);
+  await writer.finish({ size: content.length, sha256: sha256(content) });
+}
+
+async function readAll(store: StackdriverStore, k: AttemptKey, offset = 0): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const chunk of store.read(k, { offset })) parts.push(Buffer.from(chunk.bytes));
+  return Buffer.concat(parts);
+}
+
+describe('StackdriverStore specifics', () => {
+  it('reads an attempt written with timestamps a week old completely', async () => {
+    const old = open({ now: () => Date.now() - 7 * DAY });
+    const lines = Array.from({ length: 2500 }, (_, i) => `week-old line ${i}\n`).join('');
+    await write(old, key(), Buffer.from(lines));
+    const reader = open({ logName: old.logName });
+    expect((await readAll(reader, key())).toString()).toBe(lines);
+    expect(await reader.stat(key())).toMatchObject({ size: lines.length, complete: true });
+  });
+
+  it('shows why the explicit timestamp condition matters: Log.getEntries alone sees nothing', async () => {
+    const old = open({ now: () => Date.now() - 7 * DAY });
+    await write(old, key(), Buffer.from('hidden by the 24 h default\n'));
+    const logging = new Logging({
+      projectId: PROJECT,
+      apiEndpoint: emu.host,
+      port: emu.port,
+      sslCreds: grpc.credentials.createInsecure(),
+    } as ConstructorParameters<typeof Logging>[0]);
+    const [entries] = await logging
+      .log(old.logName)
+      .getEntries({ filter: 'labels.dag_id="etl"', autoPaginate: false });
+    expect(entries).toHaveLength(0);
+  });
+
+  it('splits a line longer than an entry into pieces that each fit, and joins them', async () => {
+    const store = open();
+    // Control characters are the worst case: JSON spells each one in 6 bytes.
+    const line = Buffer.concat([
+      Buffer.alloc(600 * 1024, 'a'),
+      Buffer.alloc(300 * 1024, 1),
+      Buffer.from('\n'),
+    ]);
+    await write(store, key(), line);
+    const entries = emu.store
+      .all(`projects/${PROJECT}/logs/${store.logName}`)
+      .filter((e) => e.labels.length !== undefined && e.labels.tasklog_end === undefined);
+    expect(entries.length).toBeGreaterThanOrEqual(Math.ceil(line.length / MAX_PIECE_BYTES));
+    for (const e of entries) {
+      expect(Buffer.byteLength(JSON.stringify(e.textPayload))).toBeLessThan(MAX_ENTRY_BYTES);
+    }
+    expect((await readAll(store, key())).equals(line)).toBe(true);
+  });
+
+  it('round-trips empty lines, CRLF, multi-byte, invalid UTF-8 and a last line without newline', async () => {
+    const store = open();
+    const content = Buffer.concat([
+      Buffer.from('\n\nfirst\r\n\r\né€𝄞 mixed\n'),
+      Buffer.from([0xff, 0xfe, 0x41, 0x0a, 0xc3]),
+      Buffer.from('\nno newline at the end'),
+    ]);
+    await write(store, key(), content);
+    expect((await readAll(store, key())).equals(content)).toBe(true);
+    for (let offset = 0; offset <= content.length; offset += 3) {
+      expect((await readAll(store, key(), offset)).equals(content.subarray(offset))).toBe(true);
+    }
+    const base64 = emu.store
+      .all(`projects/${PROJECT}/logs/${store.logName}`)
+      .filter((e) => e.labels.tasklog_encoding === 'base64');
+    expect(base64.map((e) => Buffer.from(e.textPayload!, 'base64'))).toEqual([
+      Buffer.from([0xff, 0xfe, 0x41]),
+      Buffer.from([0xc3]),
+    ]);
+  });
+
+  it('keeps attempts apart whose ids differ only in case (the query language ignores case)', async () => {
+    const store = open();
+    await write(store, key({ dagId: 'ETL' }), Buffer.from('upper\n'));
+    await write(store, key({ dagId: 'etl' }), Buffer.from('lower\n'));
+    expect((await readAll(store, key({ dagId: 'ETL' }))).toString()).toBe('upper\n');
+    expect((await readAll(store, key({ dagId: 'etl' }))).toString()).toBe('lower\n');
+    const listed: string[] = [];
+    for await (const k of store.list({ dagId: 'etl' })) listed.push(k.dagId);
+    expect(listed).toEqual(['etl']);
+  });
+
+  it('hides a deleted attempt behind a tombstone and serves only what is written after it', async () => {
+    const store = open();
+    await write(store, key(), Buffer.from('before delete\n'));
+    await store.delete(key());
+    expect(await store.stat(key())).toBeUndefined();
+    await write(store, key(), Buffer.from('after\n'));
+    expect((await readAll(store, key())).toString()).toBe('after\n');
+    const listed: AttemptKey[] = [];
+    for await (const k of store.list({ dagId: 'etl' })) listed.push(k);
+    expect(listed).toHaveLength(1);
+  });
+
+  it('ignores the SDK diagnostic entry and entries without offsets under the same labels', async () => {
+    const store = open();
+    const k = key();
+    await write(store, k, Buffer.from('tasklog line\n'));
+    const logging = new Logging({
+      projectId: PROJECT,
+      apiEndpoint: emu.host,
+      port: emu.port,
+      sslCreds: grpc.credentials.createInsecure(),
+    } as ConstructorParameters<typeof Logging>[0]);
+    const log = logging.log(store.logName);
+    const labels = {
+      dag_id: k.dagId,
+      run_id: k.runId,
+      task_id: k.taskId,
+      map_index: '-1',
+      try_number: '1',
+    };
+    await log.write(
+      log.entry({ resource: { type: 'global' }, labels }, 'written by Airflow itself'),
+    );
+    expect((await readAll(store, k)).toString()).toBe('tasklog line\n');
+    expect(await store.stat(k)).toMatchObject({ size: 13, complete: true });
+  });
+
+  it('retries transient failures and resends the same entries, which the service stores once', async () => {
+    const store = open();
+    emu.faults.add({
+      match: { method: 'WriteLogEntries' },
+      action: [{ reset: true, resetAfterCommit: true }, { status: 503 }, { status: 429 }],
+      times: 6,
+    });
+    const content = Buffer.from(Array.from({ length: 300 }, (_, i) => `retried ${i}\n`).join(''));
+    await write(store, key(), content);
+    expect((await readAll(store, key())).equals(content)).toBe(true);
+    const raw = emu.store.all(`projects/${PROJECT}/logs/${store.logName}`);
+    expect(new Set(raw.map((e) => `${e.labels.offset}+${e.labels.length}`)).size).toBe(raw.length);
+  });
+
+  it('retries resets and 5xx over REST too, storing each record once', async () => {
+    const store = open({ apiEndpoint: emu.restUrl, transport: 'rest' });
+    emu.faults.add({
+      match: { method: 'WriteLogEntries' },
+      action: [{ reset: true, resetAfterCommit: true }, { reset: true }, { status: 500 }],
+      times: 6,
+    });
+    const content = Buffer.from(Array.from({ length: 300 }, (_, i) => `rest ${i}\n`).join(''));
+    await write(store, key(), content);
+    expect((await readAll(store, key())).equals(content)).toBe(true);
+    const raw = emu.store.all(`projects/${PROJECT}/logs/${store.logName}`);
+    expect(new Set(raw.map((e) => `${e.labels.offset}+${e.labels.length}`)).size).toBe(raw.length);
+  });
+
+  it('fails a writer whose batch cannot be stored, and a new writer resumes after the stored bytes', async () => {
+    const store = open({ maxAttempts: 2 });
+    const first = await store.openWriter(key());
+    await first.append(Buffer.from('one\n'));
+    await first.flush();
+    const outage = emu.faults.add({
+      match: { method: 'WriteLogEntries' },
+      action: { status: 503 },
+    });
+    await first.append(Buffer.from('two\n'));
+    await expect(first.flush()).rejects.toBeInstanceOf(BackendUnavailableError);
+    await expect(first.append(Buffer.from('x'))).rejects.toBeInstanceOf(BackendUnavailableError);
+    outage.remove();
+    const second = await store.openWriter(key());
+    expect(second.committedOffset).toBe(4);
+    await second.append(Buffer.from('two\n'));
+    await second.finish({ size: 8, sha256: sha256(Buffer.from('one\ntwo\n')) });
+    expect((await readAll(store, key())).toString()).toBe('one\ntwo\n');
+  });
+
+  it('gives up after maxAttempts with BackendUnavailableError carrying the gRPC error', async () => {
+    const store = open({ maxAttempts: 2 });
+    emu.faults.add({ match: { method: 'ListLogEntries' }, action: { status: 503 } });
+    const before = emu.requestLog.length;
+    const err = await store.stat(key()).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BackendUnavailableError);
+    expect((err as Error).cause).toMatchObject({ code: 14 });
+    expect(emu.requestLog.slice(before).filter((r) => r.fault === '503').length).toBe(2);
+  });
+
+  it('turns an abort into AbortedError', async () => {
+    const store = open();
+    const controller = new AbortController();
+    controller.abort();
+    await expect(store.openWriter(key(), { signal: controller.signal })).rejects.toBeInstanceOf(
+      AbortedError,
+    );
+  });
+
+  it('reports missing credentials as BackendUnavailableError instead of crashing', async () => {
+    const saved = process.env.GOOGLE_APPLICATION_CREDENTIALS;
+    process.env.GOOGLE_APPLICATION_CREDENTIALS = '/nonexistent/tasklog-adc.json';
+    try {
+      const store = open({ apiEndpoint: undefined });
+      await expect(store.ping()).rejects.toBeInstanceOf(BackendUnavailableError);
+      // A second call starts over instead of reusing a broken client.
+      await expect(store.stat(key())).rejects.toBeInstanceOf(BackendUnavailableError);
+    } finally {
+      if (saved === undefined) delete process.env.GOOGLE_APPLICATION_CREDENTIALS;
+      else process.env.GOOGLE_APPLICATION_CREDENTIALS = saved;
+    }
+  });
+
+  it('reports a missing project as BackendUnavailableError', async () => {
+    const saved = { ...process.env };
+    for (const v of [
+      'GOOGLE_CLOUD_PROJECT',
+      'GCLOUD_PROJECT',
+      'GCP_PROJECT',
+      'GOOGLE_APPLICATION_CREDENTIALS',
+    ]) {
+      delete process.env[v];
+    }
+    process.env.CLOUDSDK_CONFIG = '/nonexistent/gcloud';
+    try {
+      const store = open({ projectId: undefined });
+      const err = await store.ping().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(BackendUnavailableError);
+    } finally {
+      process.env = saved;
+    }
+  });
+
+  it('parses stackdriver://LOG_NAME and rejects names the API does not allow', () => {
+    const store = StackdriverStore.fromUrl('stackdriver://airflow', {});
+    expect(store.logName).toBe('airflow');
+    expect(store.url).toBe('stackdriver://airflow');
+    expect(StackdriverStore.fromUrl('stackdriver://team%2Fairflow', {}).logName).toBe(
+      'team/airflow',
+    );
+    expect(() => StackdriverStore.fromUrl('stackdriver://bad name', {})).toThrow(InvalidInputError);
+    expect(() => StackdriverStore.fromUrl('s3://bucket', {})).toThrow(InvalidInputError);
+  });
+
+  it('writes over REST as well as gRPC', async () => {
+    const store = open({ apiEndpoint: emu.restUrl, transport: 'rest' });
+    await write(store, key(), Buffer.from('over rest é\n'));
+    expect((await readAll(store, key())).toString()).toBe('over rest é\n');
+  });
+});
