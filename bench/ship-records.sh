@@ -63,27 +63,28 @@ row() { # label wall cpu rss
 
 read -r B_WALL B_CPU B_RSS < <(measure baseline node bench/split-lines.mjs "$LOG")
 
-ship() { # name env...: ships the log with its own home (catalog, journals)
+# ship NAME VAR=VALUE...: measures `tasklog ship` of the log with its own home (catalog, journals)
+ship() {
   local name=$1; shift
-  env TASKLOG_HOME="$WORK/home-$name" TASKLOG__CORE__BASE_LOG_FOLDER="$WORK/logs" "$@" \
-    node packages/cli/dist/main.js ship "$LOG"
+  measure "$name" env TASKLOG_HOME="$WORK/home-$name" TASKLOG__CORE__BASE_LOG_FOLDER="$WORK/logs" \
+    "$@" node packages/cli/dist/main.js ship "$LOG"
 }
 
 start cloudwatch node --import tsx test/emulators/cloudwatch/main.ts --port 0
 CW_URL=$(head -1 "$WORK/cloudwatch.out")
-read -r CW_WALL CW_CPU CW_RSS < <(measure cloudwatch ship cloudwatch \
+read -r CW_WALL CW_CPU CW_RSS < <(ship cloudwatch \
   AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1 \
   TASKLOG__STORE__URL=cloudwatch://arn:aws:logs:us-east-1:123456789012:log-group:bench \
   TASKLOG__CLOUDWATCH__ENDPOINT="$CW_URL")
 
 start elasticsearch node --import tsx test/emulators/elasticsearch/main.ts --port 0
 ES_URL=$(head -1 "$WORK/elasticsearch.out")
-read -r ES_WALL ES_CPU ES_RSS < <(measure elasticsearch ship elasticsearch \
+read -r ES_WALL ES_CPU ES_RSS < <(ship elasticsearch \
   TASKLOG__STORE__URL="elasticsearch+${ES_URL}/tasklog-bench")
 
 start cloud-logging node --import tsx test/emulators/cloud-logging/main.ts --port 0 --rest-port 0
 GL_URL=$(awk '/^grpc/ { print $2 }' "$WORK/cloud-logging.out")
-read -r GL_WALL GL_CPU GL_RSS < <(measure stackdriver ship stackdriver \
+read -r GL_WALL GL_CPU GL_RSS < <(ship stackdriver \
   TASKLOG__STORE__URL=stackdriver://tasklog-bench \
   TASKLOG__STACKDRIVER__PROJECT_ID=bench \
   TASKLOG__STACKDRIVER__API_ENDPOINT="http://$GL_URL")
