@@ -57,12 +57,19 @@ describe('a worker that dies while its attempt runs (S3)', () => {
       stdio: 'ignore',
     });
 
-    // The task writes lines for a while; the shipper flushes every 0.2 s.
+    // The task writes lines for a while; the shipper flushes every 0.2 s. However slowly the
+    // shipper starts (a loaded CI machine), the kill comes only after a flush was seen.
+    let i = 0;
+    const writeLine = () => appendFile(file, `[${i}] ${'payload é€ '.repeat(i % 40)}line ${i++}\n`);
     let flushedBeforeKill = 0;
-    for (let i = 0; i < 60; i++) {
-      await appendFile(file, `[${i}] ${'payload é€ '.repeat(i % 40)}line ${i}\n`);
+    for (let waited = 0; flushedBeforeKill === 0 && waited < 600; waited++) {
+      await writeLine();
+      await new Promise((r) => setTimeout(r, 50));
+      flushedBeforeKill = (await store.stat(key))?.size ?? 0;
+    }
+    for (let more = 0; more < 10; more++) {
+      await writeLine();
       await new Promise((r) => setTimeout(r, 25));
-      if (i === 45) flushedBeforeKill = (await store.stat(key))?.size ?? 0;
     }
     shipper.kill('SIGKILL');
     await once(shipper, 'exit');

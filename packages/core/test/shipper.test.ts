@@ -222,7 +222,7 @@ describe('Shipper', () => {
 
   describe('follow (a running attempt)', () => {
     const until = async (cond: () => Promise<boolean>) => {
-      for (let i = 0; i < 500 && !(await cond()); i++) await new Promise((r) => setTimeout(r, 20));
+      for (let i = 0; i < 1500 && !(await cond()); i++) await new Promise((r) => setTimeout(r, 20));
       expect(await cond()).toBe(true);
     };
 
