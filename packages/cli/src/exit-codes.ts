@@ -18,6 +18,8 @@ const BY_CODE: Record<ErrorCode, number> = {
   INTEGRITY: ExitCode.failed,
   CONFLICT: ExitCode.failed,
   ABORTED: ExitCode.failed,
+  UNAUTHORIZED: ExitCode.badInput,
+  FORBIDDEN: ExitCode.badInput,
 };
 
 export function exitCodeFor(err: unknown): number {

@@ -20,7 +20,11 @@ const commands = {
   serve: () => import('./commands/serve.js'),
   db: () => import('./commands/db.js'),
   configShow: () => import('./commands/config-show.js'),
+  run: () => import('./commands/run.js'),
 };
+
+/** Set by a command that succeeds yet must exit non-zero: `tasklog run` passes on its task's code. */
+let commandExitCode: number = ExitCode.ok;
 
 function buildProgram(): Command {
   const program = new Command('tasklog')
@@ -71,6 +75,25 @@ function buildProgram(): Command {
     );
 
   program
+    .command('run')
+    .description(
+      'Run COMMAND (after "--") as one task attempt: write its output, masked and timestamped, ' +
+        'to the attempt log and ship it while it runs; exit with its exit code.',
+    )
+    .requiredOption('--dag <dag_id>', 'DAG id')
+    .requiredOption('--run <run_id>', 'run id, e.g. scheduled__2024-01-01T00:00:00+00:00')
+    .requiredOption('--task <task_id>', 'task id')
+    .option('--try <n>', 'attempt number (default: 1 + the latest one known)', integer(1))
+    .option('--map-index <n>', 'map index of a mapped task', integer(-1), -1)
+    .option('--no-ship', 'only write the local log')
+    .argument('<command...>', 'the command and its arguments, after "--"')
+    .action(async (command: string[], opts) => {
+      commandExitCode = await withContext(globals(), {}, async (ctx) =>
+        (await commands.run()).runCommand(ctx, opts, command),
+      );
+    });
+
+  program
     .command('serve')
     .description('Run the log proxy: serves archived logs over HTTP.')
     .option('--host <host>', 'address to bind (default: server.host, 127.0.0.1)')
@@ -106,7 +129,7 @@ async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
   try {
     await program.parseAsync(argv);
-    return ExitCode.ok;
+    return commandExitCode;
   } catch (err) {
     if (err instanceof CommanderError) {
       // --help and --version end here too, with exit code 0; usage errors are bad input.

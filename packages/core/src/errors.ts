@@ -12,7 +12,9 @@ export type ErrorCode =
   | 'BACKEND_UNAVAILABLE'
   | 'INTEGRITY'
   | 'CONFLICT'
-  | 'ABORTED';
+  | 'ABORTED'
+  | 'UNAUTHORIZED'
+  | 'FORBIDDEN';
 
 export abstract class TasklogError extends Error {
   abstract readonly code: ErrorCode;
@@ -87,6 +89,16 @@ export class AbortedError extends TasklogError {
   readonly code = 'ABORTED' as const;
 }
 
+/** The caller did not prove who it is: no credential, or one that is garbled, forged or expired. */
+export class UnauthorizedError extends TasklogError {
+  readonly code = 'UNAUTHORIZED' as const;
+}
+
+/** The caller's credential is valid but does not grant this resource (e.g. a token for another attempt). */
+export class ForbiddenError extends TasklogError {
+  readonly code = 'FORBIDDEN' as const;
+}
+
 export function isTasklogError(err: unknown): err is TasklogError {
   return err instanceof TasklogError;
 }
@@ -108,6 +120,10 @@ export function errorFromCode(code: string, message: string, cause?: unknown): T
       return new ConflictError(message, { cause });
     case 'ABORTED':
       return new AbortedError(message, { cause });
+    case 'UNAUTHORIZED':
+      return new UnauthorizedError(message, { cause });
+    case 'FORBIDDEN':
+      return new ForbiddenError(message, { cause });
     default:
       return new BackendUnavailableError(message, { cause });
   }

@@ -15,3 +15,6 @@ export * from './stores/chunk-layout.js';
 export * from './stores/local-store.js';
 export * from './stores/log-records.js';
 export * from './stores/open-store.js';
+export * from './secret-masker.js';
+export * from './attempt-log.js';
+export * from './agent-token.js';

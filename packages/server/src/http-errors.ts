@@ -16,6 +16,8 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   INTEGRITY: 500,
   CONFLICT: 409,
   ABORTED: 499,
+  UNAUTHORIZED: 401,
+  FORBIDDEN: 403,
 };
 
 /** The JSON body of every error answer. */

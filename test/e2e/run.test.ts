@@ -1,0 +1,100 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { attemptKey, COMPLETION_MARKER_SUFFIX, openCatalog, PathTemplate } from '@tasklog/core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type CliResult, runCli } from '../support/cli.js';
+
+const SECRET = 'supersecretvalue';
+const STAMP = /^\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\] /;
+// The task: lines on both streams, the secret from the environment, then exit code 3.
+const SCRIPT = [
+  'console.log("out line 1");',
+  'console.error("err line 1");',
+  'console.log("key is " + process.env.MY_API_KEY);',
+  'console.log("out line 2");',
+  'process.exitCode = 3;',
+].join(' ');
+
+describe('tasklog run on the embedded default (local archive + SQLite catalog)', () => {
+  let home: string;
+  let env: NodeJS.ProcessEnv;
+  let run: CliResult;
+
+  beforeAll(async () => {
+    home = await mkdtemp(join(tmpdir(), 'tasklog-run-'));
+    env = {
+      PATH: process.env.PATH,
+      TASKLOG_HOME: home,
+      TASKLOG__STORE__FLUSH_INTERVAL: '0.2',
+      MY_API_KEY: SECRET,
+    };
+    run = await runCli(
+      ['run', '--dag', 'd', '--run', 'r', '--task', 't', '--', process.execPath, '-e', SCRIPT],
+      env,
+    );
+  });
+
+  afterAll(async () => {
+    await rm(home, { recursive: true, force: true });
+  });
+
+  it("exits with the command's exit code", () => {
+    expect(run.stderr).not.toContain('tasklog:');
+    expect(run.code).toBe(3);
+  });
+
+  it("echoes the command's output, masked, to its own stdout and stderr", () => {
+    const out = run.stdout.toString();
+    expect(out).toContain('out line 1\n');
+    expect(out).toContain('key is ***\n');
+    expect(out).not.toContain(SECRET);
+    expect(run.stderr).toContain('err line 1\n');
+  });
+
+  it('archives every line of both streams with a timestamp, the secret masked', async () => {
+    const fetched = await runCli(['fetch', 'd', 'r', 't'], env);
+    expect(fetched.code).toBe(0);
+    const text = fetched.stdout.toString();
+    expect(text).not.toContain(SECRET);
+    const lines = text.split('\n');
+    expect(lines.pop()).toBe('');
+    for (const line of lines) expect(line).toMatch(STAMP);
+    expect(lines.map((l) => l.replace(STAMP, '')).sort()).toEqual(
+      ['err line 1', 'key is ***', 'out line 1', 'out line 2'].sort(),
+    );
+  });
+
+  it('records the attempt as shipped in the catalog', async () => {
+    const catalog = await openCatalog(`sqlite://${join(home, 'catalog.db')}`);
+    try {
+      const record = await catalog.get(
+        attemptKey({ dagId: 'd', runId: 'r', taskId: 't', tryNumber: 1 }),
+      );
+      expect(record?.state).toBe('shipped');
+    } finally {
+      await catalog.close();
+    }
+  });
+
+  it('writes the exit code into the completion marker', async () => {
+    const rel = new PathTemplate().render(
+      attemptKey({ dagId: 'd', runId: 'r', taskId: 't', tryNumber: 1 }),
+    );
+    const marker = JSON.parse(
+      await readFile(join(home, 'logs', ...rel.split('/')) + COMPLETION_MARKER_SUFFIX, 'utf8'),
+    );
+    expect(marker).toMatchObject({ state: 'failed', exitCode: 3 });
+  });
+
+  it('numbers the next run of the same task as the next try', async () => {
+    const again = await runCli(
+      ['run', '--dag', 'd', '--run', 'r', '--task', 't', '--', process.execPath, '-e', ''],
+      env,
+    );
+    expect(again.code).toBe(0);
+    const fetched = await runCli(['fetch', 'd', 'r', 't', '--try', '2'], env);
+    expect(fetched.code).toBe(0);
+    expect(fetched.stdout.length).toBe(0);
+  });
+});
