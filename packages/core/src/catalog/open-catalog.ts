@@ -2,40 +2,58 @@ import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type BetterSqlite3 from 'better-sqlite3';
-import { Kysely, SqliteDialect } from 'kysely';
+import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
 import { BackendUnavailableError, InvalidInputError } from '../errors.js';
 import { migrateCatalog, newerSchemaError, schemaStatus } from './migrations.js';
-import { type CatalogDatabase, catalogError, maskCatalogUrl, SqlCatalog } from './sql-catalog.js';
+import {
+  type CatalogDatabase,
+  catalogError,
+  maskCatalogUrl,
+  SqlCatalog,
+  type SqlCatalogOptions,
+} from './sql-catalog.js';
 
 export interface OpenCatalogOptions {
   /**
    * `auto` (the default for embedded SQLite) applies pending migrations at open; `never` refuses
    * a schema that is not current, for deployments that migrate explicitly (`tasklog db migrate`).
    * Either way a schema migrated by a newer tasklog is refused.
+   *
+   * A PostgreSQL catalog always behaves as `never`, even when `auto` is passed: several agents
+   * and proxies share one database, possibly at different versions, and a schema change there is
+   * an operator's decision (`tasklog db migrate`), not a side effect of whichever process starts
+   * first.
    */
   migrate?: 'auto' | 'never';
 }
 
 const MEMORY_URL = 'sqlite::memory:';
 const SQLITE_PREFIX = 'sqlite://';
+const POSTGRES_URL = /^postgres(ql)?:\/\//i;
+/** How long a PostgreSQL connection attempt may take before the operation fails. */
+const POSTGRES_CONNECT_TIMEOUT_MS = 10_000;
 
 /**
- * Opens the catalog at `url`: `sqlite:///abs/path/catalog.db` (parent folders are created) or
- * `sqlite::memory:`. Throws InvalidInputError for a URL it cannot serve (PostgreSQL arrives in a
- * later release) and BackendUnavailableError when the database cannot be opened, its schema is
- * not migrated (with `migrate: 'never'`) or was migrated by a newer tasklog.
+ * Opens the catalog at `url`: `sqlite:///abs/path/catalog.db` (parent folders are created),
+ * `sqlite::memory:`, or `postgres://user:password@host:port/database` (also `postgresql://`;
+ * libpq-style query parameters such as `sslmode` are passed to node-postgres). Throws
+ * InvalidInputError for a URL it cannot serve and BackendUnavailableError when the database
+ * cannot be opened, its schema is not migrated (with `migrate: 'never'`, and always on
+ * PostgreSQL) or was migrated by a newer tasklog.
  */
 export async function openCatalog(
   url: string,
   options: OpenCatalogOptions = {},
 ): Promise<SqlCatalog> {
   const masked = maskCatalogUrl(url);
+  const postgres = POSTGRES_URL.test(url);
+  const migrate = postgres ? 'never' : (options.migrate ?? 'auto');
   const db = await openDatabase(url, masked);
   try {
     const status = await wrap(masked, 'read schema status', () => schemaStatus(db));
     if (status.unknown.length > 0) throw newerSchemaError(status.unknown, masked);
     if (status.pending.length > 0) {
-      if ((options.migrate ?? 'auto') === 'never') {
+      if (migrate === 'never') {
         throw new BackendUnavailableError(
           `catalog schema is not migrated (pending: ${status.pending.join(', ')}); run: tasklog db migrate (catalog ${masked})`,
         );
@@ -46,10 +64,15 @@ export async function openCatalog(
     await db.destroy().catch(() => undefined);
     throw err;
   }
-  return new SqlCatalog(db, url);
+  const catalogOptions: SqlCatalogOptions = postgres ? { keyCollation: 'C' } : {};
+  return new SqlCatalog(db, url, catalogOptions);
 }
 
-/** Applies every pending migration to the catalog at `url` (for `tasklog db migrate`). */
+/**
+ * Applies every pending migration to the catalog at `url` (for `tasklog db migrate`). Safe to run
+ * from several processes at once: on PostgreSQL kysely's Migrator holds a session advisory lock
+ * while it migrates, in one transaction, so the others wait and then find nothing pending.
+ */
 export async function migrateCatalogUrl(url: string): Promise<{ applied: string[] }> {
   const masked = maskCatalogUrl(url);
   const db = await openDatabase(url, masked);
@@ -63,9 +86,7 @@ export async function migrateCatalogUrl(url: string): Promise<{ applied: string[
 }
 
 async function openDatabase(url: string, masked: string): Promise<Kysely<CatalogDatabase>> {
-  if (/^postgres(ql)?:\/\//i.test(url)) {
-    throw new InvalidInputError('PostgreSQL catalogs arrive in a later release');
-  }
+  if (POSTGRES_URL.test(url)) return openPostgres(url, masked);
   const path = sqlitePath(url, masked);
   const sqlite = await openSqlite(path, masked);
   return new Kysely<CatalogDatabase>({ dialect: new SqliteDialect({ database: sqlite }) });
@@ -113,6 +134,27 @@ async function openSqlite(path: string, masked: string): Promise<BetterSqlite3.D
       throw err;
     }
   });
+}
+
+async function openPostgres(url: string, masked: string): Promise<Kysely<CatalogDatabase>> {
+  try {
+    new URL(url);
+  } catch {
+    // No cause on purpose: Node's URL TypeError keeps the raw URL, password included, as `input`.
+    throw new InvalidInputError(
+      `invalid catalog URL ${masked}: expected postgres://user:password@host:port/database`,
+    );
+  }
+  // Imported lazily: only PostgreSQL catalogs need node-postgres.
+  const { default: pg } = await wrap(masked, 'load pg', () => import('pg'));
+  const pool = new pg.Pool({
+    connectionString: url,
+    connectionTimeoutMillis: POSTGRES_CONNECT_TIMEOUT_MS,
+  });
+  // An idle pooled connection that the server drops emits 'error' on the pool; unhandled, that
+  // would crash the process. The next query opens a new connection or fails, and reports there.
+  pool.on('error', () => undefined);
+  return new Kysely<CatalogDatabase>({ dialect: new PostgresDialect({ pool }) });
 }
 
 async function wrap<T>(masked: string, operation: string, fn: () => Promise<T>): Promise<T> {

@@ -1,4 +1,4 @@
-import type { ColumnType, Kysely, Selectable } from 'kysely';
+import { type ColumnType, type Kysely, type Selectable, sql } from 'kysely';
 import { type AttemptKey, attemptKey } from '../attempt-key.js';
 import { BackendUnavailableError, InvalidInputError, isTasklogError } from '../errors.js';
 import type { AttemptFilter } from '../path-template.js';
@@ -39,6 +39,15 @@ export interface CatalogDatabase {
 const STATES: readonly AttemptState[] = ['running', 'shipping', 'shipped', 'failed', 'abandoned'];
 const DEFAULT_LIST_LIMIT = 1000;
 
+export interface SqlCatalogOptions {
+  /**
+   * Collation `list()` orders the text key columns by; default: the column's own. PostgreSQL
+   * passes `C` so the order is byte order, as SQLite's BINARY collation gives, whatever locale
+   * the database was created with.
+   */
+  keyCollation?: string;
+}
+
 /**
  * The SQL catalog of attempts over any kysely dialect. Nothing here is SQLite-specific:
  * timestamps are ISO text, sizes bigint, and upsert is `insert ... on conflict do update`,
@@ -50,14 +59,17 @@ const DEFAULT_LIST_LIMIT = 1000;
 export class SqlCatalog implements Catalog {
   /** The catalog URL with any password masked. */
   readonly url: string;
+  readonly #keyCollation: string | undefined;
   #closed = false;
 
   constructor(
     /** The kysely instance this catalog owns; `close()` destroys it. */
     readonly db: Kysely<CatalogDatabase>,
     url: string,
+    options: SqlCatalogOptions = {},
   ) {
     this.url = maskCatalogUrl(url);
+    this.#keyCollation = options.keyCollation;
   }
 
   async upsert(
@@ -129,10 +141,15 @@ export class SqlCatalog implements Catalog {
     if (filter.taskId !== undefined) query = query.where('task_id', '=', filter.taskId);
     if (filter.mapIndex !== undefined) query = query.where('map_index', '=', filter.mapIndex);
     if (filter.tryNumber !== undefined) query = query.where('try_number', '=', filter.tryNumber);
+    const collation = this.#keyCollation;
+    const text = (column: 'dag_id' | 'run_id' | 'task_id') =>
+      collation === undefined
+        ? sql.ref(column)
+        : sql`${sql.ref(column)} collate ${sql.id(collation)}`;
     const ordered = query
-      .orderBy('dag_id')
-      .orderBy('run_id')
-      .orderBy('task_id')
+      .orderBy(text('dag_id'))
+      .orderBy(text('run_id'))
+      .orderBy(text('task_id'))
       .orderBy('map_index')
       .orderBy('try_number')
       .limit(limit);
