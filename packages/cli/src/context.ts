@@ -17,6 +17,9 @@ const FLAG_NAMES: Record<string, string> = {
   'server.host': '--host',
   'server.port': '--port',
   'store.flush_interval': '--flush-interval',
+  'agent.host': '--host',
+  'agent.port': '--port',
+  'agent.url': '--url',
 };
 
 /** Options every command accepts. */

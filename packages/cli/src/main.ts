@@ -21,6 +21,7 @@ const commands = {
   db: () => import('./commands/db.js'),
   configShow: () => import('./commands/config-show.js'),
   run: () => import('./commands/run.js'),
+  agent: () => import('./commands/agent.js'),
 };
 
 /** Set by a command that succeeds yet must exit non-zero: `tasklog run` passes on its task's code. */
@@ -102,6 +103,37 @@ function buildProgram(): Command {
     .action((opts) =>
       withContext(globals(), { 'server.host': opts.host, 'server.port': opts.port }, async (ctx) =>
         (await commands.serve()).serveCommand(ctx, opts),
+      ),
+    );
+
+  program
+    .command('agent')
+    .description('Run on a worker: ship running attempts live and serve their logs to the proxy.')
+    .option('--host <host>', 'address to bind (default: agent.host, 127.0.0.1)')
+    .option('--port <port>', 'port to bind, 0 for any (default: agent.port, 8795)', integer(0))
+    .option('--url <url>', 'URL the proxy reaches this agent at (default: the bound URL)')
+    .action((opts) =>
+      withContext(
+        globals(),
+        { 'agent.host': opts.host, 'agent.port': opts.port, 'agent.url': opts.url },
+        async (ctx) => {
+          const a = ctx.config.agent;
+          return (await commands.agent()).agentCommand(ctx, {
+            host: a.host,
+            port: a.port,
+            url: a.url,
+            tokenAlgorithm: a.token_algorithm,
+            tokenSecret: a.token_secret,
+            tokenSecretFile: a.token_secret_file,
+            tokenPublicKey: a.token_public_key,
+            tokenPublicKeyFile: a.token_public_key_file,
+            tlsCert: a.tls_cert,
+            tlsKey: a.tls_key,
+            idleTimeout: a.idle_timeout,
+            heartbeatInterval: a.heartbeat_interval,
+            shutdownTimeout: a.shutdown_timeout,
+          });
+        },
       ),
     );
 

@@ -84,6 +84,14 @@ describe('defaults', () => {
         bulk_count: 10_000,
         distribution: 'elasticsearch',
       },
+      agent: {
+        host: '127.0.0.1',
+        port: 8795,
+        token_algorithm: 'HS512',
+        idle_timeout: 3600,
+        heartbeat_interval: 30,
+        shutdown_timeout: 10,
+      },
       catalog: { url: `sqlite://${home}/catalog.db` },
       server: { host: '127.0.0.1', port: 8794, shutdown_timeout: 10 },
       logging: { level: 'info' },
@@ -91,7 +99,16 @@ describe('defaults', () => {
     expect(Object.values(sources).every((s) => s.source === 'default')).toBe(true);
     // Only keys named like credentials are secret by default.
     const secret = Object.keys(sources).filter((k) => sources[k]!.secret);
-    expect(secret).toEqual(['elasticsearch.password', 'elasticsearch.api_key']);
+    // Airflow's rule: a name containing password, secret, token, api_key, ... is sensitive.
+    expect(secret).toEqual([
+      'elasticsearch.password',
+      'elasticsearch.api_key',
+      'agent.token_algorithm',
+      'agent.token_secret',
+      'agent.token_secret_file',
+      'agent.token_public_key',
+      'agent.token_public_key_file',
+    ]);
   });
 
   it('uses ~/.tasklog as home when TASKLOG_HOME is not set', () => {
@@ -313,6 +330,19 @@ describe('describeConfig', () => {
       'elasticsearch.bulk_bytes',
       'elasticsearch.bulk_count',
       'elasticsearch.distribution',
+      'agent.host',
+      'agent.port',
+      'agent.url',
+      'agent.token_algorithm',
+      'agent.token_secret',
+      'agent.token_secret_file',
+      'agent.token_public_key',
+      'agent.token_public_key_file',
+      'agent.tls_cert',
+      'agent.tls_key',
+      'agent.idle_timeout',
+      'agent.heartbeat_interval',
+      'agent.shutdown_timeout',
       'catalog.url',
       'server.host',
       'server.port',

@@ -1,4 +1,5 @@
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 
@@ -11,10 +12,12 @@ export interface StartServerOptions {
   /** How long in-flight responses may run after close() before their sockets are destroyed. */
   shutdownTimeoutMs: number;
   logger: Logger;
+  /** PEM certificate chain and private key; when given, the server speaks HTTPS. */
+  tls?: { cert: string | Buffer; key: string | Buffer };
 }
 
 export interface RunningServer {
-  /** `http://host:port`, with the port actually bound. */
+  /** `http://host:port` (`https://` with `tls`), with the port actually bound. */
   readonly url: string;
   readonly server: http.Server;
   /**
@@ -28,7 +31,9 @@ export interface RunningServer {
 /** Listens on host:port and resolves once the socket is bound. */
 export async function startServer(opts: StartServerOptions): Promise<RunningServer> {
   const { logger } = opts;
-  const server = http.createServer(opts.app);
+  const server: http.Server = opts.tls
+    ? https.createServer({ cert: opts.tls.cert, key: opts.tls.key }, opts.app)
+    : http.createServer(opts.app);
   let closing: Promise<void> | undefined;
 
   // A keep-alive socket that finishes its response during shutdown would otherwise linger
@@ -55,7 +60,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
   });
   const address = server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  const url = `http://${host}:${address.port}`;
+  const url = `${opts.tls ? 'https' : 'http'}://${host}:${address.port}`;
   logger.info({ url }, 'listening');
 
   const close = (): Promise<void> => {

@@ -94,6 +94,26 @@ export interface TasklogConfig {
     /** `opensearch` skips the Elasticsearch product check of the client. */
     distribution: 'elasticsearch' | 'opensearch';
   };
+  /** The worker agent (`tasklog agent`). */
+  agent: {
+    host: string;
+    port: number;
+    /** URL the proxy reaches this agent at; default the bound URL. */
+    url?: string;
+    token_algorithm: 'HS256' | 'HS512' | 'EdDSA' | 'ES256';
+    /** Shared secret (HS256: ≥ 32 bytes, HS512: ≥ 64 bytes); give it as `token_secret_cmd`. */
+    token_secret?: string;
+    token_secret_file?: string;
+    /** Public key (PEM or JWK) the proxy's tokens are verified with (EdDSA, ES256). */
+    token_public_key?: string;
+    token_public_key_file?: string;
+    tls_cert?: string;
+    tls_key?: string;
+    /** Seconds without growth (and without a completion marker) before an attempt is abandoned. */
+    idle_timeout: number;
+    heartbeat_interval: number;
+    shutdown_timeout: number;
+  };
   catalog: {
     /** `sqlite:///abs/path/catalog.db` (later `postgres://...`). */
     url: string;

@@ -1,0 +1,194 @@
+import { once } from 'node:events';
+import type { FileHandle } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  type AgentTokenKeys,
+  assertRealPathInside,
+  COMPLETION_MARKER_SUFFIX,
+  InvalidInputError,
+  NotFoundError,
+  OffsetOutOfRangeError,
+  type PathTemplate,
+  resolveInside,
+  UnauthorizedError,
+  verifyAgentToken,
+} from '@tasklog/core';
+import type { RequestHandler, Response } from 'express';
+
+export interface AgentLogRouteDeps {
+  /** Absolute folder the workers write logs under. */
+  baseLogFolder: string;
+  pathTemplate: PathTemplate;
+  keys: AgentTokenKeys;
+  /** Whether the attempt has finished; default: its completion marker (`<file>.done`) exists. */
+  isFinished?: (file: string) => Promise<boolean>;
+  /** How often a followed file is checked for new bytes; default 100 ms. */
+  pollIntervalMs?: number;
+}
+
+/** The URL prefix of the route; the rest of the raw path is the attempt's relative log path. */
+export const AGENT_LOG_PREFIX = '/log/';
+
+// Bytes read per file read; each piece is handed to the socket before the next is read.
+const READ_SIZE = 64 * 1024;
+
+export async function completionMarkerExists(file: string): Promise<boolean> {
+  return stat(`${file}${COMPLETION_MARKER_SUFFIX}`).then(
+    () => true,
+    () => false,
+  );
+}
+
+/**
+ * Turns the raw (still percent-encoded) path after `/log/` into a relative path, decoding each
+ * segment exactly once. Rejected with InvalidInputError: empty, `.` or `..` segments (also when
+ * encoded), a `/` encoded inside a segment, backslashes, NUL and malformed escapes. Express and
+ * fetch() normalise some of these; we read the raw URL so nothing is normalised before the check.
+ */
+export function decodeRelativePath(raw: string): string {
+  const fail = (why: string): never => {
+    throw new InvalidInputError(`the log path is not allowed: ${why}`);
+  };
+  if (raw.length === 0) fail('it is empty');
+  const segments = raw.split('/').map((segment) => {
+    let decoded = '';
+    try {
+      decoded = decodeURIComponent(segment);
+    } catch (cause) {
+      throw new InvalidInputError('the log path holds a malformed %-escape', { cause });
+    }
+    if (decoded === '' || decoded === '.' || decoded === '..') fail('empty, "." or ".." segment');
+    if (decoded.includes('/')) fail('an encoded "/" inside a segment');
+    if (decoded.includes('\\')) fail('a backslash');
+    if (decoded.includes('\u0000')) fail('a NUL character');
+    return decoded;
+  });
+  return segments.join('/');
+}
+
+function bearerToken(header: string | undefined): string | undefined {
+  const m = /^Bearer[ ]+(\S+)[ ]*$/i.exec(header ?? '');
+  return m?.[1];
+}
+
+function parseOffset(value: unknown): number {
+  if (value === undefined) return 0;
+  if (typeof value !== 'string' || !/^\d{1,15}$/.test(value)) {
+    throw new InvalidInputError('offset must be a non-negative integer');
+  }
+  return Number(value);
+}
+
+/**
+ * `GET /log/<relative path>?offset=N&follow=1`: the live bytes of one attempt's local log.
+ * Order matters: the path is checked without touching the disk, then the token, and only then
+ * is the file system consulted, so a caller without the right token learns nothing about files.
+ */
+export function agentLogRoute(deps: AgentLogRouteDeps): RequestHandler {
+  const isFinished = deps.isFinished ?? completionMarkerExists;
+  const pollIntervalMs = deps.pollIntervalMs ?? 100;
+  return async (req, res, next) => {
+    try {
+      const rawUrl = req.originalUrl;
+      const q = rawUrl.indexOf('?');
+      const rawPath = q === -1 ? rawUrl : rawUrl.slice(0, q);
+      if (!rawPath.startsWith(AGENT_LOG_PREFIX)) throw new NotFoundError('no such route');
+      const relativePath = decodeRelativePath(rawPath.slice(AGENT_LOG_PREFIX.length));
+      if (!deps.pathTemplate.tryParse(relativePath)) {
+        throw new NotFoundError('the path is not an attempt log of this agent');
+      }
+      const offset = parseOffset(req.query.offset);
+      const follow = req.query.follow === '1' || req.query.follow === 'true';
+
+      try {
+        await verifyAgentToken(deps.keys, bearerToken(req.get('authorization')), {
+          relativePath,
+        });
+      } catch (err) {
+        if (err instanceof UnauthorizedError) res.set('WWW-Authenticate', 'Bearer');
+        throw err;
+      }
+
+      const file = resolveInside(deps.baseLogFolder, relativePath);
+      await assertRealPathInside(deps.baseLogFolder, file);
+      const complete = await isFinished(file);
+      let fh: FileHandle;
+      try {
+        fh = await open(file, 'r');
+      } catch (cause) {
+        throw new NotFoundError('this agent has no such attempt log', { cause });
+      }
+      try {
+        const { size } = await fh.stat();
+        if (offset > size) throw new OffsetOutOfRangeError(offset, size);
+        res.status(200).set({
+          'Content-Type': 'text/plain; charset=utf-8',
+          'X-Content-Type-Options': 'nosniff',
+          'Cache-Control': 'no-store',
+          'X-Tasklog-Offset': String(offset),
+          'X-Tasklog-Complete': String(complete),
+        });
+        res.flushHeaders();
+        await streamFrom(fh, offset, res, {
+          follow: follow && !complete ? () => isFinished(file) : undefined,
+          pollIntervalMs,
+        });
+      } finally {
+        await fh.close();
+      }
+    } catch (err) {
+      next(err);
+    }
+  };
+}
+
+/**
+ * Writes the file from `offset` to `res`. With `follow`, waits at EOF for more bytes until
+ * `follow()` says the attempt finished, then sends what is left up to the final size and ends.
+ * A client disconnect ends the loop at the next await; no timer outlives the response.
+ */
+async function streamFrom(
+  fh: FileHandle,
+  offset: number,
+  res: Response,
+  opts: { follow?: () => Promise<boolean>; pollIntervalMs: number },
+): Promise<void> {
+  const gone = new AbortController();
+  const onClose = () => gone.abort();
+  res.once('close', onClose);
+  const { signal } = gone;
+  try {
+    let pos = offset;
+    // Seen before a read that then hit EOF: every byte up to the final size has been sent.
+    let finished = !opts.follow;
+    while (!signal.aborted) {
+      // A fresh buffer per read: res.write() may hold on to it until the socket takes it.
+      const buf = Buffer.allocUnsafe(READ_SIZE);
+      const { bytesRead } = await fh.read(buf, 0, READ_SIZE, pos);
+      if (bytesRead > 0) {
+        pos += bytesRead;
+        if (!res.write(buf.subarray(0, bytesRead))) {
+          try {
+            await once(res, 'drain', { signal });
+          } catch {
+            return; // the client went away
+          }
+        }
+        continue;
+      }
+      if (finished) break;
+      finished = await opts.follow!();
+      if (!finished) {
+        try {
+          await sleep(opts.pollIntervalMs, undefined, { signal });
+        } catch {
+          return;
+        }
+      }
+    }
+    if (!signal.aborted) res.end();
+  } finally {
+    res.off('close', onClose);
+  }
+}

@@ -1,0 +1,89 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import {
+  type AgentTokenKeys,
+  type AttemptKey,
+  loadAgentTokenKeys,
+  PathTemplate,
+  type SignAgentTokenOptions,
+  signAgentToken,
+} from '@tasklog/core';
+import { createAgentApp, type RunningServer, startServer } from '@tasklog/server';
+import { pino } from 'pino';
+
+export interface AgentFixture {
+  /** Temp folder; the base log folder is `<dir>/logs`. */
+  dir: string;
+  base: string;
+  pathTemplate: PathTemplate;
+  keys: AgentTokenKeys;
+  url: string;
+  running: RunningServer;
+  /** Absolute path of an attempt's log under the base folder. */
+  fileOf(k: AttemptKey): string;
+  writeLog(k: AttemptKey, bytes: Uint8Array | string): Promise<string>;
+  token(relativePath: string, options?: Partial<SignAgentTokenOptions>): Promise<string>;
+  close(): Promise<void>;
+}
+
+export const HS512_SECRET = randomBytes(48).toString('base64'); // 64 ASCII bytes
+
+/** The agent path of an attempt's log, each segment percent-encoded as a proxy must. */
+export function agentLogPath(relativePath: string, query = ''): string {
+  const encoded = relativePath.split('/').map(encodeURIComponent).join('/');
+  return `/log/${encoded}${query ? `?${query}` : ''}`;
+}
+
+export async function startAgentFixture(
+  options: {
+    keys?: AgentTokenKeys;
+    signingKeys?: AgentTokenKeys;
+    isFinished?: (file: string) => Promise<boolean>;
+  } = {},
+): Promise<AgentFixture> {
+  const dir = await mkdtemp(join(tmpdir(), 'tasklog-agent-'));
+  const base = join(dir, 'logs');
+  await mkdir(base, { recursive: true });
+  const pathTemplate = new PathTemplate();
+  const keys =
+    options.keys ?? (await loadAgentTokenKeys({ algorithm: 'HS512', secret: HS512_SECRET }));
+  const signingKeys = options.signingKeys ?? keys;
+  const logger = pino({ level: 'silent' });
+  const app = createAgentApp({
+    baseLogFolder: base,
+    pathTemplate,
+    keys,
+    logger,
+    isFinished: options.isFinished,
+  });
+  const running = await startServer({
+    app,
+    host: '127.0.0.1',
+    port: 0,
+    shutdownTimeoutMs: 1000,
+    logger,
+  });
+  const fileOf = (k: AttemptKey) => join(base, ...pathTemplate.render(k).split('/'));
+  return {
+    dir,
+    base,
+    pathTemplate,
+    keys,
+    url: running.url,
+    running,
+    fileOf,
+    async writeLog(k, bytes) {
+      const file = fileOf(k);
+      await mkdir(dirname(file), { recursive: true });
+      await writeFile(file, bytes);
+      return file;
+    },
+    token: (relativePath, extra = {}) => signAgentToken(signingKeys, { relativePath, ...extra }),
+    async close() {
+      await running.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}

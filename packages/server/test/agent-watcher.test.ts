@@ -1,0 +1,182 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { appendFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  type AttemptKey,
+  type AttemptRecord,
+  type Catalog,
+  COMPLETION_MARKER_SUFFIX,
+  LocalStore,
+  openCatalog,
+  PathTemplate,
+  Shipper,
+} from '@tasklog/core';
+import { Agent } from '@tasklog/server';
+import { pino } from 'pino';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { key } from './fixture.js';
+
+const AGENT_URL = 'http://worker-1.example:8795';
+const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
+  for (let i = 0; i < 300; i++) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    await sleep(25);
+  }
+  throw new Error(`gave up waiting for ${what}`);
+}
+
+async function readAll(store: LocalStore, k: AttemptKey): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const chunk of store.read(k)) parts.push(Buffer.from(chunk.bytes));
+  return Buffer.concat(parts);
+}
+
+describe('Agent', () => {
+  let dir: string;
+  let base: string;
+  let store: LocalStore;
+  let catalog: Catalog;
+  let agent: Agent | undefined;
+  const pathTemplate = new PathTemplate();
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'tasklog-agent-watch-'));
+    base = join(dir, 'logs');
+    await mkdir(base, { recursive: true });
+    store = new LocalStore({ root: join(dir, 'archive'), pathTemplate });
+    catalog = await openCatalog(`sqlite://${join(dir, 'catalog.db')}`, { migrate: 'auto' });
+  });
+  afterEach(async () => {
+    await agent?.close();
+    agent = undefined;
+    await catalog.close();
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  function startAgent(overrides: { idleTimeoutMs?: number } = {}): Agent {
+    const shipper = new Shipper({
+      store,
+      catalog,
+      pathTemplate,
+      baseLogFolder: base,
+      stateFolder: join(dir, 'state'),
+      deleteLocalCopy: false,
+    });
+    agent = new Agent({
+      shipper,
+      catalog,
+      pathTemplate,
+      baseLogFolder: base,
+      agentUrl: AGENT_URL,
+      logger: pino({ level: 'silent' }),
+      scanIntervalMs: 50,
+      heartbeatIntervalMs: 100,
+      flushIntervalMs: 50,
+      pollIntervalMs: 20,
+      idleTimeoutMs: overrides.idleTimeoutMs ?? 60_000,
+    });
+    agent.start();
+    return agent;
+  }
+
+  async function writeLog(k: AttemptKey, bytes: Uint8Array): Promise<string> {
+    const file = join(base, ...pathTemplate.render(k).split('/'));
+    await mkdir(dirname(file), { recursive: true });
+    await writeFile(file, bytes);
+    return file;
+  }
+
+  const recordIn = (k: AttemptKey, state: AttemptRecord['state']) => async () => {
+    const r = await catalog.get(k);
+    return r?.state === state ? r : undefined;
+  };
+
+  it('ships a running attempt incrementally and records it running, then shipped', async () => {
+    const k = key();
+    const first = randomBytes(10_000);
+    const file = await writeLog(k, first);
+    startAgent();
+
+    const running = await until('running', recordIn(k, 'running'));
+    expect(running.agentUrl).toBe(AGENT_URL);
+    expect(running.heartbeatAt).toBeInstanceOf(Date);
+    // Flushed to the store while the attempt is still running.
+    await until('first bytes in the store', async () => {
+      const s = await store.stat(k);
+      return s && s.size >= first.length ? s : undefined;
+    });
+    expect((await store.stat(k))?.complete).toBe(false);
+
+    const second = randomBytes(20_000);
+    await appendFile(file, second);
+    await writeFile(`${file}${COMPLETION_MARKER_SUFFIX}`, '');
+
+    const shipped = await until('shipped', recordIn(k, 'shipped'));
+    const all = Buffer.concat([first, second]);
+    expect(shipped.sha256).toBe(sha(all));
+    expect(sha(await readAll(store, k))).toBe(sha(all));
+    await until('follow to end', async () => (agent!.following.length === 0 ? true : undefined));
+  });
+
+  it('renews the heartbeat of a followed attempt', async () => {
+    const k = key();
+    await writeLog(k, Buffer.from('still running\n'));
+    startAgent();
+    const first = await until('running', recordIn(k, 'running'));
+    await until('a later heartbeat', async () => {
+      const r = await catalog.get(k);
+      return r?.heartbeatAt && r.heartbeatAt > first.heartbeatAt! ? r : undefined;
+    });
+  });
+
+  it('follows several attempts at once', async () => {
+    const keys = [key({ tryNumber: 1 }), key({ tryNumber: 2 }), key({ taskId: 'load' })];
+    for (const k of keys) await writeLog(k, randomBytes(1000));
+    const a = startAgent();
+    await until('all followed', async () => (a.following.length === 3 ? true : undefined));
+    for (const k of keys) await until('running', recordIn(k, 'running'));
+  });
+
+  it('leaves finished attempts (with a marker) to `tasklog ship`', async () => {
+    const done = key({ taskId: 'done' });
+    const file = await writeLog(done, Buffer.from('finished\n'));
+    await writeFile(`${file}${COMPLETION_MARKER_SUFFIX}`, '');
+    const live = key({ taskId: 'live' });
+    await writeLog(live, Buffer.from('live\n'));
+    const a = startAgent();
+    await until('running', recordIn(live, 'running'));
+    expect(a.following).toEqual([pathTemplate.render(live)]);
+    expect(await catalog.get(done)).toBeUndefined();
+  });
+
+  it('abandons an attempt whose log stops growing without a marker, keeping what was written', async () => {
+    const k = key();
+    const bytes = randomBytes(5000);
+    const file = await writeLog(k, bytes);
+    const a = startAgent({ idleTimeoutMs: 300 });
+    const abandoned = await until('abandoned', recordIn(k, 'abandoned'));
+    expect(abandoned.agentUrl).toBe(AGENT_URL);
+    expect(a.following).toEqual([]);
+    expect((await store.stat(k))?.size).toBe(bytes.length);
+    // The agent never claims the log is whole.
+    await expect(
+      import('node:fs/promises').then((fs) => fs.stat(`${file}.done`)),
+    ).rejects.toThrow();
+  });
+
+  it('close() stops every follow and leaves the attempts running', async () => {
+    const k = key();
+    await writeLog(k, randomBytes(2000));
+    const a = startAgent();
+    await until('running', recordIn(k, 'running'));
+    await a.close();
+    expect(a.following).toEqual([]);
+    expect((await catalog.get(k))?.state).toBe('running');
+  });
+});
