@@ -4,7 +4,7 @@ import type {
   OutputLogEvent,
   PutLogEventsCommandOutput,
 } from '@aws-sdk/client-cloudwatch-logs';
-import { type AttemptKey, attemptKey, sameAttempt, validateId } from '../attempt-key.js';
+import { type AttemptKey, attemptKey, sameAttempt } from '../attempt-key.js';
 import {
   AbortedError,
   BackendUnavailableError,
@@ -30,6 +30,7 @@ import type {
 import { matchesFilter } from './chunk-layout.js';
 import { type LogRecord, RecordAssembler, RecordSplitter } from './log-records.js';
 import type { OpenStoreOptions } from './open-store.js';
+import { throwIfAborted, validateExpected, validateFilter } from './store-checks.js';
 
 /** The `[cloudwatch]` config section. Credentials come from the AWS SDK's default chain only. */
 export interface CloudWatchSettings {
@@ -1107,35 +1108,6 @@ function describe(
 /** Airflow's CloudwatchTaskHandler: stream names cannot contain `:`. */
 function sanitize(relativePath: string): string {
   return relativePath.replaceAll(':', '_');
-}
-
-function validateExpected(expected: { size: number; sha256: string }): void {
-  if (!Number.isSafeInteger(expected.size) || expected.size < 0) {
-    throw new InvalidInputError(`expected size must be an integer >= 0, got ${expected.size}`);
-  }
-  if (!/^[0-9a-fA-F]{64}$/.test(expected.sha256)) {
-    throw new InvalidInputError('expected sha256 must be 64 hex digits');
-  }
-}
-
-function validateFilter(filter: AttemptFilter): AttemptFilter {
-  const out: { -readonly [K in keyof AttemptKey]?: AttemptKey[K] } = {};
-  if (filter.dagId !== undefined) out.dagId = validateId('dagId', filter.dagId);
-  if (filter.runId !== undefined) out.runId = validateId('runId', filter.runId);
-  if (filter.taskId !== undefined) out.taskId = validateId('taskId', filter.taskId);
-  for (const field of ['mapIndex', 'tryNumber'] as const) {
-    const v = filter[field];
-    if (v === undefined) continue;
-    if (!Number.isSafeInteger(v) || v < (field === 'mapIndex' ? -1 : 1)) {
-      throw new InvalidInputError(`filter ${field} is out of range: ${v}`);
-    }
-    out[field] = v;
-  }
-  return out;
-}
-
-function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new AbortedError('operation was aborted', { cause: signal.reason });
 }
 
 interface SdkErrorShape {

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Client, estypes } from '@elastic/elasticsearch';
-import { type AttemptKey, attemptKey, validateId } from '../attempt-key.js';
+import { type AttemptKey, attemptKey } from '../attempt-key.js';
 import {
   AbortedError,
   BackendUnavailableError,
@@ -29,6 +29,7 @@ import type {
 import { matchesFilter } from './chunk-layout.js';
 import { type LogRecord, RecordAssembler, RecordSplitter } from './log-records.js';
 import type { OpenStoreOptions } from './open-store.js';
+import { throwIfAborted, validateFilter } from './store-checks.js';
 
 /** Airflow's default `[elasticsearch] log_id_template`. */
 export const AIRFLOW_LOG_ID_TEMPLATE = '{dag_id}-{task_id}-{run_id}-{map_index}-{try_number}';
@@ -1468,28 +1469,8 @@ function validateIndexName(index: string): void {
   }
 }
 
-function validateFilter(filter: AttemptFilter): AttemptFilter {
-  const out: { -readonly [K in keyof AttemptKey]?: AttemptKey[K] } = {};
-  if (filter.dagId !== undefined) out.dagId = validateId('dagId', filter.dagId);
-  if (filter.runId !== undefined) out.runId = validateId('runId', filter.runId);
-  if (filter.taskId !== undefined) out.taskId = validateId('taskId', filter.taskId);
-  for (const field of ['mapIndex', 'tryNumber'] as const) {
-    const v = filter[field];
-    if (v === undefined) continue;
-    if (!Number.isSafeInteger(v) || v < (field === 'mapIndex' ? -1 : 1)) {
-      throw new InvalidInputError(`filter ${field} is out of range: ${v}`);
-    }
-    out[field] = v;
-  }
-  return out;
-}
-
 function redactUrl(url: string): string {
   return url.replace(/\/\/[^@/]*@/, '//***@');
-}
-
-function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new AbortedError('operation was aborted', { cause: signal.reason });
 }
 
 interface EsErrorShape {

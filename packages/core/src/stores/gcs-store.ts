@@ -4,7 +4,7 @@ import { type Readable, Transform, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip } from 'node:zlib';
 import type { Bucket, File, FileMetadata } from '@google-cloud/storage';
-import { type AttemptKey, attemptKey, validateId } from '../attempt-key.js';
+import { type AttemptKey, attemptKey } from '../attempt-key.js';
 import {
   AbortedError,
   BackendUnavailableError,
@@ -36,6 +36,7 @@ import {
   parseChunkName,
 } from './chunk-layout.js';
 import type { OpenStoreOptions } from './open-store.js';
+import { throwIfAborted, validateFilter } from './store-checks.js';
 
 export interface GcsStoreOptions {
   /** Bucket name (the `BUCKET` of `gs://BUCKET/prefix`). */
@@ -1337,31 +1338,11 @@ function parseUploadState(value: unknown): UploadState | undefined {
     : undefined;
 }
 
-function validateFilter(filter: AttemptFilter): AttemptFilter {
-  const out: { -readonly [K in keyof AttemptKey]?: AttemptKey[K] } = {};
-  if (filter.dagId !== undefined) out.dagId = validateId('dagId', filter.dagId);
-  if (filter.runId !== undefined) out.runId = validateId('runId', filter.runId);
-  if (filter.taskId !== undefined) out.taskId = validateId('taskId', filter.taskId);
-  for (const field of ['mapIndex', 'tryNumber'] as const) {
-    const v = filter[field];
-    if (v === undefined) continue;
-    if (!Number.isSafeInteger(v) || v < (field === 'mapIndex' ? -1 : 1)) {
-      throw new InvalidInputError(`filter ${field} is out of range: ${v}`);
-    }
-    out[field] = v;
-  }
-  return out;
-}
-
 function positiveInt(name: string, value: number): number {
   if (!Number.isSafeInteger(value) || value < 1) {
     throw new InvalidInputError(`GCS store ${name} must be a positive integer, got ${value}`);
   }
   return value;
-}
-
-function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new AbortedError('operation was aborted', { cause: signal.reason });
 }
 
 /** The HTTP status of an SDK error (ApiError `code`, gaxios `status` / `response.status`). */

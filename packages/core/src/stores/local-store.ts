@@ -14,7 +14,7 @@ import {
 } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { type AttemptKey, attemptKey, validateId } from '../attempt-key.js';
+import { type AttemptKey, attemptKey } from '../attempt-key.js';
 import {
   AbortedError,
   BackendUnavailableError,
@@ -46,6 +46,7 @@ import {
   matchesFilter,
   parseChunkName,
 } from './chunk-layout.js';
+import { throwIfAborted, validateFilter } from './store-checks.js';
 
 export interface LocalStoreOptions {
   /** Absolute path of the archive folder (a local disk, NFS or a mounted volume). Created by the first writer. */
@@ -760,22 +761,6 @@ async function exists(file: string): Promise<boolean> {
   }
 }
 
-function validateFilter(filter: AttemptFilter): AttemptFilter {
-  const out: { -readonly [K in keyof AttemptKey]?: AttemptKey[K] } = {};
-  if (filter.dagId !== undefined) out.dagId = validateId('dagId', filter.dagId);
-  if (filter.runId !== undefined) out.runId = validateId('runId', filter.runId);
-  if (filter.taskId !== undefined) out.taskId = validateId('taskId', filter.taskId);
-  for (const field of ['mapIndex', 'tryNumber'] as const) {
-    const v = filter[field];
-    if (v === undefined) continue;
-    if (!Number.isSafeInteger(v) || v < (field === 'mapIndex' ? -1 : 1)) {
-      throw new InvalidInputError(`filter ${field} is out of range: ${v}`);
-    }
-    out[field] = v;
-  }
-  return out;
-}
-
 function tempName(): string {
   return `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`;
 }
@@ -787,10 +772,6 @@ function relativeTo(root: string, full: string): string {
 function isMissing(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   return code === 'ENOENT' || code === 'ENOTDIR';
-}
-
-function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new AbortedError('operation was aborted', { cause: signal.reason });
 }
 
 /** The one place file system errors become tasklog errors; `rel` is relative to the root. */

@@ -13,6 +13,7 @@ import type {
 } from '@aws-sdk/client-s3';
 import { AbortedError, IntegrityError } from '../errors.js';
 import type { LocalLogFile, UploadOptions } from '../store.js';
+import { throwIfAborted } from './store-checks.js';
 
 /** S3's multipart limits (https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html). */
 export const MIN_PART_SIZE = 5 * 1024 * 1024;
@@ -740,8 +741,4 @@ export function isNotImplemented(err: unknown): boolean {
 
 export function unquote(etag: string): string {
   return etag.replace(/"/g, '').toLowerCase();
-}
-
-function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new AbortedError('operation was aborted', { cause: signal.reason });
 }

@@ -3,7 +3,7 @@ import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import type { GetObjectCommandOutput, HeadObjectCommandOutput, S3Client } from '@aws-sdk/client-s3';
-import { type AttemptKey, attemptKey, validateId } from '../attempt-key.js';
+import { type AttemptKey, attemptKey } from '../attempt-key.js';
 import type { TasklogConfig } from '../config/types.js';
 import {
   AbortedError,
@@ -47,6 +47,7 @@ import {
   uploadGzip,
   writeParams,
 } from './s3-multipart.js';
+import { throwIfAborted, validateExpected, validateFilter } from './store-checks.js';
 
 export interface S3StoreOptions {
   /** The bucket; it must exist (tasklog never creates buckets). */
@@ -956,35 +957,6 @@ function finalStat(final: FinalObject): LogStat {
     ...(final.sha256 ? { sha256: final.sha256 } : {}),
     ...(final.modifiedAt ? { modifiedAt: final.modifiedAt } : {}),
   };
-}
-
-function validateExpected(expected: { size: number; sha256: string }): void {
-  if (!Number.isSafeInteger(expected.size) || expected.size < 0) {
-    throw new InvalidInputError(`expected size must be an integer >= 0, got ${expected.size}`);
-  }
-  if (!/^[0-9a-fA-F]{64}$/.test(expected.sha256)) {
-    throw new InvalidInputError('expected sha256 must be 64 hex digits');
-  }
-}
-
-function validateFilter(filter: AttemptFilter): AttemptFilter {
-  const out: { -readonly [K in keyof AttemptKey]?: AttemptKey[K] } = {};
-  if (filter.dagId !== undefined) out.dagId = validateId('dagId', filter.dagId);
-  if (filter.runId !== undefined) out.runId = validateId('runId', filter.runId);
-  if (filter.taskId !== undefined) out.taskId = validateId('taskId', filter.taskId);
-  for (const field of ['mapIndex', 'tryNumber'] as const) {
-    const v = filter[field];
-    if (v === undefined) continue;
-    if (!Number.isSafeInteger(v) || v < (field === 'mapIndex' ? -1 : 1)) {
-      throw new InvalidInputError(`filter ${field} is out of range: ${v}`);
-    }
-    out[field] = v;
-  }
-  return out;
-}
-
-function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new AbortedError('operation was aborted', { cause: signal.reason });
 }
 
 /** GetObject answers `NoSuchKey`; HeadObject, having no body, only `NotFound` (404). */
