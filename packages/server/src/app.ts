@@ -1,7 +1,9 @@
-import type { Catalog, LogStore, PathTemplate } from '@tasklog/core';
+import type { AgentTokenKeys, Catalog, LogStore, PathTemplate } from '@tasklog/core';
 import express from 'express';
 import type { Logger } from 'pino';
 import { errorHandler, notFoundHandler } from './http-errors.js';
+import type { FollowTimings } from './live/follow-log.js';
+import { LiveHub } from './live/live-hub.js';
 import { requestLogger } from './request-logger.js';
 import { attemptsRoute } from './routes/attempts-route.js';
 import { healthRoute } from './routes/health-route.js';
@@ -22,17 +24,33 @@ export interface AppDeps {
   openStore?: (url: string) => Promise<LogStore>;
   /** How long /health waits for each of catalog and store; default 5000 ms. */
   healthTimeoutMs?: number;
+  /**
+   * Signs the tokens with which `?follow=true` asks a running attempt's agent for its live log.
+   * Without it, follow reads the archive only.
+   */
+  agentTokenKeys?: AgentTokenKeys;
+  /** Tuning of `?follow=true` (poll intervals, hand-over timeout, ring size); defaults documented there. */
+  live?: FollowTimings & { ringBytes?: number; heartbeatMs?: number };
 }
 
 /** The Express app, plus a way to release the stores it opened through `openStore`. */
 export type TasklogApp = express.Express & {
-  /** Closes stores opened through `openStore`; `deps.store` and `deps.catalog` stay the caller's. */
+  /**
+   * Closes stores opened through `openStore` and the live upstreams; `deps.store` and
+   * `deps.catalog` stay the caller's.
+   */
   closeStores(): Promise<void>;
+  /** Shares agent connections among followers; present when `agentTokenKeys` is given. */
+  liveHub?: LiveHub;
 };
 
 /** The log proxy's HTTP API over an archive store and the catalog. */
 export function createApp(deps: AppDeps): TasklogApp {
   const stores = new StoreResolver(deps.store, deps.openStore);
+  const { ringBytes, heartbeatMs, ...timings } = deps.live ?? {};
+  const liveHub = deps.agentTokenKeys
+    ? new LiveHub({ keys: deps.agentTokenKeys, ringBytes })
+    : undefined;
   const app = express();
   app.disable('x-powered-by');
   // The log route sets its own content-hash ETags; hashing every JSON answer buys nothing.
@@ -50,10 +68,21 @@ export function createApp(deps: AppDeps): TasklogApp {
   app.get('/api/v1/attempts', attemptsRoute({ catalog: deps.catalog }));
   app.get(
     '/api/v1/dags/:dagId/runs/:runId/tasks/:taskId/attempts/:tryNumber/log',
-    logRoute({ catalog: deps.catalog, pathTemplate: deps.pathTemplate, stores }),
+    logRoute({
+      catalog: deps.catalog,
+      pathTemplate: deps.pathTemplate,
+      stores,
+      follow: { hub: liveHub, timings, heartbeatMs },
+    }),
   );
 
   app.use(notFoundHandler);
   app.use(errorHandler(deps.logger));
-  return Object.assign(app, { closeStores: () => stores.close() });
+  return Object.assign(app, {
+    liveHub,
+    closeStores: () => {
+      liveHub?.close();
+      return stores.close();
+    },
+  });
 }

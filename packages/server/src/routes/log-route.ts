@@ -13,6 +13,7 @@ import type { Request, RequestHandler } from 'express';
 import { ifNoneMatchMatches, ifRangeAllows, logEtag } from '../etag.js';
 import { HTTP_STATUS, sendError } from '../http-errors.js';
 import { parseByteRange } from '../http-range.js';
+import { acceptsEventStream, type FollowDeps, serveFollow } from '../live/follow-route.js';
 import { encodeNdjson } from '../ndjson.js';
 import type { StoreResolver } from '../store-resolver.js';
 import { queryParam } from './query.js';
@@ -121,9 +122,27 @@ export function logRoute(deps: {
   catalog: Catalog;
   pathTemplate: PathTemplate;
   stores: StoreResolver;
+  /** `?follow=true`: live hand-over; without a hub, follow reads the archive only. */
+  follow?: Omit<FollowDeps, 'catalog' | 'stores'>;
 }): RequestHandler {
   return async (req, res) => {
     const { key, offset, ndjson } = parseLogRequest(req);
+    const follow = queryParam(req, 'follow');
+    if (follow === 'true' || follow === '1') {
+      deps.pathTemplate.render(key);
+      const format =
+        queryParam(req, 'format') === undefined && acceptsEventStream(req.get('accept'))
+          ? 'sse'
+          : ndjson
+            ? 'ndjson'
+            : 'text';
+      await serveFollow(req, res, key, offset, format, {
+        ...deps.follow,
+        catalog: deps.catalog,
+        stores: deps.stores,
+      });
+      return;
+    }
     const rangeHeader = req.get('range');
     if (rangeHeader !== undefined && offset !== undefined) {
       throw new InvalidInputError('give either the offset parameter or a Range header, not both');

@@ -1,0 +1,192 @@
+import { once } from 'node:events';
+import type { AttemptKey, Catalog } from '@tasklog/core';
+import {
+  formatAttempt,
+  InvalidInputError,
+  NotFoundError,
+  OffsetOutOfRangeError,
+} from '@tasklog/core';
+import type { Request, Response } from 'express';
+import { NdjsonEncoder } from '../ndjson.js';
+import type { StoreResolver } from '../store-resolver.js';
+import { type FollowTimings, followLog } from './follow-log.js';
+import type { LiveHub } from './live-hub.js';
+
+export const EVENT_STREAM_TYPE = 'text/event-stream';
+
+export type FollowFormat = 'text' | 'ndjson' | 'sse';
+
+export interface FollowDeps {
+  catalog: Catalog;
+  stores: StoreResolver;
+  hub?: LiveHub;
+  timings?: FollowTimings;
+  /** SSE comment heartbeat interval; default 15000 ms. */
+  heartbeatMs?: number;
+}
+
+/** Whether `accept` names text/event-stream (without q=0). */
+export function acceptsEventStream(accept: string | undefined): boolean {
+  if (!accept) return false;
+  return accept.split(',').some((part) => {
+    const [type, ...params] = part.split(';').map((s) => s.trim().toLowerCase());
+    return type === EVENT_STREAM_TYPE && !params.some((p) => /^q=0(\.0*)?$/.test(p));
+  });
+}
+
+/** Splits encoder output into record lines, each with the log offset just past its bytes. */
+function recordLines(text: string): { line: string; end: number; eof: boolean }[] {
+  const out: { line: string; end: number; eof: boolean }[] = [];
+  for (const line of text.split('\n')) {
+    if (!line) continue;
+    const r = JSON.parse(line) as { offset: number; text?: string; bytes?: string; eof?: boolean };
+    const len =
+      r.text !== undefined
+        ? Buffer.byteLength(r.text, 'utf8')
+        : r.bytes !== undefined
+          ? Buffer.from(r.bytes, 'base64').length
+          : 0;
+    out.push({ line, end: r.offset + len, eof: r.eof === true });
+  }
+  return out;
+}
+
+/**
+ * Serves `?follow=true`: the log from `offset` (or SSE `Last-Event-ID`) until it is complete,
+ * live from the worker's agent while the attempt runs and from the archive otherwise.
+ *
+ * - text: bytes only; a normal end of the body is the end of the log. `X-Tasklog-Live` says at
+ *   the start whether a live source will be tried; a later loss cannot be expressed.
+ * - NDJSON: `{offset, text}` records, `{"event":"source-lost","offset":n}` (n: bytes received),
+ *   `{"event":"lagging","offset":n}` (n: where to reconnect; then the body ends), and the
+ *   encoder's `{"offset":end,"eof":true,"complete":…}` last.
+ * - SSE: `event: log` with the same records as data, `source-lost`, `lagging`, `eof`; every
+ *   event's `id` is the byte offset just past what was sent, so `Last-Event-ID` resumes exactly.
+ */
+export async function serveFollow(
+  req: Request,
+  res: Response,
+  key: AttemptKey,
+  requestedOffset: number | undefined,
+  format: FollowFormat,
+  deps: FollowDeps,
+): Promise<void> {
+  let offset = requestedOffset ?? 0;
+  const lastEventId = format === 'sse' ? req.get('last-event-id') : undefined;
+  if (lastEventId !== undefined && lastEventId !== '') {
+    if (!/^\d{1,15}$/.test(lastEventId)) {
+      throw new InvalidInputError('Last-Event-ID must be a byte offset');
+    }
+    offset = Number(lastEventId);
+  }
+
+  const aborted = new AbortController();
+  res.once('close', () => {
+    if (!res.writableFinished) aborted.abort();
+  });
+  const { signal } = aborted;
+
+  const record = await deps.catalog.get(key);
+  const store = await deps.stores.forUrl(record?.storeUrl);
+  const stat = await store.stat(key, { signal });
+  if (!record && !stat) throw new NotFoundError(`unknown attempt ${formatAttempt(key)}`);
+  const live = Boolean(deps.hub && record?.state === 'running' && record.agentUrl);
+  if (!live && stat?.complete && offset > stat.size) {
+    res.setHeader('Content-Range', `bytes */${stat.size}`);
+    throw new OffsetOutOfRangeError(offset, stat.size);
+  }
+
+  const contentType =
+    format === 'sse'
+      ? EVENT_STREAM_TYPE
+      : format === 'ndjson'
+        ? 'application/x-ndjson'
+        : 'text/plain; charset=utf-8';
+  res.status(200).set({
+    Vary: 'Accept',
+    'Cache-Control': 'no-store',
+    'Content-Type': contentType,
+    'X-Content-Type-Options': 'nosniff',
+    'X-Tasklog-Offset': String(offset),
+    'X-Tasklog-Live': String(live),
+    // Tells nginx-style proxies not to buffer a body that is meant to arrive as it is written.
+    'X-Accel-Buffering': 'no',
+  });
+  if (req.method === 'HEAD') {
+    res.end();
+    return;
+  }
+  res.flushHeaders();
+
+  const send = async (data: string | Uint8Array): Promise<void> => {
+    if (!res.write(data)) await once(res, 'drain', { signal });
+  };
+  const encoder = format === 'text' ? undefined : new NdjsonEncoder(offset);
+  // End of what the client has been sent as whole records (NDJSON/SSE) or bytes (text).
+  let sent = offset;
+  const sendRecords = async (text: string): Promise<void> => {
+    let out = '';
+    for (const r of recordLines(text)) {
+      sent = r.end;
+      if (format === 'ndjson') out += `${r.line}\n`;
+      else out += `id: ${r.end}\nevent: ${r.eof ? 'eof' : 'log'}\ndata: ${r.line}\n\n`;
+    }
+    if (out) await send(out);
+  };
+  const sendEvent = async (event: string, at: number): Promise<void> => {
+    const data = JSON.stringify({ event, offset: at });
+    await send(
+      format === 'ndjson' ? `${data}\n` : `id: ${sent}\nevent: ${event}\ndata: ${data}\n\n`,
+    );
+  };
+
+  let heartbeat: NodeJS.Timeout | undefined;
+  if (format === 'sse') {
+    heartbeat = setInterval(() => {
+      if (!res.writableEnded && !res.destroyed) res.write(': heartbeat\n\n');
+    }, deps.heartbeatMs ?? 15_000);
+    await send('retry: 3000\n\n').catch(() => undefined);
+  }
+  try {
+    const events = followLog({
+      ...deps.timings,
+      key,
+      catalog: deps.catalog,
+      store,
+      hub: deps.hub,
+      offset,
+      signal,
+    });
+    for await (const ev of events) {
+      if (ev.type === 'bytes') {
+        if (encoder) await sendRecords(encoder.push(ev.bytes));
+        else {
+          await send(ev.bytes);
+          sent += ev.bytes.length;
+        }
+      } else if (ev.type === 'source-lost') {
+        if (encoder) await sendEvent('source-lost', ev.offset);
+      } else if (ev.type === 'lagging') {
+        // Text cannot say why it ends, so the body is cut: the client must not take it as whole.
+        if (!encoder) res.destroy();
+        else {
+          await sendEvent('lagging', sent);
+          res.end();
+        }
+        return;
+      } else {
+        if (encoder) await sendRecords(encoder.end(ev.complete));
+        res.end();
+        return;
+      }
+    }
+  } catch (err) {
+    if (signal.aborted) {
+      req.log?.debug({ key }, 'client went away while following the log');
+      return;
+    }
+    throw err;
+  } finally {
+    clearInterval(heartbeat);
+  }
+}

@@ -1,0 +1,219 @@
+import { type AgentTokenKeys, BackendUnavailableError, signAgentToken } from '@tasklog/core';
+
+/** A follower asked for bytes older than the hub's window; it reads the archive first. */
+export class BehindWindowError extends Error {
+  constructor(
+    readonly offset: number,
+    readonly windowStart: number,
+  ) {
+    super(`offset ${offset} is before the live window, which starts at ${windowStart}`);
+  }
+}
+
+/** A follower fell so far behind that the bytes it needs left the ring buffer; it must reconnect. */
+export class LaggingError extends Error {
+  constructor(readonly offset: number) {
+    super(`follower at offset ${offset} fell behind the live window`);
+  }
+}
+
+export interface LiveHubOptions {
+  /** Signs the token each upstream request carries. Must hold a signing key. */
+  keys: AgentTokenKeys;
+  /**
+   * Most recent bytes kept per attempt for followers that join late or read slowly; default
+   * 8 MiB. It is also the lag bound: a follower whose next byte left the ring is cut off.
+   */
+  ringBytes?: number;
+}
+
+export interface LiveSubscription {
+  /** The attempt's log path relative to the store root, as the agent serves it. */
+  relativePath: string;
+  /** Base URL of the agent, from the catalog. */
+  agentUrl: string;
+  /** First byte wanted. */
+  offset: number;
+  signal: AbortSignal;
+}
+
+interface Piece {
+  offset: number;
+  bytes: Buffer;
+}
+
+/** One upstream connection to an agent and the ring of the bytes it delivered last. */
+class LiveChannel {
+  readonly controller = new AbortController();
+  private readonly pieces: Piece[] = [];
+  private held = 0;
+  start: number;
+  end: number;
+  state: 'open' | 'ended' | 'failed' = 'open';
+  error: unknown;
+  subscribers = 0;
+  private waiters: (() => void)[] = [];
+
+  constructor(
+    offset: number,
+    private readonly ringBytes: number,
+  ) {
+    this.start = offset;
+    this.end = offset;
+  }
+
+  append(bytes: Buffer): void {
+    if (bytes.length === 0) return;
+    this.pieces.push({ offset: this.end, bytes });
+    this.end += bytes.length;
+    this.held += bytes.length;
+    while (this.held > this.ringBytes && this.pieces.length > 1) {
+      const dropped = this.pieces.shift()!;
+      this.held -= dropped.bytes.length;
+      this.start = this.pieces[0]!.offset;
+    }
+    this.notify();
+  }
+
+  notify(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  /** The buffered bytes starting at `offset`, up to the end of the piece holding it. */
+  bytesFrom(offset: number): Buffer | undefined {
+    if (offset < this.start || offset >= this.end) return undefined;
+    // Pieces are few (ring / piece size) and followers are mostly near the end: scan backwards.
+    for (let i = this.pieces.length - 1; i >= 0; i--) {
+      const p = this.pieces[i]!;
+      if (p.offset <= offset) return p.bytes.subarray(offset - p.offset);
+    }
+    return undefined;
+  }
+
+  changed(signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      if (signal.aborted) return resolve();
+      const done = () => {
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      this.waiters.push(done);
+      signal.addEventListener('abort', done, { once: true });
+    });
+  }
+}
+
+/** The agent URL of one attempt's live log, each path segment percent-encoded once. */
+export function agentLogUrl(agentUrl: string, relativePath: string, offset: number): string {
+  const encoded = relativePath.split('/').map(encodeURIComponent).join('/');
+  return `${agentUrl.replace(/\/+$/, '')}/log/${encoded}?offset=${offset}&follow=1`;
+}
+
+/**
+ * Shares one upstream connection per running attempt among all its followers. The upstream is
+ * read as fast as the agent sends, into a bounded ring; each follower pulls from the ring at
+ * its own pace, so a slow follower neither slows the others nor grows memory: once the bytes it
+ * needs have left the ring it gets LaggingError and must reconnect at its offset.
+ *
+ * The upstream starts at the offset of the follower that opened it; a later follower whose
+ * offset is before the ring gets BehindWindowError and is expected to read the archive until it
+ * reaches the window. The upstream is closed when its last follower leaves.
+ */
+export class LiveHub {
+  private readonly channels = new Map<string, LiveChannel>();
+  private readonly ringBytes: number;
+  private opened = 0;
+
+  constructor(private readonly options: LiveHubOptions) {
+    this.ringBytes = options.ringBytes ?? 8 * 1024 * 1024;
+  }
+
+  /** Upstream connections opened so far (for metrics and tests). */
+  get upstreamsOpened(): number {
+    return this.opened;
+  }
+
+  /**
+   * Live bytes from `offset`. Ends normally when the agent ends its stream (the attempt
+   * finished); throws BehindWindowError (at once), LaggingError, or BackendUnavailableError
+   * when the agent cannot be reached or the connection breaks.
+   */
+  async *subscribe(sub: LiveSubscription): AsyncGenerator<Buffer> {
+    const id = `${sub.agentUrl}\n${sub.relativePath}`;
+    let channel = this.channels.get(id);
+    if (channel && sub.offset < channel.start) {
+      throw new BehindWindowError(sub.offset, channel.start);
+    }
+    if (!channel) {
+      channel = new LiveChannel(sub.offset, this.ringBytes);
+      this.channels.set(id, channel);
+      this.opened++;
+      void this.pump(id, channel, sub);
+    }
+    channel.subscribers++;
+    let offset = sub.offset;
+    try {
+      while (!sub.signal.aborted) {
+        if (offset < channel.start) throw new LaggingError(offset);
+        const bytes = channel.bytesFrom(offset);
+        if (bytes) {
+          offset += bytes.length;
+          yield bytes;
+          continue;
+        }
+        if (channel.state === 'ended') return;
+        if (channel.state === 'failed') throw channel.error;
+        await channel.changed(sub.signal);
+      }
+    } finally {
+      channel.subscribers--;
+      if (channel.subscribers === 0 && channel.state === 'open') {
+        channel.controller.abort();
+        if (this.channels.get(id) === channel) this.channels.delete(id);
+      }
+    }
+  }
+
+  /** Closes every upstream; their followers see BackendUnavailableError. */
+  close(): void {
+    for (const channel of this.channels.values()) channel.controller.abort();
+    this.channels.clear();
+  }
+
+  private async pump(id: string, channel: LiveChannel, sub: LiveSubscription): Promise<void> {
+    const { signal } = channel.controller;
+    try {
+      const token = await signAgentToken(this.options.keys, { relativePath: sub.relativePath });
+      const url = agentLogUrl(sub.agentUrl, sub.relativePath, channel.start);
+      let res: Response;
+      try {
+        res = await fetch(url, { headers: { authorization: `Bearer ${token}` }, signal });
+      } catch (cause) {
+        throw new BackendUnavailableError(`cannot reach the agent at ${sub.agentUrl}`, { cause });
+      }
+      if (res.status !== 200 || !res.body) {
+        await res.body?.cancel().catch(() => undefined);
+        throw new BackendUnavailableError(`the agent at ${sub.agentUrl} answered ${res.status}`);
+      }
+      try {
+        for await (const piece of res.body) channel.append(Buffer.from(piece));
+      } catch (cause) {
+        throw new BackendUnavailableError(`the connection to the agent at ${sub.agentUrl} broke`, {
+          cause,
+        });
+      }
+      channel.state = 'ended';
+    } catch (err) {
+      channel.state = 'failed';
+      channel.error =
+        err instanceof BackendUnavailableError
+          ? err
+          : new BackendUnavailableError('the live source failed', { cause: err });
+    } finally {
+      if (this.channels.get(id) === channel) this.channels.delete(id);
+      channel.notify();
+    }
+  }
+}

@@ -1,0 +1,191 @@
+import { appendFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  type AgentTokenKeys,
+  type AttemptKey,
+  attemptKey,
+  type Catalog,
+  COMPLETION_MARKER_SUFFIX,
+  LocalStore,
+  loadAgentTokenKeys,
+  openCatalog,
+  PathTemplate,
+  Shipper,
+} from '@tasklog/core';
+import {
+  Agent,
+  createAgentApp,
+  createApp,
+  type RunningServer,
+  startServer,
+  type TasklogApp,
+} from '@tasklog/server';
+import { pino } from 'pino';
+import { HS512_SECRET } from './agent-fixture.js';
+
+/** Deterministic PRNG (mulberry32), so a failing seed can be replayed. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export interface LiveFixture {
+  dir: string;
+  catalog: Catalog;
+  store: LocalStore;
+  proxy: RunningServer;
+  app: TasklogApp;
+  keys: AgentTokenKeys;
+  /** `/log/` requests the agent's HTTP server received. */
+  agentLogRequests(): number;
+  /** Closes the agent's HTTP server and cuts its connections; its shipper keeps running. */
+  killAgentHttp(): Promise<void>;
+  /** The attempt's local log file (the worker's copy). */
+  fileOf(k: AttemptKey): string;
+  append(k: AttemptKey, text: string): Promise<void>;
+  finish(k: AttemptKey): Promise<void>;
+  /** Waits until the catalog says the attempt is running with an agent URL. */
+  waitRunning(k: AttemptKey): Promise<void>;
+  close(): Promise<void>;
+}
+
+export function liveKey(tryNumber = 1): AttemptKey {
+  return attemptKey({
+    dagId: 'etl',
+    runId: 'manual__2024-05-01T10:00:00+00:00',
+    taskId: 'extract',
+    mapIndex: -1,
+    tryNumber,
+  });
+}
+
+export interface LiveFixtureOptions {
+  /** The proxy's ring per attempt; default the hub's. */
+  ringBytes?: number;
+  /** Give the proxy signing keys; default true. Without them follow reads only the archive. */
+  liveEnabled?: boolean;
+}
+
+export async function startLiveFixture(options: LiveFixtureOptions = {}): Promise<LiveFixture> {
+  const dir = await mkdtemp(join(tmpdir(), 'tasklog-live-'));
+  const base = join(dir, 'logs');
+  await mkdir(base, { recursive: true });
+  const pathTemplate = new PathTemplate();
+  const keys = await loadAgentTokenKeys({ algorithm: 'HS512', secret: HS512_SECRET });
+  const logger = pino({ level: 'silent' });
+  const store = new LocalStore({ root: join(dir, 'archive'), pathTemplate });
+  const catalog = await openCatalog(`sqlite://${join(dir, 'catalog.db')}`, { migrate: 'auto' });
+
+  const agentApp = createAgentApp({
+    baseLogFolder: base,
+    pathTemplate,
+    keys,
+    logger,
+    pollIntervalMs: 20,
+  });
+  let logRequests = 0;
+  const agentServer = http.createServer((req, res) => {
+    if (req.url?.startsWith('/log/')) logRequests++;
+    agentApp(req, res);
+  });
+  await new Promise<void>((resolve) => agentServer.listen(0, '127.0.0.1', resolve));
+  const agentUrl = `http://127.0.0.1:${(agentServer.address() as AddressInfo).port}`;
+
+  const shipper = new Shipper({
+    store,
+    catalog,
+    pathTemplate,
+    baseLogFolder: base,
+    stateFolder: join(dir, 'state'),
+    deleteLocalCopy: false,
+  });
+  const agent = new Agent({
+    shipper,
+    catalog,
+    pathTemplate,
+    baseLogFolder: base,
+    agentUrl,
+    logger,
+    scanIntervalMs: 30,
+    flushIntervalMs: 100,
+    pollIntervalMs: 20,
+  });
+  agent.start();
+
+  const app = createApp({
+    store,
+    catalog,
+    pathTemplate,
+    logger,
+    agentTokenKeys: options.liveEnabled === false ? undefined : keys,
+    live: { pollIntervalMs: 30, agentRetryMs: 200, ringBytes: options.ringBytes },
+  });
+  const proxy = await startServer({
+    app,
+    host: '127.0.0.1',
+    port: 0,
+    shutdownTimeoutMs: 500,
+    logger,
+  });
+
+  const fileOf = (k: AttemptKey) => join(base, ...pathTemplate.render(k).split('/'));
+  let agentClosed = false;
+  const killAgentHttp = async () => {
+    if (agentClosed) return;
+    agentClosed = true;
+    const closed = new Promise<void>((resolve) => agentServer.close(() => resolve()));
+    agentServer.closeAllConnections();
+    await closed;
+  };
+  return {
+    dir,
+    catalog,
+    store,
+    proxy,
+    app,
+    keys,
+    agentLogRequests: () => logRequests,
+    killAgentHttp,
+    fileOf,
+    async append(k, text) {
+      const file = fileOf(k);
+      await mkdir(dirname(file), { recursive: true });
+      await appendFile(file, text);
+    },
+    async finish(k) {
+      await writeFile(`${fileOf(k)}${COMPLETION_MARKER_SUFFIX}`, '');
+    },
+    async waitRunning(k) {
+      for (;;) {
+        const r = await catalog.get(k);
+        if (r?.state === 'running' && r.agentUrl) return;
+        await sleep(10);
+      }
+    },
+    async close() {
+      await proxy.close();
+      await app.closeStores();
+      await agent.close();
+      await killAgentHttp();
+      await catalog.close();
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The proxy path of an attempt's followed log. */
+export function followPath(k: AttemptKey, query: string): string {
+  const e = encodeURIComponent;
+  return `/api/v1/dags/${e(k.dagId)}/runs/${e(k.runId)}/tasks/${e(k.taskId)}/attempts/${k.tryNumber}/log?follow=true&${query}`;
+}

@@ -1,0 +1,217 @@
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEach, describe, expect, it } from 'vitest';
+import { followPath, type LiveFixture, liveKey, prng, startLiveFixture } from './live-fixture.js';
+
+const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+interface NdjsonResult {
+  bytes: Buffer;
+  events: { event: string; offset: number }[];
+  eof?: { offset: number; complete: boolean };
+}
+
+/** Rebuilds the log from NDJSON records, checking that they are contiguous from `start`. */
+function decodeNdjson(body: string, start: number): NdjsonResult {
+  const parts: Buffer[] = [];
+  const events: { event: string; offset: number }[] = [];
+  let at = start;
+  let eof: NdjsonResult['eof'];
+  for (const line of body.split('\n')) {
+    if (!line) continue;
+    const r = JSON.parse(line);
+    if (r.event) events.push(r);
+    else if (r.eof) eof = { offset: r.offset, complete: r.complete };
+    else {
+      expect(r.offset).toBe(at);
+      const b = r.text !== undefined ? Buffer.from(r.text, 'utf8') : Buffer.from(r.bytes, 'base64');
+      parts.push(b);
+      at += b.length;
+    }
+  }
+  return { bytes: Buffer.concat(parts), events, eof };
+}
+
+function parseSse(body: string): { id?: string; event?: string; data?: string }[] {
+  return body
+    .split('\n\n')
+    .filter(Boolean)
+    .map((block) => {
+      const ev: { id?: string; event?: string; data?: string } = {};
+      for (const line of block.split('\n')) {
+        const m = /^(id|event|data): (.*)$/.exec(line);
+        if (m) ev[m[1] as 'id' | 'event' | 'data'] = m[2];
+      }
+      return ev;
+    })
+    .filter((e) => e.event);
+}
+
+function randomLines(rand: () => number, count: number): string[] {
+  return Array.from({ length: count }, (_, i) => {
+    const len = 1 + Math.floor(rand() * 3000);
+    return `${i}:${'x'.repeat(len)}\n`;
+  });
+}
+
+describe('following a live attempt through the proxy', () => {
+  let fx: LiveFixture | undefined;
+  afterEach(async () => {
+    await fx?.close();
+    fx = undefined;
+  });
+
+  for (const seed of [1, 2, 3]) {
+    it(`every follower receives exactly the final log from its offset (seed ${seed})`, async () => {
+      const rand = prng(seed);
+      fx = await startLiveFixture();
+      const f = fx;
+      const k = liveKey();
+      await f.append(k, 'first line\n');
+      await f.waitRunning(k);
+      let written = 'first line\n'.length;
+      const lines = randomLines(rand, 60);
+      const finishAt = 20 + Math.floor(rand() * 40);
+      const followers: Promise<{ offset: number; body: Buffer; ndjson: boolean }>[] = [];
+      for (let i = 0; i < lines.length; i++) {
+        if (i === finishAt) break;
+        await f.append(k, lines[i]!);
+        written += lines[i]!.length;
+        if (rand() < 0.2) {
+          const offset = Math.floor(rand() * (written + 1));
+          const ndjson = rand() < 0.5;
+          followers.push(
+            fetch(`${f.proxy.url}${followPath(k, `offset=${offset}`)}`, {
+              headers: { accept: ndjson ? 'application/x-ndjson' : 'text/plain' },
+            }).then(async (res) => {
+              expect(res.status).toBe(200);
+              return { offset, ndjson, body: Buffer.from(await res.arrayBuffer()) };
+            }),
+          );
+        }
+        await sleep(Math.floor(rand() * 15));
+      }
+      await f.finish(k);
+      const results = await Promise.all(followers);
+      const final = await readFile(f.fileOf(k));
+      expect(results.length).toBeGreaterThan(0);
+      for (const r of results) {
+        const expected = final.subarray(r.offset);
+        if (r.ndjson) {
+          const decoded = decodeNdjson(r.body.toString('utf8'), r.offset);
+          expect(decoded.eof).toEqual({ offset: final.length, complete: true });
+          expect(sha(decoded.bytes)).toBe(sha(expected));
+        } else {
+          expect(sha(r.body)).toBe(sha(expected));
+        }
+      }
+    });
+  }
+
+  it('a follower of an attempt whose agent dies gets the archive, a source-lost event, then the rest', async () => {
+    fx = await startLiveFixture();
+    const f = fx;
+    const k = liveKey();
+    await f.append(k, 'before the crash\n');
+    await f.waitRunning(k);
+    const res = await fetch(`${f.proxy.url}${followPath(k, 'offset=0')}`, {
+      headers: { accept: 'application/x-ndjson' },
+    });
+    expect(res.headers.get('x-tasklog-live')).toBe('true');
+    const body = res.text();
+    await sleep(100);
+    await f.killAgentHttp();
+    for (let i = 0; i < 20; i++) {
+      await f.append(k, `after the crash ${i}\n`);
+      await sleep(5);
+    }
+    await f.finish(k);
+    const decoded = decodeNdjson(await body, 0);
+    const final = await readFile(f.fileOf(k));
+    expect(decoded.events.map((e) => e.event)).toContain('source-lost');
+    expect(decoded.eof).toEqual({ offset: final.length, complete: true });
+    expect(sha(decoded.bytes)).toBe(sha(final));
+  });
+
+  it('an SSE follower that reconnects with Last-Event-ID continues exactly where it stopped', async () => {
+    fx = await startLiveFixture();
+    const f = fx;
+    const k = liveKey();
+    for (let i = 0; i < 50; i++) await f.append(k, `line ${i}\n`);
+    await f.waitRunning(k);
+    const controller = new AbortController();
+    const first = await fetch(`${f.proxy.url}${followPath(k, 'offset=0')}`, {
+      headers: { accept: 'text/event-stream' },
+      signal: controller.signal,
+    });
+    expect(first.headers.get('content-type')).toContain('text/event-stream');
+    // Read until some log events arrived, then drop the connection mid-stream.
+    const reader = first.body!.getReader();
+    let text = '';
+    while (!parseSse(text).some((e) => e.event === 'log')) {
+      const { value } = await reader.read();
+      text += Buffer.from(value!).toString('utf8');
+    }
+    controller.abort();
+    const complete = text.slice(0, text.lastIndexOf('\n\n') + 2);
+    const before = parseSse(complete).filter((e) => e.event === 'log');
+    const lastId = before.at(-1)!.id!;
+    for (let i = 50; i < 80; i++) await f.append(k, `line ${i}\n`);
+    await f.finish(k);
+
+    const second = await fetch(`${f.proxy.url}${followPath(k, '')}`, {
+      headers: { accept: 'text/event-stream', 'last-event-id': lastId },
+    });
+    const after = parseSse(await second.text());
+    expect(after.at(-1)!.event).toBe('eof');
+    const text1 = before.map((e) => JSON.parse(e.data!).text).join('');
+    const text2 = after
+      .filter((e) => e.event === 'log')
+      .map((e) => JSON.parse(e.data!).text)
+      .join('');
+    expect(Buffer.byteLength(text1)).toBe(Number(lastId));
+    const final = await readFile(f.fileOf(k), 'utf8');
+    expect(text1 + text2).toBe(final);
+  });
+
+  it('twenty followers of one running attempt share one agent connection', async () => {
+    fx = await startLiveFixture();
+    const f = fx;
+    const k = liveKey();
+    await f.append(k, 'start\n');
+    await f.waitRunning(k);
+    const bodies = Array.from({ length: 20 }, () =>
+      fetch(`${f.proxy.url}${followPath(k, 'offset=0')}`).then((r) => r.arrayBuffer()),
+    );
+    // Every follower is subscribed once each has received the first line through the hub.
+    for (let i = 0; i < 20 && f.agentLogRequests() === 0; i++) await sleep(20);
+    await sleep(200);
+    for (let i = 0; i < 30; i++) await f.append(k, `line ${i}\n`);
+    await f.finish(k);
+    const final = await readFile(f.fileOf(k));
+    for (const b of await Promise.all(bodies)) expect(sha(Buffer.from(b))).toBe(sha(final));
+    expect(f.agentLogRequests()).toBe(1);
+    expect(f.app.liveHub?.upstreamsOpened).toBe(1);
+  });
+
+  it('a finished attempt followed with NDJSON is the archived log and a complete eof record', async () => {
+    fx = await startLiveFixture();
+    const f = fx;
+    const k = liveKey(2);
+    await f.append(k, 'only line\n');
+    await f.waitRunning(k);
+    await f.finish(k);
+    for (;;) {
+      const r = await f.catalog.get(k);
+      if (r?.state === 'shipped') break;
+      await sleep(20);
+    }
+    const res = await fetch(`${f.proxy.url}${followPath(k, 'offset=5')}`, {
+      headers: { accept: 'application/x-ndjson' },
+    });
+    const decoded = decodeNdjson(await res.text(), 5);
+    expect(decoded.bytes.toString()).toBe('line\n');
+    expect(decoded.eof).toEqual({ offset: 10, complete: true });
+  });
+});
