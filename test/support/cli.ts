@@ -25,11 +25,17 @@ export async function runCli(args: string[], env: NodeJS.ProcessEnv): Promise<Cl
 }
 
 /** Starts `tasklog serve` and resolves once it prints its URL. */
-export async function startServe(
+export function startServe(args: string[], env: NodeJS.ProcessEnv) {
+  return startService('serve', args, env);
+}
+
+/** Starts a long-running `tasklog COMMAND --port 0` and resolves once it prints its URL. */
+export async function startService(
+  command: 'serve' | 'agent',
   args: string[],
   env: NodeJS.ProcessEnv,
 ): Promise<{ url: string; child: ChildProcess; stop: () => Promise<number | null> }> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', ...args], {
+  const child = spawn(process.execPath, [CLI, command, '--port', '0', ...args], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -44,7 +50,7 @@ export async function startServe(
       const m = /on (http:\/\/\S+)/.exec(out);
       if (m) resolve(m[1]!);
     });
-    child.once('exit', (code) => reject(new Error(`serve exited with ${code}: ${stderr}`)));
+    child.once('exit', (code) => reject(new Error(`${command} exited with ${code}: ${stderr}`)));
   });
   return {
     url,

@@ -44,6 +44,7 @@ function buildProgram(): Command {
     .option('--try <n>', 'attempt number (default: the latest one known)', integer(1))
     .option('--map-index <n>', 'map index of a mapped task', integer(-1), -1)
     .option('--offset <n>', 'start at this byte offset', integer(0), 0)
+    .option('-f, --follow', 'keep streaming a running attempt until it ends (reconnects by offset)')
     .option('-o, --output <file>', 'write to FILE (progress bar on a terminal) instead of stdout')
     .addOption(new Option('--server <url>', 'tasklog server to fetch through').conflicts('store'))
     .option('--store <url>', 'read straight from this store (default: store.url from config)')

@@ -108,6 +108,8 @@ describe('defaults', () => {
       'agent.token_secret_file',
       'agent.token_public_key',
       'agent.token_public_key_file',
+      'agent.token_private_key',
+      'agent.token_private_key_file',
     ]);
   });
 
@@ -338,6 +340,8 @@ describe('describeConfig', () => {
       'agent.token_secret_file',
       'agent.token_public_key',
       'agent.token_public_key_file',
+      'agent.token_private_key',
+      'agent.token_private_key_file',
       'agent.tls_cert',
       'agent.tls_key',
       'agent.idle_timeout',

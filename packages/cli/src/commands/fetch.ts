@@ -15,6 +15,8 @@ import type { CommandContext } from '../context.js';
 import { progressBar } from '../progress.js';
 
 export interface FetchOptions {
+  /** Keep streaming a running attempt until it ends, reconnecting after a dropped connection. */
+  follow?: boolean;
   try?: number;
   mapIndex: number;
   offset: number;
@@ -25,12 +27,27 @@ export interface FetchOptions {
 /** Where the bytes come from: a tasklog server over HTTP, or a store read directly. */
 interface Source {
   latestTry(task: Omit<AttemptKey, 'tryNumber'>): Promise<number | undefined>;
-  /** Total size if known, and the bytes from `offset`. */
+  /** Total size if known, and the bytes from `offset` (with `follow`, until the attempt ends). */
   open(
     key: AttemptKey,
     offset: number,
     signal: AbortSignal,
+    follow: boolean,
   ): Promise<{ size?: number; body: AsyncIterable<Uint8Array> }>;
+}
+
+const STORE_POLL_MS = 1000;
+/** Consecutive failed reconnects after which `--follow` gives up. */
+const FOLLOW_RECONNECTS = 10;
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((done) => {
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', () => {
+      clearTimeout(timer);
+      done();
+    });
+  });
 }
 
 export async function fetchCommand(
@@ -48,7 +65,7 @@ export async function fetchCommand(
   }
   const key = attemptKey({ ...task, tryNumber });
   const abort = new AbortController();
-  const { size, body } = await source.open(key, options.offset, abort.signal);
+  const { size, body } = await source.open(key, options.offset, abort.signal, !!options.follow);
 
   if (!options.output) {
     await copyTo(body, process.stdout, () => {});
@@ -105,11 +122,20 @@ async function storeSource(ctx: CommandContext): Promise<Source> {
       if (fromCatalog !== undefined) latest = Math.max(latest ?? 0, fromCatalog);
       return latest;
     },
-    async open(key, offset, signal) {
+    async open(key, offset, signal, follow) {
       const stat = await store.stat(key, { signal });
       if (!stat) throw new NotFoundError(`${formatAttempt(key)} is not in ${store.url}`);
       const body = (async function* () {
-        for await (const chunk of store.read(key, { offset, signal })) yield chunk.bytes;
+        let at = offset;
+        for (;;) {
+          for await (const chunk of store.read(key, { offset: at, signal })) {
+            at = chunk.offset + chunk.bytes.length;
+            yield chunk.bytes;
+          }
+          // Following straight from a store: poll until a writer marks the log complete.
+          if (!follow || (await store.stat(key, { signal }))?.complete) return;
+          await sleep(STORE_POLL_MS, signal);
+        }
       })();
       return { size: stat.size, body };
     },
@@ -154,19 +180,43 @@ function serverSource(server: string): Source {
       const { attempts } = (await res.json()) as { attempts: Array<{ tryNumber: number }> };
       return attempts.length ? Math.max(...attempts.map((a) => a.tryNumber)) : undefined;
     },
-    async open(key, offset, signal) {
+    async open(key, offset, signal, follow) {
       const e = encodeURIComponent;
-      const q = new URLSearchParams({ mapIndex: String(key.mapIndex), offset: String(offset) });
-      const res = await get(
-        `/api/v1/dags/${e(key.dagId)}/runs/${e(key.runId)}/tasks/${e(key.taskId)}/attempts/${key.tryNumber}/log?${q}`,
-        signal,
-      );
-      const size = Number(res.headers.get('x-tasklog-size') ?? Number.NaN);
-      if (!res.body) throw new BackendUnavailableError(`${base} sent no body`);
-      return {
-        size: Number.isFinite(size) ? size : undefined,
-        body: Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>),
+      const request = (from: number) => {
+        const q = new URLSearchParams({ mapIndex: String(key.mapIndex), offset: String(from) });
+        if (follow) q.set('follow', 'true');
+        return get(
+          `/api/v1/dags/${e(key.dagId)}/runs/${e(key.runId)}/tasks/${e(key.taskId)}/attempts/${key.tryNumber}/log?${q}`,
+          signal,
+        );
       };
+      const bodyOf = (res: Response) => {
+        if (!res.body) throw new BackendUnavailableError(`${base} sent no body`);
+        return Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>);
+      };
+      const first = await request(offset);
+      const size = Number(first.headers.get('x-tasklog-size') ?? Number.NaN);
+      const body = (async function* () {
+        let at = offset;
+        let res = first;
+        let failures = 0;
+        for (;;) {
+          try {
+            for await (const bytes of bodyOf(res)) {
+              at += (bytes as Uint8Array).length;
+              failures = 0;
+              yield bytes as Uint8Array;
+            }
+            return; // a clean end is the end of the log
+          } catch (err) {
+            // A dropped connection while following: reconnect and resume at the byte reached.
+            if (!follow || signal.aborted || ++failures > FOLLOW_RECONNECTS) throw err;
+            await sleep(Math.min(500 * 2 ** failures, 10_000), signal);
+            res = await request(at);
+          }
+        }
+      })();
+      return { size: Number.isFinite(size) ? size : undefined, body };
     },
   };
 }

@@ -1,6 +1,13 @@
 import { mkdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { attemptKey, openStore, storeOptionsFromConfig } from '@tasklog/core';
+import {
+  type AgentTokenKeys,
+  attemptKey,
+  loadAgentTokenKeys,
+  openStore,
+  storeOptionsFromConfig,
+  type TasklogConfig,
+} from '@tasklog/core';
 import { createApp, startServer } from '@tasklog/server';
 import { pino } from 'pino';
 import type { CommandContext } from '../context.js';
@@ -18,7 +25,14 @@ export async function serveCommand(ctx: CommandContext, options: ServeOptions): 
   const catalog = await ctx.openCatalog();
   if (options.demo) await shipDemo(ctx);
 
+  const agentTokenKeys = await proxySigningKeys(config.agent);
+  if (!agentTokenKeys) {
+    logger.warn(
+      'no agent token key configured ([agent] token_secret or token_private_key): running attempts are followed from the archive only',
+    );
+  }
   const app = createApp({
+    agentTokenKeys,
     store,
     catalog,
     pathTemplate: ctx.pathTemplate,
@@ -54,6 +68,25 @@ export async function serveCommand(ctx: CommandContext, options: ServeOptions): 
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
+  });
+}
+
+/** The key the proxy signs agent tokens with: the shared secret, or the private key. */
+async function proxySigningKeys(
+  agent: TasklogConfig['agent'],
+): Promise<AgentTokenKeys | undefined> {
+  const configured =
+    agent.token_secret ??
+    agent.token_secret_file ??
+    agent.token_private_key ??
+    agent.token_private_key_file;
+  if (configured === undefined) return undefined;
+  return loadAgentTokenKeys({
+    algorithm: agent.token_algorithm,
+    secret: agent.token_secret,
+    secretFile: agent.token_secret_file,
+    privateKeyPem: agent.token_private_key,
+    privateKeyFile: agent.token_private_key_file,
   });
 }
 

@@ -234,6 +234,8 @@ function defaults(home: string): Record<string, unknown> {
       token_secret_file: undefined,
       token_public_key: undefined,
       token_public_key_file: undefined,
+      token_private_key: undefined,
+      token_private_key_file: undefined,
       tls_cert: undefined,
       tls_key: undefined,
       idle_timeout: 3600,

@@ -249,6 +249,8 @@ export const configSchema = z.object({
     token_secret_file: optionalText('a file holding the shared secret'),
     token_public_key: optionalText('a public key (PEM or JWK)'),
     token_public_key_file: optionalText('a public key file'),
+    token_private_key: optionalText('a private key (PEM or JWK)'),
+    token_private_key_file: optionalText('a private key file'),
     tls_cert: optionalText('a PEM certificate file'),
     tls_key: optionalText('a PEM private key file'),
     idle_timeout: seconds,

@@ -107,6 +107,9 @@ export interface TasklogConfig {
     /** Public key (PEM or JWK) the proxy's tokens are verified with (EdDSA, ES256). */
     token_public_key?: string;
     token_public_key_file?: string;
+    /** Private key (PEM or JWK) the proxy signs tokens with (EdDSA, ES256); agents never hold it. */
+    token_private_key?: string;
+    token_private_key_file?: string;
     tls_cert?: string;
     tls_key?: string;
     /** Seconds without growth (and without a completion marker) before an attempt is abandoned. */

@@ -1,0 +1,85 @@
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { appendFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLI, startService } from '../support/cli.js';
+
+const REL = 'dag_id=live/run_id=manual__2026-01-01T00:00:00+00:00/task_id=tail/attempt=1.log';
+
+describe('following a running attempt: agent → proxy → tasklog fetch --follow', () => {
+  let home: string;
+  let env: NodeJS.ProcessEnv;
+  let agent: Awaited<ReturnType<typeof startService>>;
+  let proxy: Awaited<ReturnType<typeof startService>>;
+
+  beforeAll(async () => {
+    home = await mkdtemp(join(tmpdir(), 'tasklog-live-'));
+    env = {
+      PATH: process.env.PATH,
+      TASKLOG_HOME: home,
+      // The proxy signs agent tokens with the secret the agents verify them with.
+      TASKLOG__AGENT__TOKEN_SECRET: randomBytes(64).toString('base64'),
+      TASKLOG__STORE__FLUSH_INTERVAL: '0.2',
+    };
+    agent = await startService('agent', [], env);
+    proxy = await startService('serve', [], env);
+  });
+
+  afterAll(async () => {
+    await proxy?.stop();
+    await agent?.stop();
+    await rm(home, { recursive: true, force: true });
+  });
+
+  it('streams the log as it is written and ends with the whole log once the attempt finishes', async () => {
+    const file = join(home, 'logs', ...REL.split('/'));
+    await mkdir(dirname(file), { recursive: true });
+    await writeFile(file, 'first line é\n');
+
+    // Wait until the agent has picked the attempt up and told the catalog where it runs.
+    for (let i = 0; i < 300; i++) {
+      const res = await fetch(`${proxy.url}/api/v1/attempts?dagId=live`);
+      const { attempts } = (await res.json()) as {
+        attempts: Array<{ state: string; agentUrl: string | null }>;
+      };
+      if (attempts[0]?.state === 'running' && attempts[0].agentUrl) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+
+    const follower = spawn(
+      process.execPath,
+      [
+        CLI,
+        'fetch',
+        'live',
+        'manual__2026-01-01T00:00:00+00:00',
+        'tail',
+        '--follow',
+        '--server',
+        proxy.url,
+      ],
+      { env, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    const out: Buffer[] = [];
+    let stderr = '';
+    follower.stdout.on('data', (b: Buffer) => out.push(b));
+    follower.stderr.on('data', (b: Buffer) => {
+      stderr += b.toString();
+    });
+
+    for (let i = 0; i < 30; i++) {
+      await appendFile(file, `[${i}] ${'€'.repeat(i * 7)} line ${i}\n`);
+      await new Promise((r) => setTimeout(r, 30));
+    }
+    await appendFile(file, 'last line, no newline');
+    await writeFile(`${file}.done`, JSON.stringify({ state: 'success', exitCode: 0 }));
+
+    const [code] = (await once(follower, 'close')) as [number | null];
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    expect(Buffer.concat(out).equals(await readFile(file))).toBe(true);
+  });
+});
