@@ -11,6 +11,7 @@ import {
   type Catalog,
   COMPLETION_MARKER_SUFFIX,
   LocalStore,
+  type LogStore,
   loadAgentTokenKeys,
   openCatalog,
   PathTemplate,
@@ -42,7 +43,7 @@ export function prng(seed: number): () => number {
 export interface LiveFixture {
   dir: string;
   catalog: Catalog;
-  store: LocalStore;
+  store: LogStore;
   proxy: RunningServer;
   app: TasklogApp;
   keys: AgentTokenKeys;
@@ -74,6 +75,8 @@ export interface LiveFixtureOptions {
   ringBytes?: number;
   /** Give the proxy signing keys; default true. Without them follow reads only the archive. */
   liveEnabled?: boolean;
+  /** The archive; default a LocalStore in the fixture's folder. */
+  store?: LogStore;
 }
 
 export async function startLiveFixture(options: LiveFixtureOptions = {}): Promise<LiveFixture> {
@@ -83,7 +86,7 @@ export async function startLiveFixture(options: LiveFixtureOptions = {}): Promis
   const pathTemplate = new PathTemplate();
   const keys = await loadAgentTokenKeys({ algorithm: 'HS512', secret: HS512_SECRET });
   const logger = pino({ level: 'silent' });
-  const store = new LocalStore({ root: join(dir, 'archive'), pathTemplate });
+  const store = options.store ?? new LocalStore({ root: join(dir, 'archive'), pathTemplate });
   const catalog = await openCatalog(`sqlite://${join(dir, 'catalog.db')}`, { migrate: 'auto' });
 
   const agentApp = createAgentApp({
