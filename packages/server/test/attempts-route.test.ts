@@ -40,6 +40,7 @@ describe('GET /api/v1/attempts', () => {
         size: 2,
         sha256: sha256(Buffer.from('a\n')),
         storeUrl: f.store.url,
+        agentUrl: null,
         createdAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT.*Z$/),
         updatedAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT.*Z$/),
         shippedAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT.*Z$/),

@@ -17,6 +17,8 @@ export interface AttemptJson {
   size: number | null;
   sha256: string | null;
   storeUrl: string | null;
+  /** The agent serving the live log of a running attempt. */
+  agentUrl: string | null;
   createdAt: string;
   updatedAt: string;
   shippedAt: string | null;
@@ -34,6 +36,7 @@ export function attemptJson(r: AttemptRecord): AttemptJson {
     size: r.size,
     sha256: r.sha256,
     storeUrl: r.storeUrl,
+    agentUrl: r.agentUrl,
     createdAt: r.createdAt.toISOString(),
     updatedAt: r.updatedAt.toISOString(),
     shippedAt: r.shippedAt ? r.shippedAt.toISOString() : null,
