@@ -28,17 +28,8 @@ import {
 import { pino } from 'pino';
 import { HS512_SECRET } from './agent-fixture.js';
 
-/** Deterministic PRNG (mulberry32), so a failing seed can be replayed. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// Seeded, so a failing case can be replayed.
+export { prng } from '../../../test/support/logs.js';
 
 export interface LiveFixture {
   dir: string;

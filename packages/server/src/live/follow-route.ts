@@ -7,6 +7,7 @@ import {
   OffsetOutOfRangeError,
 } from '@tasklog/core';
 import type { Request, Response } from 'express';
+import { clientGoneSignal } from '../client-gone.js';
 import { NdjsonEncoder } from '../ndjson.js';
 import type { StoreResolver } from '../store-resolver.js';
 import { type FollowTimings, followLog } from './follow-log.js';
@@ -80,11 +81,7 @@ export async function serveFollow(
     offset = Number(lastEventId);
   }
 
-  const aborted = new AbortController();
-  res.once('close', () => {
-    if (!res.writableFinished) aborted.abort();
-  });
-  const { signal } = aborted;
+  const signal = clientGoneSignal(res);
 
   const record = await deps.catalog.get(key);
   const store = await deps.stores.forUrl(record?.storeUrl);

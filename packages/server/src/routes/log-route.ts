@@ -10,6 +10,7 @@ import {
   parseIntStrict,
 } from '@tasklog/core';
 import type { Request, RequestHandler } from 'express';
+import { clientGoneSignal } from '../client-gone.js';
 import { ifNoneMatchMatches, ifRangeAllows, logEtag } from '../etag.js';
 import { HTTP_STATUS, sendError } from '../http-errors.js';
 import { parseByteRange } from '../http-range.js';
@@ -150,11 +151,7 @@ export function logRoute(deps: {
     // Throws InvalidInputError when the configured layout cannot hold this key unambiguously.
     deps.pathTemplate.render(key);
 
-    const aborted = new AbortController();
-    res.once('close', () => {
-      if (!res.writableFinished) aborted.abort();
-    });
-    const { signal } = aborted;
+    const signal = clientGoneSignal(res);
 
     const record = await deps.catalog.get(key);
     const store = await deps.stores.forUrl(record?.storeUrl);
