@@ -30,6 +30,12 @@ export interface StoreCapabilities {
 
 export interface OpenWriterOptions {
   signal?: AbortSignal;
+  /**
+   * Where the writer keeps the resume state of its `finish()` (e.g. the S3 multipart upload that
+   * assembles the chunks), so that a writer killed while finishing is resumed or cleaned up by
+   * the next one (or by `sweep()`) instead of leaving billable leftovers.
+   */
+  journal?: UploadJournal;
 }
 
 /** A finished log in a local file, with the size and sha256 the shipper measured. */
@@ -56,6 +62,18 @@ export interface UploadOptions {
    * bytes an earlier, interrupted upload already stored (0 for a fresh one).
    */
   onProgress?: (done: number, total: number) => void;
+  journal?: UploadJournal;
+  /**
+   * Replace a log that is already complete (it grew after it was finished: a late writer, a
+   * deferred task resuming). The old log stays readable until the new one takes its place
+   * atomically. Without it, a complete log is a ConflictError.
+   */
+  replace?: boolean;
+}
+
+export interface SweepOptions {
+  signal?: AbortSignal;
+  /** The journal an interrupted writer or upload of this attempt kept its resume state in. */
   journal?: UploadJournal;
 }
 
@@ -107,6 +125,14 @@ export interface LogStore {
 
   /** Every attempt the store holds (running or complete) that matches `filter`. */
   list(filter: AttemptFilter, options?: ListOptions): AsyncIterable<AttemptKey>;
+
+  /**
+   * Optional: removes what interrupted writers and uploads left beside a *complete* log: chunk
+   * objects, temp files, multipart uploads (the one in `journal`, and any the store can find for
+   * the key). Does nothing while the log is not complete (its chunks are still the log).
+   * Idempotent. Throws BackendUnavailableError.
+   */
+  sweep?(key: AttemptKey, options?: SweepOptions): Promise<void>;
 
   /** Removes the attempt's log and any chunks; a missing attempt is not an error. */
   delete(key: AttemptKey, options?: { signal?: AbortSignal }): Promise<void>;

@@ -161,6 +161,8 @@ export const configSchema = z.object({
     compression: z.enum(['none', 'gzip'], { error: 'expected "none" or "gzip"' }),
     flush_interval: seconds,
     flush_bytes: positiveInt(BYTES),
+    retry_max_interval: seconds,
+    finish_grace: seconds,
   }),
   s3: z.object({
     region: optionalText('an AWS region such as eu-west-1'),
@@ -256,6 +258,17 @@ export const configSchema = z.object({
     idle_timeout: seconds,
     heartbeat_interval: seconds,
     shutdown_timeout: seconds,
+    completion: z.enum(['marker', 'airflow-db', 'idle'], {
+      error: 'expected marker, airflow-db or idle',
+    }),
+    airflow_db_url: optionalText("Airflow's sql_alchemy_conn URL").refine(
+      (v) => v === undefined || /^(postgres(ql)?(\+[a-z0-9]+)?|sqlite):\/\//i.test(v),
+      { error: 'expected a postgresql:// or sqlite:// URL (Airflow\'s sql_alchemy_conn)' },
+    ),
+    airflow_secret_key: optionalText("Airflow's secret key"),
+    airflow_clock_grace: seconds,
+    ship_concurrency: positiveInt('expected a number of ships >= 1'),
+    scan_interval: seconds,
   }),
   catalog: z.object({ url: catalogUrl }),
   server: z.object({ host, port, shutdown_timeout: seconds }),

@@ -14,6 +14,13 @@ export interface TasklogConfig {
     state_folder: string;
   };
   store: {
+    /** Longest wait in seconds between two tries while the store is unavailable (retries never give up while an attempt lives). */
+    retry_max_interval: number;
+    /**
+     * Seconds `tasklog run` keeps trying to archive a finished attempt before it exits with the
+     * task's exit code and leaves the log to the agent (or a later `tasklog ship`).
+     */
+    finish_grace: number;
     /** Archive URL: `file:///abs/path`, `s3://bucket/prefix`, `gs://bucket/prefix`, ... */
     url: string;
     /** `gzip` stores finished logs compressed (blob stores); offsets stay uncompressed. */
@@ -116,6 +123,23 @@ export interface TasklogConfig {
     idle_timeout: number;
     heartbeat_interval: number;
     shutdown_timeout: number;
+    /**
+     * How the agent knows that an attempt without a completion marker has finished (the marker
+     * always counts): `marker` (only the marker; idle logs are abandoned), `airflow-db` (Airflow's
+     * metadata database says the try has ended), `idle` (no growth for `idle_timeout` and no
+     * process holding the file open for writing).
+     */
+    completion: 'marker' | 'airflow-db' | 'idle';
+    /** Airflow's `sql_alchemy_conn` (PostgreSQL or SQLite), read only; for `completion = "airflow-db"`. */
+    airflow_db_url?: string;
+    /** Airflow's `[api] secret_key` (`[webserver] secret_key` in 2.x): answer Airflow's log-server requests. */
+    airflow_secret_key?: string;
+    /** Seconds of clock skew allowed on Airflow's tokens (`[webserver] log_request_clock_grace`). */
+    airflow_clock_grace: number;
+    /** Finished logs shipped at once by the agent's sweep. */
+    ship_concurrency: number;
+    /** Seconds between full scans of the base folder (the safety net behind folder watches). */
+    scan_interval: number;
   };
   catalog: {
     /** `sqlite:///abs/path/catalog.db` (later `postgres://...`). */
