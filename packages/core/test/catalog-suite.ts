@@ -65,7 +65,7 @@ export function catalogSuite(backend: CatalogBackend): void {
 
     describe('migrations', () => {
       it('migrating a new database creates the attempts table and reports the migration applied', async () => {
-        expect(await migrateCatalogUrl(url)).toEqual({ applied: ['0001_attempts'] });
+        expect(await migrateCatalogUrl(url)).toEqual({ applied: [...catalogMigrations] });
         const tables = await raw().introspection.getTables();
         const attempts = tables.find((t) => t.name === 'attempts');
         expect(attempts?.columns.map((c) => c.name)).toEqual([
@@ -84,6 +84,8 @@ export function catalogSuite(backend: CatalogBackend): void {
           'updated_at',
           'shipped_at',
           'heartbeat_at',
+          'airflow_state',
+          'exit_code',
         ]);
       });
 
@@ -96,7 +98,7 @@ export function catalogSuite(backend: CatalogBackend): void {
         'concurrent migrations of one new database all succeed and apply the migration once',
         async () => {
           const results = await Promise.all([1, 2, 3, 4].map(() => migrateCatalogUrl(url)));
-          expect(results.flatMap((r) => r.applied)).toEqual(['0001_attempts']);
+          expect(results.flatMap((r) => r.applied)).toEqual([...catalogMigrations]);
           expect((await schemaStatus(raw())).pending).toEqual([]);
         },
       );
@@ -105,14 +107,14 @@ export function catalogSuite(backend: CatalogBackend): void {
         const db = raw();
         expect(await schemaStatus(db)).toEqual({
           current: undefined,
-          latest: '0001_attempts',
-          pending: ['0001_attempts'],
+          latest: '0002_outcome',
+          pending: ['0001_attempts', '0002_outcome'],
           unknown: [],
         });
-        expect(await migrateCatalog(db)).toEqual({ applied: ['0001_attempts'] });
+        expect(await migrateCatalog(db)).toEqual({ applied: ['0001_attempts', '0002_outcome'] });
         expect(await schemaStatus(db)).toEqual({
-          current: '0001_attempts',
-          latest: '0001_attempts',
+          current: '0002_outcome',
+          latest: '0002_outcome',
           pending: [],
           unknown: [],
         });
@@ -342,6 +344,50 @@ export function catalogSuite(backend: CatalogBackend): void {
         expect((await b.get(key()))?.relativePath).toBe('a.log');
         await b.upsert(key(), { relativePath: 'a.log', state: 'shipped' });
         expect((await a.get(key()))?.state).toBe('shipped');
+      });
+
+      it("records Airflow's state of the try and the task's exit code", async () => {
+        const catalog = await open();
+        const inserted = await catalog.upsert(key(), { relativePath: 'a.log' });
+        expect(inserted.airflowState).toBeNull();
+        expect(inserted.exitCode).toBeNull();
+        await catalog.upsert(key(), {
+          relativePath: 'a.log',
+          airflowState: 'up_for_retry',
+          exitCode: 137,
+        });
+        const read = await catalog.get(key());
+        expect(read?.airflowState).toBe('up_for_retry');
+        expect(read?.exitCode).toBe(137);
+      });
+
+      it('abandonIfStale abandons a running attempt whose heartbeat is older than the limit', async () => {
+        const catalog = await open();
+        await catalog.upsert(key(), {
+          relativePath: 'a.log',
+          heartbeatAt: new Date('2024-01-01T00:00:00.000Z'),
+        });
+        const changed = await catalog.abandonIfStale(key(), new Date('2024-01-01T00:01:00.000Z'));
+        expect(changed?.state).toBe('abandoned');
+        expect((await catalog.get(key()))?.state).toBe('abandoned');
+      });
+
+      it('abandonIfStale leaves an attempt alone whose heartbeat is fresh or that is not running', async () => {
+        const catalog = await open();
+        await catalog.upsert(key(), {
+          relativePath: 'a.log',
+          heartbeatAt: new Date('2024-01-01T00:02:00.000Z'),
+        });
+        await catalog.upsert(key({ tryNumber: 2 }), {
+          relativePath: 'b.log',
+          state: 'shipped',
+          heartbeatAt: new Date('2024-01-01T00:00:00.000Z'),
+        });
+        const limit = new Date('2024-01-01T00:01:00.000Z');
+        expect(await catalog.abandonIfStale(key(), limit)).toBeUndefined();
+        expect(await catalog.abandonIfStale(key({ tryNumber: 2 }), limit)).toBeUndefined();
+        expect((await catalog.get(key()))?.state).toBe('running');
+        expect((await catalog.get(key({ tryNumber: 2 })))?.state).toBe('shipped');
       });
 
       it('ping resolves on an open catalog', async () => {

@@ -4,7 +4,8 @@ import type { AttemptFilter } from '../path-template.js';
 /**
  * Where an attempt is in its life. `running`: a worker is writing it; `shipping`: the shipper is
  * uploading a finished log; `shipped`: the archive holds a verified copy; `failed`: shipping gave up;
- * `abandoned`: the writer went idle without finishing.
+ * `abandoned`: the writer went idle or its heartbeat stopped without a completion marker (what the
+ * archive holds is all there is, unless the writer comes back).
  */
 export type AttemptState = 'running' | 'shipping' | 'shipped' | 'failed' | 'abandoned';
 
@@ -25,6 +26,10 @@ export interface AttemptRecord {
   readonly updatedAt: Date;
   readonly shippedAt: Date | null;
   readonly heartbeatAt: Date | null;
+  /** Airflow's state of this try when it ended (`success`, `failed`, `up_for_retry`…), where known. */
+  readonly airflowState: string | null;
+  /** The task process's exit code, where known (`tasklog run`'s completion marker). */
+  readonly exitCode: number | null;
 }
 
 /** Fields a writer may set; omitted fields keep their stored value. */
@@ -37,6 +42,8 @@ export interface AttemptPatch {
   agentUrl?: string | null;
   shippedAt?: Date | null;
   heartbeatAt?: Date | null;
+  airflowState?: string | null;
+  exitCode?: number | null;
 }
 
 export interface CatalogListOptions {
@@ -60,6 +67,12 @@ export interface Catalog {
     taskId: string;
     mapIndex: number;
   }): Promise<number | undefined>;
+  /**
+   * Marks a `running` attempt `abandoned` if its heartbeat is older than `heartbeatBefore` (or
+   * missing), in one conditional update, so a late heartbeat is never overwritten. Returns the
+   * updated record, or undefined when nothing changed.
+   */
+  abandonIfStale(key: AttemptKey, heartbeatBefore: Date): Promise<AttemptRecord | undefined>;
   /** Throws BackendUnavailableError when the database cannot be queried. */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -62,6 +62,28 @@ const MIGRATIONS: Record<string, Migration> = {
       await db.schema.dropTable('attempts').ifExists().execute();
     },
   },
+  '0002_outcome': {
+    // How an attempt ended, where known: Airflow's state of the try (read from Airflow's metadata
+    // database by an agent with `completion = "airflow-db"`) and the task's exit code (from the
+    // completion marker `tasklog run` writes).
+    async up(db: AnyDb) {
+      const columns = (await db.introspection.getTables()).find(
+        (t) => t.name === 'attempts',
+      )?.columns;
+      // Per column and checked first: SQLite runs migrations outside a transaction, so a crash
+      // between the two statements must leave a state the next run can finish.
+      if (!columns?.some((c) => c.name === 'airflow_state')) {
+        await db.schema.alterTable('attempts').addColumn('airflow_state', 'text').execute();
+      }
+      if (!columns?.some((c) => c.name === 'exit_code')) {
+        await db.schema.alterTable('attempts').addColumn('exit_code', 'integer').execute();
+      }
+    },
+    async down(db: AnyDb) {
+      await db.schema.alterTable('attempts').dropColumn('exit_code').execute();
+      await db.schema.alterTable('attempts').dropColumn('airflow_state').execute();
+    },
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

@@ -10,7 +10,7 @@ import type {
   CatalogListOptions,
 } from './catalog.js';
 
-/** The `attempts` table as migration 0001_attempts creates it. */
+/** The `attempts` table as migrations 0001_attempts and 0002_outcome create it. */
 export interface AttemptsTable {
   dag_id: string;
   run_id: string;
@@ -29,6 +29,8 @@ export interface AttemptsTable {
   updated_at: string;
   shipped_at: string | null;
   heartbeat_at: string | null;
+  airflow_state: string | null;
+  exit_code: number | null;
 }
 
 /** The catalog's tables, for `Kysely<CatalogDatabase>`. */
@@ -99,6 +101,8 @@ export class SqlCatalog implements Catalog {
           agent_url: null,
           shipped_at: null,
           heartbeat_at: null,
+          airflow_state: null,
+          exit_code: null,
           ...changes,
           created_at: now,
           updated_at: now,
@@ -177,6 +181,27 @@ export class SqlCatalog implements Catalog {
     return latest === null || latest === undefined ? undefined : Number(latest);
   }
 
+  async abandonIfStale(key: AttemptKey, heartbeatBefore: Date): Promise<AttemptRecord | undefined> {
+    const k = attemptKey(key);
+    const before = timestamp('heartbeatBefore', heartbeatBefore);
+    const row = await this.#run('abandonIfStale', () =>
+      this.db
+        .updateTable('attempts')
+        .set({ state: 'abandoned', updated_at: new Date().toISOString() })
+        .where('dag_id', '=', k.dagId)
+        .where('run_id', '=', k.runId)
+        .where('task_id', '=', k.taskId)
+        .where('map_index', '=', k.mapIndex)
+        .where('try_number', '=', k.tryNumber)
+        .where('state', '=', 'running')
+        // ISO-8601 UTC text compares chronologically.
+        .where((eb) => eb.or([eb('heartbeat_at', 'is', null), eb('heartbeat_at', '<', before)]))
+        .returningAll()
+        .executeTakeFirst(),
+    );
+    return row === undefined ? undefined : rowToRecord(row);
+  }
+
   async ping(): Promise<void> {
     await this.#run('ping', () => this.db.selectNoFrom((eb) => eb.lit(1).as('one')).execute());
   }
@@ -215,7 +240,15 @@ type AttemptRow = Selectable<AttemptsTable>;
 type RowChanges = Partial<
   Pick<
     AttemptsTable,
-    'relative_path' | 'state' | 'sha256' | 'store_url' | 'agent_url' | 'shipped_at' | 'heartbeat_at'
+    | 'relative_path'
+    | 'state'
+    | 'sha256'
+    | 'store_url'
+    | 'agent_url'
+    | 'shipped_at'
+    | 'heartbeat_at'
+    | 'airflow_state'
+    | 'exit_code'
   > & { size: number | null }
 >;
 
@@ -251,6 +284,15 @@ function patchToRow(patch: AttemptPatch): RowChanges {
   if (patch.heartbeatAt !== undefined) {
     row.heartbeat_at = timestamp('heartbeatAt', patch.heartbeatAt);
   }
+  if (patch.airflowState !== undefined) row.airflow_state = patch.airflowState;
+  if (patch.exitCode !== undefined) {
+    if (patch.exitCode !== null && !Number.isSafeInteger(patch.exitCode)) {
+      throw new InvalidInputError(
+        `exitCode must be an integer or null, got ${String(patch.exitCode)}`,
+      );
+    }
+    row.exit_code = patch.exitCode;
+  }
   return row;
 }
 
@@ -283,5 +325,7 @@ function rowToRecord(row: AttemptRow): AttemptRecord {
     updatedAt: new Date(row.updated_at),
     shippedAt: row.shipped_at === null ? null : new Date(row.shipped_at),
     heartbeatAt: row.heartbeat_at === null ? null : new Date(row.heartbeat_at),
+    airflowState: row.airflow_state ?? null,
+    exitCode: row.exit_code === null || row.exit_code === undefined ? null : Number(row.exit_code),
   };
 }
