@@ -7,7 +7,7 @@ import { BackendUnavailableError, ConflictError } from './errors.js';
 import { assertRealPathInside, resolveInside } from './fs-paths.js';
 import { PathTemplate } from './path-template.js';
 import type { MaskingStream, SecretMasker } from './secret-masker.js';
-import { COMPLETION_MARKER_SUFFIX } from './shipper.js';
+import { COMPLETION_MARKER_SUFFIX, type CompletionMarker } from './completion-marker.js';
 
 export interface AttemptLogOptions {
   /** Folder the attempt logs live under (config `core.base_log_folder`); absolute. */
@@ -26,14 +26,6 @@ export interface AttemptOutcome {
   state: 'success' | 'failed';
   /** The task process's exit code (128 + n for a signal), when there was a process. */
   exitCode?: number;
-}
-
-/** Content of `<log>.done`. The catalog has no column for the exit code, so it lives here. */
-export interface CompletionMarker {
-  state: AttemptOutcome['state'];
-  exitCode: number | null;
-  /** ISO-8601 UTC. */
-  finishedAt: string;
 }
 
 /** An attempt's log being written on the worker. */

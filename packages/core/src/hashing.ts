@@ -11,13 +11,34 @@ export interface Digest {
 
 /** Size and sha256 of a local file, streamed. */
 export async function digestFile(path: string, signal?: AbortSignal): Promise<Digest> {
+  return digestFileWithPrefix(path, undefined, signal);
+}
+
+/**
+ * Size and sha256 of a local file and, in the same pass, the sha256 of its first `prefix` bytes
+ * (`prefixSha256`, undefined when the file is shorter): tells whether a log only grew since an
+ * earlier digest of `prefix` bytes.
+ */
+export async function digestFileWithPrefix(
+  path: string,
+  prefix: number | undefined,
+  signal?: AbortSignal,
+): Promise<Digest & { prefixSha256?: string }> {
   const hash = createHash('sha256');
   let size = 0;
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20, signal })) {
-    hash.update(chunk as Buffer);
-    size += (chunk as Buffer).length;
+  let prefixSha256 = prefix === 0 ? hash.copy().digest('hex') : undefined;
+  for await (const data of createReadStream(path, { highWaterMark: 1 << 20, signal })) {
+    const chunk = data as Buffer;
+    if (prefix !== undefined && size < prefix && size + chunk.length >= prefix) {
+      hash.update(chunk.subarray(0, prefix - size));
+      prefixSha256 = hash.copy().digest('hex');
+      hash.update(chunk.subarray(prefix - size));
+    } else {
+      hash.update(chunk);
+    }
+    size += chunk.length;
   }
-  return { size, sha256: hash.digest('hex') };
+  return { size, sha256: hash.digest('hex'), ...(prefixSha256 ? { prefixSha256 } : {}) };
 }
 
 /** Size and sha256 of what a store holds for an attempt, read back in full (streamed). */

@@ -5,6 +5,7 @@ export * from './catalog/catalog.js';
 export * from './catalog/migrations.js';
 export * from './catalog/open-catalog.js';
 export * from './catalog/sql-catalog.js';
+export * from './completion-marker.js';
 export * from './config/load-config.js';
 export * from './config/types.js';
 export * from './errors.js';

@@ -1,14 +1,26 @@
-import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, opendir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
-import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { opendir, stat, unlink } from 'node:fs/promises';
+import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { AttemptKey } from './attempt-key.js';
 import { formatAttempt } from './attempt-key.js';
+import { acquireAttemptLock } from './attempt-lock.js';
 import type { Catalog } from './catalog/catalog.js';
-import { ConflictError, IntegrityError, InvalidInputError, NotFoundError } from './errors.js';
-import { type Digest, digestFile, digestStored } from './hashing.js';
+import { readCompletionMarker } from './completion-marker.js';
+import {
+  BackendUnavailableError,
+  ConflictError,
+  IntegrityError,
+  InvalidInputError,
+  NotFoundError,
+} from './errors.js';
+import { type AttemptEnd, followLoop, sleep } from './follow-loop.js';
+import { type Digest, digestFileWithPrefix, digestStored } from './hashing.js';
 import type { PathTemplate } from './path-template.js';
-import type { LogStore, UploadJournal } from './store.js';
+import { backoffDelay } from './retry.js';
+import { ShipJournal, type ShipProgress } from './ship-journal.js';
+import type { LogStat, LogStore } from './store.js';
+
+export type { AttemptEnd } from './follow-loop.js';
 
 export interface ShipperOptions {
   store: LogStore;
@@ -16,10 +28,12 @@ export interface ShipperOptions {
   pathTemplate: PathTemplate;
   /** Folder the workers write logs under; keys are parsed from paths relative to it. */
   baseLogFolder: string;
-  /** Folder for journals (one small JSON file per attempt being shipped). */
+  /** Folder for journals and locks (small files per attempt being shipped). */
   stateFolder: string;
   /** Remove the local file once the archive copy is verified. */
   deleteLocalCopy: boolean;
+  /** Longest wait between tries while the store or catalog is unavailable during a follow (ms); default 10,000. */
+  retryMaxIntervalMs?: number;
 }
 
 export interface ShipResult {
@@ -32,13 +46,9 @@ export interface ShipResult {
   /** Bytes sent in this run (less than size when an interrupted ship was resumed). */
   uploaded: number;
   deletedLocalCopy: boolean;
+  /** Size of the shorter complete copy this ship replaced (the log grew after it was finished). */
+  replacedSize?: number;
 }
-
-/**
- * A running attempt is finished when this file appears next to its log (`attempt=1.log.done`):
- * the task runner (or `tasklog run`) creates it after the last byte is written.
- */
-export const COMPLETION_MARKER_SUFFIX = '.done';
 
 export interface FollowOptions {
   /** Stops following: what was read is flushed, the attempt stays running and resumable. */
@@ -47,10 +57,18 @@ export interface FollowOptions {
   flushIntervalMs?: number;
   /** How often the file is checked for new bytes (ms). Default 200. */
   pollIntervalMs?: number;
-  /** Whether the attempt has finished; default: its completion marker exists. */
-  isFinished?: (file: string) => Promise<boolean>;
+  /** Whether the attempt has finished, and how; default: its completion marker exists. */
+  isFinished?: (file: string) => Promise<boolean | AttemptEnd>;
   /** Called after each flush with the store's committed offset. */
   onFlush?: (committedOffset: number) => void;
+  /** Called when the store or catalog failed and the follow tries again after `delayMs`. */
+  onRetry?: (err: unknown, failures: number, delayMs: number) => void;
+  /** The agent serving this attempt's live log, recorded with it. */
+  agentUrl?: string;
+  /** Renews the attempt's catalog heartbeat this often while it is followed (ms); default 30,000. */
+  heartbeatIntervalMs?: number;
+  /** When another process ships this attempt: `wait` for it (default) or `fail` with ConflictError. */
+  lock?: 'wait' | 'fail';
 }
 
 export type FollowResult =
@@ -61,45 +79,14 @@ export interface ShipOptions {
   signal?: AbortSignal;
   /** Called as bytes are handed to the store: (bytes of this file sent so far, file size). */
   onProgress?: (done: number, total: number) => void;
+  /** When another process ships this attempt: `wait` for it (default) or `fail` with ConflictError. */
+  lock?: 'wait' | 'fail';
+  /** How the attempt ended, recorded with it; default `shipped`. */
+  end?: AttemptEnd;
 }
 
 async function markerExists(file: string): Promise<boolean> {
-  return stat(`${file}${COMPLETION_MARKER_SUFFIX}`).then(
-    () => true,
-    () => false,
-  );
-}
-
-/** Resolves after `ms`, or at once when `signal` aborts. */
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((done) => {
-    if (signal?.aborted) return done();
-    const timer = setTimeout(finish, ms);
-    signal?.addEventListener('abort', finish, { once: true });
-    function finish() {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', finish);
-      done();
-    }
-  });
-}
-
-/**
- * The phases a ship goes through, in order. The journal records the last one reached so an
- * interrupted ship resumes after it; the store's own committedOffset says where upload resumes.
- */
-type Phase = 'uploading' | 'verified' | 'recorded';
-
-interface Journal {
-  version: 1;
-  relativePath: string;
-  storeUrl: string;
-  size: number;
-  sha256: string;
-  mtimeMs: number;
-  phase: Phase;
-  /** The store's own resume state for `upload()` (e.g. an S3 multipart upload id and parts). */
-  upload?: unknown;
+  return (await readCompletionMarker(file)) !== undefined;
 }
 
 /**
@@ -152,172 +139,213 @@ export class Shipper {
     }
   }
 
-  /** Ships one finished log file. */
+  /**
+   * Ships one finished log file, holding the attempt's lock (see `ShipOptions.lock`). A log that
+   * grew since it was archived complete (same bytes, more of them) replaces the archived copy;
+   * different bytes are a ConflictError.
+   */
   async shipFile(file: string, options: ShipOptions = {}): Promise<ShipResult> {
-    const { store, catalog, pathTemplate } = this.options;
-    const { signal } = options;
-    const abs = resolve(file);
-    const relativePath = this.relativeToBase(abs);
-    const key = pathTemplate.parse(relativePath);
-    const journalPath = this.journalPath(relativePath);
-
-    const mtimeMs = (await stat(abs)).mtimeMs;
-    let journal = await this.readJournal(journalPath);
-    if (
-      journal &&
-      (journal.storeUrl !== store.url ||
-        journal.mtimeMs !== mtimeMs ||
-        journal.relativePath !== relativePath)
-    ) {
-      journal = undefined; // the file or the destination changed since: start over
-    }
-    const digest: Digest = journal ?? (await digestFile(abs, signal));
-    const done = (outcome: ShipResult['outcome'], uploaded: number, deletedLocalCopy: boolean) => ({
-      key,
-      relativePath,
-      outcome,
-      size: digest.size,
-      sha256: digest.sha256,
-      uploaded,
-      deletedLocalCopy,
+    const { abs, relativePath, key } = this.locate(file);
+    const lock = await acquireAttemptLock(this.options.stateFolder, relativePath, {
+      mode: options.lock ?? 'wait',
+      signal: options.signal,
     });
-
-    const record = await catalog.get(key);
-    if (!journal && record?.state === 'shipped' && record.storeUrl === store.url) {
-      if (record.sha256 !== digest.sha256) {
-        throw new ConflictError(
-          `${formatAttempt(key)} was already shipped to ${store.url} with different content ` +
-            `(sha256 ${record.sha256}, local ${digest.sha256}); delete the archived copy first to replace it`,
-        );
-      }
-      const remote = await store.stat(key, { signal });
-      if (remote?.complete && remote.size === digest.size) {
-        const deleted = await this.deleteLocal(abs);
-        return done('already-shipped', 0, deleted);
-      }
-      // The catalog says shipped but the archive disagrees: ship again.
-    }
-
-    journal = {
-      version: 1,
-      relativePath,
-      storeUrl: store.url,
-      ...digest,
-      mtimeMs,
-      phase: 'uploading',
-      ...journal,
-    };
-    await this.writeJournal(journalPath, journal);
-
-    let uploaded = 0;
-    if (journal.phase === 'uploading') {
-      await catalog.upsert(key, {
+    try {
+      const journal = await ShipJournal.open(
+        this.options.stateFolder,
         relativePath,
-        state: 'shipping',
-        size: digest.size,
-        sha256: digest.sha256,
-        storeUrl: store.url,
-      });
-      const saveUpload = async (upload: unknown) => {
-        journal = { ...journal!, upload };
-        await this.writeJournal(journalPath, journal);
-      };
-      uploaded = await this.transfer(abs, key, digest, options, {
-        load: async () => journal?.upload,
-        save: saveUpload,
-      });
-      await this.verify(key, digest, signal);
-      journal = { ...journal, phase: 'verified' };
-      await this.writeJournal(journalPath, journal);
+        this.options.store.url,
+      );
+      return await this.#ship(abs, relativePath, key, journal, options);
+    } finally {
+      await lock.release();
     }
-    if (journal.phase === 'verified') {
-      await catalog.upsert(key, {
-        relativePath,
-        state: 'shipped',
-        size: digest.size,
-        sha256: digest.sha256,
-        storeUrl: store.url,
-        shippedAt: new Date(),
-      });
-      journal = { ...journal, phase: 'recorded' };
-      await this.writeJournal(journalPath, journal);
-    }
-    const deleted = await this.deleteLocal(abs);
-    await unlink(journalPath).catch(() => {});
-    return done('shipped', uploaded, deleted);
   }
 
   /**
    * Ships a log while it is being written: new bytes go to the store's writer as they appear
    * and are flushed (made durable and readable) every `flushIntervalMs` or whenever the writer's
    * buffer fills, so a worker that dies loses at most the last interval. Resumes after a crash
-   * from the store's committed offset. When the attempt finishes, the log is finished, verified
-   * and recorded like `shipFile`; when `signal` aborts first, it returns `stopped`.
+   * from the store's committed offset. While the store or catalog is unavailable it keeps the
+   * local file as the buffer and tries again (backoff capped at `retryMaxIntervalMs`) for as long
+   * as it runs. When the attempt finishes, the log is finished, verified and recorded like
+   * `shipFile`; when `signal` aborts first, it returns `stopped`.
    */
   async follow(file: string, options: FollowOptions = {}): Promise<FollowResult> {
-    const { store, catalog, pathTemplate } = this.options;
-    const { signal, onFlush } = options;
-    const flushIntervalMs = options.flushIntervalMs ?? 5000;
-    const pollIntervalMs = options.pollIntervalMs ?? 200;
-    const isFinished = options.isFinished ?? markerExists;
-    const abs = resolve(file);
-    const relativePath = this.relativeToBase(abs);
-    const key = pathTemplate.parse(relativePath);
-
-    const remote = await store.stat(key);
-    if (remote?.complete) return this.shipFile(abs); // finished by an earlier run
-    await catalog.upsert(key, { relativePath, state: 'running', storeUrl: store.url });
-    const writer = await store.openWriter(key);
-    const fh = await open(abs, 'r');
+    const { store, catalog, stateFolder } = this.options;
+    const { signal } = options;
+    const { abs, relativePath, key } = this.locate(file);
+    const retryMaxIntervalMs = this.options.retryMaxIntervalMs ?? 10_000;
+    const lock = await acquireAttemptLock(stateFolder, relativePath, {
+      mode: options.lock ?? 'wait',
+      signal,
+    });
+    const heartbeat = setInterval(() => {
+      // Only heartbeatAt: writing `state` here could race with the ship's own updates.
+      catalog.upsert(key, { relativePath, heartbeatAt: new Date() }).catch(() => undefined);
+    }, options.heartbeatIntervalMs ?? 30_000);
+    heartbeat.unref();
     try {
-      let pos = writer.committedOffset;
-      const size = (await fh.stat()).size;
-      if (size < pos) {
-        throw new ConflictError(
-          `${store.url} holds ${pos} bytes of ${formatAttempt(key)} but ${abs} has only ${size}; ` +
-            'delete the archived chunks to ship it again',
-        );
+      const journal = await ShipJournal.open(stateFolder, relativePath, store.url);
+      const loop = await followLoop({
+        store,
+        key,
+        file: abs,
+        journal,
+        flushIntervalMs: options.flushIntervalMs ?? 5000,
+        pollIntervalMs: options.pollIntervalMs ?? 200,
+        retryMaxIntervalMs,
+        isFinished: options.isFinished ?? markerExists,
+        signal,
+        onFlush: options.onFlush,
+        onRetry: options.onRetry,
+        register: async () => {
+          await catalog.upsert(key, {
+            relativePath,
+            state: 'running',
+            storeUrl: store.url,
+            heartbeatAt: new Date(),
+            ...(options.agentUrl !== undefined ? { agentUrl: options.agentUrl } : {}),
+          });
+        },
+      });
+      if ('stopped' in loop) {
+        return { key, relativePath, outcome: 'stopped', committedOffset: loop.committedOffset };
       }
-      let lastFlush = Date.now();
-      for (;;) {
-        // Checked before reading, so that once it says finished, the read below sees every byte.
-        const finished = await isFinished(abs);
-        for (;;) {
-          // A fresh buffer per read: the writer keeps what it is given until it flushes.
-          const buf = Buffer.allocUnsafe(1 << 20);
-          const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
-          if (bytesRead === 0) break;
-          await writer.append(buf.subarray(0, bytesRead));
-          pos += bytesRead;
+      // The store holds the complete log: verification, catalog and local copy as for any ship,
+      // retried through an outage like the follow itself.
+      for (let failures = 1; ; failures++) {
+        try {
+          return await this.#ship(abs, relativePath, key, journal, { end: loop.end });
+        } catch (err) {
+          if (!(err instanceof BackendUnavailableError)) throw err;
+          const delay = backoffDelay(Math.min(failures, 30), {
+            baseDelayMs: 250,
+            maxDelayMs: retryMaxIntervalMs,
+          });
+          options.onRetry?.(err, failures, delay);
+          await sleep(delay, signal);
+          if (signal?.aborted) {
+            const remote = await store.stat(key).catch(() => undefined);
+            return { key, relativePath, outcome: 'stopped', committedOffset: remote?.size ?? 0 };
+          }
         }
-        if (finished) break;
-        const due = Date.now() - lastFlush >= flushIntervalMs;
-        if (signal?.aborted || (due && writer.offset > writer.committedOffset)) {
-          // Not `onFlush?.(await writer.flush())`: optional chaining would skip the flush too.
-          const committed = await writer.flush();
-          onFlush?.(committed);
-          lastFlush = Date.now();
-        }
-        if (signal?.aborted) {
-          return { key, relativePath, outcome: 'stopped', committedOffset: writer.committedOffset };
-        }
-        await sleep(pollIntervalMs, signal);
       }
-      const digest = await digestFile(abs);
-      if (digest.size !== pos) {
-        throw new IntegrityError(
-          `${abs} changed after its attempt finished (${digest.size} bytes, read ${pos})`,
-        );
-      }
-      await writer.finish(digest);
-    } catch (err) {
-      await writer.abort().catch(() => {});
-      throw err;
     } finally {
-      await fh.close();
+      clearInterval(heartbeat);
+      await lock.release();
     }
-    // The store now holds the complete log: verification, catalog and local copy as for any ship.
-    return this.shipFile(abs);
+  }
+
+  /** The ship itself; the caller holds the attempt's lock. */
+  async #ship(
+    abs: string,
+    relativePath: string,
+    key: AttemptKey,
+    journal: ShipJournal,
+    options: ShipOptions,
+  ): Promise<ShipResult> {
+    const { store, catalog } = this.options;
+    const { signal } = options;
+    const mtimeMs = (await stat(abs)).mtimeMs;
+    const marker = await readCompletionMarker(abs);
+    const recordEnd = {
+      relativePath,
+      state: options.end?.state ?? ('shipped' as const),
+      storeUrl: store.url,
+      ...(options.end?.airflowState !== undefined
+        ? { airflowState: options.end.airflowState }
+        : {}),
+      ...(marker?.exitCode != null ? { exitCode: marker.exitCode } : {}),
+    };
+
+    // A journal of an earlier, interrupted ship of the same file: resume after its last phase.
+    let ship = journal.ship?.mtimeMs === mtimeMs ? journal.ship : undefined;
+    let uploaded = 0;
+    let replacedSize: number | undefined;
+    const done = (outcome: ShipResult['outcome'], deletedLocalCopy: boolean): ShipResult => ({
+      key,
+      relativePath,
+      outcome,
+      size: ship!.size,
+      sha256: ship!.sha256,
+      uploaded,
+      deletedLocalCopy,
+      ...(replacedSize !== undefined ? { replacedSize } : {}),
+    });
+
+    if (!ship) {
+      const remote = await store.stat(key, { signal });
+      const archived = remote?.complete ? remote : undefined;
+      const digest = await digestFileWithPrefix(abs, archived?.size, signal);
+      ship = { size: digest.size, sha256: digest.sha256, mtimeMs, phase: 'uploading' };
+      if (archived) {
+        const archivedSha256 = await this.#archivedSha256(key, archived, signal);
+        const same = archived.size === digest.size && archivedSha256 === digest.sha256;
+        const record = same ? await catalog.get(key) : undefined;
+        if (
+          record?.storeUrl === store.url &&
+          record.sha256 === digest.sha256 &&
+          (record.state === 'shipped' || record.state === 'abandoned')
+        ) {
+          // Shipped and recorded before (perhaps by a run killed before it cleaned up).
+          if (record.state !== recordEnd.state || options.end?.airflowState !== undefined) {
+            await catalog.upsert(key, recordEnd);
+          }
+          await this.#sweep(key, journal, signal);
+          const deleted = await this.deleteLocal(abs);
+          await journal.remove();
+          return done('already-shipped', deleted);
+        }
+        // Complete but not recorded (a follow just finished it, or a ship died before recording):
+        // the phases below find nothing to upload, then verify and record it.
+        if (!same && (archived.size > digest.size || digest.prefixSha256 !== archivedSha256)) {
+          throw new ConflictError(
+            `${formatAttempt(key)} is already complete in ${store.url} with other content ` +
+              `(${archived.size} bytes, sha256 ${archivedSha256}; local ${digest.size} bytes, ` +
+              `sha256 ${digest.sha256}); delete the archived copy first to replace it`,
+          );
+        }
+        // The same bytes and more: the log grew after it was finished.
+        if (!same) {
+          ship.replace = true;
+          replacedSize = archived.size;
+        }
+      }
+      ship = {
+        ...ship,
+        ...(journal.ship?.upload !== undefined ? { upload: journal.ship.upload } : {}),
+      };
+      await journal.setShip(ship);
+    }
+
+    if (ship.phase === 'uploading') {
+      await catalog.upsert(key, {
+        relativePath,
+        state: 'shipping',
+        size: ship.size,
+        sha256: ship.sha256,
+        storeUrl: store.url,
+      });
+      uploaded = await this.transfer(abs, key, ship, journal, options);
+      await this.verify(key, ship, signal);
+      ship = { ...ship, phase: 'verified' };
+      await journal.setShip(ship);
+    }
+    if (ship.phase === 'verified') {
+      await catalog.upsert(key, {
+        ...recordEnd,
+        size: ship.size,
+        sha256: ship.sha256,
+        shippedAt: new Date(),
+      });
+      ship = { ...ship, phase: 'recorded' };
+      await journal.setShip(ship);
+    }
+    await this.#sweep(key, journal, signal);
+    const deleted = await this.deleteLocal(abs);
+    await journal.remove();
+    return done('shipped', deleted);
   }
 
   /**
@@ -328,20 +356,23 @@ export class Shipper {
   private async transfer(
     file: string,
     key: AttemptKey,
-    digest: Digest,
+    ship: ShipProgress,
+    journal: ShipJournal,
     options: ShipOptions,
-    journal: UploadJournal,
   ): Promise<number> {
     const { store } = this.options;
     const { signal, onProgress } = options;
     const remote = await store.stat(key, { signal });
     if (remote?.complete) {
-      if (remote.size === digest.size) return 0; // finished before a crash; verify() decides
-      throw new ConflictError(
-        `${formatAttempt(key)} is already complete in ${store.url} with ${remote.size} bytes, ` +
-          `but the local log has ${digest.size}; delete the archived copy first to replace it`,
-      );
+      if (remote.size === ship.size) return 0; // finished before a crash; verify() decides
+      if (!ship.replace) {
+        throw new ConflictError(
+          `${formatAttempt(key)} is already complete in ${store.url} with ${remote.size} bytes, ` +
+            `but the local log has ${ship.size}; delete the archived copy first to replace it`,
+        );
+      }
     }
+    const digest: Digest = { size: ship.size, sha256: ship.sha256 };
     if (store.upload) {
       let resumedAt: number | undefined;
       let done = 0;
@@ -350,7 +381,8 @@ export class Shipper {
         { path: file, ...digest },
         {
           signal,
-          journal,
+          journal: journal.uploadSlot(),
+          replace: ship.replace === true,
           onProgress: (d, total) => {
             resumedAt ??= d;
             done = d;
@@ -360,7 +392,9 @@ export class Shipper {
       );
       return done - (resumedAt ?? 0);
     }
-    const writer = await store.openWriter(key, { signal });
+    // Record stores keep no single object to replace atomically: the grown log is written again.
+    if (remote?.complete && ship.replace) await store.delete(key, { signal });
+    const writer = await store.openWriter(key, { signal, journal: journal.writerSlot() });
     try {
       const start = writer.committedOffset;
       if (start > digest.size) {
@@ -374,6 +408,7 @@ export class Shipper {
       if (start < digest.size) {
         for await (const chunk of createReadStream(file, {
           start,
+          end: digest.size - 1,
           highWaterMark: 1 << 20,
           signal,
         })) {
@@ -395,8 +430,29 @@ export class Shipper {
     }
   }
 
+  /** The sha256 of a complete archived log: vouched for by the store, or else read back. */
+  async #archivedSha256(key: AttemptKey, archived: LogStat, signal?: AbortSignal): Promise<string> {
+    if (archived.sha256) return archived.sha256;
+    const read = await digestStored(this.options.store, key, signal);
+    if (read.size !== archived.size) {
+      throw new IntegrityError(
+        `${formatAttempt(key)} in ${this.options.store.url} reads back as ${read.size} bytes, its size is ${archived.size}`,
+      );
+    }
+    return read.sha256;
+  }
+
+  /** Removes what interrupted writers and uploads left beside the complete log. */
+  async #sweep(key: AttemptKey, journal: ShipJournal, signal?: AbortSignal): Promise<void> {
+    const { store } = this.options;
+    if (!store.sweep) return;
+    const states = journal.storeStates;
+    if (states.length === 0) await store.sweep(key, { signal });
+    for (const state of states) await store.sweep(key, { signal, journal: state });
+  }
+
   /** The archive copy must have the local size and sha256 before anything trusts it. */
-  private async verify(key: AttemptKey, expected: Digest, signal?: AbortSignal) {
+  private async verify(key: AttemptKey, expected: Digest, signal?: AbortSignal): Promise<void> {
     const { store } = this.options;
     const remote = await store.stat(key, { signal });
     if (!remote?.complete || remote.size !== expected.size) {
@@ -435,25 +491,10 @@ export class Shipper {
     return rel.split(sep).join('/');
   }
 
-  private journalPath(relativePath: string): string {
-    const id = createHash('sha256').update(relativePath).digest('hex').slice(0, 32);
-    return join(this.options.stateFolder, 'journal', `${id}.json`);
-  }
-
-  private async readJournal(path: string): Promise<Journal | undefined> {
-    try {
-      const j = JSON.parse(await readFile(path, 'utf8')) as Journal;
-      return j.version === 1 ? j : undefined;
-    } catch {
-      return undefined; // missing or torn: the store and catalog are the truth, start over
-    }
-  }
-
-  /** Atomic: a crash leaves the old journal or the new one, never half of one. */
-  private async writeJournal(path: string, journal: Journal) {
-    await mkdir(dirname(path), { recursive: true });
-    const tmp = `${path}.tmp-${process.pid}`;
-    await writeFile(tmp, JSON.stringify(journal), { flush: true });
-    await rename(tmp, path);
+  /** The absolute path, its relative path under the base folder, and its attempt key. */
+  private locate(file: string): { abs: string; relativePath: string; key: AttemptKey } {
+    const abs = resolve(file);
+    const relativePath = this.relativeToBase(abs);
+    return { abs, relativePath, key: this.options.pathTemplate.parse(relativePath) };
   }
 }
