@@ -10,6 +10,9 @@ const RENEW_MS = 2_000;
 /** A lock not renewed for this long belongs to a process that is gone (killed, frozen, or on another machine that died). */
 const STALE_MS = 15_000;
 
+/** The attempt is being shipped by another live process right now (its lock is held). */
+export class AttemptBusyError extends ConflictError {}
+
 export interface AttemptLockOptions {
   /** `wait`: poll until the lock is free (or stale); `fail`: ConflictError at once. Default `fail`. */
   mode?: 'wait' | 'fail';
@@ -63,7 +66,7 @@ export async function acquireAttemptLock(
       continue;
     }
     if (options.mode !== 'wait') {
-      throw new ConflictError(
+      throw new AttemptBusyError(
         `${relativePath} is being shipped by another process (pid ${held.holder?.pid ?? '?'} on ` +
           `${held.holder?.host ?? '?'}); wait for it to finish or stop it`,
       );

@@ -1,5 +1,6 @@
 export * from './agent-token.js';
 export * from './attempt-key.js';
+export { AttemptBusyError } from './attempt-lock.js';
 export * from './attempt-log.js';
 export * from './catalog/catalog.js';
 export * from './catalog/migrations.js';
@@ -12,6 +13,7 @@ export * from './errors.js';
 export * from './fs-paths.js';
 export * from './hashing.js';
 export * from './path-template.js';
+export * from './retry.js';
 export * from './secret-masker.js';
 export * from './shipper.js';
 export * from './store.js';

@@ -101,6 +101,11 @@ export class Shipper {
     this.base = resolve(options.baseLogFolder);
   }
 
+  /** The URL of the store this shipper archives to. */
+  get storeUrl(): string {
+    return this.options.store.url;
+  }
+
   /** Finds finished logs at `path` (a log file, or a folder under the base log folder). */
   async *findLogs(path: string, signal?: AbortSignal): AsyncGenerator<string> {
     const abs = resolve(path);

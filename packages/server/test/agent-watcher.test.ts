@@ -1,5 +1,7 @@
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { appendFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { once } from 'node:events';
+import { appendFile, mkdir, mkdtemp, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -16,6 +18,7 @@ import {
 import { Agent } from '@tasklog/server';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { type CompletionRule, idleRule } from '../src/agent/completion.js';
 import { key } from './fixture.js';
 
 const AGENT_URL = 'http://worker-1.example:8795';
@@ -59,8 +62,8 @@ describe('Agent', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  function startAgent(overrides: { idleTimeoutMs?: number } = {}): Agent {
-    const shipper = new Shipper({
+  const newShipper = () =>
+    new Shipper({
       store,
       catalog,
       pathTemplate,
@@ -68,6 +71,15 @@ describe('Agent', () => {
       stateFolder: join(dir, 'state'),
       deleteLocalCopy: false,
     });
+
+  function startAgent(
+    overrides: {
+      idleTimeoutMs?: number;
+      scanIntervalMs?: number;
+      completion?: CompletionRule;
+    } = {},
+  ): Agent {
+    const shipper = newShipper();
     agent = new Agent({
       shipper,
       catalog,
@@ -75,7 +87,8 @@ describe('Agent', () => {
       baseLogFolder: base,
       agentUrl: AGENT_URL,
       logger: pino({ level: 'silent' }),
-      scanIntervalMs: 50,
+      scanIntervalMs: overrides.scanIntervalMs ?? 50,
+      completion: overrides.completion,
       heartbeatIntervalMs: 100,
       flushIntervalMs: 50,
       pollIntervalMs: 20,
@@ -143,31 +156,87 @@ describe('Agent', () => {
     for (const k of keys) await until('running', recordIn(k, 'running'));
   });
 
-  it('leaves finished attempts (with a marker) to `tasklog ship`', async () => {
+  it('ships a finished attempt found at start and records it shipped with its exit code', async () => {
     const done = key({ taskId: 'done' });
-    const file = await writeLog(done, Buffer.from('finished\n'));
-    await writeFile(`${file}${COMPLETION_MARKER_SUFFIX}`, '');
+    const bytes = Buffer.from('finished\n');
+    const file = await writeLog(done, bytes);
+    await writeFile(`${file}${COMPLETION_MARKER_SUFFIX}`, '{"state":"failed","exitCode":3}\n');
     const live = key({ taskId: 'live' });
     await writeLog(live, Buffer.from('live\n'));
     const a = startAgent();
+    const shipped = await until('shipped', recordIn(done, 'shipped'));
+    expect(shipped).toMatchObject({ size: bytes.length, sha256: sha(bytes), exitCode: 3 });
+    expect(await store.stat(done)).toMatchObject({ size: bytes.length, complete: true });
     await until('running', recordIn(live, 'running'));
     expect(a.following).toEqual([pathTemplate.render(live)]);
-    expect(await catalog.get(done)).toBeUndefined();
   });
 
-  it('abandons an attempt whose log stops growing without a marker, keeping what was written', async () => {
+  it('ships a quick attempt, written with its marker between two scans, found by watching its folder', async () => {
+    const a = startAgent({ scanIntervalMs: 60_000 });
+    await until('first scan', async () => (a.status().watchedFolders > 0 ? true : undefined));
+    const k = key({ taskId: 'quick' });
+    const bytes = randomBytes(3000);
+    const file = await writeLog(k, bytes);
+    await writeFile(`${file}${COMPLETION_MARKER_SUFFIX}`, '');
+    const shipped = await until('shipped', recordIn(k, 'shipped'));
+    expect(shipped.sha256).toBe(sha(bytes));
+    expect(sha(await readAll(store, k))).toBe(sha(bytes));
+  });
+
+  it('finishes an idle attempt as one final object recorded abandoned, and ships it again when it grows', async () => {
     const k = key();
     const bytes = randomBytes(5000);
     const file = await writeLog(k, bytes);
     const a = startAgent({ idleTimeoutMs: 300 });
     const abandoned = await until('abandoned', recordIn(k, 'abandoned'));
     expect(abandoned.agentUrl).toBe(AGENT_URL);
+    expect(await store.stat(k)).toMatchObject({ size: bytes.length, complete: true });
+    await until('not followed', async () => (a.following.length === 0 ? true : undefined));
+    // The agent never writes the marker: the log is whole only as far as anyone knows.
+    await expect(stat(`${file}${COMPLETION_MARKER_SUFFIX}`)).rejects.toThrow();
+
+    const more = randomBytes(700);
+    await appendFile(file, more);
+    await writeFile(`${file}${COMPLETION_MARKER_SUFFIX}`, '');
+    const all = Buffer.concat([bytes, more]);
+    const shipped = await until('shipped again', recordIn(k, 'shipped'));
+    expect(shipped).toMatchObject({ size: all.length, sha256: sha(all) });
+    expect(sha(await readAll(store, k))).toBe(sha(all));
+  });
+
+  it('leaves an attempt another process ships to it, recording this agent as its live source', async () => {
+    const k = key();
+    const file = await writeLog(k, Buffer.from('written by tasklog run\n'));
+    const stop = new AbortController();
+    const other = newShipper().follow(file, { signal: stop.signal, pollIntervalMs: 20 });
+    await until('running', recordIn(k, 'running'));
+    const a = startAgent();
+    await until('agent URL recorded', async () =>
+      (await catalog.get(k))?.agentUrl === AGENT_URL ? true : undefined,
+    );
     expect(a.following).toEqual([]);
-    expect((await store.stat(k))?.size).toBe(bytes.length);
-    // The agent never claims the log is whole.
-    await expect(
-      import('node:fs/promises').then((fs) => fs.stat(`${file}.done`)),
-    ).rejects.toThrow();
+    stop.abort();
+    await other;
+  });
+
+  it('with the idle rule, a log held open for writing by a process is not finished', async () => {
+    const k = key();
+    const file = await writeLog(k, Buffer.from('sleeping task\n'));
+    const past = new Date(Date.now() - 60_000);
+    await utimes(file, past, past);
+    const rule = idleRule(1000, 'shipped');
+    const attempt = { key: k, relativePath: pathTemplate.render(k), file };
+    const holder = spawn('sh', ['-c', `exec 3>>"$0"; echo ready; exec sleep 30`, file], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    try {
+      await once(holder.stdout!, 'data');
+      expect(await rule.judge([attempt])).toEqual([false]);
+    } finally {
+      holder.kill('SIGKILL');
+      await once(holder, 'exit');
+    }
+    expect(await rule.judge([attempt])).toEqual([{ state: 'shipped' }]);
   });
 
   it('close() stops every follow and leaves the attempts running', async () => {

@@ -1,18 +1,24 @@
-import { opendir, stat } from 'node:fs/promises';
-import { join, relative, resolve, sep } from 'node:path';
+import { lstat, opendir } from 'node:fs/promises';
+import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  type AttemptKey,
+  AttemptBusyError,
+  type AttemptEnd,
+  BackendUnavailableError,
+  backoffDelay,
   type Catalog,
   COMPLETION_MARKER_SUFFIX,
+  hasCompletionMarker,
   type PathTemplate,
   type Shipper,
 } from '@tasklog/core';
 import type { Logger } from 'pino';
-import { completionMarkerExists } from './agent-log-route.js';
+import { type CompletionRule, idleRule, type TrackedAttempt, type Verdict } from './completion.js';
+import { FolderWatcher } from './folder-watcher.js';
+import { type ShipJob, ShipQueue } from './ship-queue.js';
 
 export interface AgentOptions {
-  /** Ships followed attempts; its base log folder must be `baseLogFolder`. */
+  /** Ships the attempts; its base log folder must be `baseLogFolder`. */
   shipper: Shipper;
   catalog: Catalog;
   pathTemplate: PathTemplate;
@@ -21,116 +27,195 @@ export interface AgentOptions {
   /** The URL the proxy reaches this agent's HTTP server at; recorded as each attempt's `agentUrl`. */
   agentUrl: string;
   logger: Logger;
-  /** How often the base folder is scanned for new attempts; default 1000 ms. */
-  scanIntervalMs?: number;
-  /** How often a followed attempt's `heartbeatAt` is renewed; default 30000 ms. */
-  heartbeatIntervalMs?: number;
-  /** A log that has not grown for this long, without a completion marker, is abandoned; default 3600000 ms. */
+  /** Decides when an attempt without a completion marker has finished; default `idle` → abandoned. */
+  completion?: CompletionRule;
+  /** A log that has not grown for this long is finished by the default rule; default 3,600,000 ms. */
   idleTimeoutMs?: number;
+  /** Full scans of the base folder (the safety net behind folder watches); default 2000 ms. */
+  scanIntervalMs?: number;
+  /** Finished logs shipped at once; default 4. */
+  shipConcurrency?: number;
+  /** How often a followed attempt's `heartbeatAt` is renewed; default 30,000 ms. */
+  heartbeatIntervalMs?: number;
   /** Passed to `Shipper.follow`; default 5000 ms. */
   flushIntervalMs?: number;
   /** Passed to `Shipper.follow`; default 200 ms. */
   pollIntervalMs?: number;
+  /** Longest wait before a failed ship is tried again; default 10,000 ms. */
+  retryMaxIntervalMs?: number;
 }
 
-interface Followed {
-  relativePath: string;
-  controller: AbortController;
-  done: Promise<void>;
+/** What the agent knows of one attempt log under the base folder. */
+interface Tracked extends TrackedAttempt {
+  phase: 'following' | 'queued' | 'settled' | 'busy';
+  /** The running follow, while `following`. */
+  follow?: { controller: AbortController; done: Promise<void> };
+  /** The last completion verdict (refreshed each scan) for a followed attempt. */
+  verdict: Verdict;
+  /** Size and mtime of the log when it was last archived complete (`settled`). */
+  settled?: { size: number; mtimeMs: number };
+  /** Scan generation in which the file was last seen; entries not seen in a full scan go. */
+  seen: number;
+  /** Bytes the store has committed, and when the last store failure happened. */
+  committedOffset: number;
+  /** Since when the store has been failing for this attempt's follow. */
+  failingSince?: number;
+  /** Failed follows in a row, and when the next may start. */
+  followFailures: number;
+  retryAt: number;
+  /** This agent's URL is recorded for an attempt another process ships (`busy`). */
+  agentUrlRecorded?: boolean;
+}
+
+interface FinishedJob extends ShipJob {
+  readonly tracked: Tracked;
+  readonly end: AttemptEnd;
+}
+
+export interface AgentStatus {
+  /** Attempts followed now (running). */
+  following: number;
+  /** Finished logs waiting to be shipped or being shipped. */
+  backlog: number;
+  /** Attempts whose shipping failed and is being retried. */
+  failing: { relativePath: string; failures: number }[];
+  /** Folders watched for changes. */
+  watchedFolders: number;
+  /** Since when (ISO-8601) the store has been failing for a followed attempt, if it is. */
+  storeFailingSince?: string;
 }
 
 /**
- * Watches the base log folder for running attempts and ships each one while it is written
- * (`Shipper.follow`, one per attempt, concurrently), keeping its catalog record `running` with
- * this agent's URL and a heartbeat, so the proxy knows where to ask for the live log.
+ * The agent's watcher: every attempt log under the base folder ends up archived, whoever wrote it.
  *
- * The folder is scanned by polling: `fs.watch` with `recursive` is not supported on Linux in
- * Node 20, and a scan per second costs little next to the logs themselves.
- *
- * An attempt whose log stops growing for `idleTimeoutMs` without a completion marker is
- * abandoned: following stops (what was read is flushed to the store), and the catalog state
- * becomes `abandoned`. The agent does not write the marker itself: the writer may still be
- * alive and the marker means "this is the whole log". If the file grows again later it is
- * followed again (the store resumes from its committed offset).
- *
- * `close()` stops following: attempts stay `running` in the catalog and resume on the next start.
+ * - Discovery: one `fs.watch` per folder (folder-watcher.ts) picks a new attempt up at once; a
+ *   full scan every `scanIntervalMs`, and at start, is the safety net for lost events.
+ * - A log without a completion marker is running: it is followed (`Shipper.follow`: chunks every
+ *   flush interval, catalog `running` with this agent's URL and a heartbeat) until its marker
+ *   appears or the completion rule says it finished (Airflow's database, or idleness); then it
+ *   becomes one final object at the attempt's key.
+ * - A finished log (marker, or the rule) not archived with its current size goes to the ship
+ *   queue: oldest first, `shipConcurrency` at once, retried with backoff until it ships. So quick
+ *   tasks that finish between two scans, and tasks that finished while the agent was down, are
+ *   shipped too.
+ * - A log that grows after it was archived is followed or shipped again; the shipper replaces
+ *   the archived copy (same bytes and more) or refuses different content.
+ * - Another process shipping the attempt (`tasklog run`, holding the attempt's lock) is left to
+ *   it; the agent still records its URL so the proxy can read the live log here.
  */
 export class Agent {
   private readonly base: string;
-  private readonly followed = new Map<string, Followed>();
-  /** Size at which an attempt was abandoned; it is followed again only if it grows. */
-  private readonly abandonedAt = new Map<string, number>();
+  private readonly tracked = new Map<string, Tracked>();
+  private readonly watcher: FolderWatcher;
+  private readonly queue: ShipQueue<FinishedJob>;
+  private readonly completion: CompletionRule;
   private readonly stopping = new AbortController();
+  private generation = 0;
   private scanLoop?: Promise<void>;
   private closing?: Promise<void>;
 
   constructor(private readonly options: AgentOptions) {
     this.base = resolve(options.baseLogFolder);
+    this.completion =
+      options.completion ?? idleRule(options.idleTimeoutMs ?? 3_600_000, 'abandoned');
+    this.watcher = new FolderWatcher({
+      onChange: (path) => this.onChange(path),
+      onLimit: (err) =>
+        options.logger.warn(
+          { err, watched: this.watcher.size },
+          'the system refuses more folder watches (fs.inotify.max_user_watches); new attempts ' +
+            'in unwatched folders are found by the periodic scan only',
+        ),
+    });
+    this.queue = new ShipQueue<FinishedJob>({
+      concurrency: options.shipConcurrency ?? 4,
+      retryMaxIntervalMs: options.retryMaxIntervalMs ?? 10_000,
+      run: (job, signal) => this.shipFinished(job, signal),
+      onFailure: (job, err, failures, delayMs) => {
+        const log = failures === 1 || failures % 10 === 0 ? 'warn' : 'debug';
+        options.logger[log](
+          { err, relativePath: job.id, failures, retryInMs: delayMs },
+          'shipping a finished attempt failed; trying again',
+        );
+      },
+    });
   }
 
   /** Relative paths of the attempts being followed now. */
   get following(): string[] {
-    return [...this.followed.keys()].sort();
+    return [...this.tracked.values()]
+      .filter((t) => t.phase === 'following')
+      .map((t) => t.relativePath)
+      .sort();
   }
 
-  /** Starts scanning; the first scan runs at once. */
+  status(): AgentStatus {
+    let failingSince = Infinity;
+    for (const t of this.tracked.values()) {
+      if (t.failingSince !== undefined) failingSince = Math.min(failingSince, t.failingSince);
+    }
+    return {
+      following: this.following.length,
+      backlog: this.queue.size,
+      failing: [...this.queue.failing].map(([relativePath, failures]) => ({
+        relativePath,
+        failures,
+      })),
+      watchedFolders: this.watcher.size,
+      ...(failingSince === Infinity
+        ? {}
+        : { storeFailingSince: new Date(failingSince).toISOString() }),
+    };
+  }
+
+  /** Starts watching and scanning; the first scan runs at once. */
   start(): void {
     this.scanLoop ??= this.loop();
   }
 
-  /** Stops scanning and following, and waits until every follow has flushed and returned. */
+  /**
+   * Stops watching, scanning, following and shipping, and waits until every follow has flushed
+   * and returned. Followed attempts stay `running` in the catalog and resume on the next start.
+   */
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.stopping.abort();
+      this.watcher.close();
       await this.scanLoop;
-      for (const f of this.followed.values()) f.controller.abort();
-      await Promise.allSettled([...this.followed.values()].map((f) => f.done));
+      const follows = [...this.tracked.values()].flatMap((t) => (t.follow ? [t.follow] : []));
+      for (const f of follows) f.controller.abort();
+      await Promise.allSettled([this.queue.close(), ...follows.map((f) => f.done)]);
+      await this.completion.close();
     })();
     return this.closing;
   }
 
-  /** One pass over the base folder; starts a follow for each new running attempt. */
+  /**
+   * One pass over the base folder: watches every folder, takes up every attempt log it finds,
+   * forgets logs that are gone, and asks the completion rule about the followed attempts.
+   */
   async scan(): Promise<void> {
-    const stack = [this.base];
-    while (stack.length && !this.stopping.signal.aborted) {
-      const dir = stack.pop()!;
-      const files: string[] = [];
-      try {
-        for await (const entry of await opendir(dir)) {
-          const child = join(dir, entry.name);
-          if (entry.isDirectory()) stack.push(child);
-          else if (entry.isFile() && !entry.name.endsWith(COMPLETION_MARKER_SUFFIX)) {
-            files.push(child);
-          }
-        }
-      } catch (err) {
-        // A folder removed between listing and reading, or the base not created yet.
-        this.options.logger.debug({ err, dir }, 'cannot list folder');
-        continue;
-      }
-      for (const file of files) {
-        const relativePath = relative(this.base, file).split(sep).join('/');
-        if (this.followed.has(relativePath)) continue;
-        const key = this.options.pathTemplate.tryParse(relativePath);
-        if (!key) continue;
-        if (await completionMarkerExists(file)) continue; // finished: `tasklog ship` handles it
-        const abandonedSize = this.abandonedAt.get(relativePath);
-        if (abandonedSize !== undefined) {
-          const size = await stat(file).then(
-            (s) => s.size,
-            () => abandonedSize,
-          );
-          if (size <= abandonedSize) continue;
-          this.abandonedAt.delete(relativePath);
-        }
-        this.startFollow(file, relativePath, key);
-      }
+    const generation = ++this.generation;
+    const found: { file: string; relativePath: string }[] = [];
+    await this.walk(this.base, found);
+    if (this.stopping.signal.aborted) return;
+    const fresh: Tracked[] = [];
+    for (const { file, relativePath } of found) {
+      const t = this.tracked.get(relativePath);
+      if (t) t.seen = generation;
+      const next = await this.takeUp(file, relativePath, generation);
+      if (next) fresh.push(next);
     }
+    await this.decide(fresh);
+    for (const [relativePath, t] of this.tracked) {
+      if (t.seen < generation && t.phase === 'settled') this.tracked.delete(relativePath);
+    }
+    await this.refreshVerdicts();
   }
 
   private async loop(): Promise<void> {
     const { signal } = this.stopping;
-    const every = this.options.scanIntervalMs ?? 1000;
+    const every = this.options.scanIntervalMs ?? 2000;
     while (!signal.aborted) {
       try {
         await this.scan();
@@ -141,90 +226,268 @@ export class Agent {
     }
   }
 
-  private startFollow(file: string, relativePath: string, key: AttemptKey): void {
-    const controller = new AbortController();
-    const entry: Followed = { relativePath, controller, done: Promise.resolve() };
-    this.followed.set(relativePath, entry);
-    entry.done = this.follow(file, relativePath, key, controller)
-      .catch((err) => {
-        this.options.logger.error({ err, relativePath }, 'following the attempt failed');
-      })
-      .finally(() => {
-        this.followed.delete(relativePath);
-      });
+  /** Lists `dir` recursively, watching each folder; collects files the path template accepts. */
+  private async walk(dir: string, found: { file: string; relativePath: string }[]): Promise<void> {
+    const stack = [dir];
+    while (stack.length && !this.stopping.signal.aborted) {
+      const folder = stack.pop()!;
+      this.watcher.add(folder);
+      try {
+        for await (const entry of await opendir(folder)) {
+          const child = join(folder, entry.name);
+          if (entry.isDirectory()) stack.push(child);
+          else if (entry.isFile()) {
+            const relativePath = this.relativePath(child);
+            if (relativePath) found.push({ file: child, relativePath });
+          }
+        }
+      } catch (err) {
+        // A folder removed between listing and reading, or the base not created yet.
+        this.watcher.remove(folder);
+        this.options.logger.debug({ err, dir: folder }, 'cannot list folder');
+      }
+    }
   }
 
-  private async follow(
+  /** A watched folder reported a change at `path`. */
+  private onChange(path: string): void {
+    if (this.stopping.signal.aborted) return;
+    const target = path.endsWith(COMPLETION_MARKER_SUFFIX)
+      ? path.slice(0, -COMPLETION_MARKER_SUFFIX.length)
+      : path;
+    const relativePath = this.relativePath(target);
+    // The common case, a followed log being written, costs one map look-up.
+    const known = relativePath ? this.tracked.get(relativePath) : undefined;
+    if (known && known.phase !== 'settled' && known.phase !== 'busy') return;
+    this.examine(target, relativePath).catch((err) =>
+      this.options.logger.error({ err, path }, 'cannot take up a changed file'),
+    );
+  }
+
+  private async examine(path: string, relativePath: string | undefined): Promise<void> {
+    const info = await lstat(path).catch(() => undefined);
+    if (info?.isDirectory()) {
+      // A new folder: its files may have been created before its watcher was.
+      const found: { file: string; relativePath: string }[] = [];
+      await this.walk(path, found);
+      const fresh: Tracked[] = [];
+      for (const f of found) {
+        const t = await this.takeUp(f.file, f.relativePath, this.generation);
+        if (t) fresh.push(t);
+      }
+      await this.decide(fresh);
+    } else if (info?.isFile() && relativePath) {
+      const t = await this.takeUp(path, relativePath, this.generation);
+      if (t) await this.decide([t]);
+    } else if (!info) {
+      this.watcher.remove(path);
+    }
+  }
+
+  /**
+   * Registers a log found on disk. Returns it when it needs a decision (new, or changed since it
+   * was archived); undefined when it is being followed or shipped, or archived as it is.
+   */
+  private async takeUp(
     file: string,
     relativePath: string,
-    key: AttemptKey,
-    controller: AbortController,
-  ): Promise<void> {
-    const { catalog, shipper, agentUrl, logger } = this.options;
-    const heartbeatIntervalMs = this.options.heartbeatIntervalMs ?? 30_000;
-    const idleTimeoutMs = this.options.idleTimeoutMs ?? 3_600_000;
-    const log = logger.child({ relativePath });
-
-    await catalog.upsert(key, {
+    generation: number,
+  ): Promise<Tracked | undefined> {
+    const known = this.tracked.get(relativePath);
+    if (known && known.phase !== 'settled' && known.phase !== 'busy') return undefined;
+    if (known && known.retryAt > Date.now()) return undefined;
+    const info = await lstat(file).catch(() => undefined);
+    // Symlinks are not logs: following one could archive a file from outside the base folder.
+    if (!info?.isFile()) return undefined;
+    if (known?.settled?.size === info.size && known.settled.mtimeMs === info.mtimeMs) {
+      return undefined;
+    }
+    const key = this.options.pathTemplate.tryParse(relativePath);
+    if (!key) return undefined;
+    const t: Tracked = known ?? {
+      key,
       relativePath,
-      state: 'running',
-      agentUrl,
-      heartbeatAt: new Date(),
-    });
-    log.info('following a running attempt');
+      file,
+      phase: 'settled',
+      verdict: false,
+      seen: generation,
+      committedOffset: 0,
+      followFailures: 0,
+      retryAt: 0,
+    };
+    t.seen = generation;
+    this.tracked.set(relativePath, t);
+    return t;
+  }
 
-    // Heartbeats touch only heartbeatAt: writing `state` here could race with the follow's own
-    // `shipping`/`shipped` updates and set a shipped attempt back to running.
-    const heartbeat = setInterval(() => {
-      catalog
-        .upsert(key, { relativePath, agentUrl, heartbeatAt: new Date() })
-        .catch((err) => log.warn({ err }, 'heartbeat failed'));
-    }, heartbeatIntervalMs);
+  /** Finished ones (marker, or the completion rule) go to the ship queue; the others are followed. */
+  private async decide(attempts: Tracked[]): Promise<void> {
+    if (attempts.length === 0) return;
+    const marked = await Promise.all(attempts.map((t) => hasCompletionMarker(t.file)));
+    const open = attempts.filter((_, i) => !marked[i]);
+    const verdicts = open.length
+      ? await this.completion.judge(open, this.stopping.signal).catch((err) => {
+          this.options.logger.warn({ err }, 'the completion rule failed; following the attempts');
+          return open.map((): Verdict => false);
+        })
+      : [];
+    let next = 0;
+    for (const [i, t] of attempts.entries()) {
+      if (this.stopping.signal.aborted) return;
+      const verdict = marked[i] ? {} : verdicts[next++]!;
+      if (verdict) await this.enqueue(t, verdict);
+      else this.startFollow(t);
+    }
+  }
 
-    let abandoned = false;
-    let lastSize = -1;
-    let lastGrowth = Date.now();
-    const idleCheck = setInterval(
-      () => {
-        stat(file).then(
-          ({ size }) => {
-            if (size !== lastSize) {
-              lastSize = size;
-              lastGrowth = Date.now();
-            } else if (Date.now() - lastGrowth >= idleTimeoutMs) {
-              abandoned = true;
-              controller.abort();
-            }
-          },
-          () => undefined,
+  private async enqueue(t: Tracked, end: AttemptEnd): Promise<void> {
+    const info = await lstat(t.file).catch(() => undefined);
+    if (!info?.isFile()) return;
+    t.phase = 'queued';
+    this.queue.add({ id: t.relativePath, mtimeMs: info.mtimeMs, tracked: t, end });
+  }
+
+  /** Ships one finished log from the queue, unless the catalog says it is archived as it is. */
+  private async shipFinished(job: FinishedJob, signal: AbortSignal): Promise<void> {
+    const t = job.tracked;
+    const { catalog, shipper, logger } = this.options;
+    const info = await lstat(t.file).catch(() => undefined);
+    if (!info?.isFile()) {
+      this.tracked.delete(t.relativePath); // removed meanwhile (e.g. shipped by someone else)
+      return;
+    }
+    // An agent restarted over thousands of shipped logs must not hash each one again: recorded
+    // with this size by a ship that ended after the file's last change is proof enough.
+    const record = await catalog.get(t.key);
+    const archived =
+      (record?.state === 'shipped' || record?.state === 'abandoned') &&
+      record.size === info.size &&
+      record.storeUrl === shipper.storeUrl &&
+      (record.shippedAt?.getTime() ?? 0) >= info.mtimeMs;
+    if (!archived) {
+      try {
+        const result = await shipper.shipFile(t.file, { signal, lock: 'fail', end: job.end });
+        logger.info(
+          { relativePath: t.relativePath, outcome: result.outcome, size: result.size },
+          'finished attempt archived',
         );
-      },
-      Math.max(10, Math.min(1000, Math.floor(idleTimeoutMs / 4))),
-    );
+      } catch (err) {
+        if (err instanceof AttemptBusyError) {
+          t.phase = 'busy'; // another process ships it; the next scan looks again
+          return;
+        }
+        throw err;
+      }
+    }
+    t.phase = 'settled';
+    t.settled = { size: info.size, mtimeMs: info.mtimeMs };
+  }
 
+  private startFollow(t: Tracked): void {
+    const controller = new AbortController();
+    t.phase = 'following';
+    t.verdict = false;
+    const done = this.follow(t, controller.signal)
+      .then(
+        () => {
+          t.followFailures = 0;
+        },
+        (err) => {
+          t.followFailures++;
+          const delayMs = backoffDelay(Math.min(t.followFailures, 30), {
+            baseDelayMs: 1000,
+            maxDelayMs: this.options.retryMaxIntervalMs ?? 10_000,
+          });
+          this.options.logger.error(
+            { err, relativePath: t.relativePath, failures: t.followFailures, retryInMs: delayMs },
+            'following the attempt failed; trying again',
+          );
+          t.phase = 'settled';
+          t.settled = undefined;
+          t.retryAt = Date.now() + delayMs;
+        },
+      )
+      .finally(() => {
+        t.follow = undefined;
+      });
+    t.follow = { controller, done };
+  }
+
+  private async follow(t: Tracked, signal: AbortSignal): Promise<void> {
+    const { shipper, catalog, agentUrl, logger } = this.options;
+    const log = logger.child({ relativePath: t.relativePath });
+    log.info('following a running attempt');
+    let result: Awaited<ReturnType<Shipper['follow']>>;
     try {
-      const result = await shipper.follow(file, {
-        signal: controller.signal,
+      result = await shipper.follow(t.file, {
+        signal,
+        agentUrl,
+        lock: 'fail',
         flushIntervalMs: this.options.flushIntervalMs,
         pollIntervalMs: this.options.pollIntervalMs,
+        heartbeatIntervalMs: this.options.heartbeatIntervalMs,
+        isFinished: async (file) => ((await hasCompletionMarker(file)) ? true : t.verdict),
+        onFlush: (committed) => {
+          t.committedOffset = committed;
+          if (t.failingSince !== undefined) {
+            log.info({ committedOffset: committed }, 'the store answers again; caught up');
+            t.failingSince = undefined;
+            this.queue.retryNow();
+          }
+        },
+        onRetry: (err, failures, delayMs) => {
+          t.failingSince ??= Date.now();
+          if (failures === 1 || failures % 10 === 0) {
+            const level = err instanceof BackendUnavailableError ? 'warn' : 'error';
+            log[level](
+              { err, failures, retryInMs: delayMs, committedOffset: t.committedOffset },
+              'the store or catalog is unavailable; the local log is kept and shipping resumes when it answers',
+            );
+          }
+        },
       });
-      if (result.outcome === 'stopped') {
-        if (abandoned) {
-          this.abandonedAt.set(relativePath, Math.max(lastSize, 0));
-          await catalog.upsert(key, { relativePath, state: 'abandoned', heartbeatAt: new Date() });
-          log.warn(
-            { idleTimeoutMs, committedOffset: result.committedOffset },
-            'attempt abandoned: its log stopped growing without a completion marker',
-          );
-        } else {
-          log.info({ committedOffset: result.committedOffset }, 'stopped following');
-        }
-      } else {
-        log.info({ outcome: result.outcome, size: result.size }, 'attempt shipped');
+    } catch (err) {
+      if (!(err instanceof AttemptBusyError)) throw err;
+      // `tasklog run` (or a `tasklog ship --follow`) ships it; the proxy still reads it here.
+      t.phase = 'busy';
+      if (!t.agentUrlRecorded) {
+        await catalog.upsert(t.key, { relativePath: t.relativePath, agentUrl });
+        t.agentUrlRecorded = true;
       }
-    } finally {
-      clearInterval(heartbeat);
-      clearInterval(idleCheck);
+      return;
     }
+    if (result.outcome === 'stopped') {
+      t.phase = 'settled';
+      t.settled = undefined;
+      log.info({ committedOffset: result.committedOffset }, 'stopped following');
+      return;
+    }
+    t.phase = 'settled';
+    t.settled = await lstat(t.file).then(
+      (s) => ({ size: s.size, mtimeMs: s.mtimeMs }),
+      // Deleted after shipping (delete_local_copy): nothing left to watch.
+      () => ({ size: result.size, mtimeMs: 0 }),
+    );
+    log.info(
+      { outcome: result.outcome, size: result.size, end: t.verdict || 'marker' },
+      'attempt archived',
+    );
+  }
+
+  /** Asks the completion rule about every followed attempt (once per scan, batched). */
+  private async refreshVerdicts(): Promise<void> {
+    const followed = [...this.tracked.values()].filter((t) => t.phase === 'following');
+    if (followed.length === 0) return;
+    const verdicts = await this.completion.judge(followed, this.stopping.signal);
+    for (const [i, t] of followed.entries()) t.verdict = verdicts[i] ?? false;
+  }
+
+  /** The path relative to the base folder if it is an attempt log the template accepts. */
+  private relativePath(file: string): string | undefined {
+    const rel = relative(this.base, file);
+    if (rel === '' || rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel))
+      return undefined;
+    const relativePath = rel.split(sep).join('/');
+    return this.options.pathTemplate.tryParse(relativePath) ? relativePath : undefined;
   }
 }
