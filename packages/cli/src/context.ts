@@ -70,6 +70,7 @@ export class CommandContext {
       baseLogFolder: this.config.core.base_log_folder,
       stateFolder: this.config.core.state_folder,
       deleteLocalCopy: options.deleteLocalCopy ?? this.config.core.delete_local_copy,
+      retryMaxIntervalMs: this.config.store.retry_max_interval * 1000,
     });
   }
 

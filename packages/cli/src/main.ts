@@ -133,6 +133,8 @@ function buildProgram(): Command {
             idleTimeout: a.idle_timeout,
             heartbeatInterval: a.heartbeat_interval,
             shutdownTimeout: a.shutdown_timeout,
+            airflowSecretKey: a.airflow_secret_key,
+            airflowClockGrace: a.airflow_clock_grace,
           });
         },
       ),

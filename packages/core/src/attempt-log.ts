@@ -3,11 +3,11 @@ import { mkdir, open, rename, stat, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { AttemptKey } from './attempt-key.js';
 import { formatAttempt } from './attempt-key.js';
+import { COMPLETION_MARKER_SUFFIX, type CompletionMarker } from './completion-marker.js';
 import { BackendUnavailableError, ConflictError } from './errors.js';
 import { assertRealPathInside, resolveInside } from './fs-paths.js';
 import { PathTemplate } from './path-template.js';
 import type { MaskingStream, SecretMasker } from './secret-masker.js';
-import { COMPLETION_MARKER_SUFFIX, type CompletionMarker } from './completion-marker.js';
 
 export interface AttemptLogOptions {
   /** Folder the attempt logs live under (config `core.base_log_folder`); absolute. */

@@ -1,6 +1,7 @@
 export * from './agent/agent.js';
 export * from './agent/agent-app.js';
 export * from './agent/agent-log-route.js';
+export * from './agent/completion.js';
 export * from './app.js';
 export * from './etag.js';
 export * from './http-errors.js';

@@ -5,6 +5,7 @@ import type { Readable, Writable } from 'node:stream';
 import {
   type AttemptLog,
   attemptKey,
+  BackendUnavailableError,
   type FollowResult,
   InvalidInputError,
   type MaskingStream,
@@ -13,6 +14,7 @@ import {
 } from '@tasklog/core';
 import type { CommandContext } from '../context.js';
 import { describeError, exitCodeFor } from '../exit-codes.js';
+import { reportOutage } from './ship.js';
 
 export interface RunOptions {
   dag: string;
@@ -38,8 +40,8 @@ const MAX_PARTIAL_LINE = 64 * 1024;
  * Runs COMMAND as the task attempt: its stdout and stderr go, masked and line-timestamped, to
  * the attempt's log (and, masked, to our own stdout/stderr), while the log is shipped as it
  * grows. Returns COMMAND's exit code (128 + n when a signal n ended it), which the CLI exits
- * with. The exit code is recorded in the completion marker only: the catalog has no column for
- * it.
+ * with. The exit code is written to the completion marker, and the shipper records it in the
+ * catalog. A store outage never changes the exit code: the log is kept and shipped later.
  */
 export async function runCommand(
   ctx: CommandContext,
@@ -70,7 +72,9 @@ export async function runCommand(
     following = shipper
       .follow(log.path, {
         flushIntervalMs: ctx.config.store.flush_interval * 1000,
+        heartbeatIntervalMs: ctx.config.agent.heartbeat_interval * 1000,
         signal: stopFollowing.signal,
+        onRetry: reportOutage,
       })
       .then(
         (result) => ({ result }),
@@ -91,16 +95,45 @@ export async function runCommand(
   }
 
   if (following) {
-    const { error } = await following;
+    // The task's exit code is what the caller waits for: the log gets `store.finish_grace` to
+    // reach the store, then it stays on this machine for the agent or a later `tasklog ship`.
+    let ended = await within(following, ctx.config.store.finish_grace * 1000);
+    if (ended === undefined) {
+      stopFollowing.abort();
+      ended = await within(following, STOP_GRACE_MS);
+    }
+    const { result, error } = ended ?? {};
     if (error !== undefined) {
       process.stderr.write(
         `${describeError(error)}\ntasklog: the log stays at ${log.path}; ship it later with "tasklog ship"\n`,
       );
-      // The task's own failure is the more useful exit code; a clean run still reports ours.
-      return exitCode !== 0 ? exitCode : exitCodeFor(error);
+      // An outage must not cost the task its exit code; any other failure of a clean run is ours.
+      if (exitCode === 0 && !(error instanceof BackendUnavailableError)) return exitCodeFor(error);
+    } else if (result === undefined || result.outcome === 'stopped') {
+      process.stderr.write(
+        `tasklog: the store did not take the whole log within store.finish_grace ` +
+          `(${ctx.config.store.finish_grace} s); it stays at ${log.path}, and the agent (or ` +
+          `"tasklog ship") archives it when the store answers\n`,
+      );
     }
   }
   return exitCode;
+}
+
+/** How long a follow told to stop gets to flush and return before `run` exits anyway. */
+const STOP_GRACE_MS = 5_000;
+
+/** `promise`'s value, or undefined if it does not settle within `ms`. */
+async function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Spawns the command, pumps its output and resolves with the exit code to report. */

@@ -39,6 +39,8 @@ export async function serveCommand(ctx: CommandContext, options: ServeOptions): 
     logger,
     // Attempts shipped to an earlier archive are read from where the catalog says they are.
     openStore: (url) => openStore(url, storeOptionsFromConfig(ctx.config, ctx.pathTemplate)),
+    // Three missed heartbeats: the attempt's writer is gone, its followers are released.
+    live: { staleAfterMs: config.agent.heartbeat_interval * 3 * 1000 },
   });
   const running = await startServer({
     app,

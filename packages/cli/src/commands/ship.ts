@@ -1,5 +1,6 @@
 import { formatAttempt, InvalidInputError, type Shipper, type ShipResult } from '@tasklog/core';
 import type { CommandContext } from '../context.js';
+import { describeError } from '../exit-codes.js';
 import { progressBar } from '../progress.js';
 
 export interface ShipCommandOptions {
@@ -58,6 +59,8 @@ async function follow(
     const result = await shipper.follow(paths[0]!, {
       signal: stop.signal,
       flushIntervalMs: ctx.config.store.flush_interval * 1000,
+      heartbeatIntervalMs: ctx.config.agent.heartbeat_interval * 1000,
+      onRetry: reportOutage,
     });
     if (options.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     else if (result.outcome === 'stopped') {
@@ -69,6 +72,18 @@ async function follow(
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
   }
+}
+
+/**
+ * Tells, on stderr, that the store (or catalog) is unavailable and shipping goes on by itself:
+ * on the first failure and every tenth after, so a long outage does not flood the terminal.
+ */
+export function reportOutage(err: unknown, failures: number, delayMs: number): void {
+  if (failures !== 1 && failures % 10 !== 0) return;
+  process.stderr.write(
+    `tasklog: ${describeError(err)}\ntasklog: the log stays on this machine and shipping resumes ` +
+      `by itself when the store answers (try ${failures}, next in ${(delayMs / 1000).toFixed(1)} s)\n`,
+  );
 }
 
 function describe(result: ShipResult): string {

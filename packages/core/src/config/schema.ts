@@ -263,7 +263,7 @@ export const configSchema = z.object({
     }),
     airflow_db_url: optionalText("Airflow's sql_alchemy_conn URL").refine(
       (v) => v === undefined || /^(postgres(ql)?(\+[a-z0-9]+)?|sqlite):\/\//i.test(v),
-      { error: 'expected a postgresql:// or sqlite:// URL (Airflow\'s sql_alchemy_conn)' },
+      { error: "expected a postgresql:// or sqlite:// URL (Airflow's sql_alchemy_conn)" },
     ),
     airflow_secret_key: optionalText("Airflow's secret key"),
     airflow_clock_grace: seconds,

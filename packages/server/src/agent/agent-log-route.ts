@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import { constants } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { open, stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -14,7 +15,7 @@ import {
   UnauthorizedError,
   verifyAgentToken,
 } from '@tasklog/core';
-import type { RequestHandler, Response } from 'express';
+import type { Request, RequestHandler, Response } from 'express';
 
 export interface AgentLogRouteDeps {
   /** Absolute folder the workers write logs under. */
@@ -67,6 +68,50 @@ export function decodeRelativePath(raw: string): string {
   return segments.join('/');
 }
 
+/**
+ * The relative path of a `GET /log/<relative path>` request, decoded from the raw URL (not from
+ * express's params, which are decoded already) by decodeRelativePath. NotFoundError when the
+ * request is not under `/log/`; InvalidInputError as decodeRelativePath.
+ */
+export function requestedRelativePath(req: Request): string {
+  const rawUrl = req.originalUrl;
+  const q = rawUrl.indexOf('?');
+  const rawPath = q === -1 ? rawUrl : rawUrl.slice(0, q);
+  if (!rawPath.startsWith(AGENT_LOG_PREFIX)) throw new NotFoundError('no such route');
+  return decodeRelativePath(rawPath.slice(AGENT_LOG_PREFIX.length));
+}
+
+// O_NOFOLLOW: a symlink planted as the log itself, also one swapped in after
+// assertRealPathInside looked, fails the open (ELOOP) instead of being followed. O_NONBLOCK: a
+// FIFO planted as the log must not hang the open; it has no effect on regular files.
+const OPEN_FLAGS = constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0) | (constants.O_NONBLOCK ?? 0);
+
+/**
+ * Opens an attempt log (an absolute path already checked with resolveInside and
+ * assertRealPathInside) for reading. Returns undefined when there is no such file or it is not a
+ * regular file. InvalidInputError when the log is a symlink; NotFoundError when it cannot be
+ * opened for another reason (permissions), as that says nothing more to the client.
+ */
+export async function openLogFile(file: string): Promise<FileHandle | undefined> {
+  let fh: FileHandle;
+  try {
+    fh = await open(file, OPEN_FLAGS);
+  } catch (cause) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    if (code === 'ELOOP') throw new InvalidInputError('the log is a symlink', { cause });
+    throw new NotFoundError('this agent cannot open that attempt log', { cause });
+  }
+  try {
+    if ((await fh.stat()).isFile()) return fh;
+  } catch (cause) {
+    await fh.close();
+    throw new NotFoundError('this agent cannot read that attempt log', { cause });
+  }
+  await fh.close();
+  return undefined;
+}
+
 function bearerToken(header: string | undefined): string | undefined {
   const m = /^Bearer[ ]+(\S+)[ ]*$/i.exec(header ?? '');
   return m?.[1];
@@ -90,11 +135,7 @@ export function agentLogRoute(deps: AgentLogRouteDeps): RequestHandler {
   const pollIntervalMs = deps.pollIntervalMs ?? 100;
   return async (req, res, next) => {
     try {
-      const rawUrl = req.originalUrl;
-      const q = rawUrl.indexOf('?');
-      const rawPath = q === -1 ? rawUrl : rawUrl.slice(0, q);
-      if (!rawPath.startsWith(AGENT_LOG_PREFIX)) throw new NotFoundError('no such route');
-      const relativePath = decodeRelativePath(rawPath.slice(AGENT_LOG_PREFIX.length));
+      const relativePath = requestedRelativePath(req);
       if (!deps.pathTemplate.tryParse(relativePath)) {
         throw new NotFoundError('the path is not an attempt log of this agent');
       }
@@ -113,12 +154,8 @@ export function agentLogRoute(deps: AgentLogRouteDeps): RequestHandler {
       const file = resolveInside(deps.baseLogFolder, relativePath);
       await assertRealPathInside(deps.baseLogFolder, file);
       const complete = await isFinished(file);
-      let fh: FileHandle;
-      try {
-        fh = await open(file, 'r');
-      } catch (cause) {
-        throw new NotFoundError('this agent has no such attempt log', { cause });
-      }
+      const fh = await openLogFile(file);
+      if (!fh) throw new NotFoundError('this agent has no such attempt log');
       try {
         const { size } = await fh.stat();
         if (offset > size) throw new OffsetOutOfRangeError(offset, size);

@@ -8,6 +8,8 @@ export type FollowEvent =
   | { type: 'bytes'; offset: number; bytes: Uint8Array }
   /** The agent could not be reached or the connection broke; the archive is read meanwhile. */
   | { type: 'source-lost'; offset: number }
+  /** The attempt's writer stopped sending heartbeats: it is recorded `abandoned`; `eof` follows. */
+  | { type: 'abandoned'; offset: number }
   /** The follower fell behind the live window; it should reconnect at `offset`. Last event. */
   | { type: 'lagging'; offset: number }
   /** Last event: `complete` is false when the log ended without the archive confirming it. */
@@ -23,6 +25,12 @@ export interface FollowTimings {
    * to confirm the log is complete; default 60000 ms. Past it the log ends with `complete: false`.
    */
   handoverTimeoutMs?: number;
+  /**
+   * A `running` attempt whose heartbeat is older than this (ms) has lost its writer (`tasklog
+   * run`, `ship --follow` or the agent died with the worker): it is recorded `abandoned` and its
+   * followers get what the archive holds, then `eof`. Default 90,000 (three heartbeats).
+   */
+  staleAfterMs?: number;
 }
 
 export interface FollowLogOptions extends FollowTimings {
@@ -47,11 +55,14 @@ export interface FollowLogOptions extends FollowTimings {
  *   agent is tried again every `agentRetryMs` while the record is still running.
  * - Otherwise the archive is polled until complete, or until the record says the attempt ended
  *   without completing (`failed`, `abandoned`, or no record): then `eof` with `complete: false`.
+ *   A `running` attempt whose heartbeat is older than `staleAfterMs` is marked `abandoned` here
+ *   (`abandoned` event, then `eof`), so no follower waits for a writer that is gone.
  */
 export async function* followLog(o: FollowLogOptions): AsyncGenerator<FollowEvent> {
   const pollIntervalMs = o.pollIntervalMs ?? 250;
   const agentRetryMs = o.agentRetryMs ?? 3000;
   const handoverTimeoutMs = o.handoverTimeoutMs ?? 60_000;
+  const staleAfterMs = o.staleAfterMs ?? 90_000;
   const { key, catalog, store, hub, signal } = o;
   let offset = o.offset;
   let agentRetryAt = 0;
@@ -59,7 +70,7 @@ export async function* followLog(o: FollowLogOptions): AsyncGenerator<FollowEven
   let handoverDeadline: number | undefined;
 
   while (!signal.aborted) {
-    const record = await catalog.get(key);
+    let record = await catalog.get(key);
     if (
       hub &&
       handoverDeadline === undefined &&
@@ -113,6 +124,13 @@ export async function* followLog(o: FollowLogOptions): AsyncGenerator<FollowEven
       yield { type: 'eof', offset, complete: true };
       return;
     }
+    if (record?.state === 'running' && handoverDeadline === undefined) {
+      const cutoff = Date.now() - staleAfterMs;
+      if ((record.heartbeatAt?.getTime() ?? 0) < cutoff) {
+        // Conditional: a heartbeat that arrives meanwhile wins, and the attempt stays running.
+        record = (await catalog.abandonIfStale(key, new Date(cutoff))) ?? record;
+      }
+    }
     // `shipped` with an incomplete archive means the record names another store; nothing to wait for.
     const endedIncomplete =
       !record ||
@@ -121,6 +139,7 @@ export async function* followLog(o: FollowLogOptions): AsyncGenerator<FollowEven
       record.state === 'shipped';
     const handoverExpired = handoverDeadline !== undefined && Date.now() >= handoverDeadline;
     if (endedIncomplete || handoverExpired) {
+      if (record?.state === 'abandoned') yield { type: 'abandoned', offset };
       yield { type: 'eof', offset, complete: false };
       return;
     }

@@ -59,9 +59,10 @@ function recordLines(text: string): { line: string; end: number; eof: boolean }[
  * - text: bytes only; a normal end of the body is the end of the log. `X-Tasklog-Live` says at
  *   the start whether a live source will be tried; a later loss cannot be expressed.
  * - NDJSON: `{offset, text}` records, `{"event":"source-lost","offset":n}` (n: bytes received),
- *   `{"event":"lagging","offset":n}` (n: where to reconnect; then the body ends), and the
+ *   `{"event":"lagging","offset":n}` (n: where to reconnect; then the body ends),
+ *   `{"event":"abandoned","offset":n}` (the writer's heartbeat stopped; `eof` follows), and the
  *   encoder's `{"offset":end,"eof":true,"complete":…}` last.
- * - SSE: `event: log` with the same records as data, `source-lost`, `lagging`, `eof`; every
+ * - SSE: `event: log` with the same records as data, `source-lost`, `abandoned`, `lagging`, `eof`; every
  *   event's `id` is the byte offset just past what was sent, so `Last-Event-ID` resumes exactly.
  */
 export async function serveFollow(
@@ -161,8 +162,8 @@ export async function serveFollow(
           await send(ev.bytes);
           sent += ev.bytes.length;
         }
-      } else if (ev.type === 'source-lost') {
-        if (encoder) await sendEvent('source-lost', ev.offset);
+      } else if (ev.type === 'source-lost' || ev.type === 'abandoned') {
+        if (encoder) await sendEvent(ev.type, ev.offset);
       } else if (ev.type === 'lagging') {
         // Text cannot say why it ends, so the body is cut: the client must not take it as whole.
         if (!encoder) res.destroy();
