@@ -239,6 +239,30 @@ describe('Agent', () => {
     expect(await rule.judge([attempt])).toEqual([{ state: 'shipped' }]);
   });
 
+  it('close() with a drain ships an attempt that its completion rule found finished in the last scan', async () => {
+    const k = key();
+    const bytes = randomBytes(4000);
+    await writeLog(k, bytes);
+    let airflowSaysDone = false;
+    const rule: CompletionRule = {
+      judge: async (attempts) =>
+        attempts.map(() =>
+          airflowSaysDone ? { state: 'shipped', airflowState: 'success' } : false,
+        ),
+      close: async () => {},
+    };
+    const a = startAgent({ scanIntervalMs: 60_000, completion: rule });
+    await until('running', recordIn(k, 'running'));
+    airflowSaysDone = true; // the task ended; the pod is told to stop before the next scan
+    await a.close({ drainMs: 10_000 });
+    expect(await catalog.get(k)).toMatchObject({
+      state: 'shipped',
+      airflowState: 'success',
+      sha256: sha(bytes),
+    });
+    expect(await store.stat(k)).toMatchObject({ complete: true, size: bytes.length });
+  });
+
   it('close() stops every follow and leaves the attempts running', async () => {
     const k = key();
     await writeLog(k, randomBytes(2000));

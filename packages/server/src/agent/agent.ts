@@ -109,7 +109,11 @@ export class Agent {
   private readonly watcher: FolderWatcher;
   private readonly queue: ShipQueue<FinishedJob>;
   private readonly completion: CompletionRule;
+  /** Aborted when the agent stops for good: follows, ships and rule queries end. */
   private readonly stopping = new AbortController();
+  /** Aborted when `close()` begins: the scan loop ends (a drain may still scan once). */
+  private readonly wakeScan = new AbortController();
+  private draining = false;
   private generation = 0;
   private scanLoop?: Promise<void>;
   private closing?: Promise<void>;
@@ -174,20 +178,54 @@ export class Agent {
   }
 
   /**
-   * Stops watching, scanning, following and shipping, and waits until every follow has flushed
-   * and returned. Followed attempts stay `running` in the catalog and resume on the next start.
+   * Stops the agent. First it drains, for up to `drainMs` (default 0): one last scan, so that
+   * attempts that finished just now (a marker, or Airflow's database saying so — a pod being
+   * shut down after its task ended) are shipped, and the queue of finished logs empties. Then
+   * it stops watching, scanning, following and shipping, and waits until every follow has
+   * flushed and returned. Attempts still running stay `running` and resume on the next start.
    */
-  close(): Promise<void> {
+  close(options: { drainMs?: number } = {}): Promise<void> {
     this.closing ??= (async () => {
-      this.stopping.abort();
+      this.draining = true;
       this.watcher.close();
+      this.wakeScan.abort();
       await this.scanLoop;
+      const drainMs = options.drainMs ?? 0;
+      if (drainMs > 0) await this.drain(drainMs);
+      this.stopping.abort();
       const follows = [...this.tracked.values()].flatMap((t) => (t.follow ? [t.follow] : []));
       for (const f of follows) f.controller.abort();
       await Promise.allSettled([this.queue.close(), ...follows.map((f) => f.done)]);
       await this.completion.close();
     })();
     return this.closing;
+  }
+
+  /** The last scan, then waits (up to `ms`) for finished attempts to be shipped. */
+  private async drain(ms: number): Promise<void> {
+    const deadline = AbortSignal.timeout(ms);
+    try {
+      await this.scan();
+    } catch (err) {
+      this.options.logger.warn({ err }, 'the last scan before stopping failed');
+    }
+    const finishing = [];
+    for (const t of this.tracked.values()) {
+      if (t.follow && (t.verdict || (await hasCompletionMarker(t.file)))) {
+        finishing.push(t.follow.done);
+      }
+    }
+    const drained = Promise.all([...finishing, this.queue.idle()]);
+    const timedOut = new Promise<void>((resolve) =>
+      deadline.addEventListener('abort', () => resolve(), { once: true }),
+    );
+    await Promise.race([drained, timedOut]);
+    if (deadline.aborted) {
+      this.options.logger.warn(
+        { backlog: this.queue.size },
+        'stopping before every finished attempt was shipped; the next start ships the rest',
+      );
+    }
   }
 
   /**
@@ -214,7 +252,7 @@ export class Agent {
   }
 
   private async loop(): Promise<void> {
-    const { signal } = this.stopping;
+    const { signal } = this.wakeScan;
     const every = this.options.scanIntervalMs ?? 2000;
     while (!signal.aborted) {
       try {
@@ -251,7 +289,7 @@ export class Agent {
 
   /** A watched folder reported a change at `path`. */
   private onChange(path: string): void {
-    if (this.stopping.signal.aborted) return;
+    if (this.draining) return;
     const target = path.endsWith(COMPLETION_MARKER_SUFFIX)
       ? path.slice(0, -COMPLETION_MARKER_SUFFIX.length)
       : path;

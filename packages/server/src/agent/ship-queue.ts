@@ -62,6 +62,13 @@ export class ShipQueue<J extends ShipJob> {
     this.#pump();
   }
 
+  /** Resolves when no job is ready, waiting or running. */
+  async idle(): Promise<void> {
+    while (this.size > 0 && !this.#stopping.signal.aborted) {
+      await Promise.race([...this.#running.values(), new Promise((r) => setTimeout(r, 100))]);
+    }
+  }
+
   /** Moves every job waiting for a retry to the ready list. */
   retryNow(): void {
     for (const [id, { job, timer }] of this.#waiting) {
