@@ -1,4 +1,5 @@
 export * from './agent-token.js';
+export * from './airflow/airflow-db.js';
 export * from './attempt-key.js';
 export { AttemptBusyError } from './attempt-lock.js';
 export * from './attempt-log.js';

@@ -1,7 +1,19 @@
 import { readFile } from 'node:fs/promises';
-import { type AgentTokenAlgorithm, InvalidInputError, loadAgentTokenKeys } from '@tasklog/core';
-import { Agent, createAgentApp, startServer } from '@tasklog/server';
-import { pino } from 'pino';
+import {
+  type AgentTokenAlgorithm,
+  InvalidInputError,
+  loadAgentTokenKeys,
+  openAirflowDb,
+} from '@tasklog/core';
+import {
+  Agent,
+  airflowDbRule,
+  type CompletionRule,
+  createAgentApp,
+  idleRule,
+  startServer,
+} from '@tasklog/server';
+import { type Logger, pino } from 'pino';
 import type { CommandContext } from '../context.js';
 
 /**
@@ -32,6 +44,13 @@ export interface AgentCommandOptions {
   heartbeatInterval?: number;
   /** `agent.shutdown_timeout`: seconds in-flight streams may run after SIGTERM; default 10. */
   shutdownTimeout?: number;
+  /**
+   * `agent.airflow_secret_key`: Airflow's `[api] secret_key` (`[webserver] secret_key` in 2.x).
+   * When set, the agent also answers Airflow's log-server requests, in place of `airflow serve-logs`.
+   */
+  airflowSecretKey?: string;
+  /** `agent.airflow_clock_grace`: Airflow's `[webserver] log_request_clock_grace`; default 30. */
+  airflowClockGrace?: number;
 }
 
 /**
@@ -57,7 +76,21 @@ export async function agentCommand(ctx: CommandContext, opts: AgentCommandOption
       : undefined;
 
   const baseLogFolder = config.core.base_log_folder;
-  const app = createAgentApp({ baseLogFolder, pathTemplate: ctx.pathTemplate, keys, logger });
+  const airflow =
+    opts.airflowSecretKey === undefined
+      ? undefined
+      : { secretKey: opts.airflowSecretKey, clockGraceSeconds: opts.airflowClockGrace ?? 30 };
+  let agent: Agent | undefined;
+  const app = createAgentApp({
+    baseLogFolder,
+    pathTemplate: ctx.pathTemplate,
+    keys,
+    logger,
+    status: () => agent?.status(),
+    airflow,
+    // Airflow asks for a running attempt's log; one shipped and deleted meanwhile comes from here.
+    archive: airflow ? await ctx.openStore() : undefined,
+  });
   const running = await startServer({
     app,
     host: opts.host ?? '127.0.0.1',
@@ -67,33 +100,60 @@ export async function agentCommand(ctx: CommandContext, opts: AgentCommandOption
     tls,
   });
   const agentUrl = opts.url ?? running.url;
-  const agent = new Agent({
+  const idleTimeoutMs = (opts.idleTimeout ?? 3600) * 1000;
+  const watcher = new Agent({
     shipper: await ctx.shipper(),
     catalog: await ctx.openCatalog(),
     pathTemplate: ctx.pathTemplate,
     baseLogFolder,
     agentUrl,
     logger,
+    completion: await completionRule(ctx, idleTimeoutMs, logger),
     flushIntervalMs: config.store.flush_interval * 1000,
-    idleTimeoutMs: (opts.idleTimeout ?? 3600) * 1000,
+    idleTimeoutMs,
     heartbeatIntervalMs: (opts.heartbeatInterval ?? 30) * 1000,
+    scanIntervalMs: config.agent.scan_interval * 1000,
+    shipConcurrency: config.agent.ship_concurrency,
+    retryMaxIntervalMs: config.store.retry_max_interval * 1000,
   });
-  agent.start();
+  agent = watcher;
+  watcher.start();
   process.stdout.write(
     `tasklog agent is following ${baseLogFolder} and serving live logs on ${running.url}` +
-      (agentUrl === running.url ? '\n' : ` (advertised as ${agentUrl})\n`),
+      (agentUrl === running.url ? '' : ` (advertised as ${agentUrl})`) +
+      (airflow ? ', also to Airflow as its worker log server\n' : '\n'),
   );
 
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
-      logger.info({ signal }, 'shutting down: flushing followed attempts');
-      // Follows are stopped first so their last bytes reach the store; open live streams get
-      // the server's shutdown timeout.
-      Promise.allSettled([agent.close(), running.close()]).then(() => resolve());
+      logger.info({ signal }, 'shutting down: shipping what has finished, flushing the rest');
+      // Within the shutdown timeout, attempts that just finished are shipped (a pod stopped after
+      // its task ended); running ones are flushed. Open live streams get the same timeout.
+      const drainMs = (opts.shutdownTimeout ?? 10) * 1000;
+      Promise.allSettled([watcher.close({ drainMs }), running.close()]).then(() => resolve());
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
+}
+
+/** The rule of `agent.completion` (the completion marker always counts besides it). */
+async function completionRule(
+  ctx: CommandContext,
+  idleTimeoutMs: number,
+  logger: Logger,
+): Promise<CompletionRule> {
+  const { completion, airflow_db_url: url } = ctx.config.agent;
+  if (completion === 'idle') return idleRule(idleTimeoutMs, 'shipped');
+  const idleFallback = idleRule(idleTimeoutMs, 'abandoned');
+  if (completion === 'marker') return idleFallback;
+  if (url === undefined) {
+    throw new InvalidInputError(
+      'agent.completion = "airflow-db" needs agent.airflow_db_url (Airflow\'s sql_alchemy_conn, ' +
+        'read only; give the password through agent.airflow_db_url_cmd)',
+    );
+  }
+  return airflowDbRule(await openAirflowDb(url), idleFallback, logger);
 }
 
 async function readPem(file: string): Promise<string> {

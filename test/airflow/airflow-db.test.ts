@@ -1,0 +1,441 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { inspect } from 'node:util';
+import {
+  AbortedError,
+  AIRFLOW_STATUS_BATCH_SIZE,
+  type AirflowDb,
+  type AttemptKey,
+  BackendUnavailableError,
+  InvalidInputError,
+  openAirflowDb,
+} from '@tasklog/core';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { startPostgres } from '../support/postgres.js';
+import {
+  AirflowDbFixture,
+  type AirflowDbKind,
+  type AirflowVersion,
+  type TaskInstanceRef,
+} from './airflow-fixture.js';
+
+// The drivers the reader loads, to count the statements it sends (the spies pass every call on).
+const pg = createRequire(import.meta.url)('pg') as {
+  Client: { prototype: { query(...args: unknown[]): unknown } };
+};
+const coreRequire = createRequire(new URL('../../packages/core/package.json', import.meta.url));
+const Sqlite = coreRequire('better-sqlite3') as {
+  new (path: string): { exec(sql: string): unknown; close(): unknown };
+  prototype: { prepare(...args: unknown[]): unknown };
+};
+
+/** PGlite ignores startup parameters, so session settings can only be checked on a server. */
+const onServer = !!process.env.TASKLOG_TEST_POSTGRES_URL;
+
+/** The reader's own connection, to try what its interface does not offer (a write). */
+interface Connection {
+  query(sql: string, params: unknown[], signal?: AbortSignal): Promise<unknown>;
+}
+function connectionOf(db: AirflowDb): Connection {
+  return (db as unknown as { connection: Connection }).connection;
+}
+
+const combinations: [AirflowVersion, AirflowDbKind][] = [
+  ['2.10', 'postgres'],
+  ['2.10', 'sqlite'],
+  ['3.x', 'postgres'],
+  ['3.x', 'sqlite'],
+];
+
+describe.each(combinations)('Airflow %s on %s', (version, kind) => {
+  let airflow: AirflowDbFixture;
+  let db: AirflowDb;
+  let dags = 0;
+
+  beforeAll(async () => {
+    airflow = await AirflowDbFixture.create(version, kind);
+    db = await openAirflowDb(airflow.url);
+  });
+  afterAll(async () => {
+    await db?.close();
+    await airflow?.close();
+  });
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  /** A task instance no other test touches. */
+  function taskInstance(extra: Partial<TaskInstanceRef> = {}): TaskInstanceRef {
+    dags += 1;
+    return {
+      dagId: `dag_${dags}`,
+      runId: 'manual__2024-01-01T00:00:00+00:00',
+      taskId: 'load',
+      ...extra,
+    };
+  }
+  function key(ti: TaskInstanceRef, tryNumber: number): AttemptKey {
+    return {
+      dagId: ti.dagId,
+      runId: ti.runId,
+      taskId: ti.taskId,
+      mapIndex: ti.mapIndex ?? -1,
+      tryNumber,
+    };
+  }
+  async function statusOf(ti: TaskInstanceRef, tryNumber: number) {
+    const [status] = await db.statusOf([key(ti, tryNumber)]);
+    return status;
+  }
+  /** A task instance whose first try is running. */
+  async function running(extra: Partial<TaskInstanceRef> = {}): Promise<TaskInstanceRef> {
+    const ti = taskInstance(extra);
+    await airflow.addTaskInstance(ti);
+    await airflow.startNextTry(ti);
+    return ti;
+  }
+
+  it(`detects the ${version} schema`, () => {
+    expect(db.schema).toBe(version === '2.10' ? '2' : '3');
+  });
+
+  it('reports a running try as not finished', async () => {
+    const ti = await running();
+    expect(await statusOf(ti, 1)).toEqual({ finished: false, state: 'running' });
+  });
+
+  it.each(['success', 'failed', 'skipped', 'upstream_failed', 'removed', 'up_for_retry'])(
+    'reports a try that sits at %s as finished, with that state',
+    async (state) => {
+      const ti = await running();
+      await airflow.setState(ti, state);
+      expect(await statusOf(ti, 1)).toEqual({ finished: true, state });
+    },
+  );
+
+  it.each(['deferred', 'up_for_reschedule', 'queued', 'scheduled', 'running', 'restarting'])(
+    'reports a try that sits at %s as not finished',
+    async (state) => {
+      const ti = await running();
+      await airflow.setState(ti, state);
+      expect(await statusOf(ti, 1)).toEqual({ finished: false, state });
+    },
+  );
+
+  it('reports a try that failed into a retry as finished, with its recorded state once the next try runs', async () => {
+    const ti = await running();
+    await airflow.failIntoRetry(ti);
+    expect(await statusOf(ti, 1)).toEqual({ finished: true, state: 'up_for_retry' });
+    expect(await airflow.startNextTry(ti)).toBe(2);
+    expect(await db.statusOf([key(ti, 1), key(ti, 2)])).toEqual([
+      { finished: true, state: 'failed' },
+      { finished: false, state: 'running' },
+    ]);
+  });
+
+  it('reports a try Airflow moved past without recording it as finished, with state null', async () => {
+    const ti = taskInstance();
+    await airflow.addTaskInstance(ti, { tryNumber: 3, state: 'running' });
+    expect(await statusOf(ti, 2)).toEqual({ finished: true, state: null });
+  });
+
+  it('keeps a deferred try open while it waits and after it resumes, until it succeeds', async () => {
+    const ti = await running();
+    await airflow.setState(ti, 'deferred');
+    expect(await statusOf(ti, 1)).toEqual({ finished: false, state: 'deferred' });
+    await airflow.resume(ti);
+    expect(await airflow.row(ti)).toMatchObject({ tryNumber: 1, state: 'running' });
+    expect(await statusOf(ti, 1)).toEqual({ finished: false, state: 'running' });
+    await airflow.setState(ti, 'success');
+    expect(await statusOf(ti, 1)).toEqual({ finished: true, state: 'success' });
+  });
+
+  it('keeps a rescheduled sensor try open when it is poked again, in the same try', async () => {
+    const ti = await running();
+    await airflow.setState(ti, 'up_for_reschedule');
+    expect(await statusOf(ti, 1)).toEqual({ finished: false, state: 'up_for_reschedule' });
+    await airflow.resume(ti);
+    expect(await airflow.row(ti)).toMatchObject({ tryNumber: 1, state: 'running' });
+    expect(await statusOf(ti, 1)).toEqual({ finished: false, state: 'running' });
+  });
+
+  it('reports a try that was cleared after it ended as finished, with its recorded state', async () => {
+    const ti = await running();
+    await airflow.setState(ti, 'success');
+    await airflow.clear(ti);
+    expect(await airflow.row(ti)).toMatchObject({ tryNumber: 1, state: null });
+    expect(await statusOf(ti, 1)).toEqual({ finished: true, state: 'success' });
+  });
+
+  it('reports a running try that was cleared as not finished while it is stopped', async () => {
+    const ti = await running();
+    await airflow.clear(ti);
+    expect(await statusOf(ti, 1)).toEqual({ finished: false, state: 'restarting' });
+  });
+
+  it('reports a task instance at that try with no state and no history as not finished', async () => {
+    const ti = taskInstance();
+    await airflow.addTaskInstance(ti, { tryNumber: 1, state: null });
+    expect(await statusOf(ti, 1)).toEqual({ finished: false, state: null });
+  });
+
+  it('reports a try Airflow has not reached as not finished, with state null', async () => {
+    const ti = await running();
+    expect(await statusOf(ti, 2)).toEqual({ finished: false, state: null });
+  });
+
+  it('answers undefined for an unknown dag, run, task or map index', async () => {
+    const ti = await running();
+    const known = key(ti, 1);
+    expect(
+      await db.statusOf([
+        { ...known, dagId: 'other_dag' },
+        { ...known, runId: 'manual__2030-01-01T00:00:00+00:00' },
+        { ...known, taskId: 'other_task' },
+        { ...known, mapIndex: 0 },
+        known,
+      ]),
+    ).toEqual([undefined, undefined, undefined, undefined, { finished: false, state: 'running' }]);
+  });
+
+  it('tells mapped task instances apart by their map index', async () => {
+    const first = await running({ mapIndex: 0 });
+    const second = { ...first, mapIndex: 1 };
+    await airflow.addTaskInstance(second);
+    await airflow.startNextTry(second);
+    await airflow.setState(first, 'success');
+    expect(
+      await db.statusOf([key(first, 1), key(second, 1), key({ ...first, mapIndex: 2 }, 1)]),
+    ).toEqual([
+      { finished: true, state: 'success' },
+      { finished: false, state: 'running' },
+      undefined,
+    ]);
+  });
+
+  it('answers 1,200 keys with one query per 500, aligned with the keys', async () => {
+    const dagId = `bulk_${version}`;
+    const runId = 'scheduled__2024-01-01T00:00:00+00:00';
+    const tis: TaskInstanceRef[] = [];
+    for (let i = 0; i < 300; i++) {
+      const ti = { dagId, runId, taskId: `task_${i}` };
+      await airflow.addTaskInstance(ti, {
+        tryNumber: 1,
+        state: i % 2 === 0 ? 'success' : 'running',
+      });
+      tis.push(ti);
+    }
+    // Per task instance: its try, the next one, an unknown map index, an unknown task.
+    const keys = tis.flatMap((ti) => [
+      key(ti, 1),
+      key(ti, 2),
+      key({ ...ti, mapIndex: 7 }, 1),
+      key({ ...ti, taskId: `${ti.taskId}_gone` }, 1),
+    ]);
+    expect(keys).toHaveLength(1200);
+    const statements =
+      kind === 'postgres'
+        ? vi.spyOn(pg.Client.prototype, 'query')
+        : vi.spyOn(Sqlite.prototype, 'prepare');
+    const statuses = await db.statusOf(keys);
+    expect(statements).toHaveBeenCalledTimes(Math.ceil(1200 / AIRFLOW_STATUS_BATCH_SIZE));
+    expect(statuses).toEqual(
+      tis.flatMap((_, i) => [
+        i % 2 === 0 ? { finished: true, state: 'success' } : { finished: false, state: 'running' },
+        { finished: false, state: null },
+        undefined,
+        undefined,
+      ]),
+    );
+  });
+
+  it('answers no keys without asking the database', async () => {
+    expect(await db.statusOf([])).toEqual([]);
+  });
+
+  it('refuses a malformed key with InvalidInputError naming it', async () => {
+    const ti = await running();
+    const err = await db
+      .statusOf([key(ti, 1), { ...key(ti, 1), tryNumber: 0 }])
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InvalidInputError);
+    expect((err as Error).message).toContain('keys[1]');
+  });
+
+  it('gives AbortedError for an aborted signal without querying', async () => {
+    const ti = await running();
+    const statements =
+      kind === 'postgres'
+        ? vi.spyOn(pg.Client.prototype, 'query')
+        : vi.spyOn(Sqlite.prototype, 'prepare');
+    const err = await db
+      .statusOf([key(ti, 1)], { signal: AbortSignal.abort() })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AbortedError);
+    expect(statements).not.toHaveBeenCalled();
+  });
+
+  // PGlite runs in this thread: a pg_sleep there would stop the timer that aborts it.
+  it.skipIf(kind !== 'postgres' || !onServer)(
+    'stops waiting for a slow statement when the signal aborts, and stays usable',
+    async () => {
+      const started = Date.now();
+      const err = await connectionOf(db)
+        .query('SELECT pg_sleep(5)', [], AbortSignal.timeout(200))
+        .catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(AbortedError);
+      expect(Date.now() - started).toBeLessThan(2_000);
+      const ti = await running();
+      expect(await statusOf(ti, 1)).toEqual({ finished: false, state: 'running' });
+    },
+  );
+
+  it.skipIf(kind === 'postgres' && !onServer)(
+    'refuses a write through its own connection, proving every session read-only',
+    async () => {
+      const write = () =>
+        connectionOf(db).query(
+          // RETURNING: better-sqlite3 only runs a statement that returns rows through query().
+          "INSERT INTO dag_run (dag_id, run_id, run_type) VALUES ('x', 'y', 'manual') RETURNING id",
+          [],
+        );
+      // Two at once, so both of the PostgreSQL pool's sessions are tried.
+      const results = await Promise.allSettled([write(), write()]);
+      for (const result of results) {
+        expect(result.status).toBe('rejected');
+        const err = (result as PromiseRejectedResult).reason as Error;
+        expect(err).toBeInstanceOf(BackendUnavailableError);
+        expect((err.cause as { code?: string }).code).toBe(
+          kind === 'postgres' ? '25006' : 'SQLITE_READONLY',
+        );
+      }
+    },
+  );
+
+  it.skipIf(kind !== 'postgres' || !onServer)(
+    'names its sessions tasklog-agent and bounds their statements',
+    async () => {
+      expect(
+        await connectionOf(db).query(
+          "SELECT current_setting('application_name') AS name, current_setting('statement_timeout') AS timeout",
+          [],
+        ),
+      ).toEqual([{ name: 'tasklog-agent', timeout: '10s' }]);
+    },
+  );
+});
+
+describe('openAirflowDb', () => {
+  it('gives BackendUnavailableError for an unreachable PostgreSQL, with the password masked', async () => {
+    const port = await freePort();
+    const url = `postgresql+psycopg2://airflow:Sup3r-s3cret@127.0.0.1:${port}/airflow`;
+    const err = await openAirflowDb(url).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BackendUnavailableError);
+    expect((err as Error).message).toContain(`postgresql+psycopg2://airflow:***@127.0.0.1:${port}`);
+    expect((err as Error).cause).toBeDefined();
+    // Nowhere: not in the message, not in the cause chain.
+    expect(inspect(err, { depth: 10 })).not.toContain('Sup3r-s3cret');
+  });
+
+  it('masks a password holding an unescaped @', async () => {
+    const port = await freePort();
+    const err = await openAirflowDb(`postgres://airflow:p@ss-w0rd@127.0.0.1:${port}/airflow`).catch(
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(BackendUnavailableError);
+    expect(inspect(err, { depth: 10 })).not.toContain('ss-w0rd');
+    expect((err as Error).message).toContain(`postgres://airflow:***@127.0.0.1:${port}/airflow`);
+  });
+
+  it('refuses a MySQL URL with InvalidInputError', async () => {
+    const err = await openAirflowDb('mysql+mysqldb://airflow:secret@db/airflow').catch(
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(InvalidInputError);
+    expect((err as Error).message).not.toContain('secret');
+  });
+
+  it('refuses an in-memory SQLite URL with InvalidInputError', async () => {
+    await expect(openAirflowDb('sqlite://')).rejects.toBeInstanceOf(InvalidInputError);
+    await expect(openAirflowDb('sqlite:///:memory:')).rejects.toBeInstanceOf(InvalidInputError);
+  });
+
+  it('gives BackendUnavailableError for a SQLite file that does not exist', async () => {
+    const err = await openAirflowDb('sqlite:////nonexistent/tasklog/airflow.db').catch(
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(BackendUnavailableError);
+    expect((err as Error).message).toContain('/nonexistent/tasklog/airflow.db');
+  });
+
+  it('refuses a SQLite database without a task_instance table, saying what to do', async () => {
+    await withSqlite('CREATE TABLE other (a INTEGER)', async (url) => {
+      const err = await openAirflowDb(url).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(InvalidInputError);
+      expect((err as Error).message).toMatch(/no task_instance table.*sql_alchemy_conn/);
+    });
+  });
+
+  it('refuses an Airflow older than 2.10, which has no task_instance_history', async () => {
+    await withSqlite(
+      `CREATE TABLE task_instance (dag_id VARCHAR(250), run_id VARCHAR(250),
+         task_id VARCHAR(250), map_index INTEGER, try_number INTEGER, state VARCHAR(20))`,
+      async (url) => {
+        const err = await openAirflowDb(url).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(InvalidInputError);
+        expect((err as Error).message).toContain('older than Airflow 2.10');
+      },
+    );
+  });
+
+  it('refuses a PostgreSQL database without a task_instance table', async () => {
+    const postgres = await startPostgres();
+    try {
+      const err = await openAirflowDb(postgres.url).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(InvalidInputError);
+      expect((err as Error).message).toContain('no task_instance table');
+    } finally {
+      await postgres.close();
+    }
+  });
+
+  it('reads a relative sqlite:/// URL from the working directory', async () => {
+    const airflow = await AirflowDbFixture.create('2.10', 'sqlite');
+    const cwd = process.cwd();
+    try {
+      const path = airflow.url.slice('sqlite:///'.length);
+      process.chdir(dirname(path));
+      const db = await openAirflowDb('sqlite:///airflow.db');
+      await db.close();
+      expect(db.schema).toBe('2');
+    } finally {
+      process.chdir(cwd);
+      await airflow.close();
+    }
+  });
+});
+
+async function withSqlite(ddl: string, fn: (url: string) => Promise<void>): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'tasklog-airflow-'));
+  try {
+    const path = join(dir, 'airflow.db');
+    const sqlite = new Sqlite(path);
+    sqlite.exec(ddl);
+    sqlite.close();
+    await fn(`sqlite:///${path}`);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** A port nothing listens on: the OS hands one out, the server closes it again. */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}

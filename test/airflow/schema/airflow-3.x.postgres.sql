@@ -1,0 +1,162 @@
+-- Airflow 3.1 (3.1.0 – 3.1.8; alembic head cc92b33c6709, 3.1.8 only adds a task_reschedule index):
+-- dag_run, task_instance and task_instance_history as they are on PostgreSQL after
+-- `airflow db migrate`. Airflow 3.0.x has the same three tables less dag_run.triggering_user_name.
+--
+-- Read from apache/airflow (airflow-core/src/airflow/):
+--   models/dagrun.py               DagRun (logical_date, run_after, dag_run_dag_id_run_id_key,
+--                                  dag_run_dag_id_logical_date_key, indexes)
+--   models/taskinstance.py         TaskInstance: `id` UUID primary key (task_instance_pkey), the old
+--                                  key kept as task_instance_composite_key, task_instance_dag_run_fkey
+--   models/taskinstancehistory.py  TaskInstanceHistory: primary key task_instance_id, the id of the
+--                                  try it records
+--   models/base.py (StringID = VARCHAR(250)), utils/sqlalchemy.py (UtcDateTime, ExtendedJSON,
+--   ExecutorConfigType), utils/span_status.py (SpanStatus.NOT_STARTED = 'not_started')
+--   migrations/versions/ (revision ids as in docs/migrations-ref.rst):
+--     d59cbbef95eb  0042_3_0_0_add_uuid_primary_key_to_task_instance_
+--     7645189f3479  0060_3_0_0_add_try_id_to_ti_and_tih (task_instance_history.id dropped)
+--     29ce7909c52b  0068_3_0_0_ti_table_id_unique_per_try (try_id renamed task_instance_id:
+--                   task_instance.id changes with every try)
+--     1cdc775ca98f  rename execution_date to logical_date (nullable)
+--     6a9e7a527a88  dag_run.run_after;  e00344393f31  dag_run.external_trigger dropped
+--     e39a26ac59f6  dag_run.conf JSONB; 33b04e4bfa19  scheduled_dttm
+--     ec62e120484d  context_carrier, span_status, dag_run.scheduled_by_job_id
+--     038dc8bc6284  task_instance.trigger_timeout as UTC; d8cd3297971e  last_heartbeat_at
+--     3ac9e5732b1f  (3.1.0) task_instance.dag_version_id foreign key ON DELETE RESTRICT
+--     66a7743fe20e  (3.1.0) dag_run.triggering_user_name
+--
+-- Left out: the foreign keys to tables outside these three (task_instance.trigger_id -> trigger,
+-- task_instance.dag_version_id and dag_run.created_dag_version_id -> dag_version,
+-- dag_run.log_template_id -> log_template, dag_run.backfill_id -> backfill); columns are kept.
+
+CREATE TABLE dag_run (
+    id SERIAL NOT NULL,
+    dag_id VARCHAR(250) NOT NULL,
+    queued_at TIMESTAMP WITH TIME ZONE,
+    logical_date TIMESTAMP WITH TIME ZONE,
+    start_date TIMESTAMP WITH TIME ZONE,
+    end_date TIMESTAMP WITH TIME ZONE,
+    state VARCHAR(50),
+    run_id VARCHAR(250) NOT NULL,
+    creating_job_id INTEGER,
+    run_type VARCHAR(50) NOT NULL,
+    triggered_by VARCHAR(50),
+    triggering_user_name VARCHAR(512),
+    conf JSONB,
+    data_interval_start TIMESTAMP WITH TIME ZONE,
+    data_interval_end TIMESTAMP WITH TIME ZONE,
+    run_after TIMESTAMP WITH TIME ZONE NOT NULL,
+    last_scheduling_decision TIMESTAMP WITH TIME ZONE,
+    log_template_id INTEGER,
+    updated_at TIMESTAMP WITH TIME ZONE,
+    clear_number INTEGER DEFAULT '0' NOT NULL,
+    backfill_id INTEGER,
+    bundle_version VARCHAR(250),
+    scheduled_by_job_id INTEGER,
+    context_carrier JSON,
+    span_status VARCHAR(250) DEFAULT 'not_started' NOT NULL,
+    created_dag_version_id UUID,
+    CONSTRAINT dag_run_pkey PRIMARY KEY (id),
+    CONSTRAINT dag_run_dag_id_run_id_key UNIQUE (dag_id, run_id),
+    CONSTRAINT dag_run_dag_id_logical_date_key UNIQUE (dag_id, logical_date)
+);
+CREATE INDEX dag_id_state ON dag_run (dag_id, state);
+CREATE INDEX idx_dag_run_dag_id ON dag_run (dag_id);
+CREATE INDEX idx_dag_run_run_after ON dag_run (run_after);
+CREATE INDEX idx_dag_run_running_dags ON dag_run (state, dag_id) WHERE state='running';
+CREATE INDEX idx_dag_run_queued_dags ON dag_run (state, dag_id) WHERE state='queued';
+
+CREATE TABLE task_instance (
+    id UUID NOT NULL,
+    task_id VARCHAR(250) NOT NULL,
+    dag_id VARCHAR(250) NOT NULL,
+    run_id VARCHAR(250) NOT NULL,
+    map_index INTEGER DEFAULT -1 NOT NULL,
+    start_date TIMESTAMP WITH TIME ZONE,
+    end_date TIMESTAMP WITH TIME ZONE,
+    duration FLOAT,
+    state VARCHAR(20),
+    try_number INTEGER,
+    max_tries INTEGER DEFAULT -1,
+    hostname VARCHAR(1000),
+    unixname VARCHAR(1000),
+    pool VARCHAR(256) NOT NULL,
+    pool_slots INTEGER NOT NULL,
+    queue VARCHAR(256),
+    priority_weight INTEGER,
+    operator VARCHAR(1000),
+    custom_operator_name VARCHAR(1000),
+    queued_dttm TIMESTAMP WITH TIME ZONE,
+    scheduled_dttm TIMESTAMP WITH TIME ZONE,
+    queued_by_job_id INTEGER,
+    last_heartbeat_at TIMESTAMP WITH TIME ZONE,
+    pid INTEGER,
+    executor VARCHAR(1000),
+    executor_config BYTEA,
+    updated_at TIMESTAMP WITH TIME ZONE,
+    rendered_map_index VARCHAR(250),
+    context_carrier JSON,
+    span_status VARCHAR(250) DEFAULT 'not_started' NOT NULL,
+    external_executor_id VARCHAR(250),
+    trigger_id INTEGER,
+    trigger_timeout TIMESTAMP WITH TIME ZONE,
+    next_method VARCHAR(1000),
+    next_kwargs JSON,
+    task_display_name VARCHAR(2000),
+    dag_version_id UUID,
+    CONSTRAINT task_instance_pkey PRIMARY KEY (id),
+    CONSTRAINT task_instance_composite_key UNIQUE (dag_id, task_id, run_id, map_index),
+    CONSTRAINT task_instance_dag_run_fkey FOREIGN KEY (dag_id, run_id)
+        REFERENCES dag_run (dag_id, run_id) ON DELETE CASCADE
+);
+CREATE INDEX ti_dag_state ON task_instance (dag_id, state);
+CREATE INDEX ti_dag_run ON task_instance (dag_id, run_id);
+CREATE INDEX ti_state ON task_instance (state);
+CREATE INDEX ti_state_lkp ON task_instance (dag_id, task_id, run_id, state);
+CREATE INDEX ti_pool ON task_instance (pool, state, priority_weight);
+CREATE INDEX ti_trigger_id ON task_instance (trigger_id);
+CREATE INDEX ti_heartbeat ON task_instance (last_heartbeat_at);
+
+CREATE TABLE task_instance_history (
+    task_instance_id UUID NOT NULL,
+    task_id VARCHAR(250) NOT NULL,
+    dag_id VARCHAR(250) NOT NULL,
+    run_id VARCHAR(250) NOT NULL,
+    map_index INTEGER DEFAULT -1 NOT NULL,
+    try_number INTEGER NOT NULL,
+    start_date TIMESTAMP WITH TIME ZONE,
+    end_date TIMESTAMP WITH TIME ZONE,
+    duration FLOAT,
+    state VARCHAR(20),
+    max_tries INTEGER DEFAULT -1,
+    hostname VARCHAR(1000),
+    unixname VARCHAR(1000),
+    pool VARCHAR(256) NOT NULL,
+    pool_slots INTEGER NOT NULL,
+    queue VARCHAR(256),
+    priority_weight INTEGER,
+    operator VARCHAR(1000),
+    custom_operator_name VARCHAR(1000),
+    queued_dttm TIMESTAMP WITH TIME ZONE,
+    scheduled_dttm TIMESTAMP WITH TIME ZONE,
+    queued_by_job_id INTEGER,
+    pid INTEGER,
+    executor VARCHAR(1000),
+    executor_config BYTEA,
+    updated_at TIMESTAMP WITH TIME ZONE,
+    rendered_map_index VARCHAR(250),
+    context_carrier JSON,
+    span_status VARCHAR(250) DEFAULT 'not_started' NOT NULL,
+    external_executor_id VARCHAR(250),
+    trigger_id INTEGER,
+    trigger_timeout TIMESTAMP WITHOUT TIME ZONE,
+    next_method VARCHAR(1000),
+    next_kwargs JSON,
+    task_display_name VARCHAR(2000),
+    dag_version_id UUID,
+    CONSTRAINT task_instance_history_pkey PRIMARY KEY (task_instance_id),
+    CONSTRAINT task_instance_history_ti_fkey FOREIGN KEY (dag_id, task_id, run_id, map_index)
+        REFERENCES task_instance (dag_id, task_id, run_id, map_index)
+        ON DELETE CASCADE ON UPDATE CASCADE,
+    CONSTRAINT task_instance_history_dtrt_uq UNIQUE (dag_id, task_id, run_id, map_index, try_number)
+);
+CREATE INDEX idx_tih_dag_run ON task_instance_history (dag_id, run_id);
