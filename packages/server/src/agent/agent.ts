@@ -47,7 +47,7 @@ export interface AgentOptions {
 
 /** What the agent knows of one attempt log under the base folder. */
 interface Tracked extends TrackedAttempt {
-  phase: 'following' | 'queued' | 'settled' | 'busy';
+  phase: 'examining' | 'following' | 'queued' | 'settled' | 'busy';
   /** The running follow, while `following`. */
   follow?: { controller: AbortController; done: Promise<void> };
   /** The last completion verdict (refreshed each scan) for a followed attempt. */
@@ -334,13 +334,7 @@ export class Agent {
     const known = this.tracked.get(relativePath);
     if (known && known.phase !== 'settled' && known.phase !== 'busy') return undefined;
     if (known && known.retryAt > Date.now()) return undefined;
-    const info = await lstat(file).catch(() => undefined);
-    // Symlinks are not logs: following one could archive a file from outside the base folder.
-    if (!info?.isFile()) return undefined;
-    if (known?.settled?.size === info.size && known.settled.mtimeMs === info.mtimeMs) {
-      return undefined;
-    }
-    const key = this.options.pathTemplate.tryParse(relativePath);
+    const key = known?.key ?? this.options.pathTemplate.tryParse(relativePath);
     if (!key) return undefined;
     const t: Tracked = known ?? {
       key,
@@ -355,7 +349,17 @@ export class Agent {
     };
     t.seen = generation;
     this.tracked.set(relativePath, t);
-    return t;
+    // Claimed before the first await: several events for one new file must not each start it.
+    const before = t.phase;
+    t.phase = 'examining';
+    const info = await lstat(file).catch(() => undefined);
+    // Symlinks are not logs: following one could archive a file from outside the base folder.
+    const unchanged = t.settled?.size === info?.size && t.settled?.mtimeMs === info?.mtimeMs;
+    if (!info?.isFile() || unchanged) {
+      t.phase = before;
+      return undefined;
+    }
+    return t; // `examining` until decide() follows or queues it
   }
 
   /** Finished ones (marker, or the completion rule) go to the ship queue; the others are followed. */
@@ -380,7 +384,10 @@ export class Agent {
 
   private async enqueue(t: Tracked, end: AttemptEnd): Promise<void> {
     const info = await lstat(t.file).catch(() => undefined);
-    if (!info?.isFile()) return;
+    if (!info?.isFile()) {
+      t.phase = 'settled';
+      return;
+    }
     t.phase = 'queued';
     this.queue.add({ id: t.relativePath, mtimeMs: info.mtimeMs, tracked: t, end });
   }
