@@ -44,6 +44,9 @@ describe('GET /api/v1/attempts', () => {
         createdAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT.*Z$/),
         updatedAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT.*Z$/),
         shippedAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT.*Z$/),
+        heartbeatAt: null,
+        airflowState: null,
+        exitCode: null,
       },
     ]);
   });

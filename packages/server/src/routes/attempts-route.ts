@@ -22,6 +22,12 @@ export interface AttemptJson {
   createdAt: string;
   updatedAt: string;
   shippedAt: string | null;
+  /** When the attempt's writer last said it was alive. */
+  heartbeatAt: string | null;
+  /** Airflow's state of the try when it ended, where known. */
+  airflowState: string | null;
+  /** The task's exit code, where known. */
+  exitCode: number | null;
 }
 
 export function attemptJson(r: AttemptRecord): AttemptJson {
@@ -40,6 +46,9 @@ export function attemptJson(r: AttemptRecord): AttemptJson {
     createdAt: r.createdAt.toISOString(),
     updatedAt: r.updatedAt.toISOString(),
     shippedAt: r.shippedAt ? r.shippedAt.toISOString() : null,
+    heartbeatAt: r.heartbeatAt ? r.heartbeatAt.toISOString() : null,
+    airflowState: r.airflowState,
+    exitCode: r.exitCode,
   };
 }
 
