@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
+  AttemptBusyError,
   attemptKey,
   type Catalog,
   ConflictError,
@@ -191,6 +192,65 @@ describe('Shipper', () => {
     const shipping = new Shipper({ ...options, deleteLocalCopy: true }).shipFile(file);
     await expect(shipping).rejects.toBeInstanceOf(ConflictError);
     await expect(readFile(file)).resolves.toEqual(content(20_000, 11));
+  });
+
+  for (const [how, archiveOf] of [
+    ['one-pass upload', (s: LogStore) => s],
+    ['writer', withoutUpload],
+  ] as const) {
+    it(`replaces the archived copy of a log that only grew since it was shipped (${how})`, async () => {
+      const first = content(30_000);
+      await writeFile(file, first);
+      await new Shipper({ ...options, store: archiveOf(store) }).shipFile(file);
+      const grown = Buffer.concat([first, content(5_000, 3)]);
+      await writeFile(file, grown);
+      const result = await new Shipper({ ...options, store: archiveOf(store) }).shipFile(file);
+      expect(result).toMatchObject({
+        outcome: 'shipped',
+        size: grown.length,
+        replacedSize: first.length,
+      });
+      expect(await digestStored(store, key)).toEqual({ size: grown.length, sha256: sha256(grown) });
+      expect(await catalog.get(key)).toMatchObject({ state: 'shipped', size: grown.length });
+    });
+  }
+
+  it('records the exit code the completion marker holds', async () => {
+    await writeFile(file, content(100));
+    await writeFile(
+      `${file}.done`,
+      '{"state":"failed","exitCode":137,"finishedAt":"2024-01-01T00:00:00Z"}\n',
+    );
+    await new Shipper(options).shipFile(file);
+    expect((await catalog.get(key))?.exitCode).toBe(137);
+  });
+
+  it('while another process ships the attempt, a ship told not to wait fails with AttemptBusyError', async () => {
+    await writeFile(file, content(1000));
+    const stop = new AbortController();
+    const running = new Shipper(options).follow(file, { signal: stop.signal, pollIntervalMs: 20 });
+    for (let i = 0; i < 100 && (await catalog.get(key))?.state !== 'running'; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await expect(new Shipper(options).shipFile(file, { lock: 'fail' })).rejects.toBeInstanceOf(
+      AttemptBusyError,
+    );
+    stop.abort();
+    await running;
+  });
+
+  it('a ship that waits for the attempt’s lock runs once the other shipper is done', async () => {
+    await writeFile(file, content(1000));
+    const stop = new AbortController();
+    const running = new Shipper(options).follow(file, { signal: stop.signal, pollIntervalMs: 20 });
+    for (let i = 0; i < 100 && (await catalog.get(key))?.state !== 'running'; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const waiting = new Shipper(options).shipFile(file);
+    await new Promise((r) => setTimeout(r, 200));
+    stop.abort();
+    await running;
+    expect(await waiting).toMatchObject({ outcome: 'shipped', size: 1000 });
   });
 
   it('ships every attempt log found under a folder and ignores other files', async () => {
