@@ -1,9 +1,13 @@
 import { createHash } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import {
   type AttemptKey,
   attemptKey,
   ConflictError,
   IntegrityError,
+  type LocalLogFile,
   type LogChunk,
   type LogStore,
   type LogWriter,
@@ -81,6 +85,13 @@ async function listAll(store: LogStore, filter: Partial<AttemptKey>): Promise<st
   return out.sort();
 }
 
+/** A finished log in a local file, as upload() takes it (the caller removes `dir`). */
+async function localLog(dir: string, name: string, content: Buffer): Promise<LocalLogFile> {
+  const file = path.join(dir, name);
+  await writeFile(file, content);
+  return { path: file, size: content.length, sha256: sha256(content) };
+}
+
 function id(k: AttemptKey): string {
   return `${k.dagId}|${k.runId}|${k.taskId}|${k.mapIndex}|${k.tryNumber}`;
 }
@@ -93,6 +104,8 @@ export function describeStoreContract(name: string, setup: () => Promise<StoreFi
   describe(`LogStore contract: ${name}`, async () => {
     const probe = await setup();
     const capabilities = probe.store.capabilities;
+    const canSweep = typeof probe.store.sweep === 'function';
+    const canUpload = typeof probe.store.upload === 'function';
     await probe.store.close();
     await probe.cleanup();
 
@@ -458,6 +471,78 @@ export function describeStoreContract(name: string, setup: () => Promise<StoreFi
         await writeLog(store, key({ tryNumber: 2 }), Buffer.from('two\n'));
         await store.delete(key({ tryNumber: 1 }));
         expect((await readAll(store, key({ tryNumber: 2 }))).toString()).toBe('two\n');
+      });
+    });
+
+    describe('sweeping', () => {
+      it.skipIf(!canSweep)(
+        'keeps a complete log byte for byte, however often it runs',
+        async () => {
+          const content = Buffer.from('finished line\nanother é line\n');
+          await writeLog(store, key(), content, [7]);
+          await store.sweep!(key());
+          await store.sweep!(key());
+          expect((await readAll(store, key())).equals(content)).toBe(true);
+          expect(await store.stat(key())).toMatchObject({ size: content.length, complete: true });
+          expect(await listAll(store, { dagId: key().dagId })).toEqual([id(key())]);
+        },
+      );
+
+      it.skipIf(!canSweep)(
+        'leaves a running attempt readable and resumable at its committed offset',
+        async () => {
+          const content = Buffer.from('still running\n');
+          const writer = await store.openWriter(key());
+          await appendInPieces(writer, content, [5]);
+          await store.sweep!(key());
+          expect(await store.stat(key())).toMatchObject({ size: content.length, complete: false });
+          const resumed = await store.openWriter(key());
+          expect(resumed.committedOffset).toBe(content.length);
+          await resumed.finish({ size: content.length, sha256: sha256(content) });
+          expect((await readAll(store, key())).equals(content)).toBe(true);
+        },
+      );
+
+      it.skipIf(!canSweep)('treats an attempt it never saw as nothing to do', async () => {
+        await expect(store.sweep!(key({ taskId: 'never_ran' }))).resolves.toBeUndefined();
+        expect(await store.stat(key({ taskId: 'never_ran' }))).toBeUndefined();
+      });
+    });
+
+    describe('uploading a finished file', () => {
+      let dir: string;
+      beforeEach(async () => {
+        dir = await mkdtemp(path.join(tmpdir(), 'tasklog-contract-upload-'));
+      });
+      afterEach(async () => {
+        await rm(dir, { recursive: true, force: true });
+      });
+
+      it.skipIf(!canUpload)(
+        'refuses to store over a complete log with ConflictError and keeps the old one',
+        async () => {
+          const old = Buffer.from('first version\n');
+          await writeLog(store, key(), old);
+          const file = await localLog(dir, 'new.log', Buffer.from('second version\n'));
+          await expect(store.upload!(key(), file)).rejects.toBeInstanceOf(ConflictError);
+          expect((await readAll(store, key())).equals(old)).toBe(true);
+        },
+      );
+
+      it.skipIf(!canUpload)('replaces a complete log with upload({ replace: true })', async () => {
+        const old = Buffer.from('deferred task, first run\n');
+        await writeLog(store, key(), old);
+        const grown = Buffer.concat([old, Buffer.from('resumed after the deferral é\n')]);
+        await store.upload!(key(), await localLog(dir, 'grown.log', grown), { replace: true });
+        expect((await readAll(store, key())).equals(grown)).toBe(true);
+        expect(await store.stat(key())).toMatchObject({ size: grown.length, complete: true });
+        expect(await listAll(store, { dagId: key().dagId })).toEqual([id(key())]);
+      });
+
+      it.skipIf(!canUpload)('stores a log with replace when there was none', async () => {
+        const content = Buffer.from('only version\n');
+        await store.upload!(key(), await localLog(dir, 'only.log', content), { replace: true });
+        expect((await readAll(store, key())).equals(content)).toBe(true);
       });
     });
 

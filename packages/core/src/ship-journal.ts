@@ -107,9 +107,11 @@ export class ShipJournal {
 
   /** Removes the journal: the attempt is shipped and swept. */
   async remove(): Promise<void> {
-    await unlink(this.path).catch((err: NodeJS.ErrnoException) => {
-      if (err.code !== 'ENOENT') throw journalError(this.path, err);
-    });
+    for (const path of [this.path, `${this.path}.tmp`]) {
+      await unlink(path).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw journalError(path, err);
+      });
+    }
     this.#data = {
       version: 2,
       relativePath: this.#data.relativePath,
@@ -120,7 +122,8 @@ export class ShipJournal {
   async #save(data: JournalData): Promise<void> {
     try {
       await mkdir(dirname(this.path), { recursive: true });
-      const tmp = `${this.path}.tmp-${process.pid}`;
+      // One name: only the lock holder writes, and a killed writer's temp file is overwritten.
+      const tmp = `${this.path}.tmp`;
       await writeFile(tmp, JSON.stringify(data), { flush: true });
       await rename(tmp, this.path);
     } catch (err) {

@@ -1,4 +1,3 @@
-import { createReadStream } from 'node:fs';
 import { opendir, stat, unlink } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { AttemptKey } from './attempt-key.js';
@@ -17,7 +16,8 @@ import { type AttemptEnd, followLoop, sleep } from './follow-loop.js';
 import { type Digest, digestFileWithPrefix, digestStored } from './hashing.js';
 import type { PathTemplate } from './path-template.js';
 import { backoffDelay } from './retry.js';
-import { ShipJournal, type ShipProgress } from './ship-journal.js';
+import { ShipJournal } from './ship-journal.js';
+import { transferLog } from './ship-transfer.js';
 import type { LogStat, LogStore } from './store.js';
 
 export type { AttemptEnd } from './follow-loop.js';
@@ -332,7 +332,7 @@ export class Shipper {
         sha256: ship.sha256,
         storeUrl: store.url,
       });
-      uploaded = await this.transfer(abs, key, ship, journal, options);
+      uploaded = await transferLog(store, abs, key, ship, journal, options);
       await this.verify(key, ship, signal);
       ship = { ...ship, phase: 'verified' };
       await journal.setShip(ship);
@@ -351,88 +351,6 @@ export class Shipper {
     const deleted = await this.deleteLocal(abs);
     await journal.remove();
     return done('shipped', deleted);
-  }
-
-  /**
-   * Stores the file as the attempt's complete log, resuming an interrupted earlier run: through
-   * the store's one-pass `upload()` when it has one (its resume state kept in our journal), else
-   * through a writer from the store's committed offset. Returns the bytes sent in this run.
-   */
-  private async transfer(
-    file: string,
-    key: AttemptKey,
-    ship: ShipProgress,
-    journal: ShipJournal,
-    options: ShipOptions,
-  ): Promise<number> {
-    const { store } = this.options;
-    const { signal, onProgress } = options;
-    const remote = await store.stat(key, { signal });
-    if (remote?.complete) {
-      if (remote.size === ship.size) return 0; // finished before a crash; verify() decides
-      if (!ship.replace) {
-        throw new ConflictError(
-          `${formatAttempt(key)} is already complete in ${store.url} with ${remote.size} bytes, ` +
-            `but the local log has ${ship.size}; delete the archived copy first to replace it`,
-        );
-      }
-    }
-    const digest: Digest = { size: ship.size, sha256: ship.sha256 };
-    if (store.upload) {
-      let resumedAt: number | undefined;
-      let done = 0;
-      await store.upload(
-        key,
-        { path: file, ...digest },
-        {
-          signal,
-          journal: journal.uploadSlot(),
-          replace: ship.replace === true,
-          onProgress: (d, total) => {
-            resumedAt ??= d;
-            done = d;
-            onProgress?.(d, total);
-          },
-        },
-      );
-      return done - (resumedAt ?? 0);
-    }
-    // Record stores keep no single object to replace atomically: the grown log is written again.
-    if (remote?.complete && ship.replace) await store.delete(key, { signal });
-    const writer = await store.openWriter(key, { signal, journal: journal.writerSlot() });
-    try {
-      const start = writer.committedOffset;
-      if (start > digest.size) {
-        throw new ConflictError(
-          `${store.url} holds ${start} bytes of ${formatAttempt(key)} but the local log has only ` +
-            `${digest.size}; delete the archived chunks to ship it again`,
-        );
-      }
-      onProgress?.(start, digest.size);
-      let sent = start;
-      if (start < digest.size) {
-        for await (const chunk of createReadStream(file, {
-          start,
-          end: digest.size - 1,
-          highWaterMark: 1 << 20,
-          signal,
-        })) {
-          await writer.append(chunk as Buffer);
-          sent += (chunk as Buffer).length;
-          onProgress?.(sent, digest.size);
-        }
-      }
-      if (sent !== digest.size) {
-        throw new IntegrityError(
-          `${file} changed while it was shipped (${sent} of ${digest.size} bytes)`,
-        );
-      }
-      await writer.finish(digest);
-      return sent - start;
-    } catch (err) {
-      await writer.abort().catch(() => {});
-      throw err;
-    }
   }
 
   /** The sha256 of a complete archived log: vouched for by the store, or else read back. */

@@ -130,7 +130,8 @@ export interface LogStore {
    * Optional: removes what interrupted writers and uploads left beside a *complete* log: chunk
    * objects, temp files, multipart uploads (the one in `journal`, and any the store can find for
    * the key). Does nothing while the log is not complete (its chunks are still the log).
-   * Idempotent. Throws BackendUnavailableError.
+   * Idempotent. Call it when no writer or upload of the attempt is at work: what one of those
+   * is writing right now looks the same as what a killed one left. Throws BackendUnavailableError.
    */
   sweep?(key: AttemptKey, options?: SweepOptions): Promise<void>;
 

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,9 +14,11 @@ import {
   LocalStore,
   NotFoundError,
   openStore,
+  PathTemplate,
   resolveInside,
 } from '@tasklog/core';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { recoverShip, runShipChild, type ShipJob } from '../../../test/support/killable-ship.js';
 
 const k = attemptKey({
   dagId: 'etl',
@@ -202,6 +204,119 @@ describe('LocalStore recovery', () => {
     await expect(writer.flush()).rejects.toBeInstanceOf(NotFoundError);
     expect(await store.stat(k)).toBeUndefined();
   });
+});
+
+describe('LocalStore.sweep', () => {
+  const folder = () => path.dirname(path.join(root, REL));
+  const temp = (name: string) => `.tmp-${name}.${randomBytes(8).toString('hex')}`;
+
+  it('removes the temp files killed writes of this log left beside it, and its chunk folder', async () => {
+    await writeLog(k, 'the finished log\n');
+    const mine = [temp('attempt=1.log'), temp('attempt=1.log')];
+    const others = [temp('attempt=2.log'), temp('attempt=1.log.other')];
+    for (const name of [...mine, ...others]) await writeFile(path.join(folder(), name), 'half');
+    await mkdir(chunkDir());
+    await writeFile(path.join(chunkDir(), chunk(0)), 'stale chunk');
+    await writeFile(path.join(chunkDir(), temp(chunk(0))), 'half a chunk');
+
+    await store.sweep(k);
+    expect((await readdir(folder())).sort()).toEqual([...others, 'attempt=1.log'].sort());
+    expect((await readAll(store, k)).toString()).toBe('the finished log\n');
+  });
+
+  it('leaves the temp files of a log that is not finished', async () => {
+    const writer = await store.openWriter(k);
+    await writer.append(Buffer.from('running'));
+    await writer.flush();
+    const stale = temp('attempt=1.log');
+    await writeFile(path.join(folder(), stale), 'half');
+    await store.sweep(k);
+    expect(await readdir(folder())).toContain(stale);
+    expect(await store.stat(k)).toMatchObject({ size: 7, complete: false });
+  });
+
+  it('names the temps of a file name too long to take a suffix by its sha256, and sweeps them', async () => {
+    const long = new LocalStore({
+      root,
+      pathTemplate: new PathTemplate(
+        'dag_id={dag_id}/run_id={run_id}/{task_id}[.{map_index}]-{try_number}.log',
+      ),
+    });
+    const key = attemptKey({ ...k, taskId: 't'.repeat(240) });
+    const name = `${'t'.repeat(240)}-1.log`;
+    const content = Buffer.from('a log with a long name\n');
+    const file = path.join(dir, 'long.log');
+    await writeFile(file, content);
+    await long.upload(key, { path: file, size: content.length, sha256: sha256(content) });
+    const logFolder = path.join(root, 'dag_id=etl', `run_id=${k.runId}`);
+    const stale = temp(createHash('sha256').update(name).digest('hex'));
+    await writeFile(path.join(logFolder, stale), 'half');
+
+    await long.sweep(key);
+    expect(await readdir(logFolder)).toEqual([name]);
+  });
+});
+
+/**
+ * A child process stores a 48 MiB log and is SIGKILLed at k/N of the time the call takes. What it
+ * leaves is its temp file, named after the log; the next run stores the log and sweeps, and the
+ * folder then holds the log alone.
+ */
+describe.each([
+  ['upload', 5],
+  ['finish', 3],
+] as const)('LocalStore, a process killed inside %s()', (mode, kills) => {
+  let home: string;
+  let calibration: number;
+  const content = Buffer.alloc(48 * 1024 * 1024, 'a log line of the killed run\n');
+
+  const job = (tryNumber: number): ShipJob => ({
+    store: { kind: 'local', root: path.join(home, 'archive') },
+    key: attemptKey({ ...k, taskId: mode, tryNumber }),
+    mode,
+    file: path.join(home, 'killed.log'),
+    size: content.length,
+    sha256: sha256(content),
+    journal: path.join(home, `journal-${tryNumber}.json`),
+    pieceBytes: 8 * 1024 * 1024,
+  });
+
+  beforeAll(async () => {
+    home = await mkdtemp(path.join(tmpdir(), 'tasklog-local-killed-'));
+    await writeFile(job(1).file, content);
+    const run = await runShipChild(job(1000));
+    expect(run.done).toBe(true);
+    calibration = run.ms;
+    return () => rm(home, { recursive: true, force: true });
+  });
+
+  for (let n = 1; n <= kills; n++) {
+    it(`leaves only temps named after the log at ${n}/${kills} of the call, which the next run sweeps`, async () => {
+      const j = job(n);
+      await runShipChild(j, (calibration * n) / kills);
+      const logFolder = path.join(
+        home,
+        'archive',
+        'dag_id=etl',
+        `run_id=${k.runId}`,
+        `task_id=${mode}`,
+      );
+      const files = async () =>
+        (await readdir(logFolder).catch(() => [] as string[])).filter((f) =>
+          f.includes(`attempt=${n}.log`),
+        );
+      for (const name of await files()) {
+        expect(name).toMatch(
+          new RegExp(`^(\\.tmp-)?attempt=${n}\\.log(\\.chunks|\\.[0-9a-f]{16})?$`),
+        );
+      }
+
+      const archive = new LocalStore({ root: path.join(home, 'archive') });
+      await recoverShip(archive, j);
+      expect(await files()).toEqual([`attempt=${n}.log`]);
+      expect(sha256(await readFile(path.join(logFolder, `attempt=${n}.log`)))).toBe(j.sha256);
+    });
+  }
 });
 
 describe('LocalStore refuses to leave its root', () => {

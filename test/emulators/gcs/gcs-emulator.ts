@@ -23,7 +23,7 @@ import {
   type RandomFaultOptions,
 } from './fault-injector.js';
 import { checkReadPreconditions, streamMedia } from './media.js';
-import { ObjectStore } from './object-store.js';
+import { ObjectStore, type ObjectVersion } from './object-store.js';
 import { bucketResource, objectResource } from './resources.js';
 import { objectFields, Uploads } from './uploads.js';
 import {
@@ -67,6 +67,10 @@ export interface GcsEmulator {
   close(): Promise<void>;
   /** The last 10,000 requests, oldest first (control requests under `/_emulator` excluded). */
   readonly requestLog: RequestLogEntry[];
+  /** Every state (generation, metageneration, custom metadata) an object has had, oldest first. */
+  objectVersions(bucket: string, name: string): ObjectVersion[];
+  /** Resumable upload sessions still open (neither finalized nor cancelled). */
+  activeSessions(): { uploadId: string; bucket: string; name: string }[];
 }
 
 const REQUEST_LOG_LIMIT = 10_000;
@@ -369,6 +373,9 @@ export async function startGcsEmulator(options: GcsEmulatorOptions = {}): Promis
     port: address.port,
     faults,
     requestLog,
+    objectVersions: (bucket, name) =>
+      store.history.filter((v) => v.bucket === bucket && v.name === name),
+    activeSessions: () => uploads.active(),
     createBucket(name: string) {
       if (!BUCKET_NAME.test(name)) throw new RangeError(`invalid bucket name: ${name}`);
       try {

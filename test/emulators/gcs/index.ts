@@ -12,3 +12,4 @@ export type {
 export { FaultInjector } from './fault-injector.js';
 export type { GcsEmulator, GcsEmulatorOptions, RequestLogEntry } from './gcs-emulator.js';
 export { startGcsEmulator } from './gcs-emulator.js';
+export type { ObjectVersion } from './object-store.js';

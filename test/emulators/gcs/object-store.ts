@@ -78,6 +78,17 @@ export interface ListOptions {
   includeTrailingDelimiter?: boolean;
 }
 
+/** One state an object had: every commit (new generation) and every patch (new metageneration). */
+export interface ObjectVersion {
+  bucket: string;
+  name: string;
+  generation: number;
+  metageneration: number;
+  metadata?: Record<string, string>;
+}
+
+const HISTORY_LIMIT = 10_000;
+
 export interface ListResult {
   items: ObjectRecord[];
   prefixes: string[];
@@ -87,6 +98,8 @@ export interface ListResult {
 export class ObjectStore {
   readonly #buckets = new Map<string, BucketRecord>();
   #lastGeneration = 0;
+  /** The last 10,000 object states, oldest first, so tests can see what an object held when. */
+  readonly history: ObjectVersion[] = [];
 
   constructor(readonly root: string) {}
 
@@ -177,6 +190,7 @@ export class ObjectStore {
     bucket.objects.set(obj.name, obj);
     if (!existing) bucket.sorted = undefined;
     else this.#retire(existing.file);
+    this.#remember(obj);
     return obj;
   }
 
@@ -217,6 +231,7 @@ export class ObjectStore {
     }
     next.updated = new Date().toISOString();
     this.getBucket(bucketName).objects.set(name, next);
+    this.#remember(next);
     return next;
   }
 
@@ -267,6 +282,18 @@ export class ObjectStore {
       i++;
     }
     return { items, prefixes };
+  }
+
+  #remember(obj: ObjectRecord): void {
+    const { bucket, name, generation, metageneration, metadata } = obj;
+    this.history.push({
+      bucket,
+      name,
+      generation,
+      metageneration,
+      ...(metadata ? { metadata: { ...metadata } } : {}),
+    });
+    if (this.history.length > HISTORY_LIMIT) this.history.shift();
   }
 
   #retire(file: DataFile): void {

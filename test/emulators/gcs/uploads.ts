@@ -83,6 +83,13 @@ export class Uploads {
 
   constructor(readonly store: ObjectStore) {}
 
+  /** Resumable upload sessions that are neither finalized nor cancelled. */
+  active(): { uploadId: string; bucket: string; name: string }[] {
+    return [...this.#sessions.values()]
+      .filter((s) => s.state === 'active')
+      .map((s) => ({ uploadId: s.id, bucket: s.bucket, name: s.name }));
+  }
+
   /** `POST /upload/storage/v1/b/BUCKET/o?uploadType=...` */
   async insert(ctx: RequestContext, bucket: string): Promise<void> {
     const uploadType = ctx.query.get('uploadType') ?? 'media';

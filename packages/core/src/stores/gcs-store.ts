@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { type Readable, Transform, type Writable } from 'node:stream';
+import { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip } from 'node:zlib';
 import type { Bucket, File, FileMetadata } from '@google-cloud/storage';
@@ -26,6 +26,8 @@ import type {
   OpenWriterOptions,
   ReadOptions,
   StoreCapabilities,
+  SweepOptions,
+  UploadJournal,
   UploadOptions,
 } from '../store.js';
 import {
@@ -88,7 +90,6 @@ const META_SHA256 = 'tasklog-sha256';
  * the moment a writer opens, like a local chunk folder. Not a chunk name, so never log bytes.
  */
 const RUNNING_MARKER = 'running';
-const EMPTY_SHA256 = createHash('sha256').digest('hex');
 const BUCKET_NAME = /^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$/;
 
 type Sdk = typeof import('@google-cloud/storage');
@@ -119,7 +120,10 @@ interface ChunkListing {
   modifiedAt?: Date;
 }
 
-/** What `upload()` keeps in the caller's journal to resume a resumable upload session. */
+/**
+ * What a resumable upload (`upload()`, a gzip writer's `finish()`) keeps in the caller's journal
+ * to resume its session.
+ */
 interface UploadState {
   version: 1;
   object: string;
@@ -134,7 +138,9 @@ interface UploadState {
  * GCSTaskHandler so each side finds the other's logs.
  *
  * - A finished log is one object `prefix/<relative path>` (plain text, or gzip-encoded with
- *   `compression: 'gzip'`), with custom metadata `tasklog-size` and `tasklog-sha256`.
+ *   `compression: 'gzip'`), with custom metadata `tasklog-size` and, once the stored object was
+ *   checked against the log's size and sha256, `tasklog-sha256` (patched on with
+ *   ifMetagenerationMatch, so it never lands on an object that changed after the check).
  * - A running attempt is a set of immutable chunk objects `prefix/<relative path>.chunks/<offset>`,
  *   each created with `ifGenerationMatch: 0`, so a retried request can never replace bytes. On
  *   finish they are composed (32 at a time, in levels) into the final object and removed.
@@ -232,15 +238,19 @@ export class GcsStore implements LogStore {
     });
   }
 
-  /** Throws ConflictError when the log is already finished; BackendUnavailableError, AbortedError. */
+  /**
+   * `options.journal` keeps the resumable upload session of a gzip `finish()`, so the next writer
+   * resumes one killed while finishing. Throws ConflictError when the log is already finished
+   * (after removing what a killed writer left beside it); BackendUnavailableError, AbortedError.
+   */
   async openWriter(key: AttemptKey, options: OpenWriterOptions = {}): Promise<LogWriter> {
-    const { signal } = options;
+    const { signal, journal } = options;
     throwIfAborted(signal);
     const loc = this.#locate(key);
     const be = await this.#connect();
     if (await be.metadata(loc.final, signal)) {
       // A writer died between composing the final object and removing its chunks.
-      await be.deleteAll(await be.listAll(loc.chunkPrefix, signal), signal).catch(() => undefined);
+      await be.sweepBeside(loc, journal, signal).catch(() => undefined);
       throw new ConflictError(`log ${be.describe(loc.final)} is already complete`);
     }
     await be.createIfMissing(loc.chunkPrefix + RUNNING_MARKER, Buffer.alloc(0), signal);
@@ -251,135 +261,34 @@ export class GcsStore implements LogStore {
       listing.discarded.map((c) => c.file),
       signal,
     );
-    return new GcsLogWriter(be, loc, listing.committed);
+    return new GcsLogWriter(be, loc, listing.committed, journal);
   }
 
   /**
-   * Stores a finished local file as the complete log with one resumable upload. The session URI
-   * is saved in `journal` before the first byte goes out, so after a crash the next call asks
-   * the session how far it got and sends only the rest. Throws ConflictError, IntegrityError,
-   * BackendUnavailableError, AbortedError.
+   * Stores a finished local file as the complete log with one resumable upload (see
+   * `Backend.uploadResumable`): resumed from `journal` after a crash, checked before
+   * `tasklog-sha256` is set. With `replace`, a complete log is replaced: the upload is created with
+   * ifGenerationMatch of its current generation, and GCS swaps the object when the upload
+   * finalizes, so readers see the old log until then. Throws ConflictError (complete without
+   * `replace`, or changed meanwhile), IntegrityError, BackendUnavailableError, AbortedError.
    */
   async upload(key: AttemptKey, file: LocalLogFile, options: UploadOptions = {}): Promise<void> {
     const { signal, journal, onProgress } = options;
     throwIfAborted(signal);
     const loc = this.#locate(key);
     const be = await this.#connect();
-    const target = be.bucket.file(loc.final);
-    const saved = parseUploadState(await journal?.load());
-    let state =
-      saved &&
-      saved.object === loc.final &&
-      saved.size === file.size &&
-      saved.sha256 === file.sha256 &&
-      saved.compression === this.compression
-        ? saved
-        : undefined;
-
-    let persisted = 0;
-    if (state) {
-      const status = await be.sessionStatus(state.uri, loc.final, signal);
-      if (status.kind === 'complete') {
-        // The session finished before a crash: the object is ours if it carries the file's digest.
-        const meta = await be.metadata(loc.final, signal);
-        if (meta && meta.metadata?.[META_SHA256] === file.sha256) {
-          onProgress?.(file.size, file.size);
-          await be.deleteAll(await be.listAll(loc.chunkPrefix, signal), signal);
-          return;
-        }
-        state = undefined;
-      } else if (status.kind === 'gone') {
-        state = undefined;
-      } else {
-        persisted = status.persisted;
-      }
-    }
-    if (!state) {
-      if (await be.metadata(loc.final, signal)) {
-        throw new ConflictError(`log ${be.describe(loc.final)} is already complete`);
-      }
-      const metadata = this.#finalMetadata(file.size, file.sha256);
-      let uri: string;
-      try {
-        [uri] = await target.createResumableUpload({
-          metadata:
-            this.compression === 'gzip' ? metadata : { ...metadata, contentLength: file.size },
-          preconditionOpts: { ifGenerationMatch: 0 },
-        });
-      } catch (err) {
-        if (statusOf(err) === 412) {
-          throw new ConflictError(`log ${be.describe(loc.final)} is already complete`, {
-            cause: err,
-          });
-        }
-        throw be.error(err, 'start an upload of', loc.final, signal);
-      }
-      state = {
-        version: 1,
-        object: loc.final,
-        uri,
-        size: file.size,
-        sha256: file.sha256,
-        compression: this.compression,
-      };
-      await journal?.save(state);
-    }
-
-    // The whole file is read even when resuming: the bytes the session already holds are not
-    // sent again, but the file's sha256 and the object's crc32c cover every byte. With gzip the
-    // session holds compressed bytes; zlib with the same settings compresses the same input to
-    // the same output, so the skipped prefix matches what was sent (the final crc32c check
-    // catches the case where it does not).
-    //
-    // Progress counts file bytes. A gzip session's offset counts compressed bytes, which do not
-    // map back to file bytes up front: the first report then waits until the compressed stream
-    // has passed what the session holds, and gives the file bytes read by then.
-    const skip = new SkipAndCrc(persisted, be.sdk);
-    const resumedGzip = this.compression === 'gzip' && persisted > 0;
-    const resumedRaw = this.compression === 'none' ? persisted : 0;
-    let reported = -1;
-    const report = (n: number) => {
-      reported = n;
-      onProgress?.(n, file.size);
-    };
-    if (!resumedGzip) report(resumedRaw);
-    const verify = verifyingStream(file.size, file.sha256, file.path, (n) => {
-      if (resumedGzip ? skip.total > persisted : n > resumedRaw) report(n);
-    });
-    const stages: (Readable | Transform | Writable)[] = [
-      createReadStream(file.path, { highWaterMark: 1 << 20 }),
-      verify,
-    ];
-    if (this.compression === 'gzip') stages.push(createGzip());
-    stages.push(
-      skip,
-      target.createWriteStream({
-        uri: state.uri,
-        offset: persisted,
-        resumable: true,
-        chunkSize: this.uploadChunkSize,
-        metadata:
-          this.compression === 'gzip'
-            ? this.#finalMetadata(file.size, file.sha256)
-            : { ...this.#finalMetadata(file.size, file.sha256), contentLength: file.size },
-        // The SDK can only check what it saw; a resumed upload is checked below instead.
-        validation: persisted === 0 ? 'crc32c' : false,
-      }),
+    await be.uploadResumable(
+      loc.final,
+      () => createReadStream(file.path, { highWaterMark: 1 << 20 }),
+      file,
+      {
+        label: file.path,
+        journal,
+        signal,
+        onProgress,
+        replace: options.replace === true,
+      },
     );
-    try {
-      await pipeline(stages, { signal });
-    } catch (err) {
-      throw be.error(err, 'upload', loc.final, signal);
-    }
-    const meta = target.metadata;
-    if (Number(meta.size) !== skip.total || meta.crc32c !== skip.crc32c()) {
-      await be.deleteObject(loc.final, meta.generation, signal).catch(() => undefined);
-      throw new IntegrityError(
-        `uploaded ${be.describe(loc.final)} holds ${meta.size} bytes with crc32c ${meta.crc32c}, ` +
-          `expected ${skip.total} bytes with crc32c ${skip.crc32c()}; object removed`,
-      );
-    }
-    if (reported !== file.size) report(file.size);
     await be.deleteAll(await be.listAll(loc.chunkPrefix, signal), signal);
   }
 
@@ -498,6 +407,22 @@ export class GcsStore implements LogStore {
     await be.deleteObject(loc.final, undefined, signal);
   }
 
+  /**
+   * Removes what killed writers and uploads left beside a complete log: every object under its
+   * chunk prefix (chunks, the `running` marker, compose intermediates), and cancels the resumable
+   * upload session `options.journal` names. Nothing while the log is not complete (its chunks are
+   * the log). Run it when no writer or upload of the attempt is at work. Throws
+   * BackendUnavailableError, AbortedError.
+   */
+  async sweep(key: AttemptKey, options: SweepOptions = {}): Promise<void> {
+    const { signal, journal } = options;
+    throwIfAborted(signal);
+    const loc = this.#locate(key);
+    const be = await this.#connect();
+    if (!(await be.metadata(loc.final, signal))) return;
+    await be.sweepBeside(loc, journal, signal);
+  }
+
   /** Throws BackendUnavailableError unless the bucket exists and the credentials may see it. */
   async ping(options: { signal?: AbortSignal } = {}): Promise<void> {
     const { signal } = options;
@@ -534,14 +459,6 @@ export class GcsStore implements LogStore {
     } catch {
       return undefined;
     }
-  }
-
-  #finalMetadata(size: number, sha256: string): FileMetadata {
-    return {
-      contentType: LOG_CONTENT_TYPE,
-      ...(this.compression === 'gzip' ? { contentEncoding: 'gzip' } : {}),
-      metadata: { [META_SIZE]: String(size), [META_SHA256]: sha256 },
-    };
   }
 
   #connect(): Promise<Backend> {
@@ -867,19 +784,245 @@ class Backend {
     }
   }
 
-  async setLogMetadata(
+  /**
+   * Sets `tasklog-size` and `tasklog-sha256` on a finished log that was just checked against them.
+   * The patch is conditional on the generation and metageneration that were checked, so it never
+   * lands on an object replaced or changed since (ConflictError then).
+   */
+  async stampVerified(
     object: string,
-    size: number,
-    sha256: string,
+    checked: FileMetadata,
+    expected: { size: number; sha256: string },
     signal?: AbortSignal,
   ): Promise<void> {
     throwIfAborted(signal);
     try {
-      await this.bucket
-        .file(object)
-        .setMetadata({ metadata: { [META_SIZE]: String(size), [META_SHA256]: sha256 } });
+      await this.bucket.file(object).setMetadata(
+        { metadata: { [META_SIZE]: String(expected.size), [META_SHA256]: expected.sha256 } },
+        {
+          ifGenerationMatch: checked.generation,
+          ifMetagenerationMatch: checked.metageneration,
+        },
+      );
     } catch (err) {
+      if (statusOf(err) === 412) {
+        // Our own patch may have landed on a try whose answer was lost (it bumps the
+        // metageneration): the same generation now carrying this sha256 is that patch.
+        const now = await this.metadata(object, signal);
+        if (
+          now &&
+          String(now.generation) === String(checked.generation) &&
+          now.metadata?.[META_SHA256] === expected.sha256
+        ) {
+          return;
+        }
+        throw new ConflictError(`${this.describe(object)} changed while it was being verified`, {
+          cause: err,
+        });
+      }
       throw this.error(err, 'set metadata of', object, signal);
+    }
+  }
+
+  /**
+   * One resumable upload of the log `source()` yields (a finished file, or a writer's chunks) as
+   * `object`, gzip-encoded when the store compresses. The session URI is saved in `journal` before
+   * the first byte goes out; a later call with the same journal asks the session how far it got
+   * and sends only the rest. The source is read from its start every time: the bytes the session
+   * holds are not sent again, but the log's sha256 and the object's crc32c cover every byte. With
+   * gzip the session holds compressed bytes; zlib with the same settings compresses the same input
+   * to the same output, so the skipped prefix matches what was sent (the crc32c check catches the
+   * case where it does not).
+   *
+   * The object is created with `tasklog-size` only; `tasklog-sha256` is patched on once its size
+   * and crc32c match what the checked log compresses to. A new session is created with
+   * ifGenerationMatch 0 (ConflictError if the log exists) or, with `replace`, the live generation.
+   */
+  async uploadResumable(
+    object: string,
+    source: () => Readable,
+    expected: { size: number; sha256: string },
+    options: {
+      label: string;
+      journal?: UploadJournal;
+      signal?: AbortSignal;
+      onProgress?: (done: number, total: number) => void;
+      replace: boolean;
+    },
+  ): Promise<void> {
+    const { journal, signal, onProgress, label } = options;
+    const compression = this.store.compression;
+    const target = this.bucket.file(object);
+    const metadata: FileMetadata = {
+      contentType: LOG_CONTENT_TYPE,
+      ...(compression === 'gzip' ? { contentEncoding: 'gzip' } : { contentLength: expected.size }),
+      metadata: { [META_SIZE]: String(expected.size) },
+    };
+    const saved = parseUploadState(await journal?.load());
+    let state =
+      saved &&
+      saved.object === object &&
+      saved.size === expected.size &&
+      saved.sha256 === expected.sha256 &&
+      saved.compression === compression
+        ? saved
+        : undefined;
+    if (saved && !state) await this.cancelSession(saved.uri, signal);
+
+    let persisted = 0;
+    if (state) {
+      const status = await this.sessionStatus(state.uri, object, signal);
+      if (status.kind === 'complete') {
+        // The session finished before a crash, perhaps before its check: the object is ours if
+        // it holds exactly what the log compresses to.
+        const meta = await this.metadata(object, signal);
+        const sent = meta && (await this.#measure(source, expected, label, signal));
+        if (meta && sent && Number(meta.size) === sent.size && meta.crc32c === sent.crc32c) {
+          onProgress?.(expected.size, expected.size);
+          if (meta.metadata?.[META_SHA256] !== expected.sha256) {
+            await this.stampVerified(object, meta, expected, signal);
+          }
+          await journal?.save(null);
+          return;
+        }
+        state = undefined;
+      } else if (status.kind === 'gone') {
+        state = undefined;
+      } else {
+        persisted = status.persisted;
+      }
+    }
+    if (!state) {
+      const live = await this.metadata(object, signal);
+      if (live && !options.replace) {
+        throw new ConflictError(`log ${this.describe(object)} is already complete`);
+      }
+      let uri: string;
+      try {
+        [uri] = await target.createResumableUpload({
+          metadata,
+          preconditionOpts: { ifGenerationMatch: live ? Number(live.generation) : 0 },
+        });
+      } catch (err) {
+        if (statusOf(err) === 412) {
+          throw new ConflictError(`log ${this.describe(object)} changed meanwhile`, {
+            cause: err,
+          });
+        }
+        throw this.error(err, 'start an upload of', object, signal);
+      }
+      state = { version: 1, object, uri, ...expected, compression };
+      await journal?.save(state);
+    }
+
+    // Progress counts log bytes. A gzip session's offset counts compressed bytes, which do not
+    // map back to log bytes up front: the first report then waits until the compressed stream
+    // has passed what the session holds, and gives the log bytes read by then.
+    const skip = new SkipAndCrc(persisted, this.sdk);
+    const resumedGzip = compression === 'gzip' && persisted > 0;
+    const resumedRaw = compression === 'none' ? persisted : 0;
+    let reported = -1;
+    const report = (n: number) => {
+      reported = n;
+      onProgress?.(n, expected.size);
+    };
+    if (!resumedGzip) report(resumedRaw);
+    const verify = verifyingStream(expected.size, expected.sha256, label, (n) => {
+      if (resumedGzip ? skip.total > persisted : n > resumedRaw) report(n);
+    });
+    const stages: (Readable | Transform | Writable)[] = [source(), verify];
+    if (compression === 'gzip') stages.push(createGzip());
+    stages.push(
+      skip,
+      target.createWriteStream({
+        uri: state.uri,
+        offset: persisted,
+        resumable: true,
+        chunkSize: this.store.uploadChunkSize,
+        metadata,
+        // The SDK can only check what it saw; a resumed upload is checked below instead.
+        validation: persisted === 0 ? 'crc32c' : false,
+      }),
+    );
+    try {
+      await pipeline(stages, { signal });
+    } catch (err) {
+      if (err instanceof IntegrityError) throw err;
+      if (statusOf(err) === 412) {
+        throw new ConflictError(`log ${this.describe(object)} changed meanwhile`, { cause: err });
+      }
+      throw this.error(err, 'upload', object, signal);
+    }
+    const meta = target.metadata;
+    if (Number(meta.size) !== skip.total || meta.crc32c !== skip.crc32c()) {
+      await this.deleteObject(object, meta.generation, signal).catch(() => undefined);
+      await journal?.save(null);
+      throw new IntegrityError(
+        `uploaded ${this.describe(object)} holds ${meta.size} bytes with crc32c ${meta.crc32c}, ` +
+          `expected ${skip.total} bytes with crc32c ${skip.crc32c()}; object removed`,
+      );
+    }
+    if (reported !== expected.size) report(expected.size);
+    await this.stampVerified(object, meta, expected, signal);
+    await journal?.save(null);
+  }
+
+  /** Size and crc32c of what uploading the log `source()` yields sends (compressed, for gzip). */
+  async #measure(
+    source: () => Readable,
+    expected: { size: number; sha256: string },
+    label: string,
+    signal?: AbortSignal,
+  ): Promise<{ size: number; crc32c: string }> {
+    const crc = new SkipAndCrc(Number.POSITIVE_INFINITY, this.sdk);
+    const stages: (Readable | Transform)[] = [
+      source(),
+      verifyingStream(expected.size, expected.sha256, label),
+    ];
+    if (this.store.compression === 'gzip') stages.push(createGzip());
+    stages.push(crc);
+    try {
+      // The end of a pipeline run only to measure: it drops what it is given.
+      const sink = new Writable({ write: (_chunk, _encoding, callback) => callback() });
+      await pipeline([...stages, sink], { signal });
+    } catch (err) {
+      if (err instanceof IntegrityError) throw err;
+      throw this.error(err, 'read the log for', label, signal);
+    }
+    return { size: crc.total, crc32c: crc.crc32c() };
+  }
+
+  /**
+   * Cancels a resumable upload session (best effort: one that finished or expired is fine).
+   * https://cloud.google.com/storage/docs/performing-resumable-uploads#cancel-upload
+   */
+  async cancelSession(uri: string, signal?: AbortSignal): Promise<void> {
+    try {
+      const res = await fetch(uri, {
+        method: 'DELETE',
+        headers: { 'Content-Length': '0' },
+        signal,
+      });
+      await res.body?.cancel();
+    } catch {
+      // Unreachable now: the session expires by itself within a week and holds no object.
+    }
+  }
+
+  /**
+   * Everything a killed writer or upload left beside a complete log: the objects under its chunk
+   * prefix, and the session its journal names.
+   */
+  async sweepBeside(
+    loc: Location,
+    journal: UploadJournal | undefined,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    await this.deleteAll(await this.listAll(loc.chunkPrefix, signal), signal);
+    const saved = parseUploadState(await journal?.load());
+    if (saved && saved.object === loc.final) {
+      await this.cancelSession(saved.uri, signal);
+      await journal?.save(null);
     }
   }
 
@@ -939,6 +1082,7 @@ class GcsLogWriter implements LogWriter {
     private readonly be: Backend,
     private readonly loc: Location,
     committed: number,
+    private readonly journal: UploadJournal | undefined,
   ) {
     this.#committed = committed;
     this.#sawAll = committed === 0;
@@ -1028,6 +1172,11 @@ class GcsLogWriter implements LogWriter {
     return this.#committed;
   }
 
+  /**
+   * Composes the chunks into the final object, checks it (size and crc32c against the chunks',
+   * sha256 by reading it back when this writer did not see every byte), and only then sets
+   * `tasklog-sha256`. Intermediate objects live under the chunk prefix and go with the chunks.
+   */
   async #compose(listing: ChunkListing, want: { size: number; sha256: string }): Promise<void> {
     const { be, loc } = this;
     if (want.size === 0) {
@@ -1036,10 +1185,7 @@ class GcsLogWriter implements LogWriter {
         .save(Buffer.alloc(0), {
           resumable: false,
           preconditionOpts: { ifGenerationMatch: 0 },
-          metadata: {
-            contentType: LOG_CONTENT_TYPE,
-            metadata: { [META_SIZE]: '0', [META_SHA256]: EMPTY_SHA256 },
-          },
+          metadata: { contentType: LOG_CONTENT_TYPE, metadata: { [META_SIZE]: '0' } },
         })
         .catch((err: unknown) => {
           if (statusOf(err) === 412) {
@@ -1049,6 +1195,13 @@ class GcsLogWriter implements LogWriter {
           }
           throw be.error(err, 'write', loc.final);
         });
+      const empty = await be.metadata(loc.final);
+      if (!empty)
+        throw new NotFoundError(`${be.describe(loc.final)} vanished right after its write`);
+      if (Number(empty.size) !== 0) {
+        throw new ConflictError(`log ${be.describe(loc.final)} was written by someone else`);
+      }
+      await be.stampVerified(loc.final, empty, want);
       return;
     }
     const expectedCrc = combinedCrc32c(listing.chunks);
@@ -1096,12 +1249,13 @@ class GcsLogWriter implements LogWriter {
         throw shaMismatch(be, loc, sha256, want.sha256);
       }
     }
-    await be.setLogMetadata(loc.final, want.size, want.sha256);
+    await be.stampVerified(loc.final, meta, want);
   }
 
   /**
-   * Streams the chunks through sha256 and gzip into one resumable upload. The sha256 check runs
-   * before the upload's last request goes out, so a mismatching log never becomes an object.
+   * Streams the chunks through sha256 and gzip into one resumable upload, journaled, so the next
+   * writer resumes one killed while finishing (see `Backend.uploadResumable`). The sha256 check
+   * runs before the upload's last request goes out, so a mismatching log never becomes an object.
    */
   async #uploadGzip(listing: ChunkListing, want: { size: number; sha256: string }): Promise<void> {
     const { be, loc } = this;
@@ -1113,33 +1267,11 @@ class GcsLogWriter implements LogWriter {
         }
       }
     }
-    const target = be.bucket.file(loc.final);
-    try {
-      await pipeline(
-        source(),
-        verifyingStream(want.size, want.sha256, be.describe(loc.final)),
-        createGzip(),
-        target.createWriteStream({
-          resumable: true,
-          chunkSize: be.store.uploadChunkSize,
-          preconditionOpts: { ifGenerationMatch: 0 },
-          metadata: {
-            contentType: LOG_CONTENT_TYPE,
-            contentEncoding: 'gzip',
-            metadata: { [META_SIZE]: String(want.size), [META_SHA256]: want.sha256 },
-          },
-          validation: 'crc32c',
-        }),
-      );
-    } catch (err) {
-      if (err instanceof IntegrityError) throw err;
-      if (statusOf(err) === 412) {
-        throw new ConflictError(`log ${be.describe(loc.final)} is already complete`, {
-          cause: err,
-        });
-      }
-      throw be.error(err, 'upload', loc.final);
-    }
+    await be.uploadResumable(loc.final, () => Readable.from(source()), want, {
+      label: be.describe(loc.final),
+      journal: this.journal,
+      replace: false,
+    });
   }
 
   #assertOpen(): void {

@@ -37,6 +37,7 @@ import type {
   OpenWriterOptions,
   ReadOptions,
   StoreCapabilities,
+  SweepOptions,
   UploadOptions,
 } from '../store.js';
 import {
@@ -60,8 +61,15 @@ export interface LocalStoreOptions {
 const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
 /** Largest piece read() yields and the copy buffer of finish(). */
 const READ_SIZE = 64 * 1024;
-/** Temp files never match a path template (templates have no leading-dot segments) nor a chunk name. */
+/**
+ * Temp files are `.tmp-<name of the file they become>.<16 hex digits>`, beside that file: they
+ * never match a path template (templates have no leading-dot segments) nor a chunk name, and
+ * `sweep()` can tell one attempt's from another's.
+ */
 const TEMP_PREFIX = '.tmp-';
+const TEMP_SUFFIX = /^\.[0-9a-f]{16}$/;
+/** Longest file name most file systems take (NAME_MAX), in bytes. */
+const NAME_MAX = 255;
 const STAT_CONCURRENCY = 32;
 
 interface Location {
@@ -98,7 +106,9 @@ interface ChunkScan {
  *   named by its start byte offset (`00000000000000000000.chunk`). A writer that dies leaves
  *   everything up to its last flush; a new writer resumes after the last contiguous chunk.
  * - Every file appears atomically (temp file, fsync, rename, fsync of the folder), so readers
- *   never see a partial file and a crash never leaves one.
+ *   never see a partial file. A process killed mid-write leaves its temp file (named after the
+ *   file it was to become); the next writer removes those in the chunk folder, `sweep()` those
+ *   beside a finished log.
  */
 export class LocalStore implements LogStore {
   readonly url: string;
@@ -189,8 +199,9 @@ export class LocalStore implements LogStore {
   /**
    * Copies a finished local file in as the complete log (temp file, hash check, fsync, rename):
    * one pass instead of chunks plus a concatenation. Nothing to resume: a crash leaves at most a
-   * temp file, and a retry starts over. Throws ConflictError if the log is already complete,
-   * IntegrityError if the file does not match its size and sha256.
+   * temp file (removed by `sweep()`), and a retry starts over. With `replace`, a complete log is
+   * replaced by the rename, atomically. Throws ConflictError if the log is already complete
+   * (without `replace`), IntegrityError if the file does not match its size and sha256.
    */
   async upload(key: AttemptKey, file: LocalLogFile, options: UploadOptions = {}): Promise<void> {
     const { signal, onProgress } = options;
@@ -198,7 +209,9 @@ export class LocalStore implements LogStore {
     const loc = this.#locate(key);
     try {
       await mkdir(this.root, { recursive: true });
-      if (await exists(loc.final)) throw new ConflictError(`log ${loc.rel} is already complete`);
+      if (!options.replace && (await exists(loc.final))) {
+        throw new ConflictError(`log ${loc.rel} is already complete`);
+      }
       let done = 0;
       onProgress?.(0, file.size);
       const pieces = async function* () {
@@ -353,6 +366,32 @@ export class LocalStore implements LogStore {
     } catch (err) {
       if (err instanceof NotFoundError) return; // the root itself is missing
       throw fsError(err, loc.rel, 'delete');
+    }
+  }
+
+  /**
+   * Removes what killed writers and uploads left beside a finished log: its chunk folder and the
+   * attempt's temp files (`.tmp-<log file name>.<random>`, beside the log). Nothing for an attempt
+   * that is not finished (its chunks are the log). Run it when no writer or upload of the attempt
+   * is at work: a temp file being written would be removed under it. Throws InvalidInputError,
+   * BackendUnavailableError.
+   */
+  async sweep(key: AttemptKey, options: SweepOptions = {}): Promise<void> {
+    throwIfAborted(options.signal);
+    const loc = this.#locate(key);
+    try {
+      await this.#assertInside(loc);
+      if (!(await statFinal(loc.final))) return;
+      await rm(loc.chunks, { recursive: true, force: true });
+      const folder = path.dirname(loc.final);
+      const name = path.basename(loc.final);
+      for (const entry of await readdir(folder)) {
+        throwIfAborted(options.signal);
+        if (isTempOf(entry, name)) await rm(path.join(folder, entry), { force: true });
+      }
+    } catch (err) {
+      if (err instanceof NotFoundError) return; // the root itself is missing
+      throw fsError(err, loc.rel, 'sweep');
     }
   }
 
@@ -578,7 +617,7 @@ async function publishFinal(
   const folder = path.dirname(loc.final);
   await assertRealPathInside(root, folder);
   await mkdir(folder, { recursive: true });
-  const temp = path.join(folder, tempName());
+  const temp = path.join(folder, tempName(path.basename(loc.final)));
   const out = await open(temp, 'wx');
   let renamed = false;
   try {
@@ -690,7 +729,7 @@ async function* readRange(
 }
 
 async function writeAtomic(dir: string, name: string, data: Uint8Array): Promise<void> {
-  const temp = path.join(dir, tempName());
+  const temp = path.join(dir, tempName(name));
   const fh = await open(temp, 'wx');
   let renamed = false;
   try {
@@ -761,8 +800,25 @@ async function exists(file: string): Promise<boolean> {
   }
 }
 
-function tempName(): string {
-  return `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`;
+/** A fresh temp name for a file that will become `name` (see TEMP_PREFIX). */
+function tempName(name: string): string {
+  return `${tempStem(name)}.${randomBytes(8).toString('hex')}`;
+}
+
+/** Whether `entry` is a temp file of the file `name`. */
+function isTempOf(entry: string, name: string): boolean {
+  const stem = tempStem(name);
+  return entry.startsWith(stem) && TEMP_SUFFIX.test(entry.slice(stem.length));
+}
+
+/**
+ * `.tmp-<name>`; for a name too long for that within NAME_MAX, `.tmp-<sha256 of the name>`, so a
+ * temp name always fits and still names its file.
+ */
+function tempStem(name: string): string {
+  const plain = `${TEMP_PREFIX}${name}`;
+  if (Buffer.byteLength(plain) + 17 <= NAME_MAX) return plain;
+  return `${TEMP_PREFIX}${createHash('sha256').update(name).digest('hex')}`;
 }
 
 function relativeTo(root: string, full: string): string {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import type { GetObjectCommandOutput, HeadObjectCommandOutput, S3Client } from '@aws-sdk/client-s3';
 import { type AttemptKey, attemptKey } from '../attempt-key.js';
@@ -26,6 +26,8 @@ import type {
   OpenWriterOptions,
   ReadOptions,
   StoreCapabilities,
+  SweepOptions,
+  UploadJournal,
   UploadOptions,
 } from '../store.js';
 import {
@@ -37,9 +39,14 @@ import {
 } from './chunk-layout.js';
 import type { OpenStoreOptions } from './open-store.js';
 import {
+  type AbortOutcome,
+  abortUpload,
   assembleFromChunks,
   type ChunkObject,
-  finalParams,
+  chunkBytes,
+  DEFAULT_PART_SIZE,
+  journaledUpload,
+  listUploads,
   MIN_PART_SIZE,
   type S3Context,
   unquote,
@@ -70,7 +77,10 @@ export interface S3StoreOptions {
   flushBytes?: number;
   /** The `[s3]` config section: region, endpoint, role, SSE, storage class, checksum, retries. */
   s3?: Partial<TasklogConfig['s3']>;
-  /** Part size of upload(), at least 5 MiB; raised to fit S3's 10,000 parts. Default 8 MiB. */
+  /**
+   * Part size of the multipart uploads that store finished logs, at least 5 MiB; raised to fit
+   * S3's 10,000 parts. A log (or compressed log) of at most one part is one PutObject. Default 8 MiB.
+   */
   partSize?: number;
   /** Keys per ListObjectsV2 page, 1–1000. Default 1000 (S3's maximum). */
   listPageSize?: number;
@@ -90,6 +100,24 @@ interface Location {
   chunks: string;
 }
 
+/** A cleanup step `sweep()` could not take because the server lacks the S3 call it needs. */
+export interface SweepSkip {
+  operation: 'AbortMultipartUpload' | 'ListMultipartUploads';
+  /** `s3://bucket/key` the step was about. */
+  target: string;
+  uploadId?: string;
+  /** For the caller's log. */
+  message: string;
+}
+
+export interface S3SweepOptions extends SweepOptions {
+  /**
+   * Told about every step skipped because the server answered "not implemented" (s3rver 3.7 has
+   * neither AbortMultipartUpload nor ListMultipartUploads); the rest of the sweep goes on.
+   */
+  onSkipped?: (skip: SweepSkip) => void;
+}
+
 interface FinalObject {
   /** Size of the log (uncompressed). */
   size: number;
@@ -103,11 +131,13 @@ interface FinalObject {
  * tasklog's logs and tasklog reads Airflow's.
  *
  * - A finished log is one object at `prefix/<relative path>`, with user metadata `tasklog-size`
- *   and `tasklog-sha256` once tasklog verified it (an object Airflow wrote has none and is a
- *   complete log of its ContentLength bytes).
+ *   and, only once tasklog checked the stored object against the log's size and sha256,
+ *   `tasklog-sha256` (an object Airflow wrote has neither and is a complete log of its
+ *   ContentLength bytes).
  * - A running attempt is a set of chunk objects `prefix/<relative path>.chunks/<offset>.chunk`,
  *   each one PutObject with Content-MD5. finish() joins them with a multipart upload (server-side
- *   copies where S3 allows) and deletes them.
+ *   copies where S3 allows), journaled so a killed writer's upload is resumed by the next one,
+ *   and deletes them. `sweep()` removes what a killed process left beside a complete log.
  * - The SDK is loaded on first use, so a process reading a local archive never loads it.
  */
 export class S3Store implements LogStore {
@@ -187,9 +217,14 @@ export class S3Store implements LogStore {
     });
   }
 
-  /** Throws ConflictError if the log is already complete; BackendUnavailableError, AbortedError. */
+  /**
+   * `options.journal` keeps the multipart upload `finish()` assembles the chunks with, so that the
+   * next writer resumes the upload of one killed while finishing. Throws ConflictError if the log
+   * is already complete (after removing what a killed writer left beside it: chunks, the journal's
+   * upload); BackendUnavailableError, AbortedError.
+   */
   async openWriter(key: AttemptKey, options: OpenWriterOptions = {}): Promise<LogWriter> {
-    const { signal } = options;
+    const { signal, journal } = options;
     const loc = this.#locate(key);
     try {
       throwIfAborted(signal);
@@ -204,6 +239,7 @@ export class S3Store implements LogStore {
           chunks.map((c) => c.key),
           signal,
         ).catch(() => undefined);
+        await abortJournaled(ctx, loc.final, journal, signal).catch(() => undefined);
         throw new ConflictError(`log s3://${this.bucket}/${loc.final} is already complete`);
       }
       const run = contiguousRun(chunks);
@@ -231,27 +267,26 @@ export class S3Store implements LogStore {
           { abortSignal: signal },
         );
       }
-      return new S3LogWriter(this, ctx, loc, run.committed);
+      return new S3LogWriter(this, ctx, loc, run.committed, journal);
     } catch (err) {
       throw s3Error(err, this.bucket, loc.final, 'open a writer for');
     }
   }
 
   /**
-   * Stores a finished local file as the complete log in one pass.
+   * Stores a finished local file as the complete log in one pass (see `uploadFile`, `uploadGzip`):
+   * one PutObject when it fits one part, else a multipart upload of its own (lib-storage cannot
+   * resume) with parts of max(8 MiB, size / 10,000), at most 4 in flight, Content-MD5 on each, its
+   * upload id and parts saved in `journal` before and after each part. A later call with the same
+   * journal sends only the parts S3 does not hold (gzip: compresses again and skips the parts
+   * whose MD5 S3 holds). The stored object is checked (size, ETag against the parts' MD5s) before
+   * `tasklog-sha256` is added; the journal is emptied once nothing is left open.
    *
-   * Uncompressed: a multipart upload of its own (lib-storage cannot resume): parts of
-   * max(8 MiB, size / 10,000), at most 4 in flight (4 parts in memory), Content-MD5 on each,
-   * the journal saved after every part. A later call with the same journal asks S3 (ListParts)
-   * which parts it holds and sends only the others; an upload S3 no longer knows starts over.
-   * The completed object's ETag and size are checked before it is trusted; its metadata
-   * `tasklog-sha256` is `file.sha256`.
+   * With `replace`, a complete log is replaced: CompleteMultipartUpload and PutObject swap the
+   * object in one step, so readers see the old log until then.
    *
-   * With gzip: one streamed, non-resumable lib-storage upload; a journal entry of an earlier
-   * upload is aborted.
-   *
-   * Throws ConflictError if the log is already complete, IntegrityError, AbortedError,
-   * BackendUnavailableError.
+   * Throws ConflictError if the log is already complete (without `replace`), IntegrityError,
+   * AbortedError, BackendUnavailableError.
    */
   async upload(key: AttemptKey, file: LocalLogFile, options: UploadOptions = {}): Promise<void> {
     const { signal, onProgress, journal } = options;
@@ -260,41 +295,20 @@ export class S3Store implements LogStore {
     try {
       throwIfAborted(signal);
       const ctx = await this.#ctx();
-      if (await headFinal(ctx, loc.final, signal)) {
+      if (!options.replace && (await headFinal(ctx, loc.final, signal))) {
         throw new ConflictError(`log s3://${this.bucket}/${loc.final} is already complete`);
       }
       if (this.compression === 'gzip') {
-        const saved = (await journal?.load()) as { key?: unknown; uploadId?: unknown } | null;
-        if (typeof saved?.key === 'string' && typeof saved.uploadId === 'string') {
-          await ctx.client
-            .send(
-              new ctx.sdk.AbortMultipartUploadCommand({
-                Bucket: this.bucket,
-                Key: saved.key,
-                UploadId: saved.uploadId,
-              }),
-            )
-            .catch(() => undefined);
-          await journal?.save(null);
-        }
         onProgress?.(0, file.size);
         await uploadGzip(
           ctx,
           loc.final,
           createReadStream(file.path, { highWaterMark: 1 << 20 }),
           file,
-          { signal, onBytes: (n) => onProgress?.(n, file.size) },
+          { journal, signal, onBytes: (n) => onProgress?.(n, file.size) },
         );
-      } else if (file.size === 0) {
-        onProgress?.(0, 0);
-        await putEmpty(ctx, loc.final, file.sha256, signal);
       } else {
-        await uploadFile(ctx, loc.final, file, {
-          signal,
-          onProgress,
-          journal,
-          partSize: this.#partSize,
-        });
+        await uploadFile(ctx, loc.final, file, { signal, onProgress, journal });
       }
       const chunks = await listChunks(ctx, loc, signal);
       await deleteKeys(
@@ -431,6 +445,57 @@ export class S3Store implements LogStore {
     }
   }
 
+  /**
+   * Removes what killed writers and uploads left beside a complete log: its chunk objects (the
+   * empty offset-0 marker included), the multipart upload `options.journal` names, and every
+   * other multipart upload in progress for exactly this key (ListMultipartUploads, for an upload
+   * whose id never reached a journal). Steps the server cannot take ("not implemented", e.g.
+   * s3rver) are reported to `options.onSkipped` and do not stop the rest. Nothing happens while
+   * the log is not complete: its chunks are the log, and its upload is the next finish()'s to
+   * resume. Run it when no writer or upload of the attempt is at work (a `replace` upload in
+   * flight would be aborted). Throws BackendUnavailableError, AbortedError.
+   */
+  async sweep(key: AttemptKey, options: S3SweepOptions = {}): Promise<void> {
+    const { signal, journal, onSkipped } = options;
+    const loc = this.#locate(key);
+    try {
+      throwIfAborted(signal);
+      const ctx = await this.#ctx();
+      if (!(await headFinal(ctx, loc.final, signal))) return;
+      const chunks = await listChunks(ctx, loc, signal);
+      await deleteKeys(
+        ctx,
+        chunks.map((c) => c.key),
+        signal,
+      );
+      const target = `s3://${this.bucket}/${loc.final}`;
+      const skipped = (uploadId: string) =>
+        onSkipped?.({
+          operation: 'AbortMultipartUpload',
+          target,
+          uploadId,
+          message: `the S3 server cannot abort multipart upload ${uploadId} of ${target} (AbortMultipartUpload not implemented); a bucket lifecycle rule (AbortIncompleteMultipartUpload) must remove it`,
+        });
+      const journaled = await abortJournaled(ctx, loc.final, journal, signal);
+      if (journaled?.outcome === 'unsupported') skipped(journaled.uploadId);
+      const open = await listUploads(ctx, loc.final, signal);
+      if (open === 'unsupported') {
+        onSkipped?.({
+          operation: 'ListMultipartUploads',
+          target,
+          message: `the S3 server cannot list multipart uploads (ListMultipartUploads not implemented), so uploads of ${target} that no journal names are not found`,
+        });
+        return;
+      }
+      for (const uploadId of open) {
+        const outcome = await abortUpload(ctx, loc.final, uploadId, signal, 'throw');
+        if (outcome === 'unsupported') skipped(uploadId);
+      }
+    } catch (err) {
+      throw s3Error(err, this.bucket, loc.final, 'sweep');
+    }
+  }
+
   /** HeadBucket. Throws BackendUnavailableError (missing bucket, bad credentials, no network). */
   async ping(options: { signal?: AbortSignal } = {}): Promise<void> {
     try {
@@ -498,6 +563,7 @@ export class S3Store implements LogStore {
       ...(s3.storage_class ? { storageClass: s3.storage_class as never } : {}),
       ...(s3.checksum_algorithm ? { checksumAlgorithm: s3.checksum_algorithm } : {}),
       partCopy: true,
+      partSize: this.#partSize ?? DEFAULT_PART_SIZE,
       listPageSize: this.#listPageSize,
     };
   }
@@ -624,6 +690,7 @@ class S3LogWriter implements LogWriter {
     private readonly ctx: StoreContext,
     private readonly loc: Location,
     committed: number,
+    private readonly journal: UploadJournal | undefined,
   ) {
     this.#committed = committed;
     this.#sawAll = committed === 0;
@@ -684,12 +751,13 @@ class S3LogWriter implements LogWriter {
             `log s3://${ctx.bucket}/${loc.final} has ${run.committed} bytes in its chunks, expected ${want.size}; chunks kept`,
           );
         }
+        const { journal } = this;
         if (store.compression === 'gzip') {
-          await uploadGzip(ctx, loc.final, Readable.from(chunkBytes(ctx, run.chunks)), want, {});
-        } else if (want.size === 0) {
-          await putEmpty(ctx, loc.final, want.sha256, undefined);
+          await uploadGzip(ctx, loc.final, chunkBytes(ctx, run.chunks, undefined), want, {
+            journal,
+          });
         } else {
-          await assembleFromChunks(ctx, loc.final, run.chunks, want, this.#sawAll, undefined);
+          await assembleFromChunks(ctx, loc.final, run.chunks, want, this.#sawAll, { journal });
         }
         this.#state = 'finished';
         // The log is complete once the object exists. If deleting the chunks fails, readers
@@ -873,44 +941,18 @@ async function deleteKeys(
   }
 }
 
-/** A finished empty log: one PutObject, since a multipart upload needs at least one part. */
-async function putEmpty(
+/** Aborts the multipart upload of `key` the journal names, if any, and empties the journal. */
+async function abortJournaled(
   ctx: StoreContext,
   key: string,
-  sha256: string,
+  journal: UploadJournal | undefined,
   signal: AbortSignal | undefined,
-): Promise<void> {
-  await ctx.client.send(
-    new ctx.sdk.PutObjectCommand({
-      Bucket: ctx.bucket,
-      Key: key,
-      Body: Buffer.alloc(0),
-      ContentLength: 0,
-      ContentMD5: createHash('md5').digest('base64'),
-      ...finalParams(ctx, { size: 0, sha256 }),
-    }),
-    { abortSignal: signal },
-  );
-}
-
-/** The bytes of `chunks`, in order, one GetObject at a time. */
-async function* chunkBytes(
-  ctx: StoreContext,
-  chunks: readonly ChunkObject[],
-): AsyncGenerator<Buffer> {
-  for (const chunk of chunks) {
-    const res = await getObject(ctx, chunk.key, undefined, undefined);
-    let got = 0;
-    for await (const piece of res.Body as AsyncIterable<Buffer>) {
-      got += piece.length;
-      yield piece;
-    }
-    if (got !== chunk.size) {
-      throw new IntegrityError(
-        `chunk s3://${ctx.bucket}/${chunk.key} holds ${got} bytes, the listing said ${chunk.size}; chunks kept`,
-      );
-    }
-  }
+): Promise<{ uploadId: string; outcome: AbortOutcome } | undefined> {
+  const journaled = await journaledUpload(journal);
+  if (journaled?.key !== key) return undefined;
+  const outcome = await abortUpload(ctx, journaled.key, journaled.uploadId, signal, 'throw');
+  await journal?.save(null);
+  return { uploadId: journaled.uploadId, outcome };
 }
 
 function inflate(body: Readable): Readable {
