@@ -1,5 +1,4 @@
-import { lstat, opendir } from 'node:fs/promises';
-import { isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { lstat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   AttemptBusyError,
@@ -7,14 +6,13 @@ import {
   BackendUnavailableError,
   backoffDelay,
   type Catalog,
-  COMPLETION_MARKER_SUFFIX,
   hasCompletionMarker,
   type PathTemplate,
   type Shipper,
 } from '@tasklog/core';
 import type { Logger } from 'pino';
 import { type CompletionRule, idleRule, type TrackedAttempt, type Verdict } from './completion.js';
-import { FolderWatcher } from './folder-watcher.js';
+import { type FoundLog, LogDiscovery } from './log-discovery.js';
 import { type ShipJob, ShipQueue } from './ship-queue.js';
 
 export interface AgentOptions {
@@ -104,32 +102,30 @@ export interface AgentStatus {
  *   it; the agent still records its URL so the proxy can read the live log here.
  */
 export class Agent {
-  private readonly base: string;
   private readonly tracked = new Map<string, Tracked>();
-  private readonly watcher: FolderWatcher;
+  private readonly discovery: LogDiscovery;
   private readonly queue: ShipQueue<FinishedJob>;
   private readonly completion: CompletionRule;
   /** Aborted when the agent stops for good: follows, ships and rule queries end. */
   private readonly stopping = new AbortController();
   /** Aborted when `close()` begins: the scan loop ends (a drain may still scan once). */
   private readonly wakeScan = new AbortController();
-  private draining = false;
   private generation = 0;
   private scanLoop?: Promise<void>;
   private closing?: Promise<void>;
 
   constructor(private readonly options: AgentOptions) {
-    this.base = resolve(options.baseLogFolder);
     this.completion =
       options.completion ?? idleRule(options.idleTimeoutMs ?? 3_600_000, 'abandoned');
-    this.watcher = new FolderWatcher({
-      onChange: (path) => this.onChange(path),
-      onLimit: (err) =>
-        options.logger.warn(
-          { err, watched: this.watcher.size },
-          'the system refuses more folder watches (fs.inotify.max_user_watches); new attempts ' +
-            'in unwatched folders are found by the periodic scan only',
-        ),
+    this.discovery = new LogDiscovery({
+      baseLogFolder: options.baseLogFolder,
+      pathTemplate: options.pathTemplate,
+      logger: options.logger,
+      onFound: (logs) => this.takeUpAll(logs, this.generation),
+      isBusy: (relativePath) => {
+        const phase = this.tracked.get(relativePath)?.phase;
+        return phase !== undefined && phase !== 'settled' && phase !== 'busy';
+      },
     });
     this.queue = new ShipQueue<FinishedJob>({
       concurrency: options.shipConcurrency ?? 4,
@@ -165,7 +161,7 @@ export class Agent {
         relativePath,
         failures,
       })),
-      watchedFolders: this.watcher.size,
+      watchedFolders: this.discovery.watchedFolders,
       ...(failingSince === Infinity
         ? {}
         : { storeFailingSince: new Date(failingSince).toISOString() }),
@@ -186,12 +182,11 @@ export class Agent {
    */
   close(options: { drainMs?: number } = {}): Promise<void> {
     this.closing ??= (async () => {
-      this.draining = true;
-      this.watcher.close();
       this.wakeScan.abort();
       await this.scanLoop;
       const drainMs = options.drainMs ?? 0;
       if (drainMs > 0) await this.drain(drainMs);
+      this.discovery.close();
       this.stopping.abort();
       const follows = [...this.tracked.values()].flatMap((t) => (t.follow ? [t.follow] : []));
       for (const f of follows) f.controller.abort();
@@ -234,17 +229,9 @@ export class Agent {
    */
   async scan(): Promise<void> {
     const generation = ++this.generation;
-    const found: { file: string; relativePath: string }[] = [];
-    await this.walk(this.base, found);
+    const found = await this.discovery.scan();
     if (this.stopping.signal.aborted) return;
-    const fresh: Tracked[] = [];
-    for (const { file, relativePath } of found) {
-      const t = this.tracked.get(relativePath);
-      if (t) t.seen = generation;
-      const next = await this.takeUp(file, relativePath, generation);
-      if (next) fresh.push(next);
-    }
-    await this.decide(fresh);
+    await this.takeUpAll(found, generation);
     for (const [relativePath, t] of this.tracked) {
       if (t.seen < generation && t.phase === 'settled') this.tracked.delete(relativePath);
     }
@@ -264,62 +251,14 @@ export class Agent {
     }
   }
 
-  /** Lists `dir` recursively, watching each folder; collects files the path template accepts. */
-  private async walk(dir: string, found: { file: string; relativePath: string }[]): Promise<void> {
-    const stack = [dir];
-    while (stack.length && !this.stopping.signal.aborted) {
-      const folder = stack.pop()!;
-      this.watcher.add(folder);
-      try {
-        for await (const entry of await opendir(folder)) {
-          const child = join(folder, entry.name);
-          if (entry.isDirectory()) stack.push(child);
-          else if (entry.isFile()) {
-            const relativePath = this.relativePath(child);
-            if (relativePath) found.push({ file: child, relativePath });
-          }
-        }
-      } catch (err) {
-        // A folder removed between listing and reading, or the base not created yet.
-        this.watcher.remove(folder);
-        this.options.logger.debug({ err, dir: folder }, 'cannot list folder');
-      }
+  /** Takes up every log found, then decides about the new and changed ones together. */
+  private async takeUpAll(found: FoundLog[], generation: number): Promise<void> {
+    const fresh: Tracked[] = [];
+    for (const { file, relativePath } of found) {
+      const t = await this.takeUp(file, relativePath, generation);
+      if (t) fresh.push(t);
     }
-  }
-
-  /** A watched folder reported a change at `path`. */
-  private onChange(path: string): void {
-    if (this.draining) return;
-    const target = path.endsWith(COMPLETION_MARKER_SUFFIX)
-      ? path.slice(0, -COMPLETION_MARKER_SUFFIX.length)
-      : path;
-    const relativePath = this.relativePath(target);
-    // The common case, a followed log being written, costs one map look-up.
-    const known = relativePath ? this.tracked.get(relativePath) : undefined;
-    if (known && known.phase !== 'settled' && known.phase !== 'busy') return;
-    this.examine(target, relativePath).catch((err) =>
-      this.options.logger.error({ err, path }, 'cannot take up a changed file'),
-    );
-  }
-
-  private async examine(path: string, relativePath: string | undefined): Promise<void> {
-    const info = await lstat(path).catch(() => undefined);
-    if (info?.isDirectory()) {
-      // A new folder: its files may have been created before its watcher was.
-      const found: { file: string; relativePath: string }[] = [];
-      await this.walk(path, found);
-      const fresh: Tracked[] = [];
-      for (const f of found) {
-        const t = await this.takeUp(f.file, f.relativePath, this.generation);
-        if (t) fresh.push(t);
-      }
-      await this.decide(fresh);
-    } else if (info?.isFile() && relativePath) {
-      const t = await this.takeUp(path, relativePath, this.generation);
-      if (t) await this.decide([t]);
-    } else if (!info) {
-      this.watcher.remove(path);
-    }
+    await this.decide(fresh);
   }
 
   /**
@@ -332,6 +271,7 @@ export class Agent {
     generation: number,
   ): Promise<Tracked | undefined> {
     const known = this.tracked.get(relativePath);
+    if (known) known.seen = generation;
     if (known && known.phase !== 'settled' && known.phase !== 'busy') return undefined;
     if (known && known.retryAt > Date.now()) return undefined;
     const key = known?.key ?? this.options.pathTemplate.tryParse(relativePath);
@@ -525,14 +465,5 @@ export class Agent {
     if (followed.length === 0) return;
     const verdicts = await this.completion.judge(followed, this.stopping.signal);
     for (const [i, t] of followed.entries()) t.verdict = verdicts[i] ?? false;
-  }
-
-  /** The path relative to the base folder if it is an attempt log the template accepts. */
-  private relativePath(file: string): string | undefined {
-    const rel = relative(this.base, file);
-    if (rel === '' || rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel))
-      return undefined;
-    const relativePath = rel.split(sep).join('/');
-    return this.options.pathTemplate.tryParse(relativePath) ? relativePath : undefined;
   }
 }
