@@ -14,13 +14,6 @@ export interface TasklogConfig {
     state_folder: string;
   };
   store: {
-    /** Longest wait in seconds between two tries while the store is unavailable (retries never give up while an attempt lives). */
-    retry_max_interval: number;
-    /**
-     * Seconds `tasklog run` keeps trying to archive a finished attempt before it exits with the
-     * task's exit code and leaves the log to the agent (or a later `tasklog ship`).
-     */
-    finish_grace: number;
     /** Archive URL: `file:///abs/path`, `s3://bucket/prefix`, `gs://bucket/prefix`, ... */
     url: string;
     /** `gzip` stores finished logs compressed (blob stores); offsets stay uncompressed. */
@@ -29,6 +22,13 @@ export interface TasklogConfig {
     flush_interval: number;
     /** Buffered bytes at which a running attempt's writer flushes a chunk. */
     flush_bytes: number;
+    /** Longest wait in seconds between two tries while the store is unavailable (retries never give up while an attempt lives). */
+    retry_max_interval: number;
+    /**
+     * Seconds `tasklog run` keeps trying to archive a finished attempt before it exits with the
+     * task's exit code and leaves the log to the agent (or a later `tasklog ship`).
+     */
+    finish_grace: number;
   };
   /** S3 and S3-compatible stores. Credentials come from the AWS SDK's default chain only. */
   s3: {
