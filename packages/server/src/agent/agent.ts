@@ -13,6 +13,11 @@ import {
 import type { Logger } from 'pino';
 import { type CompletionRule, idleRule, type TrackedAttempt, type Verdict } from './completion.js';
 import { type FoundLog, LogDiscovery } from './log-discovery.js';
+import { mapLimit } from './map-limit.js';
+
+/** Files looked at at once (markers, stat): bounded, so a backlog never costs a descriptor each. */
+const FILE_CONCURRENCY = 32;
+
 import { type ShipJob, ShipQueue } from './ship-queue.js';
 
 export interface AgentOptions {
@@ -305,7 +310,7 @@ export class Agent {
   /** Finished ones (marker, or the completion rule) go to the ship queue; the others are followed. */
   private async decide(attempts: Tracked[]): Promise<void> {
     if (attempts.length === 0) return;
-    const marked = await Promise.all(attempts.map((t) => hasCompletionMarker(t.file)));
+    const marked = await mapLimit(attempts, FILE_CONCURRENCY, (t) => hasCompletionMarker(t.file));
     const open = attempts.filter((_, i) => !marked[i]);
     const verdicts = open.length
       ? await this.completion.judge(open, this.stopping.signal).catch((err) => {

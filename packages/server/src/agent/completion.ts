@@ -1,6 +1,7 @@
 import { readdir, readFile, readlink, realpath, stat } from 'node:fs/promises';
 import type { AttemptEnd, AttemptKey } from '@tasklog/core';
 import type { Logger } from 'pino';
+import { mapLimit } from './map-limit.js';
 
 /** An attempt log the agent follows; it has no completion marker (the marker always counts). */
 export interface TrackedAttempt {
@@ -42,13 +43,11 @@ export function idleRule(idleTimeoutMs: number, state: 'shipped' | 'abandoned'):
   return {
     async judge(attempts) {
       const now = Date.now();
-      const idle = await Promise.all(
-        attempts.map(async (a) => {
-          const info = await stat(a.file).catch(() => undefined);
-          // A log that vanished has nothing more coming.
-          return info === undefined || now - info.mtimeMs >= idleTimeoutMs;
-        }),
-      );
+      const idle = await mapLimit(attempts, 32, async (a) => {
+        const info = await stat(a.file).catch(() => undefined);
+        // A log that vanished has nothing more coming.
+        return info === undefined || now - info.mtimeMs >= idleTimeoutMs;
+      });
       const candidates = attempts.filter((_, i) => idle[i]);
       const writing = candidates.length ? await filesOpenForWriting(candidates) : new Set();
       return attempts.map((a, i) => (idle[i] && !writing.has(a.file) ? { state } : false));
