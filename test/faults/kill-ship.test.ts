@@ -3,7 +3,6 @@ import { once } from 'node:events';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import {
   type AttemptKey,
   attemptKey,
@@ -13,7 +12,6 @@ import {
 } from '@tasklog/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalStore } from '../../packages/core/src/stores/local-store.js';
-import { S3Store } from '../../packages/core/src/stores/s3-store.js';
 import { CLI, runCli } from '../support/cli.js';
 import { writeTestLog } from '../support/logs.js';
 import { type S3rverFixture, startS3rver } from '../support/s3rver.js';
@@ -44,29 +42,6 @@ async function filesUnder(dir: string): Promise<string[]> {
     .map((e) => join(e.parentPath, e.name).slice(dir.length + 1));
 }
 
-async function s3Keys(prefix: string): Promise<string[]> {
-  const client = new S3Client({
-    endpoint: s3.endpoint,
-    forcePathStyle: true,
-    region: 'us-east-1',
-    credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
-  });
-  try {
-    const keys: string[] = [];
-    let token: string | undefined;
-    do {
-      const page = await client.send(
-        new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: prefix, ContinuationToken: token }),
-      );
-      for (const o of page.Contents ?? []) keys.push(o.Key!);
-      token = page.NextContinuationToken;
-    } while (token);
-    return keys;
-  } finally {
-    client.destroy();
-  }
-}
-
 /** Runs the CLI and SIGKILLs it `afterMs` after start; resolves with how long it ran. */
 async function runKilled(
   args: string[],
@@ -94,22 +69,12 @@ const backends = [
   },
   {
     name: 'S3',
-    env: (home: string) => ({
-      TASKLOG__STORE__URL: `s3://${s3.bucket}/${home.split('/').pop()}`,
-      TASKLOG__S3__ENDPOINT: s3.endpoint,
-      TASKLOG__S3__FORCE_PATH_STYLE: 'true',
-      AWS_ACCESS_KEY_ID: 'S3RVER',
-      AWS_SECRET_ACCESS_KEY: 'S3RVER',
-      AWS_REGION: 'us-east-1',
-    }),
-    open: (home: string) =>
-      S3Store.fromUrl(`s3://${s3.bucket}/${home.split('/').pop()}`, {
-        s3: { endpoint: s3.endpoint, force_path_style: true },
-      }),
+    env: (home: string) => s3.cliEnv(home.split('/').pop()!),
+    open: (home: string) => s3.openStore(home.split('/').pop()!),
     leftovers: async (home: string, keys: AttemptKey[]) => {
       const prefix = `${home.split('/').pop()}/`;
       const expected = keys.map((k) => prefix + template.render(k)).sort();
-      expect((await s3Keys(prefix)).sort()).toEqual(expected);
+      expect((await s3.listKeys(prefix)).sort()).toEqual(expected);
       expect(await s3.openUploads()).toEqual([]);
     },
   },

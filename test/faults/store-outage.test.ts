@@ -7,7 +7,7 @@ import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { attemptKey, digestStored, openCatalog, PathTemplate } from '@tasklog/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { S3Store } from '../../packages/core/src/stores/s3-store.js';
+import type { S3Store } from '../../packages/core/src/stores/s3-store.js';
 import { type FaultProxy, startFaultProxy } from '../emulators/fault-proxy.js';
 import { CLI, startService } from '../support/cli.js';
 import { type S3rverFixture, startS3rver } from '../support/s3rver.js';
@@ -37,21 +37,14 @@ describe('a 60 s store outage while attempts run and end (S3 behind a failing pr
     env = {
       PATH: process.env.PATH,
       TASKLOG_HOME: home,
-      AWS_ACCESS_KEY_ID: 'S3RVER',
-      AWS_SECRET_ACCESS_KEY: 'S3RVER',
-      AWS_REGION: 'us-east-1',
-      TASKLOG__STORE__URL: `s3://${s3.bucket}/logs`,
-      TASKLOG__S3__ENDPOINT: proxy.url,
-      TASKLOG__S3__FORCE_PATH_STYLE: 'true',
+      ...s3.cliEnv('logs', proxy.url),
       TASKLOG__STORE__FLUSH_INTERVAL: '0.5',
       TASKLOG__STORE__FINISH_GRACE: '3',
       TASKLOG__AGENT__TOKEN_SECRET: randomBytes(64).toString('base64'),
       TASKLOG__AGENT__SCAN_INTERVAL: '1',
       TASKLOG__LOGGING__LEVEL: 'warn',
     };
-    store = S3Store.fromUrl(`s3://${s3.bucket}/logs`, {
-      s3: { endpoint: s3.endpoint, force_path_style: true },
-    });
+    store = s3.openStore('logs');
   });
 
   afterAll(async () => {

@@ -2,6 +2,8 @@ import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { S3Store } from '../../packages/core/src/stores/s3-store.js';
 
 /** The koa context s3rver's middleware sees (the package ships no types). */
 interface KoaContext {
@@ -88,6 +90,12 @@ export interface S3rverFixture {
    * removes the folder when the upload completes. This is how the tests see that none stays open.
    */
   openUploads(): Promise<OpenUpload[]>;
+  /** Every key under `prefix`, listed with the AWS SDK as Airflow's S3 reader lists them. */
+  listKeys(prefix: string): Promise<string[]>;
+  /** The S3 store of `s3://BUCKET/prefix` on this server. */
+  openStore(prefix: string): S3Store;
+  /** Environment for the tasklog CLI archiving to `s3://BUCKET/prefix` (through `endpoint`, e.g. a fault proxy). */
+  cliEnv(prefix: string, endpoint?: string): NodeJS.ProcessEnv;
   close(): Promise<void>;
 }
 
@@ -159,11 +167,49 @@ export async function startS3rver(
     );
   }
 
+  const endpoint = `http://127.0.0.1:${port}`;
   return {
-    endpoint: `http://127.0.0.1:${port}`,
+    endpoint,
     bucket,
     requests,
     openUploads,
+    async listKeys(prefix) {
+      const client = new S3Client({
+        endpoint,
+        forcePathStyle: true,
+        region: 'us-east-1',
+        credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+      });
+      try {
+        const keys: string[] = [];
+        let token: string | undefined;
+        do {
+          const page = await client.send(
+            new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
+          );
+          for (const o of page.Contents ?? []) keys.push(o.Key!);
+          token = page.NextContinuationToken;
+        } while (token);
+        return keys;
+      } finally {
+        client.destroy();
+      }
+    },
+    openStore(prefix) {
+      return S3Store.fromUrl(`s3://${bucket}/${prefix}`, {
+        s3: { endpoint, force_path_style: true },
+      });
+    },
+    cliEnv(prefix, through = endpoint) {
+      return {
+        AWS_ACCESS_KEY_ID: 'S3RVER',
+        AWS_SECRET_ACCESS_KEY: 'S3RVER',
+        AWS_REGION: 'us-east-1',
+        TASKLOG__STORE__URL: `s3://${bucket}/${prefix}`,
+        TASKLOG__S3__ENDPOINT: through,
+        TASKLOG__S3__FORCE_PATH_STYLE: 'true',
+      };
+    },
     async close() {
       await server.close();
       await rm(directory, { recursive: true, force: true });

@@ -57,6 +57,17 @@ export function sendError(res: Response, status: number, code: string, message: 
   res.status(status).set('Cache-Control', 'no-store').json(body);
 }
 
+/** 416 for a `Range` header that no byte of a log of `size` bytes satisfies (RFC 9110 §15.5.17). */
+export function sendUnsatisfiableRange(res: Response, rangeHeader: string, size: number): void {
+  res.setHeader('Content-Range', `bytes */${size}`);
+  sendError(
+    res,
+    HTTP_STATUS.OFFSET_OUT_OF_RANGE,
+    'OFFSET_OUT_OF_RANGE',
+    `range "${rangeHeader}" is not satisfiable for a log of ${size} bytes`,
+  );
+}
+
 /** JSON 404 for every route the app does not have. */
 export const notFoundHandler: RequestHandler = (req, res) => {
   sendError(res, 404, 'NOT_FOUND', `no route for ${req.method} ${req.path}`);

@@ -14,7 +14,7 @@ import {
 import type { Request, RequestHandler, Response } from 'express';
 import { decodeJwt, type JWTPayload, jwtVerify } from 'jose';
 import { clientGoneSignal } from '../client-gone.js';
-import { HTTP_STATUS, sendError } from '../http-errors.js';
+import { sendUnsatisfiableRange } from '../http-errors.js';
 import { type ByteRange, parseByteRange } from '../http-range.js';
 import { openLogFile, requestedRelativePath } from './agent-log-route.js';
 
@@ -210,13 +210,7 @@ async function send(
   if (rangeHeader !== undefined) {
     const asked = parseByteRange(rangeHeader, size);
     if (asked === 'unsatisfiable') {
-      res.setHeader('Content-Range', `bytes */${size}`);
-      sendError(
-        res,
-        HTTP_STATUS.OFFSET_OUT_OF_RANGE,
-        'OFFSET_OUT_OF_RANGE',
-        `range "${rangeHeader}" is not satisfiable for a log of ${size} bytes`,
-      );
+      sendUnsatisfiableRange(res, rangeHeader, size);
       return;
     }
     if (asked) {

@@ -12,7 +12,7 @@ import {
 import type { Request, RequestHandler } from 'express';
 import { clientGoneSignal } from '../client-gone.js';
 import { ifNoneMatchMatches, ifRangeAllows, logEtag } from '../etag.js';
-import { HTTP_STATUS, sendError } from '../http-errors.js';
+import { sendUnsatisfiableRange } from '../http-errors.js';
 import { parseByteRange } from '../http-range.js';
 import { acceptsEventStream, type FollowDeps, serveFollow } from '../live/follow-route.js';
 import { encodeNdjson } from '../ndjson.js';
@@ -198,13 +198,7 @@ export function logRoute(deps: {
     ) {
       const range = parseByteRange(rangeHeader, size);
       if (range === 'unsatisfiable') {
-        res.setHeader('Content-Range', `bytes */${size}`);
-        sendError(
-          res,
-          HTTP_STATUS.OFFSET_OUT_OF_RANGE,
-          'OFFSET_OUT_OF_RANGE',
-          `range "${rangeHeader}" is not satisfiable for a log of ${size} bytes`,
-        );
+        sendUnsatisfiableRange(res, rangeHeader, size);
         return;
       }
       if (range) {
