@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, open, readFile, stat, unlink, utimes } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AbortedError, BackendUnavailableError, ConflictError } from './errors.js';
 
@@ -50,8 +50,8 @@ export async function acquireAttemptLock(
   options: AttemptLockOptions = {},
 ): Promise<AttemptLock> {
   const { signal } = options;
-  const folder = join(stateFolder, 'locks');
-  const path = join(folder, `${lockId(relativePath)}.lock`);
+  const path = attemptLockPath(stateFolder, relativePath);
+  const folder = dirname(path);
   await mkdir(folder, { recursive: true }).catch((cause) => {
     throw new BackendUnavailableError(`cannot create the lock folder ${folder}`, { cause });
   });
@@ -79,8 +79,10 @@ export async function acquireAttemptLock(
   }
 }
 
-function lockId(relativePath: string): string {
-  return createHash('sha256').update(relativePath).digest('hex').slice(0, 32);
+/** Where the lock file of the attempt at `relativePath` lives. */
+export function attemptLockPath(stateFolder: string, relativePath: string): string {
+  const id = createHash('sha256').update(relativePath).digest('hex').slice(0, 32);
+  return join(stateFolder, 'locks', `${id}.lock`);
 }
 
 async function tryCreate(path: string, me: Holder): Promise<boolean> {

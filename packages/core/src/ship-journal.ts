@@ -53,8 +53,7 @@ export class ShipJournal {
     relativePath: string,
     storeUrl: string,
   ): Promise<ShipJournal> {
-    const id = createHash('sha256').update(relativePath).digest('hex').slice(0, 32);
-    const path = join(stateFolder, 'journal', `${id}.json`);
+    const path = ShipJournal.pathOf(stateFolder, relativePath);
     const fresh: JournalData = { version: 2, relativePath, storeUrl };
     let data = fresh;
     try {
@@ -68,6 +67,12 @@ export class ShipJournal {
       // Missing or torn: the store and catalog are the truth, start over.
     }
     return new ShipJournal(path, data);
+  }
+
+  /** Where the journal of the attempt at `relativePath` lives. */
+  static pathOf(stateFolder: string, relativePath: string): string {
+    const id = createHash('sha256').update(relativePath).digest('hex').slice(0, 32);
+    return join(stateFolder, 'journal', `${id}.json`);
   }
 
   get ship(): ShipProgress | undefined {

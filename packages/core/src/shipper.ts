@@ -2,7 +2,7 @@ import { opendir, stat, unlink } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { AttemptKey } from './attempt-key.js';
 import { formatAttempt } from './attempt-key.js';
-import { acquireAttemptLock } from './attempt-lock.js';
+import { acquireAttemptLock, attemptLockPath } from './attempt-lock.js';
 import type { Catalog } from './catalog/catalog.js';
 import { readCompletionMarker } from './completion-marker.js';
 import {
@@ -99,6 +99,29 @@ export class Shipper {
 
   constructor(private readonly options: ShipperOptions) {
     this.base = resolve(options.baseLogFolder);
+  }
+
+  /**
+   * Whether an earlier ship or follow of the log at `file` left its journal or lock behind (it was
+   * killed): then a ship must run to finish and clean up, even if the catalog says shipped.
+   */
+  async interrupted(file: string): Promise<boolean> {
+    const { relativePath } = this.locate(file);
+    const { stateFolder } = this.options;
+    const paths = [
+      ShipJournal.pathOf(stateFolder, relativePath),
+      attemptLockPath(stateFolder, relativePath),
+    ];
+    for (const path of paths) {
+      if (
+        await stat(path).then(
+          () => true,
+          () => false,
+        )
+      )
+        return true;
+    }
+    return false;
   }
 
   /** The URL of the store this shipper archives to. */

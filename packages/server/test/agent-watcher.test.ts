@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { appendFile, mkdir, mkdtemp, rm, stat, utimes, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { appendFile, mkdir, mkdtemp, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -18,6 +18,8 @@ import {
 import { Agent } from '@tasklog/server';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { attemptLockPath } from '../../core/src/attempt-lock.js';
+import { ShipJournal } from '../../core/src/ship-journal.js';
 import { type CompletionRule, idleRule } from '../src/agent/completion.js';
 import { key } from './fixture.js';
 
@@ -169,6 +171,33 @@ describe('Agent', () => {
     expect(await store.stat(done)).toMatchObject({ size: bytes.length, complete: true });
     await until('running', recordIn(live, 'running'));
     expect(a.following).toEqual([pathTemplate.render(live)]);
+  });
+
+  it('finishes the clean-up of a ship killed after it recorded the attempt shipped', async () => {
+    const k = key({ taskId: 'killed' });
+    const bytes = Buffer.from('shipped, then the agent was killed\n');
+    const file = await writeLog(k, bytes);
+    await writeFile(`${file}${COMPLETION_MARKER_SUFFIX}`, '');
+    await newShipper().shipFile(file);
+    // What a SIGKILL between recording and cleaning up leaves: the journal and a dead holder's lock.
+    const state = join(dir, 'state');
+    const rel = pathTemplate.render(k);
+    await mkdir(dirname(ShipJournal.pathOf(state, rel)), { recursive: true });
+    await writeFile(
+      ShipJournal.pathOf(state, rel),
+      JSON.stringify({ version: 2, relativePath: rel, storeUrl: store.url }),
+    );
+    await mkdir(dirname(attemptLockPath(state, rel)), { recursive: true });
+    await writeFile(
+      attemptLockPath(state, rel),
+      JSON.stringify({ pid: 2 ** 22 + 1, host: hostname() }),
+    );
+    startAgent();
+    await until('journal and lock gone', async () => {
+      const left = await readdir(state, { recursive: true, withFileTypes: true });
+      return left.some((e) => e.isFile()) ? undefined : true;
+    });
+    expect(await catalog.get(k)).toMatchObject({ state: 'shipped', sha256: sha(bytes) });
   });
 
   it('ships a quick attempt, written with its marker between two scans, found by watching its folder', async () => {

@@ -353,7 +353,9 @@ export class Agent {
       (record?.state === 'shipped' || record?.state === 'abandoned') &&
       record.size === info.size &&
       record.storeUrl === shipper.storeUrl &&
-      (record.shippedAt?.getTime() ?? 0) >= info.mtimeMs;
+      (record.shippedAt?.getTime() ?? 0) >= info.mtimeMs &&
+      // A ship killed after recording still has its journal or lock to clean up.
+      !(await shipper.interrupted(t.file));
     if (!archived) {
       try {
         const result = await shipper.shipFile(t.file, { signal, lock: 'fail', end: job.end });
