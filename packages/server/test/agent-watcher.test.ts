@@ -20,7 +20,7 @@ import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { attemptLockPath } from '../../core/src/attempt-lock.js';
 import { ShipJournal } from '../../core/src/ship-journal.js';
-import { type CompletionRule, idleRule } from '../src/agent/completion.js';
+import { airflowDbRule, type CompletionRule, idleRule } from '../src/agent/completion.js';
 import { key } from './fixture.js';
 
 const AGENT_URL = 'http://worker-1.example:8795';
@@ -266,6 +266,34 @@ describe('Agent', () => {
       await once(holder, 'exit');
     }
     expect(await rule.judge([attempt])).toEqual([{ state: 'shipped' }]);
+  });
+
+  it("the Airflow rule falls back to idleness, with one warning, while Airflow's database is unreachable", async () => {
+    const k = key();
+    const file = await writeLog(k, Buffer.from('written while the database was down\n'));
+    const past = new Date(Date.now() - 60_000);
+    await utimes(file, past, past);
+    const warnings: string[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(line) });
+    let reachable = false;
+    const rule = airflowDbRule(
+      {
+        statusOf: async (keys) => {
+          if (!reachable) throw new Error('connect ECONNREFUSED 127.0.0.1:5432');
+          return keys.map(() => ({ finished: true, state: 'success' }));
+        },
+        close: async () => {},
+      },
+      idleRule(1000, 'abandoned'),
+      logger,
+    );
+    const attempt = { key: k, relativePath: pathTemplate.render(k), file };
+    expect(await rule.judge([attempt])).toEqual([{ state: 'abandoned' }]);
+    expect(await rule.judge([attempt])).toEqual([{ state: 'abandoned' }]);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toContain('agent.airflow_db_url');
+    reachable = true;
+    expect(await rule.judge([attempt])).toEqual([{ state: 'shipped', airflowState: 'success' }]);
   });
 
   it('close() with a drain ships an attempt that its completion rule found finished in the last scan', async () => {
