@@ -1,0 +1,46 @@
+/**
+ * The log every Airflow compatibility test writes and reads back: everything that is hard to keep
+ * exact through a log service — CRLF line ends, empty lines (one, and several in a row), a
+ * 300 KB line, multi-byte characters of every length, bytes that are not UTF-8, a line of only
+ * spaces, and no newline at the end.
+ */
+export function compatLog(): Buffer {
+  const long = `long line: ${'é€𝄞日本 '.repeat(23_000)}end of long line`;
+  return Buffer.concat([
+    Buffer.from('[2024-01-01T00:00:00] {taskinstance.py:1} INFO - Starting attempt 1 of 1\n'),
+    Buffer.from('a Windows line\r\n'),
+    Buffer.from('\n'),
+    Buffer.from('after one empty line\n\n\n'),
+    Buffer.from('after two empty lines: ünïcödé € 𝄞 日本語 🙂\n'),
+    Buffer.from(`${long}\n`),
+    Buffer.from('not UTF-8: '),
+    Buffer.from([0xff, 0xfe, 0xc3, 0x28, 0x0a]),
+    Buffer.from('   \n'),
+    Buffer.from('{"event": "a line that looks like JSON", "level": "info"}\n'),
+    Buffer.from('last line, no newline: 🙂'),
+  ]);
+}
+
+/**
+ * The log cut into the pieces a running attempt's shipper would append and flush: every cut
+ * lands inside a multi-byte character or a line where possible, so flush boundaries fall
+ * everywhere a real writer's could.
+ */
+export function compatLogPieces(log: Buffer = compatLog()): Buffer[] {
+  const cuts = new Set<number>();
+  // Inside the first multi-byte character of some lines, and at a few fixed places.
+  for (const marker of ['ü', '€', '𝄞', '🙂', 'é€𝄞']) {
+    const at = log.indexOf(Buffer.from(marker));
+    if (at > 0) cuts.add(at + 1);
+  }
+  for (const at of [10, 4096, 65_536, 100_001, 250_000]) if (at < log.length) cuts.add(at);
+  const sorted = [...cuts].sort((a, b) => a - b);
+  const pieces: Buffer[] = [];
+  let start = 0;
+  for (const cut of sorted) {
+    pieces.push(log.subarray(start, cut));
+    start = cut;
+  }
+  pieces.push(log.subarray(start));
+  return pieces;
+}
