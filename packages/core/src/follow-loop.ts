@@ -60,6 +60,8 @@ export async function followLoop(options: FollowLoopOptions): Promise<FollowLoop
   let pos = 0;
   let failures = 0;
   let lastFlush = Date.now();
+  /** Since when an unfinished last line has been held back (undefined: nothing held). */
+  let heldSince: number | undefined;
   try {
     for (;;) {
       try {
@@ -88,14 +90,25 @@ export async function followLoop(options: FollowLoopOptions): Promise<FollowLoop
         // Checked before reading, so that once it says finished, the read below sees every byte.
         const end = await options.isFinished(file);
         if (writer) {
+          // An unfinished last line waits for its end (for one flush interval at most), so
+          // flushes — and the chunks of blob stores — end on line ends wherever a line fits in
+          // one read. Everything goes once the attempt ended or the follow stops.
+          const waitedLong =
+            heldSince !== undefined && Date.now() - heldSince >= options.flushIntervalMs;
+          const all = Boolean(end) || signal?.aborted === true || waitedLong;
+          let holding = false;
           for (;;) {
             // A fresh buffer per read: the writer keeps what it is given until it flushes.
-            const buf = Buffer.allocUnsafe(1 << 20);
+            const buf = Buffer.allocUnsafe(READ_BYTES);
             const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
             if (bytesRead === 0) break;
-            await writer.append(buf.subarray(0, bytesRead));
-            pos += bytesRead;
+            const take = all ? bytesRead : wholeLines(buf, bytesRead);
+            holding = take < bytesRead;
+            if (take === 0) break;
+            await writer.append(buf.subarray(0, take));
+            pos += take;
           }
+          heldSince = holding ? (heldSince ?? Date.now()) : undefined;
         }
         if (end) {
           if (writer) {
@@ -138,6 +151,18 @@ export async function followLoop(options: FollowLoopOptions): Promise<FollowLoop
     await writer?.abort().catch(() => undefined);
     await fh.close();
   }
+}
+
+const READ_BYTES = 1 << 20;
+
+/**
+ * How many of the `read` bytes in `buf` end on a line end: up to the last `\n`, or all of them
+ * when a full read holds no `\n` (a line longer than one read is cut where it must be).
+ */
+function wholeLines(buf: Buffer, read: number): number {
+  const nl = buf.lastIndexOf(0x0a, read - 1);
+  if (nl >= 0) return nl + 1;
+  return read === buf.length ? read : 0;
 }
 
 /** Resolves after `ms`, or at once when `signal` aborts. */

@@ -307,6 +307,20 @@ describe('Shipper', () => {
       expect((await catalog.get(key))?.state).toBe('shipped');
     });
 
+    it('flushes up to the last line end while a line is unfinished, and the rest one flush later', async () => {
+      await writeFile(file, 'complete line\nunfinished é');
+      const following = new Shipper(options).follow(file, {
+        flushIntervalMs: 1000,
+        pollIntervalMs: 10,
+      });
+      await until(async () => ((await store.stat(key))?.size ?? 0) > 0);
+      expect((await store.stat(key))?.size).toBe(Buffer.byteLength('complete line\n'));
+      const size = (await stat(file)).size;
+      await until(async () => (await store.stat(key))?.size === size);
+      await writeFile(`${file}.done`, '');
+      expect(await following).toMatchObject({ outcome: 'shipped', size });
+    });
+
     it('stops on its signal with every byte read so far flushed, and a later run resumes', async () => {
       const log = content(300_000);
       await writeFile(file, log.subarray(0, 100_000));
