@@ -22,6 +22,7 @@ const commands = {
   configShow: () => import('./commands/config-show.js'),
   run: () => import('./commands/run.js'),
   agent: () => import('./commands/agent.js'),
+  token: () => import('./commands/token.js'),
 };
 
 /** Set by a command that succeeds yet must exit non-zero: `tasklog run` passes on its task's code. */
@@ -48,6 +49,10 @@ function buildProgram(): Command {
     .option('-o, --output <file>', 'write to FILE (progress bar on a terminal) instead of stdout')
     .addOption(new Option('--server <url>', 'tasklog server to fetch through').conflicts('store'))
     .option('--store <url>', 'read straight from this store (default: store.url from config)')
+    .option(
+      '--token-cmd <command>',
+      'with --server: a shell command printing the bearer token (default: $TASKLOG_TOKEN)',
+    )
     .action((dagId, runId, taskId, opts) =>
       withContext(globals(), { 'store.url': opts.store }, async (ctx) =>
         (await commands.fetch()).fetchCommand(ctx, { dagId, runId, taskId }, opts),
@@ -101,6 +106,10 @@ function buildProgram(): Command {
     .option('--host <host>', 'address to bind (default: server.host, 127.0.0.1)')
     .option('--port <port>', 'port to bind, 0 for any (default: server.port, 8794)', integer(0))
     .option('--demo', 'first write and ship a small demo attempt')
+    .option(
+      '--insecure-no-auth',
+      'allow auth.mode = "none" on an address other than loopback (anyone reaching it reads every log)',
+    )
     .action((opts) =>
       withContext(globals(), { 'server.host': opts.host, 'server.port': opts.port }, async (ctx) =>
         (await commands.serve()).serveCommand(ctx, opts),
@@ -137,6 +146,42 @@ function buildProgram(): Command {
             airflowClockGrace: a.airflow_clock_grace,
           });
         },
+      ),
+    );
+
+  const token = program
+    .command('token')
+    .description(
+      'Manage the API tokens of auth.mode = "tokens" (kept hashed in auth.tokens_file).',
+    );
+  token
+    .command('create')
+    .description('Create an API token and print it once; only its sha256 is kept.')
+    .argument('<name>', 'who or what the token is for, e.g. ci or reports-bot')
+    .option('--dags <patterns>', 'DAG ids it may read, comma-separated; * and ? match', '')
+    .option('--admin', 'also see agent and store URLs and the details of /health')
+    .option('--json', 'print as JSON')
+    .action((name, opts) =>
+      withContext(globals(), {}, async (ctx) =>
+        (await commands.token()).tokenCreateCommand(ctx, name, opts),
+      ),
+    );
+  token
+    .command('list')
+    .description('List the API tokens: names, grants, creation time (never the tokens).')
+    .option('--json', 'print as JSON')
+    .action((opts) =>
+      withContext(globals(), {}, async (ctx) =>
+        (await commands.token()).tokenListCommand(ctx, opts),
+      ),
+    );
+  token
+    .command('revoke')
+    .description('Revoke an API token by name (takes effect within a second).')
+    .argument('<name>')
+    .action((name) =>
+      withContext(globals(), {}, async (ctx) =>
+        (await commands.token()).tokenRevokeCommand(ctx, name),
       ),
     );
 

@@ -1,6 +1,8 @@
 import type { AgentTokenKeys, Catalog, LogStore, PathTemplate } from '@tasklog/core';
 import express from 'express';
 import type { Logger } from 'pino';
+import type { Authenticator } from './auth/authenticator.js';
+import { authenticate, requireDagGrant } from './auth/guard.js';
 import { errorHandler, notFoundHandler } from './http-errors.js';
 import type { FollowTimings } from './live/follow-log.js';
 import { LiveHub } from './live/live-hub.js';
@@ -31,6 +33,11 @@ export interface AppDeps {
   agentTokenKeys?: AgentTokenKeys;
   /** Tuning of `?follow=true` (poll intervals, hand-over timeout, ring size); defaults documented there. */
   live?: FollowTimings & { ringBytes?: number; heartbeatMs?: number };
+  /**
+   * Who may read what (`[auth]`). Without it (`auth.mode = "none"`, allowed on loopback only)
+   * every caller may read everything.
+   */
+  auth?: Authenticator;
 }
 
 /** The Express app, plus a way to release the stores it opened through `openStore`. */
@@ -63,11 +70,15 @@ export function createApp(deps: AppDeps): TasklogApp {
       catalog: deps.catalog,
       store: deps.store,
       timeoutMs: deps.healthTimeoutMs ?? 5000,
+      auth: deps.auth,
     }),
   );
-  app.get('/api/v1/attempts', attemptsRoute({ catalog: deps.catalog }));
+  // Everything below needs an authenticated principal.
+  app.use(authenticate(deps.auth, deps.logger));
+  app.get('/api/v1/attempts', attemptsRoute({ catalog: deps.catalog, logger: deps.logger }));
   app.get(
     '/api/v1/dags/:dagId/runs/:runId/tasks/:taskId/attempts/:tryNumber/log',
+    requireDagGrant(deps.logger),
     logRoute({
       catalog: deps.catalog,
       pathTemplate: deps.pathTemplate,

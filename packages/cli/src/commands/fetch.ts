@@ -1,13 +1,16 @@
+import { exec } from 'node:child_process';
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
 import { rename, unlink } from 'node:fs/promises';
 import { Readable, type Writable } from 'node:stream';
+import { promisify } from 'node:util';
 import {
   type AttemptKey,
   attemptKey,
   BackendUnavailableError,
   errorFromCode,
   formatAttempt,
+  InvalidInputError,
   type LogStore,
   NotFoundError,
 } from '@tasklog/core';
@@ -22,6 +25,8 @@ export interface FetchOptions {
   offset: number;
   output?: string;
   server?: string;
+  /** A shell command printing the bearer token for `--server` (else `TASKLOG_TOKEN`). */
+  tokenCmd?: string;
 }
 
 /** Where the bytes come from: a tasklog server over HTTP, or a store read directly. */
@@ -56,7 +61,9 @@ export async function fetchCommand(
   options: FetchOptions,
 ): Promise<void> {
   const task = { ...ids, mapIndex: options.mapIndex };
-  const source = options.server ? serverSource(options.server) : await storeSource(ctx);
+  const source = options.server
+    ? serverSource(options.server, await serverToken(options.tokenCmd))
+    : await storeSource(ctx);
   const tryNumber = options.try ?? (await source.latestTry(task));
   if (tryNumber === undefined) {
     throw new NotFoundError(
@@ -142,12 +149,28 @@ async function storeSource(ctx: CommandContext): Promise<Source> {
   };
 }
 
-function serverSource(server: string): Source {
+/** The bearer token for `--server`: `--token-cmd`'s output, else `TASKLOG_TOKEN`, else none. */
+async function serverToken(tokenCmd: string | undefined): Promise<string | undefined> {
+  if (tokenCmd === undefined) return process.env.TASKLOG_TOKEN || undefined;
+  try {
+    const { stdout } = await promisify(exec)(tokenCmd, { timeout: 30_000 });
+    const token = stdout.trim();
+    if (token) return token;
+  } catch (cause) {
+    throw new InvalidInputError(`--token-cmd failed: ${(cause as Error).message.split('\n')[0]}`, {
+      cause,
+    });
+  }
+  throw new InvalidInputError('--token-cmd printed no token');
+}
+
+function serverSource(server: string, token: string | undefined): Source {
   const base = server.replace(/\/+$/, '');
+  const headers: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
   const get = async (path: string, signal?: AbortSignal) => {
     let res: Response;
     try {
-      res = await fetch(`${base}${path}`, { signal });
+      res = await fetch(`${base}${path}`, { signal, headers });
     } catch (cause) {
       throw new BackendUnavailableError(
         `cannot reach the tasklog server at ${base}: is \`tasklog serve\` running there?`,
@@ -160,7 +183,12 @@ function serverSource(server: string): Source {
       try {
         parsed = JSON.parse(text);
       } catch {}
-      const message = parsed?.error?.message ?? `HTTP ${res.status} ${res.statusText}`;
+      let message = parsed?.error?.message ?? `HTTP ${res.status} ${res.statusText}`;
+      if (res.status === 401) {
+        message += token
+          ? ' (the token was refused: expired, or not issued for this server)'
+          : ' (set TASKLOG_TOKEN, or pass --token-cmd, to send a bearer token)';
+      }
       throw errorFromCode(
         parsed?.error?.code ?? (res.status === 404 ? 'NOT_FOUND' : ''),
         `${base}: ${message}`,

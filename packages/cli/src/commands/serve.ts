@@ -8,12 +8,20 @@ import {
   storeOptionsFromConfig,
   type TasklogConfig,
 } from '@tasklog/core';
-import { createApp, startServer } from '@tasklog/server';
+import {
+  assertAuthFor,
+  authenticatorFromConfig,
+  createApp,
+  isLoopback,
+  startServer,
+} from '@tasklog/server';
 import { pino } from 'pino';
 import type { CommandContext } from '../context.js';
 
 export interface ServeOptions {
   demo?: boolean;
+  /** Serve without authentication on an address other than loopback. */
+  insecureNoAuth?: boolean;
 }
 
 const DEMO = { dagId: 'tasklog_demo', runId: 'manual__2026-01-01T00:00:00+00:00', taskId: 'hello' };
@@ -21,6 +29,15 @@ const DEMO = { dagId: 'tasklog_demo', runId: 'manual__2026-01-01T00:00:00+00:00'
 export async function serveCommand(ctx: CommandContext, options: ServeOptions): Promise<void> {
   const { config } = ctx;
   const logger = pino({ level: config.logging.level }, pino.destination(2));
+  // Checked before anything is opened: an unprotected proxy must not start at all.
+  const auth = await authenticatorFromConfig(config.auth);
+  assertAuthFor(config.server.host, auth, options.insecureNoAuth === true);
+  if (!auth && options.insecureNoAuth && !isLoopback(config.server.host)) {
+    logger.warn(
+      { host: config.server.host },
+      'serving without authentication (--insecure-no-auth): anyone who reaches this port reads every log',
+    );
+  }
   const store = await ctx.openStore();
   const catalog = await ctx.openCatalog();
   if (options.demo) await shipDemo(ctx);
@@ -32,6 +49,7 @@ export async function serveCommand(ctx: CommandContext, options: ServeOptions): 
     );
   }
   const app = createApp({
+    auth,
     agentTokenKeys,
     store,
     catalog,

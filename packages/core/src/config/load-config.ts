@@ -148,6 +148,7 @@ export function loadConfig(options: LoadConfigOptions = {}): LoadedConfig {
   const base = (key: string) => merged.get(key)!.baseDir;
   config.core.base_log_folder = resolve(base('core.base_log_folder'), config.core.base_log_folder);
   config.core.state_folder = resolve(base('core.state_folder'), config.core.state_folder);
+  config.auth.tokens_file = resolve(base('auth.tokens_file'), config.auth.tokens_file);
   return configPath === undefined ? { config, sources } : { config, sources, configPath };
 }
 
@@ -249,6 +250,21 @@ function defaults(home: string): Record<string, unknown> {
       airflow_clock_grace: 30,
       ship_concurrency: 4,
       scan_interval: 2,
+    },
+    auth: {
+      mode: 'none',
+      jwks_url: undefined,
+      public_key: undefined,
+      secret: undefined,
+      issuer: undefined,
+      audience: undefined,
+      algorithms: 'RS256,ES256,EdDSA',
+      clock_tolerance: 30,
+      jwks_cache: 300,
+      name_claim: 'sub',
+      dags_claim: 'tasklog_dags',
+      admin_claim: 'tasklog_admin',
+      tokens_file: join(home, 'tokens.json'),
     },
     catalog: { url: `sqlite://${join(home, 'catalog.db')}` },
     server: { host: '127.0.0.1', port: 8794, shutdown_timeout: 10 },

@@ -270,6 +270,31 @@ export const configSchema = z.object({
     ship_concurrency: positiveInt('expected a number of ships >= 1'),
     scan_interval: seconds,
   }),
+  auth: z.object({
+    mode: z.enum(['none', 'jwt', 'tokens'], { error: 'expected none, jwt or tokens' }),
+    jwks_url: optionalText('a JWKS URL').refine(
+      (v) => v === undefined || /^https?:\/\/[^/]/.test(v),
+      { error: 'expected an http:// or https:// JWKS URL' },
+    ),
+    public_key: optionalText('a public key (PEM or JWK)'),
+    secret: optionalText('a shared secret'),
+    issuer: optionalText('an issuer'),
+    audience: optionalText('an audience'),
+    algorithms: z
+      .string()
+      .refine(
+        (v) => v.split(',').every((a) => /^(HS|RS|PS|ES)(256|384|512)$|^EdDSA$/.test(a.trim())),
+        {
+          error: 'expected JWS algorithms separated by commas, e.g. RS256,ES256 (never none)',
+        },
+      ),
+    clock_tolerance: seconds,
+    jwks_cache: seconds,
+    name_claim: z.string().min(1, { error: 'expected a claim name' }),
+    dags_claim: z.string().min(1, { error: 'expected a claim name' }),
+    admin_claim: z.string().min(1, { error: 'expected a claim name' }),
+    tokens_file: folder('a tokens file'),
+  }),
   catalog: z.object({ url: catalogUrl }),
   server: z.object({ host, port, shutdown_timeout: seconds }),
   logging: z.object({ level }),

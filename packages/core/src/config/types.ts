@@ -141,6 +141,33 @@ export interface TasklogConfig {
     /** Seconds between full scans of the base folder (the safety net behind folder watches). */
     scan_interval: number;
   };
+  /** Who may read which log through `tasklog serve`. */
+  auth: {
+    /** `jwt` (OIDC bearer tokens), `tokens` (static API tokens) or `none` (loopback only). */
+    mode: 'none' | 'jwt' | 'tokens';
+    /** The OIDC provider's JWKS endpoint (keys rotate without a restart). */
+    jwks_url?: string;
+    /** Instead of `jwks_url`: a public key (PEM or JWK). */
+    public_key?: string;
+    /** Instead of `jwks_url`: a shared secret for HS256/HS384/HS512. */
+    secret?: string;
+    issuer?: string;
+    audience?: string;
+    /** Accepted signature algorithms, comma-separated. */
+    algorithms: string;
+    /** Seconds of clock skew allowed on `exp`/`nbf`. */
+    clock_tolerance: number;
+    /** Seconds fetched JWKS keys are trusted before they are fetched again. */
+    jwks_cache: number;
+    /** Claim naming the principal. */
+    name_claim: string;
+    /** Claim with the DAG id patterns a principal may read (a list, or separated by spaces or commas). */
+    dags_claim: string;
+    /** Claim that is `true` for principals with the admin grant. */
+    admin_claim: string;
+    /** Where `tasklog token create` keeps the API tokens' digests (`mode = "tokens"`). */
+    tokens_file: string;
+  };
   catalog: {
     /** `sqlite:///abs/path/catalog.db` (later `postgres://...`). */
     url: string;

@@ -1,9 +1,14 @@
 import type { AttemptFilter, AttemptRecord, Catalog } from '@tasklog/core';
-import { InvalidInputError, parseIntStrict, validateId } from '@tasklog/core';
+import { ForbiddenError, InvalidInputError, parseIntStrict, validateId } from '@tasklog/core';
 import type { RequestHandler } from 'express';
+import type { Logger } from 'pino';
+import { principalOf } from '../auth/guard.js';
+import { mayRead } from '../auth/principal.js';
 import { queryParam } from './query.js';
 
 const MAX_LIMIT = 10_000;
+/** The catalog's own default page. */
+const DEFAULT_LIMIT = 1000;
 
 /** One attempt as the API shows it: the key flattened, dates as ISO strings. */
 export interface AttemptJson {
@@ -61,9 +66,14 @@ function intParam(name: string, text: string | undefined, min: number, max: numb
   return n;
 }
 
-/** `GET /api/v1/attempts?dagId=&runId=&taskId=&mapIndex=&tryNumber=&limit=` from the catalog. */
-export function attemptsRoute(deps: { catalog: Catalog }): RequestHandler {
+/**
+ * `GET /api/v1/attempts?dagId=&runId=&taskId=&mapIndex=&tryNumber=&limit=` from the catalog: only
+ * the DAGs the principal may read (asking for another one is 403), and agent and store URLs only
+ * for the admin grant.
+ */
+export function attemptsRoute(deps: { catalog: Catalog; logger: Logger }): RequestHandler {
   return async (req, res) => {
+    const principal = principalOf(res);
     const filter: { -readonly [K in keyof AttemptFilter]: AttemptFilter[K] } = {};
     for (const field of ['dagId', 'runId', 'taskId'] as const) {
       const value = queryParam(req, field);
@@ -79,7 +89,23 @@ export function attemptsRoute(deps: { catalog: Catalog }): RequestHandler {
     );
     if (tryNumber !== undefined) filter.tryNumber = tryNumber;
     const limit = intParam('limit', queryParam(req, 'limit'), 1, MAX_LIMIT);
-    const records = await deps.catalog.list(filter, limit === undefined ? {} : { limit });
-    res.set('Cache-Control', 'no-store').json({ attempts: records.map(attemptJson) });
+    if (filter.dagId !== undefined && !mayRead(principal, filter.dagId)) {
+      deps.logger.warn(
+        { principal: principal.name, dagId: filter.dagId, path: req.path },
+        'access denied',
+      );
+      throw new ForbiddenError('you may not read the logs of this DAG');
+    }
+    // Without a DAG filter the catalog is read up to the largest page and cut after granting.
+    const everything = filter.dagId === undefined && !principal.dags.includes('*');
+    const records = (
+      await deps.catalog.list(filter, { limit: everything ? MAX_LIMIT : (limit ?? DEFAULT_LIMIT) })
+    )
+      .filter((r) => mayRead(principal, r.key.dagId))
+      .slice(0, limit ?? DEFAULT_LIMIT);
+    const attempts = records
+      .map(attemptJson)
+      .map((a) => (principal.admin ? a : { ...a, agentUrl: null, storeUrl: null }));
+    res.set('Cache-Control', 'no-store').json({ attempts });
   };
 }

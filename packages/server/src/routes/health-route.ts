@@ -1,5 +1,6 @@
 import type { Catalog, LogStore } from '@tasklog/core';
 import type { RequestHandler } from 'express';
+import type { Authenticator } from '../auth/authenticator.js';
 
 interface PartHealth {
   ok: boolean;
@@ -29,26 +30,32 @@ async function probe(
 
 /**
  * `GET /health`: 200 `{ status: 'ok', ... }` when both the catalog and the configured store
- * answer, else 503 `{ status: 'unavailable', ... }` with the failing part's error message.
+ * answer, else 503 `{ status: 'unavailable', ... }`. Open to everyone (load balancers probe it),
+ * but only a caller with the admin grant (or anyone, without `auth`) sees which part failed, its
+ * error and the store's URL.
  */
 export function healthRoute(deps: {
   catalog: Catalog;
   store: LogStore;
   timeoutMs: number;
+  auth?: Authenticator;
 }): RequestHandler {
-  return async (_req, res) => {
+  return async (req, res) => {
     const [catalog, store] = await Promise.all([
       probe(() => deps.catalog.ping(), deps.timeoutMs),
       probe((signal) => deps.store.ping({ signal }), deps.timeoutMs),
     ]);
     const ok = catalog.ok && store.ok;
+    const status = ok ? 'ok' : 'unavailable';
+    const admin = deps.auth
+      ? await deps.auth.authenticate(req.get('authorization')).then(
+          (p) => p.admin,
+          () => false,
+        )
+      : true;
     res
       .status(ok ? 200 : 503)
       .set('Cache-Control', 'no-store')
-      .json({
-        status: ok ? 'ok' : 'unavailable',
-        catalog,
-        store: { ...store, url: deps.store.url },
-      });
+      .json(admin ? { status, catalog, store: { ...store, url: deps.store.url } } : { status });
   };
 }
