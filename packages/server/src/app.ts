@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { Authenticator } from './auth/authenticator.js';
 import { authenticate, requireDagGrant } from './auth/guard.js';
 import { errorHandler, notFoundHandler } from './http-errors.js';
+import type { AgentUrlPolicy } from './live/agent-url-policy.js';
 import type { FollowTimings } from './live/follow-log.js';
 import { LiveHub } from './live/live-hub.js';
 import { requestLogger } from './request-logger.js';
@@ -24,6 +25,10 @@ export interface AppDeps {
    * (archived before a migration). Opened stores are cached; without it such attempts get 503.
    */
   openStore?: (url: string) => Promise<LogStore>;
+  /** The store URLs besides `store.url` that `openStore` may open (`store.read_urls`). */
+  readStoreUrls?: readonly string[];
+  /** Which agent URLs from the catalog may be reached (`agent.allowed_urls`). */
+  agentUrlPolicy?: AgentUrlPolicy;
   /** How long /health waits for each of catalog and store; default 5000 ms. */
   healthTimeoutMs?: number;
   /**
@@ -53,10 +58,10 @@ export type TasklogApp = express.Express & {
 
 /** The log proxy's HTTP API over an archive store and the catalog. */
 export function createApp(deps: AppDeps): TasklogApp {
-  const stores = new StoreResolver(deps.store, deps.openStore);
+  const stores = new StoreResolver(deps.store, deps.openStore, deps.readStoreUrls);
   const { ringBytes, heartbeatMs, ...timings } = deps.live ?? {};
   const liveHub = deps.agentTokenKeys
-    ? new LiveHub({ keys: deps.agentTokenKeys, ringBytes })
+    ? new LiveHub({ keys: deps.agentTokenKeys, ringBytes, policy: deps.agentUrlPolicy })
     : undefined;
   const app = express();
   app.disable('x-powered-by');

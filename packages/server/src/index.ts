@@ -10,6 +10,7 @@ export * from './auth/tokens-file.js';
 export * from './etag.js';
 export * from './http-errors.js';
 export * from './http-range.js';
+export * from './live/agent-url-policy.js';
 export * from './live/follow-log.js';
 export * from './live/follow-route.js';
 export * from './live/live-hub.js';

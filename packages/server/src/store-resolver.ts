@@ -4,7 +4,9 @@ import { BackendUnavailableError, isTasklogError } from '@tasklog/core';
 /**
  * Finds the store that holds an attempt. The catalog names each attempt's archive; after a
  * migration that may be an older store than the configured one, so such stores are opened on
- * first use and kept for the app's life.
+ * first use and kept for the app's life — but only stores the operator listed
+ * (`store.read_urls`): a catalog row is written by workers and must not make the proxy open any
+ * folder or bucket with its own rights.
  */
 export class StoreResolver {
   private readonly opened = new Map<string, Promise<LogStore>>();
@@ -12,17 +14,19 @@ export class StoreResolver {
   constructor(
     private readonly configured: LogStore,
     private readonly open?: (url: string) => Promise<LogStore>,
+    private readonly readable: readonly string[] = [],
   ) {}
 
   /**
    * The store named `url`, or the configured store when `url` is empty or the configured one's.
-   * Throws BackendUnavailableError when it cannot be opened.
+   * Throws BackendUnavailableError when it is not one this server reads, or cannot be opened.
    */
   async forUrl(url: string | null | undefined): Promise<LogStore> {
     if (!url || url === this.configured.url) return this.configured;
-    if (!this.open) {
+    if (!this.open || !this.readable.includes(url)) {
       throw new BackendUnavailableError(
-        `the attempt is archived in ${url}, which this server does not open (only ${this.configured.url})`,
+        'the catalog names an archive this server does not read; an operator may list it in ' +
+          'store.read_urls (archives being migrated)',
       );
     }
     let store = this.opened.get(url);

@@ -138,15 +138,17 @@ describe('startServer', () => {
 });
 
 describe('createApp', () => {
-  it('reads an attempt from the store its catalog record names, opening that store once', async () => {
+  it('reads an attempt from the store its catalog record names, when listed in store.read_urls, opening it once', async () => {
     const opened: string[] = [];
     const openStore = async (url: string): Promise<LogStore> => {
       opened.push(url);
       return LocalStore.fromUrl(url);
     };
-    const f = await startFixture({ deps: { openStore } });
+    const readStoreUrls: string[] = [];
+    const f = await startFixture({ deps: { openStore, readStoreUrls } });
     try {
       const older = new LocalStore({ root: join(f.dir, 'older-archive') });
+      readStoreUrls.push(older.url);
       const k = key({ taskId: 'migrated' });
       await f.archive(k, Buffer.from('archived before the migration\n'), older);
       for (let i = 0; i < 2; i++) {
@@ -154,6 +156,28 @@ describe('createApp', () => {
         expect(await res.text()).toBe('archived before the migration\n');
       }
       expect(opened).toEqual([older.url]);
+    } finally {
+      await f.close();
+    }
+  });
+
+  it('never opens a store a catalog row names that is not in store.read_urls (a forged row)', async () => {
+    const opened: string[] = [];
+    const openStore = async (url: string): Promise<LogStore> => {
+      opened.push(url);
+      return LocalStore.fromUrl(url);
+    };
+    const f = await startFixture({ deps: { openStore } });
+    try {
+      const elsewhere = new LocalStore({ root: join(f.dir, 'not-an-archive') });
+      const k = key({ taskId: 'forged' });
+      await f.archive(k, Buffer.from('a folder the proxy must not read\n'), elsewhere);
+      const res = await fetch(f.url + logPath(k));
+      expect(res.status).toBe(503);
+      const body = await res.text();
+      expect(body).not.toContain('must not read');
+      expect(body).not.toContain(elsewhere.url);
+      expect(opened).toEqual([]);
     } finally {
       await f.close();
     }

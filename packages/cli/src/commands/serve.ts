@@ -9,6 +9,7 @@ import {
   type TasklogConfig,
 } from '@tasklog/core';
 import {
+  AgentUrlPolicy,
   assertAuthFor,
   authenticatorFromConfig,
   createApp,
@@ -23,6 +24,13 @@ export interface ServeOptions {
   /** Serve without authentication on an address other than loopback. */
   insecureNoAuth?: boolean;
 }
+
+/** A comma-separated config value as a list. */
+const list = (value: string) =>
+  value
+    .split(',')
+    .map((v) => v.trim())
+    .filter(Boolean);
 
 const DEMO = { dagId: 'tasklog_demo', runId: 'manual__2026-01-01T00:00:00+00:00', taskId: 'hello' };
 
@@ -57,6 +65,8 @@ export async function serveCommand(ctx: CommandContext, options: ServeOptions): 
     logger,
     // Attempts shipped to an earlier archive are read from where the catalog says they are.
     openStore: (url) => openStore(url, storeOptionsFromConfig(ctx.config, ctx.pathTemplate)),
+    readStoreUrls: list(config.store.read_urls),
+    agentUrlPolicy: new AgentUrlPolicy(list(config.agent.allowed_urls)),
     // Three missed heartbeats: the attempt's writer is gone, its followers are released.
     live: { staleAfterMs: config.agent.heartbeat_interval * 3 * 1000 },
   });

@@ -182,6 +182,7 @@ function defaults(home: string): Record<string, unknown> {
       compression: 'none',
       flush_interval: 5,
       flush_bytes: 8 * 1024 * 1024,
+      read_urls: '',
       retry_max_interval: 10,
       finish_grace: 30,
     },
@@ -226,6 +227,7 @@ function defaults(home: string): Record<string, unknown> {
       max_retries: 8,
       bulk_bytes: 5 * 1024 * 1024,
       bulk_count: 10_000,
+      max_line_bytes: 16 * 1024 * 1024,
       distribution: 'elasticsearch',
     },
     agent: {
@@ -248,6 +250,7 @@ function defaults(home: string): Record<string, unknown> {
       airflow_db_url: undefined,
       airflow_secret_key: undefined,
       airflow_clock_grace: 30,
+      allowed_urls: '',
       ship_concurrency: 4,
       scan_interval: 2,
     },

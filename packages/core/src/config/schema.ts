@@ -126,6 +126,7 @@ const catalogUrl = z.string({ error: CATALOG_EXPECTED }).superRefine((v, ctx) =>
 });
 
 const BYTES = 'expected a number of bytes >= 1';
+const ES_LINE_BYTES = 'expected a number of bytes from 1024 to 16777216 (16 MiB)';
 const positiveInt = (what: string) =>
   z.preprocess(numeric, z.number({ error: what }).int({ error: what }).min(1, { error: what }));
 
@@ -161,6 +162,7 @@ export const configSchema = z.object({
     compression: z.enum(['none', 'gzip'], { error: 'expected "none" or "gzip"' }),
     flush_interval: seconds,
     flush_bytes: positiveInt(BYTES),
+    read_urls: z.string({ error: 'expected store URLs separated by commas' }),
     retry_max_interval: seconds,
     finish_grace: seconds,
   }),
@@ -233,6 +235,16 @@ export const configSchema = z.object({
     ),
     bulk_bytes: positiveInt(BYTES),
     bulk_count: positiveInt('expected a number of documents >= 1'),
+    // One document per request at worst, and JSON can make it 6x the line: 6 x 16 MiB fits
+    // Elasticsearch's default http.max_content_length (100 MB).
+    max_line_bytes: z.preprocess(
+      numeric,
+      z
+        .number({ error: ES_LINE_BYTES })
+        .int({ error: ES_LINE_BYTES })
+        .min(1024, { error: ES_LINE_BYTES })
+        .max(16 * 1024 * 1024, { error: ES_LINE_BYTES }),
+    ),
     distribution: z.enum(['elasticsearch', 'opensearch'], {
       error: 'expected elasticsearch or opensearch',
     }),
@@ -267,6 +279,7 @@ export const configSchema = z.object({
     ),
     airflow_secret_key: optionalText("Airflow's secret key"),
     airflow_clock_grace: seconds,
+    allowed_urls: z.string({ error: 'expected origins or CIDRs separated by commas' }),
     ship_concurrency: positiveInt('expected a number of ships >= 1'),
     scan_interval: seconds,
   }),

@@ -22,6 +22,8 @@ export interface TasklogConfig {
     flush_interval: number;
     /** Buffered bytes at which a running attempt's writer flushes a chunk. */
     flush_bytes: number;
+    /** Other archives the proxy may read, comma-separated store URLs (archives being migrated). */
+    read_urls: string;
     /** Longest wait in seconds between two tries while the store is unavailable (retries never give up while an attempt lives). */
     retry_max_interval: number;
     /**
@@ -98,6 +100,11 @@ export interface TasklogConfig {
     /** Size of a `_bulk` request in bytes. */
     bulk_bytes: number;
     bulk_count: number;
+    /**
+     * Longest line kept in one document (a longer one is split, and Airflow shows the pieces as
+     * lines); at most 16 MiB, a sixth of Elasticsearch's default `http.max_content_length`.
+     */
+    max_line_bytes: number;
     /** `opensearch` skips the Elasticsearch product check of the client. */
     distribution: 'elasticsearch' | 'opensearch';
   };
@@ -136,6 +143,11 @@ export interface TasklogConfig {
     airflow_secret_key?: string;
     /** Seconds of clock skew allowed on Airflow's tokens (`[webserver] log_request_clock_grace`). */
     airflow_clock_grace: number;
+    /**
+     * Agent URLs the proxy may reach, comma-separated origins (`https://*.workers.internal:8795`)
+     * or CIDRs (`10.0.0.0/8`); empty: any http(s) URL. Link-local and metadata addresses never.
+     */
+    allowed_urls: string;
     /** Finished logs shipped at once by the agent's sweep. */
     ship_concurrency: number;
     /** Seconds between full scans of the base folder (the safety net behind folder watches). */

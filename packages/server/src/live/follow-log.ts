@@ -39,6 +39,8 @@ export interface FollowLogOptions extends FollowTimings {
   store: LogStore;
   /** Without a hub (no signing keys) the archive alone is followed. */
   hub?: LiveHub;
+  /** The attempt's path as its agent serves it: rendered from the key, not read from the catalog. */
+  relativePath: string;
   offset: number;
   signal: AbortSignal;
 }
@@ -80,7 +82,7 @@ export async function* followLog(o: FollowLogOptions): AsyncGenerator<FollowEven
     ) {
       try {
         const live = hub.subscribe({
-          relativePath: record.relativePath,
+          relativePath: o.relativePath,
           agentUrl: record.agentUrl,
           offset,
           signal,

@@ -20,6 +20,8 @@ export type FollowFormat = 'text' | 'ndjson' | 'sse';
 export interface FollowDeps {
   catalog: Catalog;
   stores: StoreResolver;
+  /** The attempt's path as the agent serves it, rendered from the key by the caller. */
+  relativePath: string;
   hub?: LiveHub;
   timings?: FollowTimings;
   /** SSE comment heartbeat interval; default 15000 ms. */
@@ -152,6 +154,7 @@ export async function serveFollow(
       catalog: deps.catalog,
       store,
       hub: deps.hub,
+      relativePath: deps.relativePath,
       offset,
       signal,
     });

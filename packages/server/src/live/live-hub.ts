@@ -1,4 +1,12 @@
-import { type AgentTokenKeys, BackendUnavailableError, signAgentToken } from '@tasklog/core';
+import http, { type IncomingMessage } from 'node:http';
+import https from 'node:https';
+import {
+  type AgentTokenKeys,
+  BackendUnavailableError,
+  ForbiddenError,
+  signAgentToken,
+} from '@tasklog/core';
+import { AgentUrlPolicy } from './agent-url-policy.js';
 
 /** A follower asked for bytes older than the hub's window; it reads the archive first. */
 export class BehindWindowError extends Error {
@@ -25,6 +33,8 @@ export interface LiveHubOptions {
    * 8 MiB. It is also the lag bound: a follower whose next byte left the ring is cut off.
    */
   ringBytes?: number;
+  /** Which agent URLs may be reached; default: any http(s) URL but link-local and metadata ones. */
+  policy?: AgentUrlPolicy;
 }
 
 export interface LiveSubscription {
@@ -182,23 +192,49 @@ export class LiveHub {
     this.channels.clear();
   }
 
+  get #policy(): AgentUrlPolicy {
+    this.#defaultPolicy ??= this.options.policy ?? new AgentUrlPolicy();
+    return this.#defaultPolicy;
+  }
+  #defaultPolicy?: AgentUrlPolicy;
+
+  /** GET `url` with the token; the address is checked again when the connection is made. */
+  #get(url: URL, token: string, signal: AbortSignal): Promise<IncomingMessage> {
+    const client = url.protocol === 'https:' ? https : http;
+    return new Promise((resolve, reject) => {
+      const req = client.request(url, {
+        headers: { authorization: `Bearer ${token}` },
+        lookup: this.#policy.lookup(url),
+        signal,
+      });
+      req.once('response', resolve);
+      req.once('error', reject);
+      req.end();
+    });
+  }
+
   private async pump(id: string, channel: LiveChannel, sub: LiveSubscription): Promise<void> {
     const { signal } = channel.controller;
     try {
+      // Checked before a token is signed: a forged catalog row gets neither a token nor a request.
+      const url = new URL(agentLogUrl(sub.agentUrl, sub.relativePath, channel.start));
+      this.#policy.check(url.href);
       const token = await signAgentToken(this.options.keys, { relativePath: sub.relativePath });
-      const url = agentLogUrl(sub.agentUrl, sub.relativePath, channel.start);
-      let res: Response;
+      let res: IncomingMessage;
       try {
-        res = await fetch(url, { headers: { authorization: `Bearer ${token}` }, signal });
+        res = await this.#get(url, token, signal);
       } catch (cause) {
+        if (cause instanceof ForbiddenError) throw cause;
         throw new BackendUnavailableError(`cannot reach the agent at ${sub.agentUrl}`, { cause });
       }
-      if (res.status !== 200 || !res.body) {
-        await res.body?.cancel().catch(() => undefined);
-        throw new BackendUnavailableError(`the agent at ${sub.agentUrl} answered ${res.status}`);
+      if (res.statusCode !== 200) {
+        res.destroy();
+        throw new BackendUnavailableError(
+          `the agent at ${sub.agentUrl} answered ${res.statusCode}`,
+        );
       }
       try {
-        for await (const piece of res.body) channel.append(Buffer.from(piece));
+        for await (const piece of res) channel.append(piece as Buffer);
       } catch (cause) {
         throw new BackendUnavailableError(`the connection to the agent at ${sub.agentUrl} broke`, {
           cause,
@@ -210,7 +246,12 @@ export class LiveHub {
       channel.error =
         err instanceof BackendUnavailableError
           ? err
-          : new BackendUnavailableError('the live source failed', { cause: err });
+          : new BackendUnavailableError(
+              err instanceof ForbiddenError
+                ? `refused to reach the agent: ${err.message}`
+                : 'the live source failed',
+              { cause: err },
+            );
     } finally {
       if (this.channels.get(id) === channel) this.channels.delete(id);
       channel.notify();

@@ -124,13 +124,15 @@ export function logRoute(deps: {
   pathTemplate: PathTemplate;
   stores: StoreResolver;
   /** `?follow=true`: live hand-over; without a hub, follow reads the archive only. */
-  follow?: Omit<FollowDeps, 'catalog' | 'stores'>;
+  follow?: Omit<FollowDeps, 'catalog' | 'stores' | 'relativePath'>;
 }): RequestHandler {
   return async (req, res) => {
     const { key, offset, ndjson } = parseLogRequest(req);
     const follow = queryParam(req, 'follow');
     if (follow === 'true' || follow === '1') {
-      deps.pathTemplate.render(key);
+      // The path the agent is asked for is rendered from the key, never taken from the catalog
+      // row (a worker writes that row): a forged path must not reach another attempt's log.
+      const relativePath = deps.pathTemplate.render(key);
       const format =
         queryParam(req, 'format') === undefined && acceptsEventStream(req.get('accept'))
           ? 'sse'
@@ -141,6 +143,7 @@ export function logRoute(deps: {
         ...deps.follow,
         catalog: deps.catalog,
         stores: deps.stores,
+        relativePath,
       });
       return;
     }
