@@ -98,3 +98,66 @@ describe('tasklog run on the embedded default (local archive + SQLite catalog)',
     expect(fetched.stdout.length).toBe(0);
   });
 });
+
+describe('tasklog run masks every secret it can know of (CVE-2024-45784)', () => {
+  const secrets = {
+    MY_APIKEY: 'apikey-value-1',
+    SSH_PASSPHRASE: 'passphrase-value-2',
+    AIRFLOW_CONN_DWH: 'postgres://etl:conn%40pass-3@db.internal/dwh',
+    TASKLOG__CATALOG__URL: 'postgres://tasklog:cat@log/pass-4@db.invalid/tasklog',
+    TASKLOG__AGENT__TOKEN_SECRET_CMD: 'printf agent-secret-from-cmd-5',
+  };
+  const leaked = [
+    'apikey-value-1',
+    'passphrase-value-2',
+    'conn@pass-3',
+    'conn%40pass-3',
+    'cat@log/pass-4',
+    'agent-secret-from-cmd-5',
+  ];
+
+  it('writes none of them to the log nor to its own output', async () => {
+    const home = await mkdtemp(join(tmpdir(), 'tasklog-run-mask-'));
+    try {
+      const env = { PATH: process.env.PATH, TASKLOG_HOME: home, ...secrets };
+      const script = `for (const s of ${JSON.stringify(leaked)}) console.log("value: " + s);`;
+      const run = await runCli(
+        [
+          'run',
+          '--dag',
+          'd',
+          '--run',
+          'r',
+          '--task',
+          'mask',
+          '--try',
+          '1',
+          '--no-ship',
+          '--',
+          process.execPath,
+          '-e',
+          script,
+        ],
+        env,
+      );
+      expect(run.code).toBe(0);
+      const log = await readFile(
+        join(
+          home,
+          'logs',
+          new PathTemplate().render(
+            attemptKey({ dagId: 'd', runId: 'r', taskId: 'mask', tryNumber: 1 }),
+          ),
+        ),
+        'utf8',
+      );
+      for (const value of leaked) {
+        expect(log, value).not.toContain(value);
+        expect(run.stdout.toString(), value).not.toContain(value);
+      }
+      expect(log.match(/value: \*\*\*/g)).toHaveLength(leaked.length);
+    } finally {
+      await rm(home, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,4 +1,4 @@
-import { type ErrorCode, isTasklogError } from '@tasklog/core';
+import { type ErrorCode, isTasklogError, maskUrlPasswords } from '@tasklog/core';
 
 /** The CLI's exit codes; the README documents them. This is the only place errors become codes. */
 export const ExitCode = {
@@ -28,7 +28,10 @@ export function exitCodeFor(err: unknown): number {
 
 /** One line (or a few, for config issues) that says what went wrong and what to do. */
 export function describeError(err: unknown): string {
-  if (isTasklogError(err)) return `tasklog: ${err.message}`;
-  if (err instanceof Error) return `tasklog: unexpected error: ${err.stack ?? err.message}`;
-  return `tasklog: unexpected error: ${String(err)}`;
+  // The one way out for every error message: no URL password leaves with it.
+  if (isTasklogError(err)) return maskUrlPasswords(`tasklog: ${err.message}`);
+  if (err instanceof Error) {
+    return maskUrlPasswords(`tasklog: unexpected error: ${err.stack ?? err.message}`);
+  }
+  return maskUrlPasswords(`tasklog: unexpected error: ${String(err)}`);
 }

@@ -60,8 +60,26 @@ export async function followLoop(options: FollowLoopOptions): Promise<FollowLoop
   let pos = 0;
   let failures = 0;
   let lastFlush = Date.now();
-  /** Since when an unfinished last line has been held back (undefined: nothing held). */
-  let heldSince: number | undefined;
+  /** Flush intervals passed, and the one during which an unfinished last line was first held back. */
+  let ticks = 0;
+  let heldSinceTick: number | undefined;
+  /** Appends what the file holds past `pos` (only whole lines unless `all`). */
+  const appendNew = async (all: boolean): Promise<{ appended: number; holding: boolean }> => {
+    let appended = 0;
+    for (;;) {
+      // A fresh buffer per read: the writer keeps what it is given until it flushes.
+      const buf = Buffer.allocUnsafe(READ_BYTES);
+      const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+      if (bytesRead === 0) return { appended, holding: false };
+      const take = all ? bytesRead : wholeLines(buf, bytesRead);
+      if (take > 0) {
+        await writer!.append(buf.subarray(0, take));
+        pos += take;
+        appended += take;
+      }
+      if (take < bytesRead) return { appended, holding: true };
+    }
+  };
   try {
     for (;;) {
       try {
@@ -90,25 +108,13 @@ export async function followLoop(options: FollowLoopOptions): Promise<FollowLoop
         // Checked before reading, so that once it says finished, the read below sees every byte.
         const end = await options.isFinished(file);
         if (writer) {
-          // An unfinished last line waits for its end (for one flush interval at most), so
+          // An unfinished last line waits for its end (until the next flush at most), so
           // flushes — and the chunks of blob stores — end on line ends wherever a line fits in
           // one read. Everything goes once the attempt ended or the follow stops.
-          const waitedLong =
-            heldSince !== undefined && Date.now() - heldSince >= options.flushIntervalMs;
-          const all = Boolean(end) || signal?.aborted === true || waitedLong;
-          let holding = false;
-          for (;;) {
-            // A fresh buffer per read: the writer keeps what it is given until it flushes.
-            const buf = Buffer.allocUnsafe(READ_BYTES);
-            const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
-            if (bytesRead === 0) break;
-            const take = all ? bytesRead : wholeLines(buf, bytesRead);
-            holding = take < bytesRead;
-            if (take === 0) break;
-            await writer.append(buf.subarray(0, take));
-            pos += take;
-          }
-          heldSince = holding ? (heldSince ?? Date.now()) : undefined;
+          const { appended, holding } = await appendNew(Boolean(end) || signal?.aborted === true);
+          // A line held back after new whole lines went is a new line: its wait starts now.
+          if (!holding) heldSinceTick = undefined;
+          else if (appended > 0 || heldSinceTick === undefined) heldSinceTick = ticks;
         }
         if (end) {
           if (writer) {
@@ -124,12 +130,19 @@ export async function followLoop(options: FollowLoopOptions): Promise<FollowLoop
           return { end: end === true ? {} : end };
         }
         const due = Date.now() - lastFlush >= options.flushIntervalMs;
+        if (due) ticks++;
+        // A line held back through a whole flush interval, or when the follow stops, goes now.
+        const release = heldSinceTick !== undefined && heldSinceTick < ticks - 1;
+        if (writer && (signal?.aborted || (due && release))) {
+          await appendNew(true);
+          heldSinceTick = undefined;
+        }
         if (writer && (signal?.aborted || (due && writer.offset > writer.committedOffset))) {
           committed = await writer.flush();
           failures = 0;
           onFlush?.(committed);
-          lastFlush = Date.now();
         }
+        if (due) lastFlush = Date.now();
         if (signal?.aborted) return { stopped: true, committedOffset: committed };
         await sleep(options.pollIntervalMs, signal);
       } catch (err) {

@@ -14,6 +14,7 @@ export * from './errors.js';
 export * from './fs-paths.js';
 export * from './hashing.js';
 export * from './path-template.js';
+export { maskUrlPasswords, urlPasswords } from './redact.js';
 export * from './retry.js';
 export * from './secret-masker.js';
 export * from './shipper.js';

@@ -1,17 +1,24 @@
 import { Transform } from 'node:stream';
+import { urlPasswords } from './redact.js';
 
 /**
- * Environment variables whose NAME contains one of these (case-insensitively) hold secrets.
- * A subset of Airflow's `DEFAULT_SENSITIVE_FIELDS` (airflow `_shared/secrets_masker`).
+ * Environment variables whose NAME contains one of these (case-insensitively) hold secrets:
+ * Airflow's `DEFAULT_SENSITIVE_FIELDS` (`airflow/utils/log/secrets_masker.py`), to which
+ * `core.sensitive_names` adds more.
  */
 export const DEFAULT_SENSITIVE_NAMES: readonly string[] = Object.freeze([
+  'access_token',
+  'api_key',
+  'apikey',
+  'authorization',
+  'passphrase',
+  'passwd',
   'password',
+  'private_key',
   'secret',
   'token',
-  'api_key',
-  'private_key',
-  'passwd',
-  'authorization',
+  'keyfile_dict',
+  'service_account',
 ]);
 
 /**
@@ -21,6 +28,15 @@ export const DEFAULT_SENSITIVE_NAMES: readonly string[] = Object.freeze([
  * as Unicode code points, like Python's `len`.
  */
 export const MIN_SECRET_LENGTH = 5;
+
+/** Whether a variable or field name is sensitive: it contains one of `names`, case-insensitively. */
+export function isSensitiveName(names: readonly string[]): (name: string) => boolean {
+  const lowered = names.map((n) => n.toLowerCase());
+  return (name) => {
+    const lower = name.toLowerCase();
+    return lowered.some((n) => lower.includes(n));
+  };
+}
 
 /** Airflow's `SECRETS_TO_SKIP_MASKING`: common words that are never treated as secrets. */
 const SKIPPED_SECRETS = new Set(['airflow']);
@@ -57,12 +73,45 @@ export class SecretMasker {
     options?: SecretMaskerOptions,
   ): SecretMasker {
     const masker = new SecretMasker(options);
-    const lowered = names.map((n) => n.toLowerCase());
+    const sensitive = isSensitiveName(names);
     for (const [name, value] of Object.entries(env)) {
-      const lower = name.toLowerCase();
-      if (value !== undefined && lowered.some((n) => lower.includes(n))) masker.add(value);
+      if (value === undefined) continue;
+      if (sensitive(name)) masker.add(value);
+      // Whatever the name: passwords in URLs (Airflow connection URIs in AIRFLOW_CONN_*, a
+      // DATABASE_URL …) and the sensitive fields of Airflow's JSON connections.
+      for (const password of urlPasswords(value)) masker.add(password);
+      if (/^AIRFLOW_CONN_/i.test(name) && value.trimStart().startsWith('{')) {
+        masker.addSensitiveFields(value, sensitive);
+      }
     }
     return masker;
+  }
+
+  /** Registers the values of sensitive fields in a JSON document (an Airflow connection), deeply. */
+  addSensitiveFields(json: string, sensitive: (name: string) => boolean): void {
+    let doc: unknown;
+    try {
+      doc = JSON.parse(json);
+    } catch {
+      return;
+    }
+    const visit = (node: unknown, name: string, depth: number): void => {
+      if (depth > 20) return;
+      if (typeof node === 'string') {
+        if (sensitive(name)) this.add(node);
+        for (const password of urlPasswords(node)) this.add(password);
+        // `extra` is often a JSON document of its own.
+        if (node.trimStart().startsWith('{')) this.addSensitiveFields(node, sensitive);
+      } else if (Array.isArray(node)) {
+        for (const item of node) visit(item, name, depth + 1);
+      } else if (node && typeof node === 'object') {
+        for (const [k, v] of Object.entries(node)) {
+          if (sensitive(k) && v && typeof v === 'object') this.add(JSON.stringify(v));
+          visit(v, k, depth + 1);
+        }
+      }
+    };
+    visit(doc, '', 0);
   }
 
   /** Registers a secret; returns false when it is too short (or a skipped word) to be masked. */

@@ -58,6 +58,7 @@ describe('defaults', () => {
         path_template: AIRFLOW_PATH_TEMPLATE,
         delete_local_copy: false,
         state_folder: join(home, 'state'),
+        sensitive_names: '',
       },
       store: {
         url: `file://${home}/archive`,
@@ -313,6 +314,7 @@ describe('describeConfig', () => {
       'core.path_template',
       'core.delete_local_copy',
       'core.state_folder',
+      'core.sensitive_names',
       'store.url',
       'store.compression',
       'store.flush_interval',
@@ -529,6 +531,13 @@ describe('validation', () => {
   it('rejects a negative shutdown timeout', () => {
     const issues = issuesOf(() => load({ env: { TASKLOG__SERVER__SHUTDOWN_TIMEOUT: '-1' } }));
     expect(issues[0]?.key).toBe('server.shutdown_timeout');
+  });
+
+  it('rejects an elasticsearch.max_line_bytes over 16 MiB (a document must fit in one request)', () => {
+    const env = { TASKLOG__ELASTICSEARCH__MAX_LINE_BYTES: String(16 * 1024 * 1024 + 1) };
+    const issues = issuesOf(() => load({ env }));
+    expect(issues[0]).toMatchObject({ key: 'elasticsearch.max_line_bytes' });
+    expect(issues[0]?.message).toContain('16 MiB');
   });
 
   it('rejects an empty folder', () => {

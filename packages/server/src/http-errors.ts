@@ -1,5 +1,5 @@
 import type { ErrorCode } from '@tasklog/core';
-import { isTasklogError } from '@tasklog/core';
+import { isTasklogError, maskUrlPasswords } from '@tasklog/core';
 import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
 
@@ -53,7 +53,8 @@ export function describeError(err: unknown): HttpProblem {
 
 /** Writes `{ error: { code, message } }` with `status`. */
 export function sendError(res: Response, status: number, code: string, message: string): void {
-  const body: ErrorBody = { error: { code, message } };
+  // The one way out for every error message: no URL password leaves with it.
+  const body: ErrorBody = { error: { code, message: maskUrlPasswords(message) } };
   res.status(status).set('Cache-Control', 'no-store').json(body);
 }
 

@@ -6,6 +6,8 @@ import {
   type AttemptLog,
   attemptKey,
   BackendUnavailableError,
+  configSecrets,
+  DEFAULT_SENSITIVE_NAMES,
   type FollowResult,
   InvalidInputError,
   type MaskingStream,
@@ -54,7 +56,16 @@ export async function runCommand(
   const task = { dagId: options.dag, runId: options.run, taskId: options.task, mapIndex };
   const tryNumber = options.try ?? ((await (await ctx.openCatalog()).latestTry(task)) ?? 0) + 1;
   const key = attemptKey({ ...task, tryNumber });
-  const masker = SecretMasker.fromEnv(process.env);
+  // Airflow's sensitive names plus core.sensitive_names, the URLs' passwords in the environment,
+  // and tasklog's own secrets: none of them may reach the task's log.
+  const masker = SecretMasker.fromEnv(process.env, [
+    ...DEFAULT_SENSITIVE_NAMES,
+    ...ctx.config.core.sensitive_names
+      .split(',')
+      .map((n) => n.trim())
+      .filter(Boolean),
+  ]);
+  for (const secret of configSecrets(ctx.loaded)) masker.add(secret);
 
   const log = await openAttemptLog({
     baseLogFolder: ctx.config.core.base_log_folder,

@@ -7,6 +7,7 @@ import {
   InvalidInputError,
   isTasklogError,
 } from '../errors.js';
+import { maskUrlPasswords } from '../redact.js';
 
 /** One result row: column name to value, as the driver returns it. */
 export type Row = Record<string, unknown>;
@@ -21,6 +22,8 @@ export type Row = Record<string, unknown>;
 export interface AirflowConnection {
   /** The URL with any password replaced by `***`. */
   readonly url: string;
+  /** Which SQL the connection speaks, for the few statements that differ. */
+  readonly dialect: 'postgres' | 'sqlite';
   /** The placeholder of the n-th parameter (1-based): `$n` or `?`. */
   placeholder(n: number): string;
   query(sql: string, params: readonly unknown[], signal?: AbortSignal): Promise<Row[]>;
@@ -72,14 +75,7 @@ export async function connectAirflowDb(url: string): Promise<AirflowConnection> 
  * in the query masks more than the password).
  */
 function maskDbUrl(url: string): string {
-  const start = url.indexOf('://');
-  if (start < 0) return url;
-  const authorityStart = start + 3;
-  const at = url.lastIndexOf('@');
-  if (at < authorityStart) return url;
-  const colon = url.indexOf(':', authorityStart);
-  if (colon < 0 || colon > at) return url;
-  return `${url.slice(0, colon)}:***${url.slice(at)}`;
+  return maskUrlPasswords(url);
 }
 
 /**
@@ -136,6 +132,7 @@ function sqliteOpenError(path: string, masked: string, err: unknown): Error {
 }
 
 class SqliteConnection implements AirflowConnection {
+  readonly dialect = 'sqlite';
   #closed = false;
 
   constructor(
@@ -237,6 +234,7 @@ function postgresConnection(
 }
 
 class PostgresConnection implements AirflowConnection {
+  readonly dialect = 'postgres';
   #closed = false;
 
   constructor(

@@ -2,6 +2,7 @@ import { type ColumnType, type Kysely, type Selectable, sql } from 'kysely';
 import { type AttemptKey, attemptKey } from '../attempt-key.js';
 import { BackendUnavailableError, InvalidInputError, isTasklogError } from '../errors.js';
 import type { AttemptFilter } from '../path-template.js';
+import { maskUrlPasswords } from '../redact.js';
 import type {
   AttemptPatch,
   AttemptRecord,
@@ -232,8 +233,7 @@ export function catalogError(url: string, operation: string, err: unknown): Erro
 
 /** Replaces the password in a catalog URL (`postgres://user:secret@host/db`) with `***`. */
 export function maskCatalogUrl(url: string): string {
-  // Only URLs with an authority can carry a password; `sqlite::memory:` has none.
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/@:]*):[^/@]*@/i, '$1:***@');
+  return maskUrlPasswords(url);
 }
 
 type AttemptRow = Selectable<AttemptsTable>;

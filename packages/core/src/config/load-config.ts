@@ -6,6 +6,7 @@ import { pathToFileURL } from 'node:url';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { ConfigError, type ConfigIssue } from '../errors.js';
 import { AIRFLOW_PATH_TEMPLATE } from '../path-template.js';
+import { maskUrlPasswords, urlPasswords } from '../redact.js';
 import { CONFIG_KEYS, CONFIG_SECTIONS, configSchema, MESSAGE_QUOTES_VALUE } from './schema.js';
 import type { TasklogConfig } from './types.js';
 
@@ -47,7 +48,6 @@ const CMD_SUFFIX = '_cmd';
 const DEFAULT_COMMAND_TIMEOUT_MS = 30_000;
 const SECRET_NAME = /password|secret|token|api_key|private_key|passwd|authorization/i;
 // Userinfo ends at the last `@` before the path; the password is what follows the first `:`.
-const URL_PASSWORD = /^([a-z][a-z0-9+.-]*:\/\/[^/?#:@]*:)[^/?#]*@/i;
 const KNOWN_KEYS: ReadonlySet<string> = new Set(CONFIG_KEYS);
 
 /** `TASKLOG_HOME`, else `~/.tasklog`. */
@@ -169,6 +169,24 @@ export function describeConfig(
   );
 }
 
+/**
+ * Every secret of the configuration, for a masker: the values of secret keys (given through
+ * `_cmd`, or named like a credential: a catalog or Airflow database URL's password, the agent's
+ * token secret, `auth.secret` …) and the passwords of URLs in any value.
+ */
+export function configSecrets(loaded: LoadedConfig): string[] {
+  const found = new Set<string>();
+  for (const [section, values] of Object.entries(loaded.config)) {
+    for (const [name, value] of Object.entries(values as Record<string, unknown>)) {
+      if (typeof value !== 'string') continue;
+      const key = `${section}.${name}`;
+      if (loaded.sources[key]?.secret || SECRET_NAME.test(key)) found.add(value);
+      for (const password of urlPasswords(value)) found.add(password);
+    }
+  }
+  return [...found];
+}
+
 function defaults(home: string): Record<string, unknown> {
   const config: TasklogConfig = {
     core: {
@@ -176,6 +194,7 @@ function defaults(home: string): Record<string, unknown> {
       path_template: AIRFLOW_PATH_TEMPLATE,
       delete_local_copy: false,
       state_folder: join(home, 'state'),
+      sensitive_names: '',
     },
     store: {
       url: pathToFileURL(join(home, 'archive')).href,
@@ -504,7 +523,7 @@ function splitKey(key: string): [string, string] {
 }
 
 function maskUrlPassword(value: unknown): unknown {
-  return typeof value === 'string' ? value.replace(URL_PASSWORD, '$1***@') : value;
+  return typeof value === 'string' ? maskUrlPasswords(value) : value;
 }
 
 /** The offending value for an error message, without revealing secrets. */

@@ -156,6 +156,7 @@ export const configSchema = z.object({
     path_template: pathTemplate,
     delete_local_copy: bool,
     state_folder: folder('a state folder'),
+    sensitive_names: z.string({ error: 'expected names separated by commas' }),
   }),
   store: z.object({
     url: storeUrl,

@@ -12,6 +12,8 @@ export interface TasklogConfig {
     delete_local_copy: boolean;
     /** Folder for the shipper's journals. */
     state_folder: string;
+    /** Names (comma-separated) that mark an environment variable as secret, besides Airflow's list. */
+    sensitive_names: string;
   };
   store: {
     /** Archive URL: `file:///abs/path`, `s3://bucket/prefix`, `gs://bucket/prefix`, ... */

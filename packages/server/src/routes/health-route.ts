@@ -1,4 +1,4 @@
-import type { Catalog, LogStore } from '@tasklog/core';
+import { type Catalog, type LogStore, maskUrlPasswords } from '@tasklog/core';
 import type { RequestHandler } from 'express';
 import type { Authenticator } from '../auth/authenticator.js';
 
@@ -22,7 +22,7 @@ async function probe(
     await Promise.race([check(signal), timedOut]);
     return { ok: true };
   } catch (err) {
-    return { ok: false, error: err instanceof Error ? err.message : String(err) };
+    return { ok: false, error: maskUrlPasswords(err instanceof Error ? err.message : String(err)) };
   } finally {
     if (onAbort) signal.removeEventListener('abort', onAbort);
   }
