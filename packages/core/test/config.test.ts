@@ -113,7 +113,16 @@ describe('defaults', () => {
         tokens_file: join(home, 'tokens.json'),
       },
       catalog: { url: `sqlite://${home}/catalog.db` },
-      server: { host: '127.0.0.1', port: 8794, shutdown_timeout: 10 },
+      server: {
+        host: '127.0.0.1',
+        port: 8794,
+        shutdown_timeout: 10,
+        allowed_hosts: '',
+        max_connections: 10_000,
+        max_followers: 5_000,
+        max_followers_per_attempt: 1_000,
+        send_timeout: 30,
+      },
       logging: { level: 'info' },
     });
     expect(Object.values(sources).every((s) => s.source === 'default')).toBe(true);
@@ -399,6 +408,11 @@ describe('describeConfig', () => {
       'server.host',
       'server.port',
       'server.shutdown_timeout',
+      'server.allowed_hosts',
+      'server.max_connections',
+      'server.max_followers',
+      'server.max_followers_per_attempt',
+      'server.send_timeout',
       'logging.level',
     ]);
     expect(rows.find((r) => r.key === 'server.port')).toEqual({

@@ -3,9 +3,11 @@ import express from 'express';
 import type { Logger } from 'pino';
 import type { Authenticator } from './auth/authenticator.js';
 import { authenticate, requireDagGrant } from './auth/guard.js';
+import { allowedHosts, securityHeaders } from './hardening.js';
 import { errorHandler, notFoundHandler } from './http-errors.js';
 import type { AgentUrlPolicy } from './live/agent-url-policy.js';
 import type { FollowTimings } from './live/follow-log.js';
+import { FollowerLimits } from './live/follow-route.js';
 import { LiveHub } from './live/live-hub.js';
 import { requestLogger } from './request-logger.js';
 import { attemptsRoute } from './routes/attempts-route.js';
@@ -39,6 +41,16 @@ export interface AppDeps {
   /** Tuning of `?follow=true` (poll intervals, hand-over timeout, ring size); defaults documented there. */
   live?: FollowTimings & { ringBytes?: number; heartbeatMs?: number };
   /**
+   * Host names the proxy answers to (`server.allowed_hosts`; `*.example.com` for one label);
+   * empty or missing: any.
+   */
+  allowedHosts?: readonly string[];
+  /** Followers at once, in all and per attempt (`server.max_followers*`); default unlimited. */
+  maxFollowers?: number;
+  maxFollowersPerAttempt?: number;
+  /** A client that takes no byte for this long is cut off (`server.send_timeout`); default 30 s. */
+  sendTimeoutMs?: number;
+  /**
    * Who may read what (`[auth]`). Without it (`auth.mode = "none"`, allowed on loopback only)
    * every caller may read everything.
    */
@@ -68,6 +80,8 @@ export function createApp(deps: AppDeps): TasklogApp {
   // The log route sets its own content-hash ETags; hashing every JSON answer buys nothing.
   app.set('etag', false);
   app.use(requestLogger(deps.logger));
+  app.use(securityHeaders);
+  app.use(allowedHosts(deps.allowedHosts ?? [], deps.logger));
 
   app.get(
     '/health',
@@ -88,7 +102,17 @@ export function createApp(deps: AppDeps): TasklogApp {
       catalog: deps.catalog,
       pathTemplate: deps.pathTemplate,
       stores,
-      follow: { hub: liveHub, timings, heartbeatMs },
+      follow: {
+        hub: liveHub,
+        timings,
+        heartbeatMs,
+        sendTimeoutMs: deps.sendTimeoutMs,
+        limits: new FollowerLimits(
+          deps.maxFollowers ?? Number.POSITIVE_INFINITY,
+          deps.maxFollowersPerAttempt ?? Number.POSITIVE_INFINITY,
+        ),
+      },
+      sendTimeoutMs: deps.sendTimeoutMs ?? 30_000,
     }),
   );
 

@@ -8,6 +8,7 @@ export * from './auth/from-config.js';
 export * from './auth/principal.js';
 export * from './auth/tokens-file.js';
 export * from './etag.js';
+export * from './hardening.js';
 export * from './http-errors.js';
 export * from './http-range.js';
 export * from './live/agent-url-policy.js';

@@ -14,6 +14,8 @@ export interface StartServerOptions {
   logger: Logger;
   /** PEM certificate chain and private key; when given, the server speaks HTTPS. */
   tls?: { cert: string | Buffer; key: string | Buffer };
+  /** Open connections at most; the kernel's backlog holds, then refuses, the rest. */
+  maxConnections?: number;
 }
 
 export interface RunningServer {
@@ -34,6 +36,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
   const server: http.Server = opts.tls
     ? https.createServer({ cert: opts.tls.cert, key: opts.tls.key }, opts.app)
     : http.createServer(opts.app);
+  if (opts.maxConnections !== undefined) server.maxConnections = opts.maxConnections;
   let closing: Promise<void> | undefined;
 
   // A keep-alive socket that finishes its response during shutdown would otherwise linger

@@ -14,6 +14,7 @@ import {
   authenticatorFromConfig,
   createApp,
   isLoopback,
+  LOOPBACK_HOSTS,
   startServer,
 } from '@tasklog/server';
 import { pino } from 'pino';
@@ -66,6 +67,15 @@ export async function serveCommand(ctx: CommandContext, options: ServeOptions): 
     // Attempts shipped to an earlier archive are read from where the catalog says they are.
     openStore: (url) => openStore(url, storeOptionsFromConfig(ctx.config, ctx.pathTemplate)),
     readStoreUrls: list(config.store.read_urls),
+    // On loopback only loopback names, so no web page can rebind its own name to this proxy.
+    allowedHosts: list(config.server.allowed_hosts).length
+      ? list(config.server.allowed_hosts)
+      : isLoopback(config.server.host)
+        ? LOOPBACK_HOSTS
+        : [],
+    maxFollowers: config.server.max_followers,
+    maxFollowersPerAttempt: config.server.max_followers_per_attempt,
+    sendTimeoutMs: config.server.send_timeout * 1000,
     agentUrlPolicy: new AgentUrlPolicy(list(config.agent.allowed_urls)),
     // Three missed heartbeats: the attempt's writer is gone, its followers are released.
     live: { staleAfterMs: config.agent.heartbeat_interval * 3 * 1000 },
@@ -75,6 +85,7 @@ export async function serveCommand(ctx: CommandContext, options: ServeOptions): 
     host: config.server.host,
     port: config.server.port,
     shutdownTimeoutMs: config.server.shutdown_timeout * 1000,
+    maxConnections: config.server.max_connections,
     logger,
   });
   process.stdout.write(`tasklog is serving ${store.url} on ${running.url}\n`);

@@ -289,7 +289,16 @@ function defaults(home: string): Record<string, unknown> {
       tokens_file: join(home, 'tokens.json'),
     },
     catalog: { url: `sqlite://${join(home, 'catalog.db')}` },
-    server: { host: '127.0.0.1', port: 8794, shutdown_timeout: 10 },
+    server: {
+      host: '127.0.0.1',
+      port: 8794,
+      shutdown_timeout: 10,
+      allowed_hosts: '',
+      max_connections: 10_000,
+      max_followers: 5_000,
+      max_followers_per_attempt: 1_000,
+      send_timeout: 30,
+    },
     logging: { level: 'info' },
   };
   return Object.fromEntries(

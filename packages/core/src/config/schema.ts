@@ -310,7 +310,16 @@ export const configSchema = z.object({
     tokens_file: folder('a tokens file'),
   }),
   catalog: z.object({ url: catalogUrl }),
-  server: z.object({ host, port, shutdown_timeout: seconds }),
+  server: z.object({
+    host,
+    port,
+    shutdown_timeout: seconds,
+    allowed_hosts: z.string({ error: 'expected host names separated by commas' }),
+    max_connections: positiveInt('expected a number of connections >= 1'),
+    max_followers: positiveInt('expected a number of followers >= 1'),
+    max_followers_per_attempt: positiveInt('expected a number of followers >= 1'),
+    send_timeout: seconds,
+  }),
   logging: z.object({ level }),
 }) satisfies z.ZodType<TasklogConfig>;
 

@@ -191,6 +191,18 @@ export interface TasklogConfig {
     port: number;
     /** Seconds in-flight requests get to finish on SIGTERM before they are closed. */
     shutdown_timeout: number;
+    /**
+     * Host names the proxy answers to (`Host` header), comma-separated, `*.example.com` for one
+     * label; empty: loopback names when it listens on loopback, else any.
+     */
+    allowed_hosts: string;
+    /** Open connections at most; more are refused. */
+    max_connections: number;
+    /** Followers of running logs at once, in all and per attempt. */
+    max_followers: number;
+    max_followers_per_attempt: number;
+    /** Seconds a client may take no byte of its response before it is cut off. */
+    send_timeout: number;
   };
   logging: {
     level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';

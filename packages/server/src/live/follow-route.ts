@@ -1,6 +1,6 @@
-import { once } from 'node:events';
 import type { AttemptKey, Catalog } from '@tasklog/core';
 import {
+  BackendUnavailableError,
   formatAttempt,
   InvalidInputError,
   NotFoundError,
@@ -8,6 +8,7 @@ import {
 } from '@tasklog/core';
 import type { Request, Response } from 'express';
 import { clientGoneSignal } from '../client-gone.js';
+import { writeOrCut } from '../hardening.js';
 import { NdjsonEncoder } from '../ndjson.js';
 import type { StoreResolver } from '../store-resolver.js';
 import { type FollowTimings, followLog } from './follow-log.js';
@@ -26,7 +27,51 @@ export interface FollowDeps {
   timings?: FollowTimings;
   /** SSE comment heartbeat interval; default 15000 ms. */
   heartbeatMs?: number;
+  /** Caps on followers, in all and per attempt; none without it. */
+  limits?: FollowerLimits;
+  /** A follower that takes no byte for this long is cut off; default 30,000 ms. */
+  sendTimeoutMs?: number;
 }
+
+/**
+ * Places for followers: a follow holds one (in all, and of its attempt) while it streams, so a
+ * crowd, or one client opening thousands of follows, cannot exhaust the proxy. Full: 503.
+ */
+export class FollowerLimits {
+  #total = 0;
+  readonly #perAttempt = new Map<string, number>();
+
+  constructor(
+    readonly maxTotal: number,
+    readonly maxPerAttempt: number,
+  ) {}
+
+  /** Takes a place for a follower of the attempt `id`; returns its release. */
+  enter(id: string): () => void {
+    const mine = this.#perAttempt.get(id) ?? 0;
+    if (this.#total >= this.maxTotal || mine >= this.maxPerAttempt) {
+      throw new BackendUnavailableError(
+        this.#total >= this.maxTotal
+          ? 'this server follows as many logs as it may (server.max_followers); try again later'
+          : 'this attempt has as many followers as it may (server.max_followers_per_attempt); try again later',
+      );
+    }
+    this.#total++;
+    this.#perAttempt.set(id, mine + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#total--;
+      const left = (this.#perAttempt.get(id) ?? 1) - 1;
+      if (left > 0) this.#perAttempt.set(id, left);
+      else this.#perAttempt.delete(id);
+    };
+  }
+}
+
+/** Thrown inside a follow when the client stopped reading and was cut off. */
+class ClientCutOff extends Error {}
 
 /** Whether `accept` names text/event-stream (without q=0). */
 export function acceptsEventStream(accept: string | undefined): boolean {
@@ -116,10 +161,13 @@ export async function serveFollow(
     res.end();
     return;
   }
+  const release = deps.limits?.enter(deps.relativePath);
+  res.once('close', () => release?.());
   res.flushHeaders();
 
+  const sendTimeoutMs = deps.sendTimeoutMs ?? 30_000;
   const send = async (data: string | Uint8Array): Promise<void> => {
-    if (!res.write(data)) await once(res, 'drain', { signal });
+    if (!(await writeOrCut(res, data, sendTimeoutMs, signal))) throw new ClientCutOff();
   };
   const encoder = format === 'text' ? undefined : new NdjsonEncoder(offset);
   // End of what the client has been sent as whole records (NDJSON/SSE) or bytes (text).
@@ -182,6 +230,10 @@ export async function serveFollow(
       }
     }
   } catch (err) {
+    if (err instanceof ClientCutOff) {
+      req.log?.info({ key, sendTimeoutMs }, 'a follower took no bytes for too long; cut off');
+      return;
+    }
     if (signal.aborted) {
       req.log?.debug({ key }, 'client went away while following the log');
       return;

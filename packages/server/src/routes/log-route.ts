@@ -9,7 +9,7 @@ import {
   OffsetOutOfRangeError,
   parseIntStrict,
 } from '@tasklog/core';
-import type { Request, RequestHandler } from 'express';
+import type { Request, RequestHandler, Response } from 'express';
 import { clientGoneSignal } from '../client-gone.js';
 import { ifNoneMatchMatches, ifRangeAllows, logEtag } from '../etag.js';
 import { sendUnsatisfiableRange } from '../http-errors.js';
@@ -119,12 +119,30 @@ function etagFor(stat: LogStat, catalogSha: string | null, catalogSize: number |
  * `GET /api/v1/dags/:dagId/runs/:runId/tasks/:taskId/attempts/:tryNumber/log` — one attempt's
  * archived log as plain text (with HTTP ranges) or NDJSON, from byte `offset`.
  */
+/**
+ * A download always has bytes to send, so a socket idle for `ms` has a reader that stopped
+ * reading: it is cut. The timeout is the response's only; a kept-alive socket gets none after.
+ */
+function cutIdleReader(res: Response, ms: number): void {
+  const socket = res.socket;
+  if (!socket) return;
+  const cut = () => socket.destroy();
+  socket.setTimeout(ms);
+  socket.on('timeout', cut);
+  res.once('close', () => {
+    socket.setTimeout(0);
+    socket.off('timeout', cut);
+  });
+}
+
 export function logRoute(deps: {
   catalog: Catalog;
   pathTemplate: PathTemplate;
   stores: StoreResolver;
   /** `?follow=true`: live hand-over; without a hub, follow reads the archive only. */
   follow?: Omit<FollowDeps, 'catalog' | 'stores' | 'relativePath'>;
+  /** A download the client takes no byte of for this long is cut off; default 30,000 ms. */
+  sendTimeoutMs?: number;
 }): RequestHandler {
   return async (req, res) => {
     const { key, offset, ndjson } = parseLogRequest(req);
@@ -227,6 +245,7 @@ export function logRoute(deps: {
 
     const source = await startReading(store.read(key, { offset: start, end, signal }));
     res.status(status).set(headers);
+    cutIdleReader(res, deps.sendTimeoutMs ?? 30_000);
     const chunks = checkedChunks(source, start, end);
     try {
       if (ndjson) await pipeline(encodeNdjson(chunks, start, complete), res);
