@@ -1,6 +1,7 @@
 /**
  * A wire-level emulator of Amazon CloudWatch Logs (AWS JSON 1.1), enough for
- * `@aws-sdk/client-cloudwatch-logs` and other standard clients: `POST /` with
+ * `@aws-sdk/client-cloudwatch-logs` and awscli v2 (`aws --endpoint-url URL logs …`, checked in
+ * test/cloudwatch/cloudwatch-awscli.test.ts): `POST /` with
  * `X-Amz-Target: Logs_20140328.<Operation>` and `Content-Type: application/x-amz-json-1.1`.
  * Operations: CreateLogGroup, CreateLogStream, DescribeLogStreams, PutLogEvents, GetLogEvents,
  * FilterLogEvents, DeleteLogStream, DeleteLogGroup (see log-service.ts for their limits).

@@ -123,6 +123,30 @@ export class RecordSplitter {
   }
 }
 
+/**
+ * A record cut in two near its middle, never inside a UTF-8 character (for a record whose
+ * encoded form is too large for one backend entry); undefined for a payload under 2 bytes.
+ */
+export function splitRecord(record: LogRecord): [LogRecord, LogRecord] | undefined {
+  const payload =
+    record.base64 !== undefined
+      ? Buffer.from(record.base64, 'base64')
+      : Buffer.from(record.text ?? '', 'utf8');
+  if (payload.length < 2) return undefined;
+  const eol = record.length === payload.length + 1;
+  const cut = charBoundary(payload, payload.length >> 1) || payload.length >> 1;
+  const piece = (offset: number, bytes: Buffer, endsLine: boolean): LogRecord => {
+    const r: LogRecord = { offset, length: bytes.length + (endsLine ? 1 : 0) };
+    if (isUtf8(bytes)) r.text = bytes.toString('utf8');
+    else r.base64 = bytes.toString('base64');
+    return r;
+  };
+  return [
+    piece(record.offset, payload.subarray(0, cut), false),
+    piece(record.offset + cut, payload.subarray(cut), eol),
+  ];
+}
+
 /** The largest cut <= max that does not split a UTF-8 character (max itself for invalid bytes). */
 function charBoundary(bytes: Buffer, max: number): number {
   for (let cut = max; cut > max - 4 && cut > 0; cut--) {
