@@ -252,6 +252,107 @@ describe.each(combinations)('Airflow %s on %s', (version, kind) => {
     );
   });
 
+  /** Dag runs written as Airflow stores them, each with its logical date (SQL text). */
+  async function addRuns(dagId: string, runs: [runId: string, date: string | null][]) {
+    const column = version === '2.10' ? 'execution_date' : 'logical_date';
+    const rows = runs.map(([runId, date]) => ({
+      dag_id: dagId,
+      run_id: runId,
+      run_type: 'manual',
+      [column]: date,
+      ...(version === '3.x' ? { run_after: date ?? '2024-06-01 00:00:00' } : {}),
+    }));
+    await writeAirflow(airflow.url, kind, 'dag_run', rows);
+  }
+
+  it("reads runs' logical dates as Airflow prints them in its labels, microseconds and offsets included", async () => {
+    dags += 1;
+    const dagId = `dated_${dags}`;
+    // SQLAlchemy stores UTC without an offset in SQLite; PostgreSQL keeps the instant.
+    const utc = (text: string) => (kind === 'sqlite' ? text : `${text}+00`);
+    await addRuns(dagId, [
+      ['manual__a', utc('2024-03-05 10:20:30.123456')],
+      ['manual__b', utc('2024-03-06 00:00:00')],
+      [
+        'manual__c',
+        kind === 'sqlite' ? '2024-03-07 23:30:00.000001' : '2024-03-08 01:30:00.000001+02',
+      ],
+    ]);
+    expect(
+      await db.logicalDates([
+        { dagId, runId: 'manual__a' },
+        { dagId, runId: 'manual__b' },
+        { dagId, runId: 'manual__c' },
+        { dagId, runId: 'manual__unknown' },
+        { dagId: 'other_dag', runId: 'manual__a' },
+      ]),
+    ).toEqual([
+      '2024-03-05T10:20:30.123456+00:00',
+      '2024-03-06T00:00:00+00:00',
+      '2024-03-07T23:30:00.000001+00:00',
+      undefined,
+      undefined,
+    ]);
+  });
+
+  it("reads the dates of the fixture's runs (stored with an offset) too", async () => {
+    const ti = await running({ runId: 'scheduled__2024-01-01T00:00:00+00:00' });
+    const [date] = await db.logicalDates([ti]);
+    expect(date).toMatch(/^2024-01-01T00:\d{2}:00\+00:00$/);
+  });
+
+  it.skipIf(version !== '3.x')('answers null for a 3.x run without a logical date', async () => {
+    dags += 1;
+    const dagId = `undated_${dags}`;
+    await addRuns(dagId, [['asset_triggered__2024-06-01T00:00:00+00:00_abc', null]]);
+    expect(
+      await db.logicalDates([{ dagId, runId: 'asset_triggered__2024-06-01T00:00:00+00:00_abc' }]),
+    ).toEqual([null]);
+  });
+
+  it('answers 1,200 runs with one query per 500, aligned with the runs', async () => {
+    dags += 1;
+    const dagId = `many_${dags}`;
+    await addRuns(
+      dagId,
+      Array.from({ length: 300 }, (_, i) => {
+        const minute = String(i % 60).padStart(2, '0');
+        const hour = String(Math.floor(i / 60)).padStart(2, '0');
+        const date = `2024-02-01 ${hour}:${minute}:00`;
+        return [`manual__${i}`, kind === 'sqlite' ? date : `${date}+00`];
+      }),
+    );
+    const runs = Array.from({ length: 1200 }, (_, n) => ({
+      dagId,
+      runId: n % 4 === 0 ? `missing__${n}` : `manual__${n % 300}`,
+    }));
+    const statements =
+      kind === 'postgres'
+        ? vi.spyOn(pg.Client.prototype, 'query')
+        : vi.spyOn(Sqlite.prototype, 'prepare');
+    const dates = await db.logicalDates(runs);
+    expect(statements).toHaveBeenCalledTimes(Math.ceil(1200 / AIRFLOW_STATUS_BATCH_SIZE));
+    expect(dates).toEqual(
+      runs.map(({ runId }) => {
+        if (runId.startsWith('missing')) return undefined;
+        const i = Number(runId.slice('manual__'.length));
+        const hh = String(Math.floor(i / 60)).padStart(2, '0');
+        return `2024-02-01T${hh}:${String(i % 60).padStart(2, '0')}:00+00:00`;
+      }),
+    );
+  });
+
+  it('refuses a run without dagId or runId with InvalidInputError naming it', async () => {
+    const err = await db
+      .logicalDates([
+        { dagId: 'a', runId: 'b' },
+        { dagId: 'a', runId: '' },
+      ])
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InvalidInputError);
+    expect((err as Error).message).toContain('runs[1]');
+  });
+
   it('answers no keys without asking the database', async () => {
     expect(await db.statusOf([])).toEqual([]);
   });
@@ -417,6 +518,56 @@ describe('openAirflowDb', () => {
     }
   });
 });
+
+/** Inserts rows through a connection of the test's own (the reader under test only reads). */
+async function writeAirflow(
+  url: string,
+  kind: AirflowDbKind,
+  table: string,
+  rows: Record<string, unknown>[],
+): Promise<void> {
+  const columns = Object.keys(rows[0]!);
+  if (kind === 'sqlite') {
+    const sqlite = new Sqlite(url.slice('sqlite:///'.length)) as unknown as {
+      prepare(sql: string): { run(...params: unknown[]): unknown };
+      close(): unknown;
+    };
+    try {
+      const insert = sqlite.prepare(
+        `INSERT INTO ${table} (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`,
+      );
+      for (const row of rows) insert.run(...columns.map((c) => row[c]));
+    } finally {
+      sqlite.close();
+    }
+    return;
+  }
+  const { Client } = createRequire(import.meta.url)('pg') as {
+    Client: new (o: {
+      connectionString: string;
+    }) => {
+      connect(): Promise<void>;
+      query(sql: string, params: unknown[]): Promise<unknown>;
+      end(): Promise<void>;
+    };
+  };
+  const client = new Client({
+    connectionString: url.replace(/^postgresql\+psycopg2:/, 'postgres:'),
+  });
+  await client.connect();
+  try {
+    const sql = `INSERT INTO ${table} (${columns.join(', ')}) VALUES (${columns.map((_, i) => `$${i + 1}`).join(', ')})`;
+    await client.query('BEGIN', []);
+    for (const row of rows)
+      await client.query(
+        sql,
+        columns.map((c) => row[c]),
+      );
+    await client.query('COMMIT', []);
+  } finally {
+    await client.end();
+  }
+}
 
 async function withSqlite(ddl: string, fn: (url: string) => Promise<void>): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'tasklog-airflow-'));

@@ -25,7 +25,7 @@ describeStoreContract('ElasticsearchStore', async () => {
     `${url}/${index}`,
     {},
     // Small pieces so the 5 MiB line is split into many documents and bulks.
-    { maxPieceBytes: 64 * 1024, bulkBytes: 1024 * 1024, retryBaseDelayMs: 5 },
+    { maxLineBytes: 64 * 1024, bulkBytes: 1024 * 1024, retryBaseDelayMs: 5 },
   );
   return { store, cleanup: async () => {} };
 });

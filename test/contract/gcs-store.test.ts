@@ -11,19 +11,27 @@ afterAll(async () => {
 
 /** A fresh bucket per test on one shared emulator. */
 function setup(compression: 'none' | 'gzip') {
-  return async () => {
+  return async (flushBytes?: number) => {
     emulator ??= startGcsEmulator();
     const emu = await emulator;
     const bucket = `contract-${randomBytes(6).toString('hex')}`;
     emu.createBucket(bucket);
     const store = GcsStore.fromUrl(
       `gs://${bucket}/airflow/logs`,
-      { compression, gcs: { api_endpoint: emu.url, project_id: 'tasklog-test', max_attempts: 3 } },
+      {
+        compression,
+        ...(flushBytes === undefined ? {} : { flushBytes }),
+        gcs: { api_endpoint: emu.url, project_id: 'tasklog-test', max_attempts: 3 },
+      },
       { maxRetryDelaySeconds: 1 },
     );
     return { store, cleanup: async () => {} };
   };
 }
 
-describeStoreContract('GcsStore (compression none)', setup('none'));
-describeStoreContract('GcsStore (compression gzip)', setup('gzip'));
+for (const compression of ['none', 'gzip'] as const) {
+  const make = setup(compression);
+  describeStoreContract(`GcsStore (compression ${compression})`, () => make(), {
+    withFlushBytes: make,
+  });
+}

@@ -11,14 +11,18 @@ afterAll(async () => {
 });
 
 for (const compression of ['none', 'gzip'] as const) {
-  describeStoreContract(`S3Store (s3rver, compression ${compression})`, async () => {
+  const setup = async (flushBytes?: number) => {
     server ??= startS3rver();
     const { endpoint, bucket } = await server;
     // A fresh prefix per test: an empty store without restarting the server.
     const store = S3Store.fromUrl(`s3://${bucket}/contract-${compression}-${stores++}`, {
       compression,
+      ...(flushBytes === undefined ? {} : { flushBytes }),
       s3: { endpoint, force_path_style: true, region: 'us-east-1', max_attempts: 2 },
     });
     return { store, cleanup: async () => {} };
+  };
+  describeStoreContract(`S3Store (s3rver, compression ${compression})`, () => setup(), {
+    withFlushBytes: setup,
   });
 }

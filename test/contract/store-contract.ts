@@ -96,11 +96,33 @@ function id(k: AttemptKey): string {
   return `${k.dagId}|${k.runId}|${k.taskId}|${k.mapIndex}|${k.tryNumber}`;
 }
 
+export interface ContractOptions {
+  /**
+   * A fresh, empty store whose writers flush by themselves once `bytes` bytes are buffered (the
+   * blob stores' `flushBytes` / `chunkSize`). Without it the automatic-flush tests skip.
+   */
+  withFlushBytes?: (bytes: number) => Promise<StoreFixture>;
+}
+
+/** True when `bytes` is valid UTF-8 that does not end inside a character. */
+function wholeCharacters(bytes: Buffer): boolean {
+  try {
+    new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * The behaviour every LogStore promises. `setup` makes a fresh, empty store per test; it is
  * also called once while the suite is collected, to read the store's capabilities.
  */
-export function describeStoreContract(name: string, setup: () => Promise<StoreFixture>): void {
+export function describeStoreContract(
+  name: string,
+  setup: () => Promise<StoreFixture>,
+  options: ContractOptions = {},
+): void {
   describe(`LogStore contract: ${name}`, async () => {
     const probe = await setup();
     const capabilities = probe.store.capabilities;
@@ -582,6 +604,97 @@ export function describeStoreContract(name: string, setup: () => Promise<StoreFi
           { numRuns: 40 },
         );
       });
+    });
+
+    describe('automatic flushes of a full buffer', () => {
+      const { withFlushBytes } = options;
+      /** Appends `content` in `step`-byte pieces; returns committedOffset after each append. */
+      async function appendStepwise(writer: LogWriter, content: Buffer, step: number) {
+        const committed: number[] = [];
+        for (let at = 0; at < content.length; at += step) {
+          await writer.append(content.subarray(at, at + step));
+          committed.push(writer.committedOffset);
+        }
+        return committed;
+      }
+
+      it.skipIf(!withFlushBytes)(
+        'end on the last line end and keep the unfinished line buffered',
+        async () => {
+          const fixture = await withFlushBytes!(40);
+          try {
+            const lines = Array.from(
+              { length: 24 },
+              (_, i) => `${i} é€ line${'x'.repeat(i % 7)}\n`,
+            );
+            const content = Buffer.from(`${lines.join('')}unfinished 𝄞`);
+            const writer = await fixture.store.openWriter(key());
+            const committed = await appendStepwise(writer, content, 7);
+            const cuts = [...new Set(committed)].filter((c) => c > 0);
+            expect(cuts.length).toBeGreaterThan(3);
+            for (const cut of cuts) expect(content[cut - 1]).toBe(0x0a);
+            const stored = writer.committedOffset;
+            expect(await fixture.store.stat(key())).toMatchObject({
+              size: stored,
+              complete: false,
+            });
+            if (fixture.store.capabilities.liveAppend) {
+              expect(
+                (await readAll(fixture.store, key())).equals(content.subarray(0, stored)),
+              ).toBe(true);
+            }
+            await writer.finish({ size: content.length, sha256: sha256(content) });
+            expect((await readAll(fixture.store, key())).equals(content)).toBe(true);
+          } finally {
+            await fixture.store.close();
+            await fixture.cleanup();
+          }
+        },
+      );
+
+      it.skipIf(!withFlushBytes)(
+        'cut a line longer than the buffer only between characters',
+        async () => {
+          const fixture = await withFlushBytes!(10);
+          try {
+            const content = Buffer.from(`${'é€𝄞日'.repeat(12)}\nend`);
+            const writer = await fixture.store.openWriter(key());
+            // 3-byte pieces put the end of the buffer inside a character again and again.
+            const committed = await appendStepwise(writer, content, 3);
+            const cuts = [...new Set(committed)].filter((c) => c > 0);
+            expect(cuts.length).toBeGreaterThan(3);
+            for (const cut of cuts) expect(wholeCharacters(content.subarray(0, cut))).toBe(true);
+            await writer.finish({ size: content.length, sha256: sha256(content) });
+            expect((await readAll(fixture.store, key())).equals(content)).toBe(true);
+          } finally {
+            await fixture.store.close();
+            await fixture.cleanup();
+          }
+        },
+      );
+
+      it.skipIf(!withFlushBytes)(
+        'leave flush() making every appended byte durable, half a character included',
+        async () => {
+          const fixture = await withFlushBytes!(8);
+          try {
+            const content = Buffer.from('one\ntwo three €');
+            const writer = await fixture.store.openWriter(key());
+            await writer.append(content.subarray(0, 10));
+            expect(writer.committedOffset).toBe(4); // "one\n" stored, "two th" waits for its line end
+            const half = content.length - 1; // inside the €
+            await writer.append(content.subarray(10, half));
+            expect(await writer.flush()).toBe(half);
+            expect(await fixture.store.stat(key())).toMatchObject({ size: half, complete: false });
+            await writer.append(content.subarray(half));
+            await writer.finish({ size: content.length, sha256: sha256(content) });
+            expect((await readAll(fixture.store, key())).equals(content)).toBe(true);
+          } finally {
+            await fixture.store.close();
+            await fixture.cleanup();
+          }
+        },
+      );
     });
   });
 }

@@ -1,7 +1,15 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { appendFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  GetObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
 import { Client } from '@elastic/elasticsearch';
 import { Storage } from '@google-cloud/storage';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,7 +18,7 @@ import {
   startElasticsearchEmulator,
 } from '../emulators/elasticsearch/index.js';
 import { type GcsEmulator, startGcsEmulator } from '../emulators/gcs/index.js';
-import { runCli } from '../support/cli.js';
+import { CLI, runCli } from '../support/cli.js';
 import { type S3rverFixture, startS3rver } from '../support/s3rver.js';
 
 // Airflow's S3TaskHandler and GCSTaskHandler keep a log at
@@ -24,6 +32,43 @@ const AIRFLOW_LOG = Buffer.from(
     '[2024-01-01T00:00:05.456+0000] {subprocess.py:93} INFO - héllo wörld 日本語\n' +
     '[2024-01-01T00:00:06.000+0000] {taskinstance.py:1400} INFO - Marking task as SUCCESS.',
 );
+
+/**
+ * Runs `tasklog ship --follow` on a log that grows, until `flushed()` reports stored bytes; then
+ * `whileRunning()` looks at the archive, the marker ends the attempt, and the shipper must exit 0.
+ * Resolves with the log's final bytes.
+ */
+async function followAttempt(
+  file: string,
+  env: NodeJS.ProcessEnv,
+  flushed: () => Promise<boolean>,
+  whileRunning: () => Promise<void>,
+): Promise<Buffer> {
+  await mkdir(dirname(file), { recursive: true });
+  await writeFile(file, '');
+  const shipper = spawn(process.execPath, [CLI, 'ship', '--follow', file], {
+    env: { ...env, TASKLOG__STORE__FLUSH_INTERVAL: '0.2', TASKLOG__LOGGING__LEVEL: 'silent' },
+    stdio: 'ignore',
+  });
+  const exited = once(shipper, 'exit') as Promise<[number | null]>;
+  try {
+    for (let i = 0; i < 400; i++) {
+      await appendFile(
+        file,
+        `[2024-01-01T00:00:${String(i % 60).padStart(2, '0')}] line ${i} é€𝄞\n`,
+      );
+      await sleep(50);
+      if (i >= 5 && (await flushed())) break;
+    }
+    await whileRunning();
+    await writeFile(`${file}.done`, '');
+    const [code] = await exited;
+    expect(code).toBe(0);
+  } finally {
+    shipper.kill('SIGKILL');
+  }
+  return readFile(file);
+}
 
 describe('Airflow compatibility of the S3 layout', () => {
   let s3: S3rverFixture;
@@ -80,6 +125,33 @@ describe('Airflow compatibility of the S3 layout', () => {
       new GetObjectCommand({ Bucket: 'airflow-logs', Key: `airflow/logs/${MAPPED_REL}` }),
     );
     expect(Buffer.from(await object.Body!.transformToByteArray()).equals(AIRFLOW_LOG)).toBe(true);
+  });
+
+  it('follows a running attempt outside the prefix Airflow’s S3 reader lists, then leaves one object at the key', async () => {
+    const rel = MAPPED_REL.replace('attempt=1.log', 'attempt=2.log');
+    const key = `airflow/logs/${rel}`;
+    // Airflow's S3TaskHandler: list_keys(bucket, prefix=<key>), then read each key listed.
+    const airflowLists = async () =>
+      (
+        (await client.send(new ListObjectsV2Command({ Bucket: 'airflow-logs', Prefix: key })))
+          .Contents ?? []
+      ).map((o) => o.Key);
+    const folder = key.slice(0, key.lastIndexOf('/') + 1);
+    const written = await followAttempt(
+      join(home, 'logs', ...rel.split('/')),
+      env,
+      async () =>
+        (
+          (await client.send(new ListObjectsV2Command({ Bucket: 'airflow-logs', Prefix: folder })))
+            .Contents ?? []
+        ).some((o) => (o.Size ?? 0) > 0),
+      async () => {
+        expect(await airflowLists()).toEqual([]);
+      },
+    );
+    expect(await airflowLists()).toEqual([key]);
+    const object = await client.send(new GetObjectCommand({ Bucket: 'airflow-logs', Key: key }));
+    expect(Buffer.from(await object.Body!.transformToByteArray()).equals(written)).toBe(true);
   });
 });
 
@@ -142,6 +214,29 @@ describe('Airflow compatibility of the GCS layout', () => {
       .download();
     expect(bytes.equals(AIRFLOW_LOG)).toBe(true);
   });
+
+  it('follows a running attempt outside the prefix Airflow’s GCS reader lists, then leaves one object at the key', async () => {
+    const rel = MAPPED_REL.replace('attempt=1.log', 'attempt=2.log');
+    const name = `airflow/logs/${rel}`;
+    // Airflow's GCSTaskHandler: list_blobs(bucket, prefix=<key>), then download each blob listed.
+    const airflowLists = async () =>
+      (await storage.bucket('airflow-logs').getFiles({ prefix: name }))[0].map((f) => f.name);
+    const folder = name.slice(0, name.lastIndexOf('/') + 1);
+    const written = await followAttempt(
+      join(home, 'logs', ...rel.split('/')),
+      env,
+      async () =>
+        (await storage.bucket('airflow-logs').getFiles({ prefix: folder }))[0].some(
+          (f) => Number(f.metadata.size) > 0,
+        ),
+      async () => {
+        expect(await airflowLists()).toEqual([]);
+      },
+    );
+    expect(await airflowLists()).toEqual([name]);
+    const [bytes] = await storage.bucket('airflow-logs').file(name).download();
+    expect(bytes.equals(written)).toBe(true);
+  });
 });
 
 describe('Airflow compatibility of the Elasticsearch layout', () => {
@@ -195,8 +290,8 @@ describe('Airflow compatibility of the Elasticsearch layout', () => {
     );
     expect(got.stderr).toBe('');
     expect(got.code).toBe(0);
-    // Each document is a line; the reader gives every line its newline back.
-    expect(got.stdout.toString()).toBe(`${AIRFLOW_LOG.toString()}\n`);
+    // Documents Airflow's shippers indexed read as Airflow's UI joins them: "\n".join(messages).
+    expect(got.stdout.toString()).toBe(AIRFLOW_LOG.toString());
   });
 
   it('ships a log Airflow’s query finds: match_phrase on log_id, sorted by offset', async () => {

@@ -27,7 +27,11 @@ interface Doc {
   length: number;
   message?: string;
   event?: string;
-  encoding?: string;
+  crlf?: boolean;
+  head_skip?: number;
+  tail_base64?: string;
+  raw_text?: string;
+  raw_base64?: string;
   host?: string;
   '@timestamp': string;
   dag_id: string;
@@ -116,7 +120,7 @@ describe('ElasticsearchStore', () => {
       expect([...times].sort((a, b) => a - b)).toEqual(times);
     });
 
-    it('keeps bytes that are not UTF-8 as base64 and returns them unchanged', async () => {
+    it('shows bytes that are not UTF-8 as U+FFFD and keeps them exact in raw_base64', async () => {
       const store = open();
       const log = Buffer.concat([
         Buffer.from('ok\n'),
@@ -124,16 +128,37 @@ describe('ElasticsearchStore', () => {
         Buffer.from('é'),
       ]);
       await ship(store, key(), log);
-      expect(docsOf(store)[2]).toMatchObject({ encoding: 'base64', message: '//5B', length: 4 });
+      expect(docsOf(store)[2]).toMatchObject({
+        message: '\ufffd\ufffdA',
+        raw_base64: '//5B',
+        length: 4,
+      });
       expect((await readAll(store, key())).equals(log)).toBe(true);
     });
 
-    it('splits a line longer than maxPieceBytes into several documents and joins them on read', async () => {
-      const store = open({ maxPieceBytes: 1000 });
+    it('keeps a line of 1 MiB in one document (up to maxLineBytes, 16 MiB by default)', async () => {
+      const store = open();
+      expect(store.maxLineBytes).toBe(16 * 1024 * 1024);
+      const line = `${'x€'.repeat(256 * 1024)}\n`;
+      await ship(store, key(), Buffer.from(`a\n${line}b\n`));
+      const lines = docsOf(store).filter((d) => !d.start && !d.end);
+      expect(lines.map((d) => d.length)).toEqual([2, Buffer.byteLength(line), 2]);
+      expect(lines[1]!.message).toBe(line.slice(0, -1));
+    });
+
+    it('refuses a maxLineBytes a request could not carry', () => {
+      expect(() => open({ maxLineBytes: 16 * 1024 * 1024 + 1 })).toThrow(/max_line_bytes/);
+    });
+
+    it('splits a line longer than maxLineBytes into several documents and joins them on read', async () => {
+      const store = open({ maxLineBytes: 1000 });
       const line = `${'€'.repeat(1200)}\n`; // 3,601 bytes, never cut inside a character
       await ship(store, key(), Buffer.from(line));
       const pieces = docsOf(store).filter((d) => !d.start && !d.end);
       expect(pieces.map((d) => d.length)).toEqual([999, 999, 999, 604]);
+      // Each piece shows its own characters; only offsets and lengths join them.
+      expect(pieces.map((d) => d.message).join('')).toBe(line.slice(0, -1));
+      expect(pieces.every((d) => d.raw_base64 === undefined)).toBe(true);
       expect((await readAll(store, key())).toString()).toBe(line);
       expect((await readAll(store, key(), 1500)).toString()).toBe(
         Buffer.from(line).subarray(1500).toString(),
@@ -145,11 +170,100 @@ describe('ElasticsearchStore', () => {
       const log = Buffer.from('\n\nwin\r\n\r\n日本語 𝄞\nno newline é');
       await ship(store, key(), log);
       expect((await readAll(store, key())).equals(log)).toBe(true);
-      expect(
-        docsOf(store)
-          .filter((d) => !d.start && !d.end)
-          .map((d) => d.message),
-      ).toEqual(['', '', 'win\r', '\r', '日本語 𝄞', 'no newline é']);
+      const lines = docsOf(store).filter((d) => !d.start && !d.end);
+      // What Airflow shows: the lines without their CR; `crlf` keeps it.
+      expect(lines.map((d) => d.message)).toEqual(['', '', 'win', '', '日本語 𝄞', 'no newline é']);
+      expect(lines.map((d) => d.crlf ?? false)).toEqual([false, false, true, true, false, false]);
+    });
+
+    it('shows a character a flush cut in two whole, in the document where it ends', async () => {
+      const store = open();
+      const log = Buffer.from('ab€cd\r\nnext 𝄞\n');
+      const writer = await store.openWriter(key());
+      // Cut inside € (after its first byte), between CR and LF, and inside 𝄞 (after 2 bytes).
+      for (const [from, to] of [
+        [0, 3],
+        [3, 8],
+        [8, 9],
+        [9, 16],
+        [16, log.length],
+      ] as const) {
+        await writer.append(log.subarray(from, to));
+        await writer.flush();
+      }
+      const lines = docsOf(store).filter((d) => !d.start);
+      expect(lines.map((d) => d.message)).toEqual(['ab', '€cd', '', 'next ', '𝄞']);
+      expect(lines[0]).toMatchObject({
+        length: 3,
+        tail_base64: Buffer.from([0xe2]).toString('base64'),
+      });
+      expect(lines[1]).toMatchObject({ length: 5, head_skip: 1, tail_base64: 'DQ==' });
+      expect(lines[2]).toMatchObject({ length: 1 });
+      expect((await readAll(store, key())).equals(log)).toBe(true);
+      expect((await readAll(store, key(), 4)).equals(log.subarray(4))).toBe(true);
+      // A writer resumed after the cut shows the character whole too.
+      await writer.abort();
+      const resumed = await store.openWriter(key());
+      expect(resumed.committedOffset).toBe(log.length);
+      await resumed.abort();
+    });
+
+    it('resumes a writer whose last flush cut a character and still shows it whole', async () => {
+      const store = open();
+      const log = Buffer.from('x 日本 y\n');
+      const first = await store.openWriter(key());
+      await first.append(log.subarray(0, 4)); // 'x ' and the first 2 bytes of 日
+      await first.flush();
+      await first.abort();
+      const second = await store.openWriter(key());
+      expect(second.committedOffset).toBe(4);
+      await second.append(log.subarray(4));
+      await second.finish({ size: log.length, sha256: sha256(log) });
+      const lines = docsOf(store).filter((d) => !d.start && !d.end);
+      expect(lines.map((d) => d.message)).toEqual(['x ', '日本 y']);
+      expect((await readAll(store, key())).equals(log)).toBe(true);
+    });
+
+    it('writes an Airflow 3 JSON line as its event, level and timestamp, and keeps the line exact', async () => {
+      const store = open({ messageField: 'event' });
+      const json =
+        '{"timestamp":"2025-08-12T15:05:58.123456Z","level":"info","event":"Task started","logger":"airflow.task"}';
+      const log = Buffer.from(`${json}\nplain text\n{"event": 5}\n`);
+      await ship(store, key(), log);
+      const lines = docsOf(store).filter((d) => !d.start && !d.end) as unknown as Record<
+        string,
+        unknown
+      >[];
+      expect(lines[0]).toMatchObject({
+        event: 'Task started',
+        level: 'info',
+        logger: 'airflow.task',
+        timestamp: '2025-08-12T15:05:58.123456Z',
+        raw_text: json,
+      });
+      expect(lines[1]).toMatchObject({ event: 'plain text' });
+      expect(lines[1]!.raw_text).toBeUndefined();
+      expect(lines[2]).toMatchObject({ event: '{"event": 5}' });
+      expect((await readAll(store, key())).equals(log)).toBe(true);
+    });
+
+    it('reads documents of earlier tasklog versions (CR in the text, encoding: base64)', async () => {
+      const store = open();
+      const client = new Client({ node: emulator.url });
+      const logId = store.logId(key());
+      const docs = [
+        { offset: 0, length: 0, start: true },
+        { offset: 1, length: 5, message: 'win\r' },
+        { offset: 6, length: 3, message: '//5B', encoding: 'base64' },
+      ].map((d) => ({ log_id: logId, ...d }));
+      await client.bulk({
+        index: store.index,
+        operations: docs.flatMap((d) => [{ index: {} }, d]),
+        refresh: true,
+      });
+      await client.close();
+      const want = Buffer.concat([Buffer.from('win\r\n'), Buffer.from([0xff, 0xfe, 0x41])]);
+      expect((await readAll(store, key())).equals(want)).toBe(true);
     });
 
     it('writes the text to `event` for Airflow 3, with a custom end mark and log_id template', async () => {
@@ -262,6 +376,21 @@ describe('ElasticsearchStore', () => {
       await ship(store, key(), log);
       expect((await readAll(store, key())).equals(log)).toBe(true);
       expect((await readAll(store, key(), 100)).equals(log.subarray(100))).toBe(true);
+    });
+
+    it('reads long lines in pages bounded by log bytes, not only by document count', async () => {
+      const store = open({ pageWindowBytes: 10 * 1024 });
+      const log = Buffer.from(
+        Array.from({ length: 60 }, (_, i) => `${String(i).padEnd(1023, '.')}\n`).join(''),
+      );
+      await ship(store, key(), log);
+      const before = emulator.requestLog.length;
+      expect((await readAll(store, key())).equals(log)).toBe(true);
+      const searches = emulator.requestLog.slice(before).filter((r) => r.path.includes('_search'));
+      // 60 KiB in windows of 10 KiB: 6 windows (and a query for where each next one starts),
+      // although one page of 1000 could hold all 62 documents.
+      expect(searches.length).toBeGreaterThanOrEqual(6);
+      expect((await readAll(store, key(), 30_000)).equals(log.subarray(30_000))).toBe(true);
     });
 
     it('lists attempts across several pages of the composite aggregation', async () => {

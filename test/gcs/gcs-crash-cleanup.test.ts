@@ -13,6 +13,7 @@ import {
   type UploadJournal,
 } from '@tasklog/core';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { runningPrefix } from '../../packages/core/src/stores/chunk-layout.js';
 import { GcsStore, type GcsStoreOptions } from '../../packages/core/src/stores/gcs-store.js';
 import { type GcsEmulator, startGcsEmulator } from '../emulators/gcs/index.js';
 import { journalState, recoverShip, runShipChild, type ShipJob } from '../support/killable-ship.js';
@@ -200,7 +201,10 @@ describe('GcsStore.sweep', () => {
   it('removes the chunks, the running marker and compose leftovers beside a complete log', async () => {
     const store = new GcsStore(storeOptions());
     const writer = await writeInChunks(store, key(), Buffer.from('one\ntwo\n'), 4);
-    await sdk.bucket(bucket).file(`${finalName()}.chunks/compose-0-0`).save('partial compose');
+    await sdk
+      .bucket(bucket)
+      .file(`${runningPrefix(finalName())}compose-0-0`)
+      .save('partial compose');
     // A kill between composing the log and removing its chunks leaves this.
     await sdk.bucket(bucket).file(finalName()).save('one\ntwo\n', { resumable: false });
     await writer.abort();

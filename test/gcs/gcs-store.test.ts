@@ -22,6 +22,7 @@ import {
   type UploadJournal,
 } from '@tasklog/core';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { runningPrefix } from '../../packages/core/src/stores/chunk-layout.js';
 import { GcsStore, type GcsStoreOptions } from '../../packages/core/src/stores/gcs-store.js';
 import { type GcsEmulator, startGcsEmulator } from '../emulators/gcs/index.js';
 
@@ -150,7 +151,7 @@ describe('GcsStore layout', () => {
     });
   });
 
-  it('keeps chunk objects named by offset while the attempt runs and removes them on finish', async () => {
+  it('keeps chunk objects named by offset beside the log while the attempt runs and removes them on finish', async () => {
     const store = makeStore();
     const writer = await store.openWriter(KEY);
     await writer.append(Buffer.from('first\n'));
@@ -158,19 +159,43 @@ describe('GcsStore layout', () => {
     await writer.append(Buffer.from('second\n'));
     await writer.flush();
 
-    const chunks = await objectNames(`${FINAL}.chunks/`);
-    expect(chunks).toEqual(
-      expect.arrayContaining([
-        `${FINAL}.chunks/${chunkName(0)}`,
-        `${FINAL}.chunks/${chunkName(6)}`,
-      ]),
-    );
-    expect(await objectNames(FINAL)).not.toContain(FINAL);
+    const running = runningPrefix(FINAL);
+    expect(running).toBe(`${FINAL.slice(0, FINAL.lastIndexOf('/'))}/.attempt=1.log.chunks/`);
+    expect(await objectNames(running)).toEqual([
+      `${running}${chunkName(0)}`,
+      `${running}${chunkName(6)}`,
+      `${running}running`,
+    ]);
+    // What Airflow's reader lists for the attempt: nothing until the log is finished.
+    expect(await objectNames(FINAL)).toEqual([]);
     expect(await store.stat(KEY)).toMatchObject({ size: 13, complete: false });
 
     const content = Buffer.from('first\nsecond\n');
     await writer.finish({ size: content.length, sha256: sha256(content) });
     expect(await objectNames(PREFIX)).toEqual([FINAL]);
+  });
+
+  it('retries a chunk whose answer was lost with the same bytes, then flushes what came since', async () => {
+    const store = makeStore({ maxAttempts: 1 });
+    const writer = await store.openWriter(KEY);
+    await writer.append(Buffer.from('one\n'));
+    // The chunk is stored, but the answer never arrives.
+    emulator.faults.add({
+      match: { method: 'POST', uploadType: 'multipart' },
+      action: { reset: true, resetAfterCommit: true },
+      times: 1,
+    });
+    await expect(writer.flush()).rejects.toBeInstanceOf(BackendUnavailableError);
+    await writer.append(Buffer.from('two\n'));
+    // GCS refuses other bytes at the stored chunk's name, so the retry must send the same ones.
+    expect(await writer.flush()).toBe(8);
+    expect(await objectNames(runningPrefix(FINAL))).toEqual([
+      `${runningPrefix(FINAL)}${chunkName(0)}`,
+      `${runningPrefix(FINAL)}${chunkName(4)}`,
+      `${runningPrefix(FINAL)}running`,
+    ]);
+    expect((await readAll(store, KEY)).toString()).toBe('one\ntwo\n');
+    await writer.abort();
   });
 
   it('finishes a log of 70 chunks byte-identical, composing in levels of at most 32', async () => {

@@ -12,6 +12,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { type AttemptKey, attemptKey, type UploadJournal } from '@tasklog/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runningPrefix } from '../../packages/core/src/stores/chunk-layout.js';
 import {
   S3Store,
   type S3StoreOptions,
@@ -323,7 +324,7 @@ describe('S3Store.sweep', () => {
   it('removes the empty offset-0 marker of an attempt opened but never flushed', async () => {
     const store = new S3Store(storeOptions(server));
     await (await store.openWriter(key())).abort();
-    expect(await keysBelow(server, `${finalKey(store)}.chunks/`)).toHaveLength(1);
+    expect(await keysBelow(server, runningPrefix(finalKey(store)))).toHaveLength(1);
     await completeBehindItsBack(server, finalKey(store), Buffer.from('done\n'));
 
     await store.sweep(key());

@@ -22,6 +22,7 @@ import {
   type UploadJournal,
 } from '@tasklog/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runningPrefix } from '../../packages/core/src/stores/chunk-layout.js';
 import { S3Store, type S3StoreOptions } from '../../packages/core/src/stores/s3-store.js';
 import { writeTestLog } from '../support/logs.js';
 import { type S3rverFixture, startS3rver } from '../support/s3rver.js';
@@ -161,7 +162,7 @@ describe('S3Store URLs', () => {
 });
 
 describe('S3Store layout', () => {
-  it('keeps chunk objects while the attempt runs and one plain-text object at Airflow’s key after finish', async () => {
+  it('keeps chunk objects beside Airflow’s key while the attempt runs and one plain-text object at it after finish', async () => {
     const store = makeStore();
     const content = Buffer.from('first line\nsecond é line\n');
     const writer = await store.openWriter(key());
@@ -170,10 +171,14 @@ describe('S3Store layout', () => {
     await writer.append(content.subarray(11));
     await writer.flush();
     const final = airflowKey(store.prefix);
-    expect(await rawKeys(`${final}.chunks/`)).toEqual([
-      `${final}.chunks/00000000000000000000.chunk`,
-      `${final}.chunks/00000000000000000011.chunk`,
+    const folder = final.slice(0, final.lastIndexOf('/') + 1);
+    expect(runningPrefix(final)).toBe(`${folder}.attempt=1.log.chunks/`);
+    expect(await rawKeys(folder)).toEqual([
+      `${folder}.attempt=1.log.chunks/00000000000000000000.chunk`,
+      `${folder}.attempt=1.log.chunks/00000000000000000011.chunk`,
     ]);
+    // What Airflow's reader lists for the attempt: nothing until the log is finished.
+    expect(await rawKeys(final)).toEqual([]);
 
     await writer.finish({ size: content.length, sha256: sha256(content) });
     expect(await rawKeys(store.prefix)).toEqual([final]);
@@ -199,7 +204,10 @@ describe('S3Store layout', () => {
     for (let at = 0; at < content.length; at += MiB) {
       await writer.append(content.subarray(at, at + MiB));
     }
-    expect(writer.committedOffset).toBe(12 * MiB);
+    // Two automatic flushes, each ending on the last line end of a full buffer.
+    expect(writer.committedOffset).toBeGreaterThan(12 * MiB - 4096);
+    expect(writer.committedOffset).toBeLessThanOrEqual(12 * MiB);
+    expect(content[writer.committedOffset - 1]).toBe(0x0a);
     await writer.finish({ size: content.length, sha256: sha256(content) });
     const final = airflowKey(store.prefix);
     expect(await rawKeys(store.prefix)).toEqual([final]);
@@ -219,7 +227,7 @@ describe('S3Store layout', () => {
       await writer.append(content.subarray(at, at + piece));
       await writer.flush();
     }
-    expect((await rawKeys(`${airflowKey(store.prefix)}.chunks/`)).length).toBeGreaterThan(90);
+    expect((await rawKeys(runningPrefix(airflowKey(store.prefix)))).length).toBeGreaterThan(90);
     await writer.finish({ size: content.length, sha256: sha256(content) });
     expect(await rawKeys(store.prefix)).toEqual([airflowKey(store.prefix)]);
     expect(sha256(await readAll(store, key()))).toBe(sha256(content));
@@ -419,9 +427,10 @@ describe('S3Store verification', () => {
       await expect(
         resumed.finish({ size: content.length, sha256: sha256(Buffer.from('other')) }),
       ).rejects.toBeInstanceOf(IntegrityError);
-      expect(await rawKeys(airflowKey(store.prefix))).toEqual([
-        `${airflowKey(store.prefix)}.chunks/00000000000000000000.chunk`,
-        `${airflowKey(store.prefix)}.chunks/00000000000000000009.chunk`,
+      expect(await rawKeys(airflowKey(store.prefix))).toEqual([]);
+      expect(await rawKeys(runningPrefix(airflowKey(store.prefix)))).toEqual([
+        `${runningPrefix(airflowKey(store.prefix))}00000000000000000000.chunk`,
+        `${runningPrefix(airflowKey(store.prefix))}00000000000000000009.chunk`,
       ]);
       expect(await store.stat(key())).toMatchObject({ size: content.length, complete: false });
     });

@@ -1,9 +1,12 @@
 import { createHash } from 'node:crypto';
-import { v2 } from '@google-cloud/logging';
-import * as grpc from '@grpc/grpc-js';
-import { attemptKey } from '@tasklog/core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { StackdriverStore } from '../../packages/core/src/stores/stackdriver-store.js';
+import { type AttemptKey, attemptKey, openAirflowDb } from '@tasklog/core';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { runIdDates } from '../../packages/core/src/stores/stackdriver-logical-date.js';
+import {
+  StackdriverStore,
+  type StackdriverStoreOptions,
+} from '../../packages/core/src/stores/stackdriver-store.js';
+import { AirflowDbFixture } from '../airflow/airflow-fixture.js';
 import {
   type CloudLoggingEmulator,
   startCloudLoggingEmulator,
@@ -14,136 +17,179 @@ process.env.METADATA_SERVER_DETECTION = 'none';
 const PROJECT = 'airflow-project';
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
-interface ApiEntry {
-  textPayload?: string;
-  labels?: Record<string, string>;
-  resource?: { type?: string; labels?: Record<string, string> };
-  logName?: string;
-}
-interface Gapic {
-  listLogEntries(
-    req: object,
-    opts: object,
-  ): Promise<[ApiEntry[], unknown, { nextPageToken?: string }]>;
-  close(): Promise<void>;
-}
-
 let emu: CloudLoggingEmulator;
-let client: Gapic;
+let logs = 0;
 
 beforeAll(async () => {
   emu = await startCloudLoggingEmulator();
-  client = new v2.LoggingServiceV2Client({
-    projectId: PROJECT,
-    apiEndpoint: emu.host,
-    port: emu.port,
-    sslCreds: grpc.credentials.createInsecure(),
-  }) as Gapic;
 });
 afterAll(async () => {
-  await client?.close();
   await emu?.close();
 });
 
-/**
- * Airflow's StackdriverRemoteLogIO.prepare_log_filter + read_logs: conditions joined by newlines,
- * labels quoted like Airflow does, `timestamp asc`, 1000 per page, messages = text payloads
- * joined by "\n" (empty payloads skipped).
- */
-async function readLikeAirflow(logName: string, labels: Record<string, string>): Promise<string> {
-  const esc = (v: string) => `"${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
-  const filter = [
-    'resource.type="global"',
-    `logName="projects/${PROJECT}/logs/${logName}"`,
-    ...Object.entries(labels).map(([k, v]) => `labels.${k.includes('.') ? `"${k}"` : k}=${esc(v)}`),
-  ].join('\n');
-  const messages: string[] = [];
-  let pageToken = '';
-  do {
-    const [entries, , response] = await client.listLogEntries(
-      {
-        resourceNames: [`projects/${PROJECT}`],
-        filter,
-        orderBy: 'timestamp asc',
-        pageSize: 1000,
-        pageToken,
-      },
-      { autoPaginate: false, retry: null },
-    );
-    for (const e of entries) if (e.textPayload) messages.push(e.textPayload);
-    pageToken = response?.nextPageToken ?? '';
-  } while (pageToken);
-  return messages.join('\n');
+function open(overrides: Partial<StackdriverStoreOptions> = {}) {
+  const warnings: string[] = [];
+  logs += 1;
+  const store = new StackdriverStore({
+    logName: `labels-${logs}`,
+    projectId: PROJECT,
+    apiEndpoint: `http://${emu.url}`,
+    maxRetryDelayMs: 50,
+    warn: (message) => warnings.push(message),
+    ...overrides,
+  });
+  return { store, warnings };
 }
 
-describe("Cloud Logging layout compatible with Airflow's StackdriverTaskHandler", () => {
-  const key = attemptKey({
-    dagId: 'example_dag',
-    runId: 'scheduled__2024-01-01T00:00:00+00:00',
-    taskId: 'extract',
-    mapIndex: 2,
-    tryNumber: 3,
-  });
+async function write(store: StackdriverStore, key: AttemptKey, content: Buffer) {
+  const writer = await store.openWriter(key);
+  await writer.append(content);
+  await writer.finish({ size: content.length, sha256: sha256(content) });
+}
 
-  it("labels every entry with Airflow's task labels as strings, in log `airflow`, resource global", async () => {
-    const store = StackdriverStore.fromUrl(
-      'stackdriver://airflow',
-      {},
-      {
-        projectId: PROJECT,
-        apiEndpoint: `http://${emu.url}`,
-      },
-    );
-    const content = Buffer.from('[2024-01-01] INFO - starting\n[2024-01-01] INFO - done\n');
-    const writer = await store.openWriter(key);
-    await writer.append(content);
-    await writer.finish({ size: content.length, sha256: sha256(content) });
+function entriesOf(store: StackdriverStore) {
+  return emu.store.all(`projects/${PROJECT}/logs/${store.logName}`);
+}
+
+const key = (runId: string, o: Partial<AttemptKey> = {}) =>
+  attemptKey({ dagId: 'example_dag', runId, taskId: 'extract', tryNumber: 3, ...o });
+
+describe("Cloud Logging entries carry Airflow's StackdriverTaskHandler labels", () => {
+  it("labels every entry with Airflow's task labels and the logical date of a scheduled run, as strings", async () => {
+    const { store, warnings } = open();
+    const k = key('scheduled__2024-01-01T00:00:00+00:00', { mapIndex: 2 });
+    await write(store, k, Buffer.from('[2024-01-01] INFO - starting\n[2024-01-01] INFO - done\n'));
     await store.close();
-
-    const entries = emu.store.all(`projects/${PROJECT}/logs/airflow`);
-    const lines = entries.filter((e) => e.textPayload);
-    expect(lines.map((e) => e.textPayload)).toEqual([
-      '[2024-01-01] INFO - starting',
-      '[2024-01-01] INFO - done',
-    ]);
+    const entries = entriesOf(store);
     for (const e of entries) {
       expect(e.resource).toEqual({ type: 'global', labels: {} });
       expect(e.labels).toMatchObject({
         dag_id: 'example_dag',
-        run_id: 'scheduled__2024-01-01T00:00:00+00:00',
         task_id: 'extract',
-        map_index: '2',
         try_number: '3',
+        // Airflow 3 filters on logical_date, Airflow 2 on execution_date: both, the same value.
+        logical_date: '2024-01-01T00:00:00+00:00',
+        execution_date: '2024-01-01T00:00:00+00:00',
+        run_id: 'scheduled__2024-01-01T00:00:00+00:00',
+        map_index: '2',
       });
-      // tasklog does not know the logical date, so it never invents one.
+    }
+    expect(entries.filter((e) => e.jsonPayload).map((e) => e.jsonPayload)).toEqual([
+      { message: '[2024-01-01] INFO - starting' },
+      { message: '[2024-01-01] INFO - done' },
+    ]);
+    expect(warnings).toEqual([]);
+  });
+
+  it('takes the logical date of a run id as Airflow prints it, microseconds only when not zero', () => {
+    expect(runIdDates('scheduled__2024-01-01T00:00:00+00:00')).toEqual({
+      both: '2024-01-01T00:00:00+00:00',
+    });
+    expect(runIdDates('scheduled__2024-05-01T10:00:00.250000+00:00')).toEqual({
+      both: '2024-05-01T10:00:00.250000+00:00',
+    });
+    expect(runIdDates('scheduled__2024-05-01T12:00:00+02:00')).toEqual({
+      both: '2024-05-01T10:00:00+00:00',
+    });
+    // Airflow 3 names backfill runs after run_after (the end of the data interval).
+    expect(runIdDates('backfill__2024-01-02T00:00:00+00:00')).toEqual({
+      executionDate: '2024-01-02T00:00:00+00:00',
+    });
+    expect(runIdDates('manual__2024-01-02T00:00:00+00:00')).toEqual({});
+    expect(runIdDates('scheduled__not-a-date')).toEqual({});
+    expect(runIdDates('my_run')).toEqual({});
+  });
+
+  it.each(['2.10', '3.x'] as const)(
+    "takes the logical date of other runs from Airflow %s's database, one query for writers opened together",
+    async (version) => {
+      const airflow = await AirflowDbFixture.create(version, 'sqlite');
+      try {
+        const runs = ['manual__2024-05-01T10:00:00+00:00', 'custom_run_id'];
+        for (const runId of runs) {
+          await airflow.addTaskInstance({ dagId: 'example_dag', runId, taskId: 'extract' });
+        }
+        const db = await openAirflowDb(airflow.url);
+        const lookups = vi.spyOn(db, 'logicalDates');
+        const { store, warnings } = open({ airflowDb: db });
+        const writers = await Promise.all(runs.map((runId) => store.openWriter(key(runId))));
+        await Promise.all(writers.map((w) => w.flush()));
+        await store.close();
+        expect(lookups).toHaveBeenCalledTimes(1);
+        // The fixture dates its runs 2024-01-01 00:00 and a minute more for each next run.
+        const dates = new Map(
+          entriesOf(store).map((e) => [
+            e.labels.run_id,
+            [e.labels.logical_date, e.labels.execution_date],
+          ]),
+        );
+        expect(Object.fromEntries(dates)).toEqual({
+          [runs[0]!]: ['2024-01-01T00:00:00+00:00', '2024-01-01T00:00:00+00:00'],
+          [runs[1]!]: ['2024-01-01T00:01:00+00:00', '2024-01-01T00:01:00+00:00'],
+        });
+        expect(warnings).toEqual([]);
+      } finally {
+        await airflow.close();
+      }
+    },
+  );
+
+  it('omits the labels it cannot know, with one warning per attempt naming it and why', async () => {
+    const { store, warnings } = open();
+    const manual = key('manual__2024-05-01T10:00:00+00:00');
+    const w1 = await store.openWriter(manual);
+    await w1.append(Buffer.from('a\n'));
+    await w1.flush();
+    await w1.abort();
+    const w2 = await store.openWriter(manual);
+    await w2.append(Buffer.from('b\n'));
+    await w2.finish({ size: 4, sha256: sha256(Buffer.from('a\nb\n')) });
+    const backfill = key('backfill__2024-01-02T00:00:00+00:00');
+    await write(store, backfill, Buffer.from('c\n'));
+    expect(warnings).toHaveLength(2);
+    expect(warnings[0]).toContain('run_id=manual__2024-05-01T10:00:00+00:00');
+    expect(warnings[0]).toContain('agent.airflow_db_url is not set');
+    expect(warnings[1]).toContain('run_id=backfill__2024-01-02T00:00:00+00:00');
+    expect(warnings[1]).toContain('logical_date (read by Airflow 3) is unknown');
+    const byRun = (runId: string) => entriesOf(store).filter((e) => e.labels.run_id === runId);
+    for (const e of byRun(manual.runId)) {
       expect(e.labels).not.toHaveProperty('logical_date');
       expect(e.labels).not.toHaveProperty('execution_date');
     }
-    expect(lines[1]!.labels).toMatchObject({ offset: '29', length: '25' });
+    for (const e of byRun(backfill.runId)) {
+      expect(e.labels).not.toHaveProperty('logical_date');
+      expect(e.labels.execution_date).toBe('2024-01-02T00:00:00+00:00');
+    }
   });
 
-  it("is read back by Airflow's filter (without logical_date, which tasklog does not set)", async () => {
-    const text = await readLikeAirflow('airflow', {
-      task_id: 'extract',
-      dag_id: 'example_dag',
-      try_number: '3',
-    });
-    expect(text).toBe('[2024-01-01] INFO - starting\n[2024-01-01] INFO - done');
+  it("warns when Airflow's database has no logical date for the run, or cannot be opened", async () => {
+    const airflow = await AirflowDbFixture.create('3.x', 'sqlite');
+    try {
+      const { store, warnings } = open({
+        airflowDb: async () => openAirflowDb(airflow.url),
+      });
+      await write(store, key('manual__unknown'), Buffer.from('x\n'));
+      await store.close();
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]).toContain("Airflow's metadata database has no such dag run");
+
+      const broken = open({ airflowDb: async () => openAirflowDb('sqlite:////nonexistent/a.db') });
+      await write(broken.store, key('manual__other'), Buffer.from('x\n'));
+      await broken.store.close();
+      expect(broken.warnings[0]).toContain("Airflow's metadata database could not be read");
+    } finally {
+      await airflow.close();
+    }
   });
 
   it('writes the configured resource type and labels', async () => {
-    const store = new StackdriverStore({
-      logName: 'airflow-k8s',
-      projectId: PROJECT,
-      apiEndpoint: `http://${emu.url}`,
+    const { store } = open({
       resourceType: 'k8s_container',
       resourceLabels: { cluster_name: 'c1', namespace_name: 'airflow' },
     });
-    const writer = await store.openWriter(key);
-    await writer.append(Buffer.from('x\n'));
-    await writer.finish({ size: 2, sha256: sha256(Buffer.from('x\n')) });
+    await write(store, key('scheduled__2024-01-01T00:00:00+00:00'), Buffer.from('x\n'));
     await store.close();
-    expect(emu.store.all(`projects/${PROJECT}/logs/airflow-k8s`)[0]!.resource).toEqual({
+    expect(entriesOf(store)[0]!.resource).toEqual({
       type: 'k8s_container',
       labels: { cluster_name: 'c1', namespace_name: 'airflow' },
     });

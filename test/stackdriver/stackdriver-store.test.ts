@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { Logging } from '@google-cloud/logging';
 import * as grpc from '@grpc/grpc-js';
 import {
@@ -11,12 +12,14 @@ import {
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   MAX_PIECE_BYTES,
+  MAX_ENTRY_BYTES as SERVICE_MAX_ENTRY_BYTES,
   StackdriverStore,
   type StackdriverStoreOptions,
 } from '../../packages/core/src/stores/stackdriver-store.js';
+import { entryBytes } from '../emulators/cloud-logging/entry-store.js';
 import {
   type CloudLoggingEmulator,
-  MAX_ENTRY_BYTES,
+  type StoredEntry,
   startCloudLoggingEmulator,
 } from '../emulators/cloud-logging/index.js';
 
@@ -54,6 +57,7 @@ function open(overrides: Partial<StackdriverStoreOptions> = {}): StackdriverStor
     projectId: PROJECT,
     apiEndpoint: `http://${emu.url}`,
     maxRetryDelayMs: 50,
+    warn: () => {},
     ...overrides,
   });
   stores.push(store);
@@ -64,6 +68,23 @@ async function write(store: StackdriverStore, k: AttemptKey, content: Buffer) {
   const writer = await store.openWriter(k);
   await writer.append(content);
   await writer.finish({ size: content.length, sha256: sha256(content) });
+}
+
+/** The store's record entries (no markers, no end entry), in the service's order. */
+function records(store: StackdriverStore): StoredEntry[] {
+  return emu.store
+    .all(`projects/${PROJECT}/logs/${store.logName}`)
+    .filter((e) => e.labels.length !== undefined && e.labels.length !== '0');
+}
+
+/** Writes entries as given (REST, JSON form), e.g. golden fixtures. */
+async function restWrite(entries: Record<string, unknown>[]): Promise<void> {
+  const res = await fetch(`${emu.restUrl}/v2/entries:write`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ entries, partialSuccess: false }),
+  });
+  expect(res.status, await res.clone().text()).toBe(200);
 }
 
 async function readAll(store: StackdriverStore, k: AttemptKey, offset = 0): Promise<Buffer> {
@@ -106,14 +127,24 @@ describe('StackdriverStore specifics', () => {
       Buffer.from('\n'),
     ]);
     await write(store, key(), line);
-    const entries = emu.store
-      .all(`projects/${PROJECT}/logs/${store.logName}`)
-      .filter((e) => e.labels.length !== undefined && e.labels.tasklog_end === undefined);
+    const entries = records(store);
     expect(entries.length).toBeGreaterThanOrEqual(Math.ceil(line.length / MAX_PIECE_BYTES));
-    for (const e of entries) {
-      expect(Buffer.byteLength(JSON.stringify(e.textPayload))).toBeLessThan(MAX_ENTRY_BYTES);
-    }
+    for (const e of entries) expect(entryBytes(e)).toBeLessThanOrEqual(SERVICE_MAX_ENTRY_BYTES);
     expect((await readAll(store, key())).equals(line)).toBe(true);
+  });
+
+  it('cuts a line only where an entry must end: at 240 KiB, never inside a character', async () => {
+    const store = open();
+    const fits = `${'€'.repeat(80_000)}\n`; // 240,001 bytes: one entry
+    const long = `${'€'.repeat(90_000)}\n`; // 270,001 bytes: two
+    await write(store, key(), Buffer.from(fits + long));
+    const shown = records(store).map((e) => e.jsonPayload?.message as string);
+    expect(shown).toEqual([
+      '€'.repeat(80_000),
+      '€'.repeat(Math.floor(MAX_PIECE_BYTES / 3)),
+      '€'.repeat(90_000 - Math.floor(MAX_PIECE_BYTES / 3)),
+    ]);
+    expect((await readAll(store, key())).toString()).toBe(fits + long);
   });
 
   it('round-trips empty lines, CRLF, multi-byte, invalid UTF-8 and a last line without newline', async () => {
@@ -128,13 +159,95 @@ describe('StackdriverStore specifics', () => {
     for (let offset = 0; offset <= content.length; offset += 3) {
       expect((await readAll(store, key(), offset)).equals(content.subarray(offset))).toBe(true);
     }
-    const base64 = emu.store
-      .all(`projects/${PROJECT}/logs/${store.logName}`)
-      .filter((e) => e.labels.tasklog_encoding === 'base64');
-    expect(base64.map((e) => Buffer.from(e.textPayload!, 'base64'))).toEqual([
-      Buffer.from([0xff, 0xfe, 0x41]),
-      Buffer.from([0xc3]),
+    // What Airflow shows, and beside it what exactness needs.
+    expect(
+      records(store).map((e) => [e.jsonPayload, e.labels.tasklog_cr ?? '', e.labels.length]),
+    ).toEqual([
+      [{ message: '' }, '', '1'],
+      [{ message: '' }, '', '1'],
+      [{ message: 'first' }, 'true', '7'],
+      [{ message: '' }, 'true', '2'],
+      [{ message: 'é€𝄞 mixed' }, '', '16'],
+      [
+        {
+          message: '\ufffd\ufffdA',
+          tasklog_bytes: Buffer.from([0xff, 0xfe, 0x41]).toString('base64'),
+        },
+        '',
+        '4',
+      ],
+      [{ message: '\ufffd', tasklog_bytes: Buffer.from([0xc3]).toString('base64') }, '', '2'],
+      [{ message: 'no newline at the end' }, '', '21'],
     ]);
+  });
+
+  it('reads entries of the earlier layout (textPayload, base64 label), finished and running, and resumes them', async () => {
+    const golden = JSON.parse(
+      await readFile(new URL('./golden/tasklog-v1-entries.json', import.meta.url), 'utf8'),
+    ) as { log: string; running: string; entries: Record<string, unknown>[] };
+    const store = open({ projectId: 'tasklog-golden', logName: 'airflow' });
+    await restWrite(golden.entries);
+    const log = Buffer.from(golden.log, 'base64');
+    const finished = attemptKey({
+      dagId: 'golden_dag',
+      runId: 'scheduled__2024-01-01T00:00:00+00:00',
+      taskId: 'extract',
+      tryNumber: 1,
+    });
+    const running = attemptKey({
+      dagId: 'golden_dag',
+      runId: 'manual__2024-01-02T10:00:00.123456+00:00',
+      taskId: 'load',
+      mapIndex: 3,
+      tryNumber: 2,
+    });
+    expect((await readAll(store, finished)).equals(log)).toBe(true);
+    expect((await readAll(store, finished, 100)).equals(log.subarray(100))).toBe(true);
+    expect(await store.stat(finished)).toMatchObject({
+      size: log.length,
+      complete: true,
+      sha256: sha256(log),
+    });
+    expect((await readAll(store, running)).equals(log.subarray(0, 100))).toBe(true);
+    expect(await store.stat(running)).toMatchObject({ size: 100, complete: false });
+    const listed: AttemptKey[] = [];
+    for await (const k of store.list({ dagId: 'golden_dag' })) listed.push(k);
+    expect(listed).toEqual(expect.arrayContaining([finished, running]));
+    expect(listed).toHaveLength(2);
+
+    // A writer of the new layout continues the running attempt where the old one stopped.
+    const writer = await store.openWriter(running);
+    expect(writer.committedOffset).toBe(100);
+    await writer.append(log.subarray(100));
+    await writer.finish({ size: log.length, sha256: sha256(log) });
+    expect((await readAll(store, running)).equals(log)).toBe(true);
+  });
+
+  it('shows a line flushed in parts once, whole, when it ends; a new writer finishes a line an old one began', async () => {
+    const store = open();
+    const k = key();
+    const first = await store.openWriter(k);
+    await first.append(Buffer.from('whole line\nhalf'));
+    await first.flush();
+    await first.append(Buffer.from(' of a '));
+    await first.flush();
+    expect(records(store).map((e) => e.jsonPayload)).toEqual([
+      { message: 'whole line' },
+      { tasklog_text: 'half' },
+      { tasklog_text: ' of a ' },
+    ]);
+    await first.abort();
+    const second = await store.openWriter(k);
+    expect(second.committedOffset).toBe(21);
+    await second.append(Buffer.from('line\nrest'));
+    const content = Buffer.from('whole line\nhalf of a line\nrest');
+    await second.finish({ size: content.length, sha256: sha256(content) });
+    expect(records(store).filter((e) => 'message' in (e.jsonPayload ?? {}))).toMatchObject([
+      { jsonPayload: { message: 'whole line' }, labels: { offset: '0', length: '11' } },
+      { jsonPayload: { message: 'half of a line' }, labels: { offset: '11', length: '15' } },
+      { jsonPayload: { message: 'rest' }, labels: { offset: '26', length: '4' } },
+    ]);
+    expect((await readAll(store, k)).equals(content)).toBe(true);
   });
 
   it('keeps attempts apart whose ids differ only in case (the query language ignores case)', async () => {

@@ -1,7 +1,7 @@
-import { open } from 'node:fs/promises';
 import type { AttemptKey } from './attempt-key.js';
 import { formatAttempt } from './attempt-key.js';
 import { BackendUnavailableError, ConflictError, IntegrityError } from './errors.js';
+import { openInside } from './fs-paths.js';
 import { digestFile } from './hashing.js';
 import { backoffDelay } from './retry.js';
 import type { ShipJournal } from './ship-journal.js';
@@ -20,6 +20,8 @@ export interface FollowLoopOptions {
   key: AttemptKey;
   /** Absolute path of the local log. */
   file: string;
+  /** The folder the log must really be inside (it is opened once, without following links). */
+  root: string;
   journal: ShipJournal;
   flushIntervalMs: number;
   pollIntervalMs: number;
@@ -51,7 +53,7 @@ export type FollowLoopResult = { end: AttemptEnd } | { stopped: true; committedO
  */
 export async function followLoop(options: FollowLoopOptions): Promise<FollowLoopResult> {
   const { store, key, file, signal, onFlush } = options;
-  const fh = await open(file, 'r');
+  const fh = await openInside(options.root, file);
   let writer: LogWriter | undefined;
   let registered = false;
   /** The store holds a complete, shorter copy; it is replaced once the log finishes again. */
@@ -118,7 +120,7 @@ export async function followLoop(options: FollowLoopOptions): Promise<FollowLoop
         }
         if (end) {
           if (writer) {
-            const digest = await digestFile(file);
+            const digest = await digestFile(fh);
             if (digest.size !== pos) {
               throw new IntegrityError(
                 `${file} changed after its attempt finished (${digest.size} bytes, read ${pos})`,

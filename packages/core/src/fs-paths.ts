@@ -1,4 +1,5 @@
-import { lstat, realpath } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { type FileHandle, lstat, open, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { BackendUnavailableError, InvalidInputError, NotFoundError } from './errors.js';
 
@@ -114,4 +115,52 @@ function fsFailure(err: unknown, base: string, p: string): Error {
   return new BackendUnavailableError(`cannot resolve ${JSON.stringify(rel)}: ${code}`, {
     cause: err,
   });
+}
+
+/**
+ * Opens a file under `root` for reading, ONCE, without following links: `O_NOFOLLOW` refuses a
+ * symlink as the last component, the opened descriptor must be a regular file, the same file
+ * (device and inode) the path names now, and the path's real location — every folder on the
+ * way resolved — must be exactly where it says, strictly inside `root`. A task that swaps its
+ * log for a link between any check and the open gets a refusal, never another file's bytes.
+ * Size, hashing and uploading then read through the returned handle only.
+ * Throws InvalidInputError (a link, not a regular file, outside `root`), NotFoundError.
+ */
+export async function openInside(root: string, file: string): Promise<FileHandle> {
+  const abs = path.resolve(file);
+  const realRoot = await realpathOrThrow(path.resolve(root), path.resolve(root));
+  const lexical = path.join(realRoot, path.relative(path.resolve(root), abs));
+  let fh: FileHandle;
+  try {
+    fh = await open(abs, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ELOOP' || code === 'EMLINK') {
+      throw new InvalidInputError(`${abs} is a symbolic link; logs are never read through links`, {
+        cause: err,
+      });
+    }
+    if (isMissing(err)) throw new NotFoundError(`no such file: ${abs}`, { cause: err });
+    throw fsFailure(err, root, abs);
+  }
+  try {
+    const [opened, named, real] = await Promise.all([
+      fh.stat(),
+      lstat(abs).catch(() => undefined),
+      realpath(abs).catch(() => undefined),
+    ]);
+    if (!opened.isFile()) throw new InvalidInputError(`${abs} is not a regular file`);
+    if (!named || named.ino !== opened.ino || named.dev !== opened.dev) {
+      throw new InvalidInputError(`${abs} was replaced while it was opened`);
+    }
+    if (real !== lexical || !isStrictlyInside(realRoot, real)) {
+      throw new InvalidInputError(
+        `${abs} leads outside ${root} or through a symbolic link on the way; logs are read only from real folders inside it`,
+      );
+    }
+    return fh;
+  } catch (err) {
+    await fh.close();
+    throw err;
+  }
 }

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import type { AttemptKey } from './attempt-key.js';
 import { IntegrityError } from './errors.js';
 import type { LogStore } from './store.js';
@@ -10,7 +11,7 @@ export interface Digest {
 }
 
 /** Size and sha256 of a local file, streamed. */
-export async function digestFile(path: string, signal?: AbortSignal): Promise<Digest> {
+export async function digestFile(path: string | FileHandle, signal?: AbortSignal): Promise<Digest> {
   return digestFileWithPrefix(path, undefined, signal);
 }
 
@@ -20,14 +21,19 @@ export async function digestFile(path: string, signal?: AbortSignal): Promise<Di
  * earlier digest of `prefix` bytes.
  */
 export async function digestFileWithPrefix(
-  path: string,
+  path: string | FileHandle,
   prefix: number | undefined,
   signal?: AbortSignal,
 ): Promise<Digest & { prefixSha256?: string }> {
   const hash = createHash('sha256');
   let size = 0;
   let prefixSha256 = prefix === 0 ? hash.copy().digest('hex') : undefined;
-  for await (const data of createReadStream(path, { highWaterMark: 1 << 20, signal })) {
+  // Through an open handle (one that was checked when it was opened), from byte 0, leaving it open.
+  const stream =
+    typeof path === 'string'
+      ? createReadStream(path, { highWaterMark: 1 << 20, signal })
+      : path.createReadStream({ start: 0, highWaterMark: 1 << 20, autoClose: false, signal });
+  for await (const data of stream) {
     const chunk = data as Buffer;
     if (prefix !== undefined && size < prefix && size + chunk.length >= prefix) {
       hash.update(chunk.subarray(0, prefix - size));

@@ -1,4 +1,4 @@
-import { createReadStream } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import type { AttemptKey } from './attempt-key.js';
 import { formatAttempt } from './attempt-key.js';
 import { ConflictError, IntegrityError } from './errors.js';
@@ -7,6 +7,12 @@ import type { ShipJournal, ShipProgress } from './ship-journal.js';
 import type { ShipOptions } from './shipper.js';
 import type { LogStat, LogStore } from './store.js';
 
+/** The local log: its path (for messages) and the handle it was opened with, read through. */
+export interface OpenLog {
+  path: string;
+  handle: FileHandle;
+}
+
 /**
  * Stores the file as the attempt's complete log, resuming an interrupted earlier run: through
  * the store's one-pass `upload()` when it has one (its resume state kept in our journal), else
@@ -14,7 +20,7 @@ import type { LogStat, LogStore } from './store.js';
  */
 export async function transferLog(
   store: LogStore,
-  file: string,
+  file: OpenLog,
   key: AttemptKey,
   ship: ShipProgress,
   journal: ShipJournal,
@@ -47,7 +53,7 @@ export async function transferLog(
 /** The upload itself: `upload()` where the store has it, else a writer from `committedOffset`. */
 async function storeLog(
   store: LogStore,
-  file: string,
+  file: OpenLog,
   key: AttemptKey,
   ship: ShipProgress,
   digest: Digest,
@@ -61,7 +67,7 @@ async function storeLog(
     let done = 0;
     await store.upload(
       key,
-      { path: file, ...digest },
+      { path: file.path, handle: file.handle, ...digest },
       {
         signal,
         journal: journal.uploadSlot(),
@@ -89,7 +95,8 @@ async function storeLog(
     onProgress?.(start, digest.size);
     let sent = start;
     if (start < digest.size) {
-      for await (const chunk of createReadStream(file, {
+      for await (const chunk of file.handle.createReadStream({
+        autoClose: false,
         start,
         end: digest.size - 1,
         highWaterMark: 1 << 20,
@@ -102,7 +109,7 @@ async function storeLog(
     }
     if (sent !== digest.size) {
       throw new IntegrityError(
-        `${file} changed while it was shipped (${sent} of ${digest.size} bytes)`,
+        `${file.path} changed while it was shipped (${sent} of ${digest.size} bytes)`,
       );
     }
     await writer.finish(digest);

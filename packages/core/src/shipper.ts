@@ -1,4 +1,4 @@
-import { opendir, stat, unlink } from 'node:fs/promises';
+import { type FileHandle, opendir, stat, unlink } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { AttemptKey } from './attempt-key.js';
 import { formatAttempt } from './attempt-key.js';
@@ -13,6 +13,7 @@ import {
   NotFoundError,
 } from './errors.js';
 import { type AttemptEnd, followLoop, sleep } from './follow-loop.js';
+import { openInside } from './fs-paths.js';
 import { type Digest, digestFileWithPrefix, digestStored } from './hashing.js';
 import type { PathTemplate } from './path-template.js';
 import { backoffDelay } from './retry.js';
@@ -219,6 +220,7 @@ export class Shipper {
         store,
         key,
         file: abs,
+        root: this.base,
         journal,
         flushIntervalMs: options.flushIntervalMs ?? 5000,
         pollIntervalMs: options.pollIntervalMs ?? 200,
@@ -265,7 +267,10 @@ export class Shipper {
     }
   }
 
-  /** The ship itself; the caller holds the attempt's lock. */
+  /**
+   * The ship itself; the caller holds the attempt's lock. The log is opened once, without
+   * following links (`openInside`), and its size, hash and upload all read that one handle.
+   */
   async #ship(
     abs: string,
     relativePath: string,
@@ -273,9 +278,25 @@ export class Shipper {
     journal: ShipJournal,
     options: ShipOptions,
   ): Promise<ShipResult> {
+    const fh = await openInside(this.base, abs);
+    try {
+      return await this.#shipOpen(abs, fh, relativePath, key, journal, options);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  async #shipOpen(
+    abs: string,
+    fh: FileHandle,
+    relativePath: string,
+    key: AttemptKey,
+    journal: ShipJournal,
+    options: ShipOptions,
+  ): Promise<ShipResult> {
     const { store, catalog } = this.options;
     const { signal } = options;
-    const mtimeMs = (await stat(abs)).mtimeMs;
+    const mtimeMs = (await fh.stat()).mtimeMs;
     const marker = await readCompletionMarker(abs);
     const recordEnd = {
       relativePath,
@@ -305,7 +326,7 @@ export class Shipper {
     if (!ship) {
       const remote = await store.stat(key, { signal });
       const archived = remote?.complete ? remote : undefined;
-      const digest = await digestFileWithPrefix(abs, archived?.size, signal);
+      const digest = await digestFileWithPrefix(fh, archived?.size, signal);
       ship = { size: digest.size, sha256: digest.sha256, mtimeMs, phase: 'uploading' };
       if (archived) {
         const archivedSha256 = await this.#archivedSha256(key, archived, signal);
@@ -355,7 +376,7 @@ export class Shipper {
         sha256: ship.sha256,
         storeUrl: store.url,
       });
-      uploaded = await transferLog(store, abs, key, ship, journal, options);
+      uploaded = await transferLog(store, { path: abs, handle: fh }, key, ship, journal, options);
       await this.verify(key, ship, signal);
       ship = { ...ship, phase: 'verified' };
       await journal.setShip(ship);

@@ -1,3 +1,4 @@
+import type { FileHandle } from 'node:fs/promises';
 import type { AttemptKey } from './attempt-key.js';
 import type { AttemptFilter } from './path-template.js';
 
@@ -41,6 +42,11 @@ export interface OpenWriterOptions {
 /** A finished log in a local file, with the size and sha256 the shipper measured. */
 export interface LocalLogFile {
   path: string;
+  /**
+   * The file as the shipper opened (and checked) it: a store reads through this handle when it
+   * is given (`createReadStream(path, { fd: handle, autoClose: false })`), never the path again.
+   */
+  handle?: FileHandle;
   size: number;
   sha256: string;
 }

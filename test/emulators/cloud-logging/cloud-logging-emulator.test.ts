@@ -144,6 +144,54 @@ describe('Cloud Logging emulator over gRPC with the official SDK', () => {
     ).toEqual(['c', 'b', 'a']);
   });
 
+  it("evaluates Airflow's filter: one condition a line, resource labels, quoted keys and escaped values", async () => {
+    const t0 = Date.UTC(2024, 0, 1);
+    const resource = { type: 'k8s_container', labels: { cluster_name: 'c1', 'k.with.dot': 'x' } };
+    const labels = { task_id: 't', dag_id: 'd', logical_date: '2024-01-01T00:00:00+00:00' };
+    await client.writeLogEntries(
+      {
+        entries: [
+          { ...entry('kept', { ...labels, 'a.b': 'say "hi" \\ there' }, t0), resource },
+          { ...entry('other cluster', labels, t0 + 1), resource: { ...resource, labels: {} } },
+          { ...entry('other value', { ...labels, 'a.b': 'say hi' }, t0 + 2), resource },
+        ],
+      },
+      NO_RETRY,
+    );
+    // stackdriver_task_handler.py prepare_log_filter, as Airflow builds it for these labels.
+    const filter = [
+      'resource.type="k8s_container"',
+      `logName="${LOG}"`,
+      'resource.labels.cluster_name="c1"',
+      'resource.labels."k.with.dot"="x"',
+      'labels.task_id="t"',
+      'labels.dag_id="d"',
+      'labels.logical_date="2024-01-01T00:00:00+00:00"',
+      'labels."a.b"="say \\"hi\\" \\\\ there"',
+    ].join('\n');
+    expect((await list(filter)).entries.map((e) => e.textPayload)).toEqual(['kept']);
+  });
+
+  it('tests that a field exists with FIELD:*, and its absence with NOT', async () => {
+    const t0 = Date.UTC(2024, 0, 1);
+    await client.writeLogEntries(
+      {
+        entries: [
+          entry('with', { dag_id: 'exists', run_id: 'r' }, t0),
+          entry('without', { dag_id: 'exists' }, t0 + 1),
+          entry('star', { dag_id: 'exists', run_id: '*' }, t0 + 2),
+        ],
+      },
+      NO_RETRY,
+    );
+    const texts = async (filter: string) =>
+      (await list(`labels.dag_id="exists" AND ${filter}`)).entries.map((e) => e.textPayload);
+    expect(await texts('labels.run_id:*')).toEqual(['with', 'star']);
+    expect(await texts('NOT labels.run_id:*')).toEqual(['without']);
+    // Quoted, the star is text to look for.
+    expect(await texts('labels.run_id:"*"')).toEqual(['star']);
+  });
+
   it('pages with nextPageToken until every matching entry was returned once', async () => {
     const t0 = Date.now() - 60_000;
     await client.writeLogEntries(

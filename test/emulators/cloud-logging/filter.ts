@@ -2,7 +2,7 @@
  * The subset of the Logging query language that tasklog and Airflow's Stackdriver handler use:
  * comparisons `FIELD OP VALUE` with OP one of `= != < <= > >= :`, `AND` (also implicit: two
  * expressions side by side or on separate lines, as Airflow writes them), `OR`, `NOT` / `-`,
- * parentheses. Field paths like `labels.dag_id`, `labels."key.with.dots"`, `resource.type`,
+ * parentheses, `FIELD:*` (the field exists). Field paths like `labels.dag_id`, `labels."key.with.dots"`, `resource.type`,
  * `resource.labels.K`, `logName`, `timestamp`, `insertId`, `severity`, `textPayload`,
  * `jsonPayload.a.b`.
  *
@@ -23,7 +23,7 @@ type Op = '=' | '!=' | '<' | '<=' | '>' | '>=' | ':';
 type Node =
   | { kind: 'and' | 'or'; items: Node[] }
   | { kind: 'not'; item: Node }
-  | { kind: 'cmp'; field: string[]; op: Op; value: string };
+  | { kind: 'cmp'; field: string[]; op: Op; value: string; bare: boolean };
 
 export class FilterSyntaxError extends Error {}
 
@@ -190,7 +190,7 @@ class Parser {
     if (value?.t !== 'str' && value?.t !== 'word') {
       throw new FilterSyntaxError(`expected a value after ${field.join('.')} ${op.v}`);
     }
-    return { kind: 'cmp', field, op: op.v, value: value.v };
+    return { kind: 'cmp', field, op: op.v, value: value.v, bare: value.t === 'word' };
   }
 }
 
@@ -278,6 +278,8 @@ function evaluate(node: Node, read: FieldReader): boolean {
     case 'not':
       return !evaluate(node.item, read);
     case 'cmp':
+      // `FIELD:*` (an unquoted star) tests that the field exists.
+      if (node.op === ':' && node.bare && node.value === '*') return read(node.field) !== undefined;
       return compare(node.op, read(node.field), node.value, node.field);
   }
 }

@@ -441,6 +441,103 @@ describe('Elasticsearch emulator with the official client', () => {
     });
   });
 
+  describe('long values past 2^53', () => {
+    /** Raw HTTP: the official client's JSON.parse would round exactly what is checked here. */
+    async function raw(method: string, path: string, body?: string): Promise<string> {
+      const res = await fetch(`${emulator.url}${path}`, {
+        method,
+        headers: {
+          'content-type': body?.includes('\n{') ? 'application/x-ndjson' : 'application/json',
+        },
+        ...(body !== undefined ? { body } : {}),
+      });
+      return res.text();
+    }
+    // All three round to the same double (1755011166339518208 is the nearest).
+    const NS = ['1755011166339518003', '1755011166339518001', '1755011166339518002'];
+
+    it('maps an integer JSON number as long, past 2^53 too, and a fraction as float', async () => {
+      fresh();
+      await raw('POST', `/${index}/_doc?refresh=true`, `{"offset":${NS[0]},"ratio":0.5,"n":7}`);
+      const mapping = JSON.parse(await raw('GET', `/${index}/_mapping`));
+      expect(mapping[index].mappings.properties).toMatchObject({
+        offset: { type: 'long' },
+        ratio: { type: 'float' },
+        n: { type: 'long' },
+      });
+    });
+
+    it('returns _source, sort values and search_after digits exactly and orders by them', async () => {
+      fresh();
+      const bulk = NS.map((n, i) => `{"index":{"_id":"d${i}"}}\n{"offset":${n}}\n`).join('');
+      await raw('POST', `/${index}/_bulk?refresh=true`, bulk);
+      const sorted = await raw(
+        'POST',
+        `/${index}/_search`,
+        '{"sort":["offset"],"size":10,"query":{"range":{"offset":{"gt":1755011166339518001}}}}',
+      );
+      expect(sorted.match(/"offset":\d+/g)).toEqual([
+        '"offset":1755011166339518002',
+        '"offset":1755011166339518003',
+      ]);
+      expect(sorted).toContain('"sort":[1755011166339518002]');
+      const after = await raw(
+        'POST',
+        `/${index}/_search`,
+        '{"sort":[{"offset":"asc"}],"size":10,"search_after":["1755011166339518001"]}',
+      );
+      expect(after.match(/"_id":"d\d"/g)).toEqual(['"_id":"d2"', '"_id":"d0"']);
+      const count = JSON.parse(
+        await raw('POST', `/${index}/_count`, '{"query":{"term":{"offset":1755011166339518003}}}'),
+      );
+      expect(count.count).toBe(1);
+    });
+
+    it('keeps a long up to 2^63-1 and refuses one past it', async () => {
+      fresh();
+      const ok = JSON.parse(
+        await raw('POST', `/${index}/_doc/max?refresh=true`, '{"offset":9223372036854775807}'),
+      );
+      expect(ok.result).toBe('created');
+      expect(await raw('GET', `/${index}/_doc/max`)).toContain('"offset":9223372036854775807');
+      const err = JSON.parse(
+        await raw('POST', `/${index}/_doc/over`, '{"offset":9223372036854775808}'),
+      );
+      expect(err.error.type).toBe('document_parsing_exception');
+      expect(err.error.caused_by.type).toBe('input_coercion_exception');
+    });
+
+    it('matches a prefix of a keyword and never indexes binary or index: false fields', async () => {
+      fresh();
+      await client.indices.create({
+        index,
+        mappings: {
+          properties: {
+            log_id: { type: 'keyword' },
+            blob: { type: 'binary' },
+            hidden: { type: 'text', index: false },
+          },
+        },
+      });
+      await client.bulk({
+        index,
+        refresh: true,
+        operations: [
+          { index: { _id: 'a' } },
+          { log_id: 'dag-task-run-1', blob: 'AAE=', hidden: 'secret words' },
+          { index: { _id: 'b' } },
+          { log_id: 'other-task-run-1' },
+        ],
+      });
+      const hits = await client.search({ index, query: { prefix: { log_id: 'dag-' } } });
+      expect(hits.hits.hits.map((h) => h._id)).toEqual(['a']);
+      const hidden = await client.search({ index, query: { match: { hidden: 'secret' } } });
+      expect(hidden.hits.hits).toEqual([]);
+      const blob = await client.search({ index, query: { exists: { field: 'blob' } } });
+      expect(blob.hits.hits).toEqual([]);
+    });
+  });
+
   describe('faults', () => {
     it('answers an injected 429 with es_rejected_execution_exception', async () => {
       emulator.faults.add({ action: { status: 429 }, times: 1 });

@@ -8,7 +8,13 @@
  * per-request faults plus partial bulk failures (single items rejected with 429).
  *
  * Every answer carries `X-Elastic-Product: Elasticsearch`: without it the v9 client refuses
- * the cluster (ProductNotSupportedError).
+ * the cluster (ProductNotSupportedError), and so does Debian's python3-elasticsearch 7.17 (its
+ * product check on `GET /` wants the header from 7.14 on). Requests in plain `application/json`
+ * (the 7.x client) or `compatible-with=8|9` (the 8.x and 9.x clients) are answered; 7 is
+ * refused, as Elasticsearch 9 refuses it.
+ *
+ * Request and answer bodies keep integers exact past 2^53 (es-json.ts), as Elasticsearch does:
+ * `offset` values of Airflow's shippers are nanoseconds, and a `long` holds up to 2^63-1.
  * Reference: https://www.elastic.co/docs/api/doc/elasticsearch/
  */
 import { randomBytes } from 'node:crypto';
@@ -23,6 +29,7 @@ import {
 } from '../gcs/fault-injector.js';
 import { EsApiError, esErrors } from './es-errors.js';
 import { EsIndex, type StoredDoc } from './es-index.js';
+import { parseJson, stringifyJson } from './es-json.js';
 import { Mapping } from './es-mapping.js';
 import {
   compareSortValues,
@@ -148,7 +155,7 @@ export async function startElasticsearchEmulator(
     const payload =
       shown === undefined
         ? undefined
-        : Buffer.from(typeof shown === 'string' ? shown : JSON.stringify(shown));
+        : Buffer.from(typeof shown === 'string' ? shown : stringifyJson(shown));
     const all: Record<string, string | number> = { ...headers };
     if (productHeader) all['X-elastic-product'] = 'Elasticsearch';
     if (payload) {
@@ -208,7 +215,7 @@ export async function startElasticsearchEmulator(
     if (!text) return {};
     let value: unknown;
     try {
-      value = JSON.parse(text);
+      value = parseJson(text);
     } catch (err) {
       throw esErrors.xContentParse(`[1:1] Unexpected character: ${(err as Error).message}`);
     }
@@ -810,7 +817,7 @@ export async function startElasticsearchEmulator(
         else {
           let source: unknown;
           try {
-            source = JSON.parse(op.source as string);
+            source = parseJson(op.source as string);
           } catch (err) {
             throw esErrors.documentParsing(`failed to parse: ${(err as Error).message}`);
           }
@@ -850,7 +857,7 @@ export async function startElasticsearchEmulator(
   interface Hit {
     index: EsIndex;
     doc: StoredDoc;
-    sort?: (string | number | boolean | null)[];
+    sort?: (string | number | bigint | boolean | null)[];
   }
 
   type Matching = {
@@ -868,7 +875,7 @@ export async function startElasticsearchEmulator(
   const RESULT_CACHE_SIZE = 8;
 
   function matching(targets: EsIndex[], query: unknown, withSort: unknown): Matching {
-    const cacheKey = JSON.stringify([
+    const cacheKey = stringifyJson([
       targets.map((t) => [t.name, t.uuid, t.generation]),
       query ?? null,
       withSort ?? null,

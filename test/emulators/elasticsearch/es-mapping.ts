@@ -1,12 +1,16 @@
 /**
  * Mappings as Elasticsearch keeps them, reduced to what the emulator's queries need: explicit
  * mappings, dynamic mapping of new fields (strings → `text` with a `keyword` sub-field, integers
- * → `long`, ISO dates → `date`), coercion of values into their field's type, and the
- * `document_parsing_exception` (ES 8.8+; `mapper_parsing_exception` before) a value that does not
- * fit answers.
+ * → `long`, other numbers → `float`, ISO dates → `date`), coercion of values into their field's
+ * type, and the `document_parsing_exception` (ES 8.8+; `mapper_parsing_exception` before) a value
+ * that does not fit answers.
+ *
+ * Integer fields keep their values exact over the whole range of their type, as Lucene does
+ * (a `long` up to 2^63-1): beyond 2^53 as bigint, never rounded through a double (see es-json.ts).
  * Reference: https://www.elastic.co/docs/manage-data/data-store/mapping/dynamic-field-mapping
  */
 import { EsApiError, esErrors } from './es-errors.js';
+import { stringifyJson } from './es-json.js';
 
 export type FieldType =
   | 'text'
@@ -22,6 +26,7 @@ export type FieldType =
   | 'unsigned_long'
   | 'date'
   | 'boolean'
+  | 'binary'
   | 'object';
 
 export interface FieldMapping {
@@ -42,6 +47,7 @@ const KNOWN_TYPES = new Set<FieldType>([
   'keyword',
   'date',
   'boolean',
+  'binary',
   'object',
 ]);
 // strict_date_optional_time, the default dynamic date format.
@@ -55,7 +61,7 @@ export function isNumericType(type: FieldType): boolean {
 
 /** The searchable form of one document: normalized values per indexed field path. */
 export type IndexedFields = Map<string, IndexedValue[]>;
-export type IndexedValue = string | number | boolean;
+export type IndexedValue = string | number | bigint | boolean;
 
 export class Mapping {
   /** Flat: dotted path → mapping (object fields included, with type `object`). */
@@ -180,7 +186,8 @@ export class Mapping {
           continue;
         }
         const normalized = coerce(field.type, value, path, id);
-        push(indexed, path, normalized);
+        // `index: false` fields and `binary` are kept in _source only, never searchable.
+        if (field.index !== false && field.type !== 'binary') push(indexed, path, normalized);
         for (const [sub, subField] of Object.entries(field.fields ?? {})) {
           const text = String(value);
           if (subField.ignore_above !== undefined && text.length > subField.ignore_above) continue;
@@ -227,6 +234,9 @@ function dynamicMapping(value: unknown): FieldMapping {
       return { type: 'boolean' };
     case 'number':
       return { type: Number.isInteger(value) ? 'long' : 'float' };
+    case 'bigint':
+      // Jackson's LONG and BIG_INTEGER tokens both map to long (which refuses the latter).
+      return { type: 'long' };
     case 'string':
       if (ISO_DATE.test(value) && !Number.isNaN(parseDate(value))) return { type: 'date' };
       return { type: 'text', fields: { keyword: { type: 'keyword', ignore_above: 256 } } };
@@ -243,7 +253,7 @@ export function parseDate(text: string): number {
 }
 
 function preview(value: unknown): string {
-  const text = typeof value === 'string' ? value : JSON.stringify(value);
+  const text = typeof value === 'string' ? value : stringifyJson(value);
   return text.length > 20 ? `${text.slice(0, 20)}...` : text;
 }
 
@@ -261,19 +271,38 @@ export function coerce(type: FieldType, value: unknown, path: string, id: string
     });
   }
   if (isNumericType(type)) {
-    let n: number;
-    if (typeof value === 'number') n = value;
-    else if (typeof value === 'string' && NUMERIC_STRING.test(value)) n = Number(value);
-    else {
+    if (
+      typeof value !== 'number' &&
+      typeof value !== 'bigint' &&
+      !(typeof value === 'string' && NUMERIC_STRING.test(value))
+    ) {
       throw fail({ type: 'number_format_exception', reason: `For input string: "${value}"` });
     }
+    if (INTEGER_TYPES.has(type)) {
+      const n = exactInteger(value);
+      if (n === undefined) {
+        throw fail({
+          type: 'illegal_argument_exception',
+          reason: `[${type}] supports only finite values`,
+        });
+      }
+      const [min, max, name] = INTEGER_RANGES[type as keyof typeof INTEGER_RANGES];
+      if (n < min || n > max) {
+        throw fail({
+          type: 'input_coercion_exception',
+          reason: `Numeric value (${String(value).trim()}) out of range of ${name} (${min} - ${max})`,
+        });
+      }
+      return n >= MIN_SAFE && n <= MAX_SAFE ? Number(n) : n;
+    }
+    const n = Number(value);
     if (!Number.isFinite(n)) {
       throw fail({
         type: 'illegal_argument_exception',
         reason: `[${type}] supports only finite values`,
       });
     }
-    return INTEGER_TYPES.has(type) ? Math.trunc(n) : n;
+    return n;
   }
   switch (type) {
     case 'date': {
@@ -286,6 +315,14 @@ export function coerce(type: FieldType, value: unknown, path: string, id: string
       }
       return ms;
     }
+    case 'binary':
+      if (typeof value !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(value)) {
+        throw fail({
+          type: 'illegal_argument_exception',
+          reason: 'Illegal base64 character',
+        });
+      }
+      return value;
     case 'boolean':
       if (value === true || value === 'true') return true;
       if (value === false || value === 'false' || value === '') return false;
@@ -296,6 +333,42 @@ export function coerce(type: FieldType, value: unknown, path: string, id: string
     default:
       return String(value);
   }
+}
+
+const MIN_SAFE = BigInt(Number.MIN_SAFE_INTEGER);
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+const INTEGER_RANGES = {
+  long: [-(2n ** 63n), 2n ** 63n - 1n, 'long'],
+  integer: [-(2n ** 31n), 2n ** 31n - 1n, 'int'],
+  short: [-(2n ** 15n), 2n ** 15n - 1n, 'short'],
+  byte: [-(2n ** 7n), 2n ** 7n - 1n, 'byte'],
+  unsigned_long: [0n, 2n ** 64n - 1n, 'unsigned_long'],
+} as const;
+
+/**
+ * The integer an integer field indexes for a number or numeric string, exactly: digits are read
+ * as digits, a fraction is truncated (ES's `coerce`). Undefined for infinities and NaN.
+ */
+function exactInteger(value: number | bigint | string): bigint | undefined {
+  if (typeof value === 'bigint') return value;
+  if (typeof value === 'string') {
+    const digits = /^\s*([+-]?\d+)(?:\.\d*)?\s*$/.exec(value);
+    if (digits) return BigInt(digits[1]!);
+  }
+  const n = Number(value);
+  if (!Number.isFinite(n)) return undefined;
+  return BigInt(Math.trunc(n));
+}
+
+/** Compares two indexed numbers exactly, whether number or bigint. */
+export function compareNumbers(a: IndexedValue, b: IndexedValue): number {
+  if (typeof a === 'bigint' || typeof b === 'bigint') {
+    const x = typeof a === 'bigint' ? a : Number.isInteger(Number(a)) ? BigInt(Number(a)) : a;
+    const y = typeof b === 'bigint' ? b : Number.isInteger(Number(b)) ? BigInt(Number(b)) : b;
+    if (typeof x === 'bigint' && typeof y === 'bigint') return x < y ? -1 : x > y ? 1 : 0;
+    return Number(x) - Number(y);
+  }
+  return Number(a) - Number(b);
 }
 
 /** Lower-cased word tokens, roughly what the standard analyzer makes of a text field. */

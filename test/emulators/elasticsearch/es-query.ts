@@ -1,13 +1,16 @@
 /**
  * The subset of the Query DSL, sorting and aggregations the emulator understands: `match_all`,
- * `term`, `terms`, `match`, `match_phrase`, `range`, `exists`, `ids`, `bool`; sort on fields with
+ * `term`, `terms`, `match`, `match_phrase`, `prefix`, `range`, `exists`, `ids`, `bool`; sort on
+ * fields (integers compared exactly, past 2^53 too) with
  * `search_after`; `terms` and `composite` aggregations. Anything else is refused the way
  * Elasticsearch refuses an unknown query (400 `parsing_exception`), never silently ignored.
  * Reference: https://www.elastic.co/docs/reference/query-languages/querydsl
  */
 import { EsApiError, esErrors } from './es-errors.js';
+import { stringifyJson } from './es-json.js';
 import {
   coerce,
+  compareNumbers,
   type FieldType,
   type IndexedValue,
   isNumericType,
@@ -132,6 +135,13 @@ export function compileQuery(query: unknown, mapping: Mapping): Predicate {
       const [name, spec] = fieldEntry(body, 'range');
       return rangePredicate(mapping, name, asObject(spec, 'range'));
     }
+    case 'prefix': {
+      const [name, spec] = fieldEntry(body, 'prefix');
+      const value =
+        typeof spec === 'object' && spec !== null ? (spec as { value?: unknown }).value : spec;
+      if (typeof value !== 'string') throw esErrors.parsing('[prefix] query requires a [value]');
+      return prefixPredicate(mapping, name, value);
+    }
     default:
       throw esErrors.parsing(`unknown query [${kind}]`);
   }
@@ -203,6 +213,25 @@ function matchPredicate(mapping: Mapping, name: string, text: unknown, phrase: b
     });
 }
 
+function prefixPredicate(mapping: Mapping, name: string, prefix: string): Predicate {
+  const field = mapping.resolve(name);
+  if (!field) return () => false;
+  if (field.type !== 'keyword' && field.type !== 'text') {
+    throw shardError(
+      'query_shard_exception',
+      `Can only use prefix queries on keyword and text fields - not on [${name}] which is of type [${field.type}]`,
+    );
+  }
+  // On text: a token starting with the (lower-cased, not analyzed) prefix.
+  const want = field.type === 'text' ? prefix.toLowerCase() : prefix;
+  return (doc) =>
+    (doc.indexed.get(field.path) ?? []).some((v) =>
+      field.type === 'text'
+        ? tokens(String(v)).some((t) => t.startsWith(want))
+        : String(v).startsWith(want),
+    );
+}
+
 function rangePredicate(mapping: Mapping, name: string, spec: Record<string, unknown>): Predicate {
   const field = mapping.resolve(name);
   if (!field) return () => false;
@@ -239,9 +268,8 @@ function rangePredicate(mapping: Mapping, name: string, spec: Record<string, unk
 }
 
 function comparatorFor(type: FieldType): (a: IndexedValue, b: IndexedValue) => number {
-  if (isNumericType(type) || type === 'date' || type === 'boolean') {
-    return (a, b) => Number(a) - Number(b);
-  }
+  if (isNumericType(type)) return compareNumbers;
+  if (type === 'date' || type === 'boolean') return (a, b) => Number(a) - Number(b);
   // Lucene compares terms as UTF-8 bytes, which differs from JS's UTF-16 order.
   return (a, b) => Buffer.compare(Buffer.from(String(a)), Buffer.from(String(b)));
 }
@@ -373,7 +401,8 @@ export function parseSearchAfter(after: unknown, keys: SortKey[]): (IndexedValue
           `Failed to parse search_after value for field [${key.field}].`,
         );
       }
-      return n;
+      // Strings and bigints of integer fields stay exact.
+      return isNumericType(type) ? coerce(type, v, key.field, '') : n;
     }
     return String(v);
   });
@@ -501,7 +530,7 @@ function compositeAgg(spec: Record<string, unknown>, mapping: Mapping): Aggregat
         combos = combos.flatMap((c) => choices.map((v) => [...c, v]));
       }
       for (const key of combos) {
-        const id = JSON.stringify(key);
+        const id = stringifyJson(key);
         const bucket = buckets.get(id);
         if (bucket) bucket.count++;
         else buckets.set(id, { key, count: 1 });

@@ -6,3 +6,4 @@ export type {
 } from './es-emulator.js';
 export { startElasticsearchEmulator } from './es-emulator.js';
 export { EsApiError } from './es-errors.js';
+export { parseJson, stringifyJson } from './es-json.js';

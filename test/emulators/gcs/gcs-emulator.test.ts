@@ -364,6 +364,33 @@ describe('multipart uploads on the wire', () => {
     expect(await res.json()).toMatchObject({ size: '0', md5Hash: md5Base64(Buffer.alloc(0)) });
   });
 
+  it('takes a body as Google’s CLI sends it: the boundary in single quotes, lines ending in LF', async () => {
+    // What `gcloud storage cp` (apitools and Python's email generator) posts, byte for byte.
+    const boundary = '===============7076011107596643666==';
+    const media = Buffer.from('hello\r\nworld\n\n--not the boundary\n');
+    const body = Buffer.concat([
+      Buffer.from(`--${boundary}\nContent-Type: application/json\nMIME-Version: 1.0\n\n`),
+      Buffer.from(
+        '{"bucket": "emulator-test", "contentType": "text/plain", "name": "mp/gcloud.txt"}',
+      ),
+      Buffer.from(`\n--${boundary}\nContent-Type: text/plain\nMIME-Version: 1.0\n`),
+      Buffer.from('Content-Transfer-Encoding: binary\n\n'),
+      media,
+      Buffer.from(`\n--${boundary}--`),
+    ]);
+    const res = await post({ body, contentType: `multipart/related; boundary='${boundary}'` });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ name: 'mp/gcloud.txt', contentType: 'text/plain' });
+    expect((await bucket.file('mp/gcloud.txt').download())[0]).toEqual(media);
+  });
+
+  it('takes the boundary in double quotes', async () => {
+    const m = multipart({ name: 'mp/quoted.txt' }, Buffer.from('quoted\n'));
+    const res = await post({ ...m, contentType: 'multipart/related; boundary="b0undary"' });
+    expect(res.status).toBe(200);
+    expect((await bucket.file('mp/quoted.txt').download())[0].toString()).toBe('quoted\n');
+  });
+
   it('refuses a body whose md5Hash does not match (400) and stores nothing', async () => {
     const res = await post(
       multipart(
@@ -378,6 +405,21 @@ describe('multipart uploads on the wire', () => {
 
 describe('resumable sessions on the wire', () => {
   const chunk = (n: number, fill: number) => Buffer.alloc(n, fill);
+
+  it('starts a session posted to /resumable/upload/storage/v1/…, as Google’s CLI does', async () => {
+    const res = await fetch(
+      `${emulator.url}/resumable/upload/storage/v1/b/${BUCKET}/o?alt=json&uploadType=resumable`,
+      {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', 'X-Upload-Content-Length': '3' },
+        body: JSON.stringify({ name: 'rs/gcloud.bin', contentType: 'application/octet-stream' }),
+      },
+    );
+    expect(res.status).toBe(200);
+    const done = await putChunk(res.headers.get('location')!, 'bytes 0-2/3', chunk(3, 7));
+    expect(done.status).toBe(200);
+    expect((await bucket.file('rs/gcloud.bin').download())[0]).toEqual(chunk(3, 7));
+  });
 
   it('answers a status query on a fresh session with 308 and no Range', async () => {
     const session = await startSession('rs/fresh.bin');

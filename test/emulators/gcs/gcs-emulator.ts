@@ -5,7 +5,8 @@
  * JSON errors; and per-request fault injection.
  *
  * Paths are accepted with and without the `/storage/v1` prefix: with `STORAGE_EMULATOR_HOST`
- * the Node SDK calls `/b/...`.
+ * the Node SDK calls `/b/...`. Uploads go to `/upload/storage/v1/b/...` or, as Google's own CLI
+ * sends resumable ones, `/resumable/upload/storage/v1/b/...`.
  * Reference: https://cloud.google.com/storage/docs/json_api/v1
  */
 import { mkdtemp } from 'node:fs/promises';
@@ -162,6 +163,9 @@ export async function startGcsEmulator(options: GcsEmulatorOptions = {}): Promis
     const method = ctx.req.method ?? 'GET';
     let segs = pathname.split('/').slice(1);
     let api: 'json' | 'upload' | 'download' = 'json';
+    // Google's Python clients (gcloud storage, apitools) start resumable uploads at
+    // `/resumable/upload/storage/v1/b/...`; GCS routes that like `/upload/storage/v1/b/...`.
+    if (segs[0] === 'resumable' && segs[1] === 'upload') segs = segs.slice(1);
     if (segs[0] === 'upload' || segs[0] === 'download') {
       api = segs[0];
       segs = segs.slice(1);

@@ -19,12 +19,22 @@ export interface MultipartUpload {
   end: number;
 }
 
+/**
+ * The boundary parameter of a `multipart/related` Content-Type. RFC 2046 allows it bare or in
+ * double quotes; Google's own CLI (`gcloud storage cp`, through Python's email package) sends it
+ * in single quotes (`boundary='===============123=='`), which GCS accepts, so those go too.
+ */
 export function boundaryOf(contentType: string | undefined): string | undefined {
   if (!contentType || !/^multipart\/related\b/i.test(contentType)) return undefined;
-  const m = /;\s*boundary=(?:"([^"]+)"|([^;\s]+))/i.exec(contentType);
-  return m ? (m[1] ?? m[2]) : undefined;
+  const m = /;\s*boundary=(?:"([^"]+)"|'([^']+)'|([^;\s]+))/i.exec(contentType);
+  return m ? (m[1] ?? m[2] ?? m[3]) : undefined;
 }
 
+/**
+ * Lines of the body end in CRLF (RFC 2046) or, as Google's Python clients send them (Python's
+ * email generator), in a bare LF; the first boundary line says which, and the line end before
+ * each later boundary belongs to that boundary, not to the part.
+ */
 export async function parseMultipartFile(file: string, boundary: string): Promise<MultipartUpload> {
   const fh = await open(file, 'r');
   try {
@@ -33,26 +43,30 @@ export async function parseMultipartFile(file: string, boundary: string): Promis
     const head = Buffer.alloc(headLen);
     await fh.read(head, 0, headLen, 0);
     const dash = Buffer.from(`--${boundary}`);
-    const delimiter = Buffer.from(`\r\n--${boundary}`);
 
     const first = head.indexOf(dash);
     if (first < 0) throw bad('missing the first boundary');
-    const metaHeadersStart = skipLineEnd(head, first + dash.length);
-    const metaHeadersEnd = head.indexOf('\r\n\r\n', metaHeadersStart);
+    const afterFirst = first + dash.length;
+    const eol = head[afterFirst] === 0x0a ? '\n' : '\r\n';
+    const delimiter = Buffer.from(`${eol}--${boundary}`);
+    const headerEnd = `${eol}${eol}`;
+
+    const metaHeadersStart = skipLineEnd(head, afterFirst);
+    const metaHeadersEnd = head.indexOf(headerEnd, metaHeadersStart);
     if (metaHeadersEnd < 0) throw bad('metadata part has no header end');
-    const metaBodyStart = metaHeadersEnd + 4;
+    const metaBodyStart = metaHeadersEnd + headerEnd.length;
     const metaBodyEnd = head.indexOf(delimiter, metaBodyStart);
     if (metaBodyEnd < 0) throw bad('metadata part is not followed by a boundary');
     const mediaHeadersStart = skipLineEnd(head, metaBodyEnd + delimiter.length);
-    const mediaHeadersEnd = head.indexOf('\r\n\r\n', mediaHeadersStart);
+    const mediaHeadersEnd = head.indexOf(headerEnd, mediaHeadersStart);
     if (mediaHeadersEnd < 0) throw bad('media part has no header end');
     const mediaHeaders = parseHeaders(head.subarray(mediaHeadersStart, mediaHeadersEnd));
-    const start = mediaHeadersEnd + 4;
+    const start = mediaHeadersEnd + headerEnd.length;
 
     const tailStart = Math.max(start, size - TAIL_BYTES);
     const tail = Buffer.alloc(size - tailStart);
     await fh.read(tail, 0, tail.length, tailStart);
-    const closing = tail.lastIndexOf(Buffer.from(`\r\n--${boundary}--`));
+    const closing = tail.lastIndexOf(Buffer.from(`${eol}--${boundary}--`));
     if (closing < 0) throw bad('missing the closing boundary');
 
     let metadata: unknown;
@@ -77,12 +91,13 @@ export async function parseMultipartFile(file: string, boundary: string): Promis
 }
 
 function skipLineEnd(buf: Buffer, at: number): number {
-  return buf[at] === 0x0d && buf[at + 1] === 0x0a ? at + 2 : at;
+  if (buf[at] === 0x0d && buf[at + 1] === 0x0a) return at + 2;
+  return buf[at] === 0x0a ? at + 1 : at;
 }
 
 function parseHeaders(block: Buffer): Map<string, string> {
   const headers = new Map<string, string>();
-  for (const line of block.toString('latin1').split('\r\n')) {
+  for (const line of block.toString('latin1').split(/\r?\n/)) {
     const colon = line.indexOf(':');
     if (colon > 0)
       headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());

@@ -18,9 +18,15 @@ export interface AirflowTryStatus {
   state: string | null;
 }
 
+/** A dag run: Airflow's (dag_id, run_id). */
+export interface AirflowRunRef {
+  dagId: string;
+  runId: string;
+}
+
 /**
- * A read-only view of Airflow's metadata database: whether attempts have finished. Open one with
- * `openAirflowDb(sql_alchemy_conn)`.
+ * A read-only view of Airflow's metadata database: whether attempts have finished, and the
+ * logical dates of runs. Open one with `openAirflowDb(sql_alchemy_conn)`.
  *
  * Errors: InvalidInputError for a malformed key; BackendUnavailableError (the driver's error as
  * cause, the URL masked) when the database fails; AbortedError when `signal` aborts.
@@ -36,6 +42,17 @@ export interface AirflowDb {
     keys: readonly AttemptKey[],
     options?: { signal?: AbortSignal },
   ): Promise<(AirflowTryStatus | undefined)[]>;
+  /**
+   * The logical date of each run (dag_run.logical_date in 3.x, execution_date in 2.10), aligned
+   * with `runs`, as Airflow prints it in its Stackdriver labels (`airflowIsoformat`); null where
+   * the run has none (3.x runs started without one), undefined where Airflow has no such run.
+   * ONE query per call (or per batch of at most 500 runs). Throws InvalidInputError for a run
+   * without dagId or runId.
+   */
+  logicalDates(
+    runs: readonly AirflowRunRef[],
+    options?: { signal?: AbortSignal },
+  ): Promise<(string | null | undefined)[]>;
   close(): Promise<void>;
 }
 
@@ -144,9 +161,96 @@ class SqlAirflowDb implements AirflowDb {
     return statuses;
   }
 
+  async logicalDates(
+    runs: readonly AirflowRunRef[],
+    options: { signal?: AbortSignal } = {},
+  ): Promise<(string | null | undefined)[]> {
+    runs.forEach((run, i) => {
+      const ok = (v: unknown) => typeof v === 'string' && v !== '';
+      if (!ok(run?.dagId) || !ok(run?.runId)) {
+        throw new InvalidInputError(`runs[${i}]: dagId and runId must be non-empty strings`);
+      }
+    });
+    const dates: (string | null | undefined)[] = new Array(runs.length).fill(undefined);
+    const column = this.schema === '3' ? 'logical_date' : 'execution_date';
+    for (let start = 0; start < runs.length; start += AIRFLOW_STATUS_BATCH_SIZE) {
+      throwIfAborted(options.signal, this.connection.url);
+      const batch = runs.slice(start, start + AIRFLOW_STATUS_BATCH_SIZE);
+      const rows = await this.connection.query(
+        logicalDateQuery(batch.length, column, this.connection),
+        batch.flatMap((r, i) => [i, r.dagId, r.runId]),
+        options.signal,
+      );
+      for (const row of rows) {
+        const i = Number(row.i);
+        dates[start + i] =
+          row.d === null || row.d === undefined ? null : airflowIsoformat(String(row.d));
+      }
+    }
+    return dates;
+  }
+
   async close(): Promise<void> {
     await this.connection.close();
   }
+}
+
+/**
+ * One statement for a batch of runs, joined to dag_run on its unique (dag_id, run_id).
+ * PostgreSQL prints the timestamptz in UTC with microseconds whatever the session's DateStyle
+ * and TimeZone; SQLite returns what SQLAlchemy stored (UTC, as text).
+ */
+function logicalDateQuery(
+  count: number,
+  column: 'logical_date' | 'execution_date',
+  connection: Pick<AirflowConnection, 'placeholder' | 'dialect'>,
+): string {
+  const values: string[] = [];
+  for (let row = 0; row < count; row++) {
+    const p = (n: number) => connection.placeholder(row * 3 + n);
+    values.push(`(CAST(${p(1)} AS INTEGER), CAST(${p(2)} AS TEXT), CAST(${p(3)} AS TEXT))`);
+  }
+  const date =
+    connection.dialect === 'postgres'
+      ? `to_char(r.${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US')`
+      : `r.${column}`;
+  return `WITH k (i, dag_id, run_id) AS (VALUES ${values.join(', ')})
+SELECT k.i, ${date} AS d
+  FROM k
+  JOIN dag_run r ON r.dag_id = k.dag_id AND r.run_id = k.run_id`;
+}
+
+const TIMESTAMP =
+  /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?\s*(?:([Zz])|([+-])(\d{2}):?(\d{2})?)?$/;
+
+/**
+ * A timestamp as Airflow prints a UTC datetime with `isoformat()` — in its run ids
+ * (`scheduled__2024-01-01T00:00:00+00:00`) and its Stackdriver labels: `YYYY-MM-DDTHH:MM:SS`,
+ * `.ffffff` only when the microseconds are not 0, then `+00:00`. Takes RFC 3339 / ISO 8601
+ * (`T` or a space, any offset, `Z`, none = UTC as SQLAlchemy stores it in SQLite); undefined
+ * for anything else.
+ */
+export function airflowIsoformat(text: string): string | undefined {
+  const m = TIMESTAMP.exec(text.trim());
+  if (!m) return undefined;
+  const [, y, mo, d, h, mi, s, frac = '', , sign, oh = '0', om = '0'] = m;
+  const wall = Date.UTC(+y!, +mo! - 1, +d!, +h!, +mi!, +s!);
+  const check = new Date(wall);
+  if (
+    Number.isNaN(wall) ||
+    check.getUTCFullYear() !== +y! ||
+    check.getUTCMonth() !== +mo! - 1 ||
+    check.getUTCDate() !== +d! ||
+    +h! > 23 ||
+    +mi! > 59 ||
+    +s! > 59
+  ) {
+    return undefined;
+  }
+  const offsetMs = sign === undefined ? 0 : (sign === '+' ? 1 : -1) * (+oh * 60 + +om) * 60_000;
+  const utc = new Date(wall - offsetMs).toISOString().slice(0, 19);
+  const micros = frac.padEnd(6, '0').slice(0, 6);
+  return `${utc}${micros === '000000' ? '' : `.${micros}`}+00:00`;
 }
 
 /**

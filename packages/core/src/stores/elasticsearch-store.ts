@@ -1,21 +1,18 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Client, estypes } from '@elastic/elasticsearch';
 import { type AttemptKey, attemptKey } from '../attempt-key.js';
 import {
-  AbortedError,
   BackendUnavailableError,
   ConflictError,
   IntegrityError,
   InvalidInputError,
   NotFoundError,
   OffsetOutOfRangeError,
-  TasklogError,
 } from '../errors.js';
 import type { AttemptFilter } from '../path-template.js';
-import { backoffDelay, withRetry } from '../retry.js';
+import { withRetry } from '../retry.js';
 import type {
   ListOptions,
   LogChunk,
@@ -27,7 +24,25 @@ import type {
   StoreCapabilities,
 } from '../store.js';
 import { matchesFilter } from './chunk-layout.js';
-import { type LogRecord, RecordAssembler, RecordSplitter } from './log-records.js';
+import {
+  AirflowLogJoiner,
+  documentRecord,
+  EXACT_FIELDS,
+  heldBytes,
+  LineDocumentBuilder,
+  STRUCTURED_FIELDS,
+} from './elasticsearch-documents.js';
+import { errorType, esError, isIndexMissing, isTransient } from './elasticsearch-errors.js';
+import { LogIdTemplate } from './elasticsearch-log-id.js';
+import {
+  allDocuments,
+  type Hit,
+  MAX_PAGE_SIZE,
+  ownDocuments,
+  type SearchByOffset,
+} from './elasticsearch-paging.js';
+import { type Context, ElasticsearchLogWriter } from './elasticsearch-writer.js';
+import { type LogRecord, RecordAssembler } from './log-records.js';
 import type { OpenStoreOptions } from './open-store.js';
 import { throwIfAborted, validateFilter } from './store-checks.js';
 
@@ -48,6 +63,7 @@ export interface ElasticsearchSettings {
   max_retries: number;
   bulk_bytes: number;
   bulk_count: number;
+  max_line_bytes: number;
   distribution: 'elasticsearch' | 'opensearch';
 }
 
@@ -93,12 +109,19 @@ export interface ElasticsearchStoreOptions {
   /** Most documents in one `_bulk` request. Default 5,000. */
   bulkCount?: number;
   /**
-   * Longest piece of a line in one document; longer lines are split (Airflow then shows the
-   * pieces as separate lines). JSON escaping can make a document 6x this. Default 256 KiB.
+   * Longest line kept in one document; a longer line is split into documents of at most this
+   * many bytes (Airflow then shows the pieces as separate lines). One document goes in one
+   * `_bulk` request, and JSON can make it 6x the line, so it must stay under a sixth of the
+   * cluster's `http.max_content_length` (100 MB by default). Default and maximum 16 MiB.
    */
-  maxPieceBytes?: number;
+  maxLineBytes?: number;
   /** Hits per search page (Airflow reads 1000). Default 1000. */
   pageSize?: number;
+  /**
+   * A search page holds only documents starting within this many log bytes (plus one line), so
+   * reading long lines stays bounded in memory. Default 16 MiB.
+   */
+  pageWindowBytes?: number;
   /**
    * `opensearch`: no `X-Elastic-Product` check and plain `application/json` requests, which
    * OpenSearch needs (the v9 client otherwise refuses it with ProductNotSupportedError and
@@ -110,21 +133,13 @@ export interface ElasticsearchStoreOptions {
 const MIB = 1024 * 1024;
 const DEFAULT_BULK_BYTES = 5 * MIB;
 const DEFAULT_BULK_COUNT = 5000;
-const DEFAULT_PIECE_BYTES = 256 * 1024;
+/** 6 x 16 MiB of escaped JSON and a document's other fields fit in ES's default 100 MB request. */
+export const MAX_LINE_BYTES = 16 * MIB;
 const DEFAULT_PAGE_SIZE = 1000;
+const DEFAULT_PAGE_WINDOW_BYTES = 16 * MIB;
 const DEFAULT_MAX_RETRIES = 7;
 const DEFAULT_TIMEOUT_MS = 30_000;
-/** ES's `index.max_result_window`: one page can never be larger. */
-const MAX_PAGE_SIZE = 10_000;
 const COMPOSITE_PAGE = 1000;
-/** HTTP statuses worth another try: timeout, throttling, server trouble. */
-const TRANSIENT_STATUS = new Set([408, 429, 500, 502, 503, 504]);
-const TRANSIENT_ERRORS = new Set([
-  'ConnectionError',
-  'TimeoutError',
-  'NoLivingConnectionsError',
-  'DeserializationError',
-]);
 const ID_FIELDS = ['dag_id', 'run_id', 'task_id', 'map_index', 'try_number'] as const;
 type IdField = (typeof ID_FIELDS)[number];
 
@@ -132,15 +147,19 @@ type IdField = (typeof ID_FIELDS)[number];
  * The `elasticsearch+https://host:9200/INDEX` archive, one document per line, readable by
  * Airflow's Elasticsearch task handler (providers `ElasticsearchTaskHandler`).
  *
- * A document: `log_id` (Airflow's template), `offset`, `length`, the text in `message` (or
- * `event`; bytes that are not UTF-8 as base64 with `encoding: "base64"`), `host`,
- * `@timestamp`, and Airflow's json fields `dag_id`, `task_id`, `run_id`, `map_index`,
- * `try_number`.
+ * A document: `log_id` (Airflow's template), `offset`, `length`, the line as Airflow should show
+ * it in `message` (or `event`), `host`, `@timestamp`, Airflow's json fields `dag_id`, `task_id`,
+ * `run_id`, `map_index`, `try_number`, and, where the shown text alone would not give the exact
+ * bytes back, hidden fields (see elasticsearch-documents.ts): CRLF, bytes that are not UTF-8, a
+ * character a flush cut in two, Airflow 3's JSON lines shown as their `event`.
  *
  * - `offset` is the byte offset of the line's first byte PLUS ONE. Airflow pages with
  *   `range offset > N` starting at N = 0 (its own writer counts from 1), so a 0 would hide the
  *   first line from Airflow. `length` is the number of log bytes the document covers.
- * - The end-of-log document has `message` = the end mark (Airflow stops tailing on it),
+ * - A line up to `maxLineBytes` (16 MiB) is one document; a longer one is split (never inside
+ *   a character), and so is a running attempt's unfinished line at a flush; offsets and
+ *   lengths join the pieces exactly, Airflow shows each as a line.
+ * - The end-of-log document has the end mark as its text (Airflow stops tailing on it),
  *   `offset` = size + 1, `length` 0, `end: true`, `sha256`.
  * - An opened attempt gets a start marker (`offset` 0, `length` 0, `start: true`) so it
  *   exists before its first line; Airflow's `offset > 0` never returns it.
@@ -149,9 +168,10 @@ type IdField = (typeof ID_FIELDS)[number];
  *   1 s by default). flush() and finish() send their last request with `refresh=wait_for`, so
  *   what they report committed is readable when they resolve (up to 1 s per flush); lines a
  *   running writer sent on its own (a full bulk) may stay invisible for up to that long.
- * - Documents Airflow wrote itself (no `length`; `offset` is Airflow's counter or a nanosecond
- *   timestamp) read as their messages in `offset` order, each plus `\n`; tasklog computes the
- *   byte offsets, so reading such a log from offset N scans it from its start.
+ * - Documents Airflow's own shippers wrote (no `length`; `offset` a nanosecond timestamp or a
+ *   counter, possibly repeated) read as Airflow shows them: their messages in `offset` order
+ *   joined with "\n", up to the end mark (AirflowLogJoiner); reading such a log from offset N
+ *   scans it from its start.
  *
  * The SDK is loaded on first use.
  */
@@ -165,10 +185,11 @@ export class ElasticsearchStore implements LogStore {
   readonly hostName: string;
   readonly bulkBytes: number;
   readonly bulkCount: number;
-  readonly maxPieceBytes: number;
+  readonly maxLineBytes: number;
   readonly pageSize: number;
+  readonly pageWindowBytes: number;
   readonly #options: ElasticsearchStoreOptions;
-  readonly #logId: (key: AttemptKey) => string;
+  readonly #logIdTemplate: LogIdTemplate;
   readonly #retry: { maxAttempts: number; baseDelayMs: number; maxDelayMs: number };
   #context: Promise<Context> | undefined;
   #fields: Fields | undefined;
@@ -195,8 +216,19 @@ export class ElasticsearchStore implements LogStore {
     };
     this.bulkBytes = int('bulkBytes', options.bulkBytes, DEFAULT_BULK_BYTES, 1024);
     this.bulkCount = int('bulkCount', options.bulkCount, DEFAULT_BULK_COUNT, 1);
-    this.maxPieceBytes = int('maxPieceBytes', options.maxPieceBytes, DEFAULT_PIECE_BYTES, 4);
+    this.maxLineBytes = int('maxLineBytes', options.maxLineBytes, MAX_LINE_BYTES, 4);
+    if (this.maxLineBytes > MAX_LINE_BYTES) {
+      throw new InvalidInputError(
+        `Elasticsearch max_line_bytes must be <= ${MAX_LINE_BYTES} (a document must fit in one request), got ${this.maxLineBytes}`,
+      );
+    }
     this.pageSize = int('pageSize', options.pageSize, DEFAULT_PAGE_SIZE, 1);
+    this.pageWindowBytes = int(
+      'pageWindowBytes',
+      options.pageWindowBytes,
+      DEFAULT_PAGE_WINDOW_BYTES,
+      1,
+    );
     if (this.pageSize > MAX_PAGE_SIZE) {
       throw new InvalidInputError(`Elasticsearch pageSize must be <= ${MAX_PAGE_SIZE}`);
     }
@@ -225,7 +257,7 @@ export class ElasticsearchStore implements LogStore {
       );
     }
     this.hostName = options.hostName ?? hostname();
-    this.#logId = compileLogIdTemplate(options.logIdTemplate ?? AIRFLOW_LOG_ID_TEMPLATE);
+    this.#logIdTemplate = new LogIdTemplate(options.logIdTemplate ?? AIRFLOW_LOG_ID_TEMPLATE);
     this.index = options.index;
     this.#options = options;
     node.username = '';
@@ -282,6 +314,7 @@ export class ElasticsearchStore implements LogStore {
       maxRetries: es.max_retries,
       bulkBytes: es.bulk_bytes,
       bulkCount: es.bulk_count,
+      maxLineBytes: es.max_line_bytes,
       distribution: es.distribution,
       ...overrides,
     });
@@ -289,7 +322,7 @@ export class ElasticsearchStore implements LogStore {
 
   /** Airflow's log_id of an attempt. */
   logId(key: AttemptKey): string {
-    return this.#logId(attemptKey(key));
+    return this.#logIdTemplate.render(attemptKey(key));
   }
 
   /**
@@ -301,7 +334,7 @@ export class ElasticsearchStore implements LogStore {
   async openWriter(key: AttemptKey, options: OpenWriterOptions = {}): Promise<LogWriter> {
     const { signal } = options;
     const k = attemptKey(key);
-    const logId = this.#logId(k);
+    const logId = this.#logIdTemplate.render(k);
     try {
       throwIfAborted(signal);
       const ctx = await this.#ctx();
@@ -313,6 +346,9 @@ export class ElasticsearchStore implements LogStore {
       let lastTimestamp = 0;
       let started = false;
       let stale = false;
+      // The end of the last line, for what the new writer's first document must show.
+      let lastBytes = Buffer.alloc(0);
+      let lastEndedLine = true;
       for await (const item of this.#items(ctx, fields, logId, 0, signal)) {
         if (item.kind === 'start') {
           started = true;
@@ -330,12 +366,21 @@ export class ElasticsearchStore implements LogStore {
           stale = true; // a gap: everything from here on is left over from a crashed writer
           break;
         }
-        assembler.add(item.record);
+        for (const chunk of assembler.add(item.record)) {
+          lastBytes = Buffer.concat([lastBytes, chunk.bytes.subarray(-4)]).subarray(-4);
+          lastEndedLine = lastBytes.at(-1) === 0x0a;
+        }
         committed = assembler.next;
         lastTimestamp = Math.max(lastTimestamp, item.timestamp ?? 0);
       }
       if (stale) await this.#deleteDocs(ctx, fields, logId, committed, signal);
-      const writer = new ElasticsearchLogWriter(this, ctx, k, logId, committed, lastTimestamp);
+      const writer = new ElasticsearchLogWriter(this, ctx, k, logId, committed, lastTimestamp, {
+        builder: new LineDocumentBuilder(
+          this.messageField,
+          this.#structuredFields(fields),
+          heldBytes(lastBytes, lastEndedLine),
+        ),
+      });
       if (!started) await writer.writeStartMarker();
       return writer;
     } catch (err) {
@@ -379,7 +424,7 @@ export class ElasticsearchStore implements LogStore {
         const head = await this.#lastDoc(ctx, fields, logId, offset + 1, signal);
         if (head) {
           exists = true;
-          const doc = classify(head._source, this.messageField);
+          const doc = classifyHead(head._source);
           if (doc.kind === 'record') from = doc.record.offset;
           else if (doc.kind === 'end') from = doc.size;
         }
@@ -447,7 +492,7 @@ export class ElasticsearchStore implements LogStore {
       if (fields.exactLogId(logId)) {
         const last = await this.#lastDoc(ctx, fields, logId, undefined, signal);
         if (!last) return undefined;
-        const doc = classify(last._source, this.messageField);
+        const doc = classifyHead(last._source);
         const modifiedAt = timestampOf(last._source);
         const when = modifiedAt ? { modifiedAt: new Date(modifiedAt) } : {};
         if (doc.kind === 'end') {
@@ -491,10 +536,12 @@ export class ElasticsearchStore implements LogStore {
   }
 
   /**
-   * Every attempt with tasklog's documents matching `filter`: a composite aggregation over
-   * dag_id, run_id, task_id, map_index, try_number, paged with `after`. Documents Airflow wrote
-   * itself carry no run_id/map_index and are not listed. Throws BackendUnavailableError,
-   * InvalidInputError (the index maps the id fields as text only), AbortedError.
+   * Every attempt with documents matching `filter`: tasklog's by a composite aggregation over
+   * dag_id, run_id, task_id, map_index, try_number; those Airflow's shippers wrote (no run_id,
+   * no map_index) by their `log_id` (a `prefix` query from what the filter pins, parsed back with
+   * the template; an id that splits more than one way, e.g. `-` inside ids of a `-` template,
+   * needs dag_id and task_id in the filter). Throws BackendUnavailableError, InvalidInputError
+   * (the index maps the id fields as text only), AbortedError.
    */
   async *list(filter: AttemptFilter, options: ListOptions = {}): AsyncGenerator<AttemptKey> {
     const { signal } = options;
@@ -524,48 +571,85 @@ export class ElasticsearchStore implements LogStore {
       const filters: estypes.QueryDslQueryContainer[] = ID_FIELDS.filter(
         (f) => values[f] !== undefined,
       ).map((f) => ({ term: { [paths[f]]: values[f] as string | number } }));
-      let after: estypes.AggregationsCompositeAggregateKey | undefined;
-      for (;;) {
-        throwIfAborted(signal);
-        const res = await this.#call(
-          () =>
-            ctx.client.search(
-              {
-                index: this.index,
-                size: 0,
-                track_total_hits: false,
-                query: { bool: { filter: filters } },
-                aggs: {
-                  attempts: {
-                    composite: {
-                      size: COMPOSITE_PAGE,
-                      sources: ID_FIELDS.map((f) => ({ [f]: { terms: { field: paths[f] } } })),
-                      ...(after ? { after } : {}),
-                    },
-                  },
-                },
-              },
-              { signal },
-            ),
-          signal,
-        );
-        const agg = res.aggregations?.attempts as
-          | {
-              buckets?: { key: Record<string, unknown> }[];
-              after_key?: estypes.AggregationsCompositeAggregateKey;
-            }
-          | undefined;
-        const buckets = agg?.buckets ?? [];
-        for (const bucket of buckets) {
-          const k = keyOf(bucket.key);
-          if (k && matchesFilter(k, wanted)) yield k;
-        }
-        if (buckets.length < COMPOSITE_PAGE || !agg?.after_key) return;
-        after = agg.after_key;
+      const sources = ID_FIELDS.map((f) => ({ [f]: { terms: { field: paths[f] } } }));
+      const listed = new Set<string>();
+      for await (const bucket of this.#buckets(
+        ctx,
+        { bool: { filter: filters } },
+        sources,
+        signal,
+      )) {
+        const k = keyOf(bucket);
+        if (!k || !matchesFilter(k, wanted)) continue;
+        listed.add(this.#logIdTemplate.render(k));
+        yield k;
+      }
+      // Attempts only Airflow's shippers indexed carry no run_id or map_index: their log_id,
+      // parsed with the template, names them (where it splits only one way).
+      const logIdPath = fields.logIdPath;
+      if (!logIdPath) return;
+      const prefix = this.#logIdTemplate.prefix(wanted);
+      const query: estypes.QueryDslQueryContainer = {
+        bool: {
+          filter: [
+            prefix ? { prefix: { [logIdPath]: prefix } } : { exists: { field: logIdPath } },
+            { exists: { field: 'offset' } },
+          ],
+          must_not: [{ exists: { field: 'length' } }],
+        },
+      };
+      const byLogId = [{ log_id: { terms: { field: logIdPath } } }];
+      for await (const bucket of this.#buckets(ctx, query, byLogId, signal)) {
+        const logId = String(bucket.log_id);
+        const k = this.#logIdTemplate.parse(logId, wanted);
+        if (!k || listed.has(logId)) continue;
+        listed.add(logId);
+        yield k;
       }
     } catch (err) {
       if (isIndexMissing(err)) return;
       throw esError(err, this.index, undefined, 'list');
+    }
+  }
+
+  /** Every bucket key of a composite aggregation over `sources`, paged with `after`. */
+  async *#buckets(
+    ctx: Context,
+    query: estypes.QueryDslQueryContainer,
+    sources: Record<string, estypes.AggregationsCompositeAggregationSource>[],
+    signal: AbortSignal | undefined,
+  ): AsyncGenerator<Record<string, unknown>> {
+    let after: estypes.AggregationsCompositeAggregateKey | undefined;
+    for (;;) {
+      throwIfAborted(signal);
+      const res = await this.#call(
+        () =>
+          ctx.client.search(
+            {
+              index: this.index,
+              size: 0,
+              track_total_hits: false,
+              query,
+              aggs: {
+                attempts: {
+                  composite: { size: COMPOSITE_PAGE, sources, ...(after ? { after } : {}) },
+                },
+              },
+            },
+            { signal },
+          ),
+        signal,
+      );
+      const agg = res.aggregations?.attempts as
+        | {
+            buckets?: { key: Record<string, unknown> }[];
+            after_key?: estypes.AggregationsCompositeAggregateKey;
+          }
+        | undefined;
+      const buckets = agg?.buckets ?? [];
+      for (const bucket of buckets) yield bucket.key;
+      if (buckets.length < COMPOSITE_PAGE || !agg?.after_key) return;
+      after = agg.after_key;
     }
   }
 
@@ -751,6 +835,21 @@ export class ElasticsearchStore implements LogStore {
       start: { type: 'boolean' },
       end: { type: 'boolean' },
       sha256: { type: 'keyword' },
+      // Only what makes the log exact again; never searched, so never indexed.
+      crlf: { type: 'boolean', index: false },
+      head_skip: { type: 'integer', index: false },
+      tail_base64: { type: 'binary' },
+      raw_text: { type: 'text', index: false },
+      raw_base64: { type: 'binary' },
+      // Airflow 3 shows these of each document (TASK_LOG_FIELDS), taken from its JSON lines.
+      ...(this.messageField === 'event'
+        ? {
+            timestamp: { type: 'date' },
+            level: { type: 'keyword' },
+            logger: { type: 'keyword' },
+            chan: { type: 'keyword' },
+          }
+        : {}),
     };
   }
 
@@ -811,7 +910,7 @@ export class ElasticsearchStore implements LogStore {
             track_total_hits: false,
             query: { bool: { filter } },
             sort: [{ offset: { order: 'desc' } }],
-            _source: this.#sourceFields(),
+            _source: HEAD_FIELDS,
           },
           { signal },
         ),
@@ -828,7 +927,7 @@ export class ElasticsearchStore implements LogStore {
   ): Promise<boolean> {
     if (fields.exactLogId(logId)) {
       const last = await this.#lastDoc(ctx, fields, logId, undefined, signal);
-      return last !== undefined && classify(last._source, this.messageField).kind === 'end';
+      return last !== undefined && classifyHead(last._source).kind === 'end';
     }
     for await (const item of this.#items(ctx, fields, logId, 0, signal)) {
       if (item.kind === 'end') return true;
@@ -844,6 +943,7 @@ export class ElasticsearchStore implements LogStore {
       'message',
       'event',
       'encoding',
+      ...EXACT_FIELDS,
       'start',
       'end',
       'sha256',
@@ -851,10 +951,22 @@ export class ElasticsearchStore implements LogStore {
     ];
   }
 
+  /** Structured fields of Airflow 3's lines the index can take (event mode only). */
+  #structuredFields(fields: Fields): Set<string> {
+    if (this.messageField !== 'event') return new Set();
+    const fits = (name: string, type: string | undefined) =>
+      type === undefined ||
+      type === 'keyword' ||
+      type === 'text' ||
+      (name === 'timestamp' && type === 'date');
+    return new Set(STRUCTURED_FIELDS.filter((f) => fits(f, fields.typeOf(f))));
+  }
+
   /**
-   * The attempt's documents with `offset` >= `fromByte` + 1, in offset order, one search page
-   * at a time (`search_after`). Documents Airflow wrote itself become records with computed byte
-   * offsets; then the walk starts over at the log's first document, whatever `fromByte` was.
+   * The attempt's documents with `offset` >= `fromByte` + 1, in offset order. tasklog's own are
+   * paged by byte windows (ownDocuments). Documents Airflow's shippers wrote become records of
+   * the text Airflow shows (AirflowLogJoiner); then the walk starts over at the log's first
+   * document, whatever `fromByte` was, with paging that survives tied offsets (allDocuments).
    */
   async *#items(
     ctx: Context,
@@ -863,78 +975,64 @@ export class ElasticsearchStore implements LogStore {
     fromByte: number,
     signal: AbortSignal | undefined,
   ): AsyncGenerator<Item> {
-    let airflowPos: number | undefined;
-    for await (const hit of this.#hits(ctx, fields, logId, fromByte, signal)) {
+    const search = this.#searcher(ctx, signal);
+    const logIdQuery = fields.logIdQuery(logId);
+    let foreign = false;
+    const own = ownDocuments(
+      search,
+      { logIdQuery, from: fromByte > 0 ? fromByte + 1 : 0, pageSize: this.pageSize },
+      this.pageWindowBytes,
+    );
+    for await (const hit of own) {
+      // match_phrase (text-mapped log_id) also matches longer ids that contain this one.
+      if (hit._source?.log_id !== logId) continue;
       const doc = classify(hit._source, this.messageField);
       if (doc.kind !== 'airflow') {
         yield { ...doc, timestamp: timestampOf(hit._source) } as Item;
         continue;
       }
-      airflowPos = 0;
+      foreign = true;
       break;
     }
-    if (airflowPos === undefined) return;
-    for await (const hit of this.#hits(ctx, fields, logId, undefined, signal)) {
+    if (!foreign) return;
+    const joiner = new AirflowLogJoiner(this.endOfLogMark);
+    for await (const hit of allDocuments(search, { logIdQuery, pageSize: this.pageSize })) {
+      if (hit._source?.log_id !== logId) continue;
       const doc = classify(hit._source, this.messageField);
-      const timestamp = timestampOf(hit._source);
       if (doc.kind !== 'airflow') continue; // tasklog's marker, if any
-      if (doc.text === this.endOfLogMark) {
-        yield { kind: 'end', size: airflowPos, timestamp };
+      const timestamp = timestampOf(hit._source);
+      const line = joiner.add(String(hit.sort?.[0]), doc.text);
+      if (!line) continue;
+      if (line.kind === 'end') {
+        yield { kind: 'end', size: line.size, timestamp };
         return;
       }
-      const length = Buffer.byteLength(doc.text) + 1;
-      yield {
-        kind: 'record',
-        record: { offset: airflowPos, length, text: doc.text },
-        foreign: true,
-        timestamp,
-      };
-      airflowPos += length;
+      yield { kind: 'record', record: line.record, foreign: true, timestamp };
     }
   }
 
-  /** Raw hits of the attempt in `offset` order; `fromByte` undefined means every document. */
-  async *#hits(
-    ctx: Context,
-    fields: Fields,
-    logId: string,
-    fromByte: number | undefined,
-    signal: AbortSignal | undefined,
-  ): AsyncGenerator<Hit> {
-    const filter: estypes.QueryDslQueryContainer[] = [fields.logIdQuery(logId)];
-    if (fromByte !== undefined && fromByte > 0) {
-      filter.push({ range: { offset: { gte: fromByte + 1 } } });
-    }
-    let after: estypes.SortResults | undefined;
-    for (;;) {
+  /** One page of the attempt's documents, sorted by `offset`, with retries and the signal. */
+  #searcher(ctx: Context, signal: AbortSignal | undefined): SearchByOffset {
+    return async ({ filter, size, searchAfter }) => {
       throwIfAborted(signal);
       const res = await this.#call(
         () =>
           ctx.client.search(
             {
               index: this.index,
-              size: this.pageSize,
+              size,
               track_total_hits: false,
               query: { bool: { filter } },
-              // (log_id, offset) is unique for tasklog's documents (their _id is built from it),
-              // so offset alone is a total order and search_after never skips one.
               sort: [{ offset: { order: 'asc' } }],
               _source: this.#sourceFields(),
-              ...(after ? { search_after: after } : {}),
+              ...(searchAfter ? { search_after: searchAfter } : {}),
             },
             { signal },
           ),
         signal,
       );
-      const hits = res.hits.hits as Hit[];
-      for (const hit of hits) {
-        // match_phrase (text-mapped log_id) also matches longer ids that contain this one.
-        if (hit._source?.log_id === logId) yield hit;
-      }
-      if (hits.length < this.pageSize) return;
-      after = hits.at(-1)!.sort;
-      if (!after) return;
-    }
+      return res.hits.hits as Hit[];
+    };
   }
 
   /**
@@ -977,275 +1075,18 @@ export class ElasticsearchStore implements LogStore {
         signal,
       );
     };
-    for await (const hit of this.#hits(ctx, fields, logId, fromByte, signal)) {
+    const docs = allDocuments(this.#searcher(ctx, signal), {
+      logIdQuery: fields.logIdQuery(logId),
+      ...(fromByte !== undefined ? { from: fromByte + 1 } : {}),
+      pageSize: this.pageSize,
+    });
+    for await (const hit of docs) {
+      if (hit._source?.log_id !== logId) continue;
       ids.push(hit._id);
       if (ids.length >= this.bulkCount) await flush();
     }
     await flush();
   }
-}
-
-/** What a writer has queued: one document as NDJSON, and the log bytes it ends at. */
-interface Queued {
-  lines: string;
-  bytes: number;
-  end: number;
-  offset: number;
-}
-
-class ElasticsearchLogWriter implements LogWriter {
-  #committed: number;
-  readonly #splitter: RecordSplitter;
-  #queue: Queued[] = [];
-  #queuedBytes = 0;
-  #lastTimestamp: number;
-  /** Bulk requests sent without a refresh since the last one that waited for it. */
-  #unrefreshed = false;
-  #state: 'open' | 'finished' | 'aborted' = 'open';
-  #tail: Promise<unknown> = Promise.resolve();
-  readonly #hash = createHash('sha256');
-  readonly #sawAll: boolean;
-
-  constructor(
-    private readonly store: ElasticsearchStore,
-    private readonly ctx: Context,
-    private readonly key: AttemptKey,
-    private readonly logId: string,
-    committed: number,
-    lastTimestamp: number,
-  ) {
-    this.#committed = committed;
-    this.#sawAll = committed === 0;
-    this.#splitter = new RecordSplitter(committed, store.maxPieceBytes);
-    this.#lastTimestamp = lastTimestamp;
-  }
-
-  get committedOffset(): number {
-    return this.#committed;
-  }
-
-  get offset(): number {
-    return this.#splitter.offset + this.#splitter.pending;
-  }
-
-  /** Marks a fresh attempt as existing (offset 0: Airflow's `offset > 0` never sees it). */
-  async writeStartMarker(): Promise<void> {
-    const lines = this.store.documentLines(
-      this.key,
-      this.logId,
-      { offset: 0, length: 0, start: true },
-      docId(this.logId, 'start'),
-      this.#timestamp(),
-    );
-    await this.#send([{ lines, bytes: lines.length, end: this.#committed, offset: -1 }], true);
-  }
-
-  /** Throws ConflictError after finish/abort; InvalidInputError, BackendUnavailableError. */
-  append(bytes: Uint8Array): Promise<void> {
-    return this.#serial(async () => {
-      this.#assertOpen();
-      if (bytes.length === 0) return;
-      if (this.#sawAll) this.#hash.update(bytes);
-      this.#enqueue(this.#splitter.push(bytes));
-      while (
-        this.#queue.length >= this.store.bulkCount ||
-        this.#queuedBytes >= this.store.bulkBytes
-      ) {
-        await this.#sendBatch(false);
-      }
-    });
-  }
-
-  flush(): Promise<number> {
-    return this.#serial(async () => {
-      this.#assertOpen();
-      // Every appended byte, an incomplete trailing UTF-8 character included (as base64).
-      this.#enqueue(this.#splitter.flush());
-      await this.#sendAll();
-      return this.#committed;
-    });
-  }
-
-  finish(expected: { size: number; sha256: string }): Promise<void> {
-    return this.#serial(async () => {
-      this.#assertOpen();
-      if (!Number.isSafeInteger(expected.size) || expected.size < 0) {
-        throw new InvalidInputError(`expected size must be an integer >= 0, got ${expected.size}`);
-      }
-      if (!/^[0-9a-fA-F]{64}$/.test(expected.sha256)) {
-        throw new InvalidInputError('expected sha256 must be 64 hex digits');
-      }
-      const want = { size: expected.size, sha256: expected.sha256.toLowerCase() };
-      this.#enqueue(this.#splitter.end());
-      await this.#sendAll();
-      const where = `log ${this.logId} in index ${this.store.index}`;
-      const got = this.#sawAll
-        ? { size: this.#committed, sha256: this.#hash.copy().digest('hex') }
-        : await this.store.readBack(this.key).catch((err: unknown) => {
-            throw esError(err, this.store.index, this.logId, 'verify');
-          });
-      if (got.size !== want.size || got.sha256 !== want.sha256) {
-        throw new IntegrityError(
-          `${where} has ${got.size} bytes with sha256 ${got.sha256}, expected ${want.size} bytes with sha256 ${want.sha256}; no end record written`,
-        );
-      }
-      const lines = this.store.documentLines(
-        this.key,
-        this.logId,
-        {
-          offset: want.size + 1,
-          length: 0,
-          [this.store.messageField]: this.store.endOfLogMark,
-          end: true,
-          sha256: want.sha256,
-        },
-        docId(this.logId, 'end'),
-        this.#timestamp(),
-      );
-      await this.#send([{ lines, bytes: lines.length, end: want.size, offset: want.size }], true);
-      this.#state = 'finished';
-    });
-  }
-
-  async abort(): Promise<void> {
-    if (this.#state === 'open') this.#state = 'aborted';
-    this.#queue = [];
-    this.#queuedBytes = 0;
-    await this.#tail;
-  }
-
-  #timestamp(): number {
-    // Never earlier than the previous document, so @timestamp order is offset order.
-    this.#lastTimestamp = Math.max(Date.now(), this.#lastTimestamp);
-    return this.#lastTimestamp;
-  }
-
-  #enqueue(records: LogRecord[]): void {
-    const field = this.store.messageField;
-    for (const r of records) {
-      const body: Record<string, unknown> = { offset: r.offset + 1, length: r.length };
-      if (r.base64 !== undefined) {
-        body[field] = r.base64;
-        body.encoding = 'base64';
-      } else body[field] = r.text ?? '';
-      const lines = this.store.documentLines(
-        this.key,
-        this.logId,
-        body,
-        docId(this.logId, String(r.offset)),
-        this.#timestamp(),
-      );
-      const bytes = Buffer.byteLength(lines) + 2;
-      this.#queue.push({ lines, bytes, end: r.offset + r.length, offset: r.offset });
-      this.#queuedBytes += bytes;
-    }
-  }
-
-  /** Sends everything queued; the last request waits for a refresh so it is readable. */
-  async #sendAll(): Promise<void> {
-    if (this.#queue.length === 0) {
-      if (this.#unrefreshed) {
-        await this.store.call(() => this.ctx.client.indices.refresh({ index: this.store.index }));
-        this.#unrefreshed = false;
-      }
-      return;
-    }
-    while (this.#queue.length > 0) await this.#sendBatch(true);
-  }
-
-  /** Sends the head of the queue, within the byte and count limits. */
-  async #sendBatch(refreshIfLast: boolean): Promise<void> {
-    let n = 0;
-    let bytes = 0;
-    while (
-      n < this.#queue.length &&
-      n < this.store.bulkCount &&
-      (n === 0 || bytes + this.#queue[n]!.bytes <= this.store.bulkBytes)
-    ) {
-      bytes += this.#queue[n]!.bytes;
-      n++;
-    }
-    const batch = this.#queue.slice(0, n);
-    const last = n === this.#queue.length;
-    await this.#send(batch, refreshIfLast && last);
-    this.#queue = this.#queue.slice(n);
-    this.#queuedBytes -= bytes;
-    this.#committed = Math.max(this.#committed, batch.at(-1)!.end);
-  }
-
-  /**
-   * One `_bulk` until every item is stored: a failed request is sent again whole (the ids make
-   * that harmless even when the first one was applied), items rejected with 429 or 5xx are sent
-   * again alone, with backoff and full jitter. A document the index refuses (mapping) is an
-   * InvalidInputError naming its offset.
-   */
-  async #send(batch: Queued[], refresh: boolean): Promise<void> {
-    const { store, ctx } = this;
-    const policy = store.retryPolicy;
-    let pending = batch;
-    let rejected = 0;
-    for (let attempt = 1; ; attempt++) {
-      const res = await store
-        .call(() =>
-          ctx.client.bulk({
-            operations: pending.map((q) => q.lines) as never,
-            ...(refresh ? { refresh: 'wait_for' as const } : {}),
-            // Only what is checked: a full answer is ~200 bytes per document to parse.
-            filter_path: ['errors', 'items.*.status', 'items.*.error'],
-          }),
-        )
-        .catch((err: unknown) => {
-          throw esError(err, store.index, this.logId, 'write');
-        });
-      if (!res.errors) break;
-      const retry: Queued[] = [];
-      res.items.forEach((item, i) => {
-        const r = Object.values(item)[0] as
-          | { status: number; error?: { type?: string; reason?: string } }
-          | undefined;
-        if (!r || r.status < 300) return;
-        const q = pending[i]!;
-        if (TRANSIENT_STATUS.has(r.status)) {
-          retry.push(q);
-          return;
-        }
-        const what = q.offset < 0 ? 'the start marker' : `the document at byte offset ${q.offset}`;
-        throw new InvalidInputError(
-          `index ${store.index} refused ${what} of log ${this.logId}: ${r.error?.type ?? r.status}: ${r.error?.reason ?? ''}`.trim(),
-          { cause: r.error },
-        );
-      });
-      if (retry.length === 0) break;
-      rejected = retry.length;
-      if (attempt >= policy.maxAttempts) {
-        throw new BackendUnavailableError(
-          `Elasticsearch kept rejecting ${rejected} document(s) of log ${this.logId} (429/5xx per item) after ${attempt} attempts`,
-        );
-      }
-      pending = retry;
-      await sleep(backoffDelay(attempt - 1, policy));
-    }
-    if (refresh) this.#unrefreshed = false;
-    else this.#unrefreshed = true;
-  }
-
-  #assertOpen(): void {
-    if (this.#state !== 'open') {
-      throw new ConflictError(
-        `writer of log ${this.logId} in index ${this.store.index} is already ${this.#state}`,
-      );
-    }
-  }
-
-  #serial<T>(op: () => Promise<T>): Promise<T> {
-    const run = this.#tail.then(op, op);
-    this.#tail = run.catch(() => undefined);
-    return run;
-  }
-}
-
-interface Context {
-  client: Client;
 }
 
 interface MappingEntry {
@@ -1280,6 +1121,8 @@ const RESERVED = new Set([
   'start',
   'end',
   'sha256',
+  ...EXACT_FIELDS,
+  ...STRUCTURED_FIELDS,
 ]);
 
 /**
@@ -1289,6 +1132,7 @@ const RESERVED = new Set([
  */
 class Fields {
   readonly mapped: Set<string>;
+  readonly #types = new Map<string, string | undefined>();
   /** Exact (keyword or numeric) path of each id field, if there is one. */
   readonly exact: Partial<Record<IdField, string>> = {};
   /** Every field tasklog writes is mapped. */
@@ -1297,6 +1141,8 @@ class Fields {
 
   constructor(props: Record<string, MappingEntry>, wanted: string[]) {
     this.mapped = new Set(Object.keys(props));
+    for (const [name, entry] of Object.entries(props))
+      this.#types.set(name, entry.type ?? 'object');
     this.complete = wanted.every((f) => this.mapped.has(f));
     const exactPath = (name: string): { path: string; maxLength: number } | undefined => {
       const entry = props[name];
@@ -1318,6 +1164,16 @@ class Fields {
     this.#logId = exactPath('log_id');
   }
 
+  /** The mapped type of a top-level field (`object` for objects), undefined when unmapped. */
+  typeOf(name: string): string | undefined {
+    return this.#types.get(name);
+  }
+
+  /** The keyword path of `log_id` (tasklog's field or dynamic mapping's `.keyword`), if any. */
+  get logIdPath(): string | undefined {
+    return this.#logId && this.mapped.has('log_id') ? this.#logId.path : undefined;
+  }
+
   /** A log_id can be matched exactly (term) rather than as a phrase. */
   exactLogId(logId: string): boolean {
     return this.#logId !== undefined && logId.length <= this.#logId.maxLength;
@@ -1328,12 +1184,6 @@ class Fields {
     // What Airflow itself queries; hits are checked for the exact id afterwards.
     return { match_phrase: { log_id: logId } };
   }
-}
-
-interface Hit {
-  _id: string;
-  _source?: Record<string, unknown>;
-  sort?: estypes.SortResults;
 }
 
 type Classified =
@@ -1351,11 +1201,11 @@ type Item = (
 /** What a document is: tasklog's marker, line or end record, or a line Airflow wrote. */
 function classify(source: Record<string, unknown> | undefined, messageField: string): Classified {
   const s = source ?? {};
-  const offset = Number(s.offset);
-  const text = s[messageField] ?? s.message ?? s.event;
   if (s.length === undefined || s.length === null) {
+    const text = s[messageField] ?? s.message ?? s.event;
     return { kind: 'airflow', text: typeof text === 'string' ? text : String(text ?? '') };
   }
+  const offset = Number(s.offset);
   const length = Number(s.length);
   if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || length < 0) {
     throw new IntegrityError(
@@ -1368,15 +1218,26 @@ function classify(source: Record<string, unknown> | undefined, messageField: str
       typeof s.sha256 === 'string' && /^[0-9a-f]{64}$/.test(s.sha256) ? s.sha256 : undefined;
     return { kind: 'end', size: offset - 1, ...(sha ? { sha256: sha } : {}) };
   }
-  if (offset < 1 || typeof text !== 'string') {
+  return { kind: 'record', record: documentRecord(s, messageField) };
+}
+
+/** Fields enough to tell where a document stands (#lastDoc: never a 16 MiB line's text). */
+const HEAD_FIELDS = ['log_id', 'offset', 'length', 'start', 'end', 'sha256', '@timestamp'];
+
+/** classify() of a document read with HEAD_FIELDS: a record's extent, without its bytes. */
+function classifyHead(source: Record<string, unknown> | undefined): Classified {
+  const s = source ?? {};
+  if (s.length === undefined || s.length === null || s.start === true || s.end === true) {
+    return classify(s, 'message');
+  }
+  const offset = Number(s.offset) - 1;
+  const length = Number(s.length);
+  if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
     throw new IntegrityError(
-      `document of log ${String(s.log_id)} at offset ${String(s.offset)} is malformed`,
+      `document of log ${String(s.log_id)} has a malformed offset/length (${String(s.offset)}/${String(s.length)})`,
     );
   }
-  const record: LogRecord = { offset: offset - 1, length };
-  if (s.encoding === 'base64') record.base64 = text;
-  else record.text = text;
-  return { kind: 'record', record };
+  return { kind: 'record', record: { offset, length } };
 }
 
 function timestampOf(source: Record<string, unknown> | undefined): number | undefined {
@@ -1384,10 +1245,6 @@ function timestampOf(source: Record<string, unknown> | undefined): number | unde
   if (typeof t !== 'string' && typeof t !== 'number') return undefined;
   const ms = typeof t === 'number' ? t : Date.parse(t);
   return Number.isFinite(ms) ? ms : undefined;
-}
-
-function docId(logId: string, suffix: string): string {
-  return createHash('sha1').update(logId).update('\0').update(suffix).digest('hex');
 }
 
 function keyOf(bucket: Record<string, unknown>): AttemptKey | undefined {
@@ -1402,54 +1259,6 @@ function keyOf(bucket: Record<string, unknown>): AttemptKey | undefined {
   } catch {
     return undefined;
   }
-}
-
-const LOG_ID_FIELDS: Record<string, keyof AttemptKey> = {
-  dag_id: 'dagId',
-  task_id: 'taskId',
-  run_id: 'runId',
-  map_index: 'mapIndex',
-  try_number: 'tryNumber',
-};
-
-/** Python str.format with the attempt's fields, as Airflow renders `log_id_template`. */
-function compileLogIdTemplate(template: string): (key: AttemptKey) => string {
-  const parts: ({ text: string } | { field: keyof AttemptKey })[] = [];
-  let text = '';
-  for (let i = 0; i < template.length; i++) {
-    const ch = template[i]!;
-    if ((ch === '{' || ch === '}') && template[i + 1] === ch) {
-      text += ch;
-      i++;
-    } else if (ch === '{') {
-      const close = template.indexOf('}', i);
-      if (close < 0)
-        throw new InvalidInputError(`log_id_template has an unclosed "{": ${template}`);
-      const name = template.slice(i + 1, close);
-      const field = Object.hasOwn(LOG_ID_FIELDS, name) ? LOG_ID_FIELDS[name] : undefined;
-      if (!field) {
-        throw new InvalidInputError(
-          `log_id_template placeholder {${name}} is not supported; use ${Object.keys(LOG_ID_FIELDS)
-            .map((n) => `{${n}}`)
-            .join(', ')}`,
-        );
-      }
-      if (text) parts.push({ text });
-      text = '';
-      parts.push({ field });
-      i = close;
-    } else if (ch === '}') {
-      throw new InvalidInputError(`log_id_template has a single "}": ${template}`);
-    } else text += ch;
-  }
-  if (text) parts.push({ text });
-  for (const [name, field] of Object.entries(LOG_ID_FIELDS)) {
-    if (!parts.some((p) => 'field' in p && p.field === field)) {
-      // Without every field two attempts would share one log_id.
-      throw new InvalidInputError(`log_id_template must contain {${name}}: ${template}`);
-    }
-  }
-  return (key) => parts.map((p) => ('text' in p ? p.text : String(key[p.field]))).join('');
 }
 
 function validateIndexName(index: string): void {
@@ -1471,101 +1280,4 @@ function validateIndexName(index: string): void {
 
 function redactUrl(url: string): string {
   return url.replace(/\/\/[^@/]*@/, '//***@');
-}
-
-interface EsErrorShape {
-  name?: string;
-  message?: string;
-  meta?: { statusCode?: number; body?: unknown };
-}
-
-function statusOf(err: unknown): number | undefined {
-  return (err as EsErrorShape | undefined)?.meta?.statusCode;
-}
-
-/** `error.type` of an Elasticsearch error answer. */
-function errorType(err: unknown): string | undefined {
-  const body = (err as EsErrorShape | undefined)?.meta?.body as
-    | { error?: { type?: string } | string }
-    | undefined;
-  return typeof body?.error === 'object' ? body.error.type : undefined;
-}
-
-function errorReason(err: unknown): string | undefined {
-  const body = (err as EsErrorShape | undefined)?.meta?.body as
-    | { error?: { reason?: string; root_cause?: { reason?: string }[] } | string }
-    | undefined;
-  if (typeof body?.error === 'string') return body.error;
-  return body?.error?.root_cause?.[0]?.reason ?? body?.error?.reason;
-}
-
-function isIndexMissing(err: unknown): boolean {
-  return statusOf(err) === 404 && errorType(err) === 'index_not_found_exception';
-}
-
-function isTransient(err: unknown): boolean {
-  if (err instanceof TasklogError) return false;
-  const e = err as EsErrorShape | undefined;
-  if (e?.name === 'ResponseError') return TRANSIENT_STATUS.has(statusOf(err) ?? 0);
-  return TRANSIENT_ERRORS.has(e?.name ?? '');
-}
-
-/**
- * The one place client errors become tasklog errors; each message names the index and the log,
- * each error keeps the client's as `cause`.
- */
-function esError(
-  err: unknown,
-  index: string,
-  logId: string | undefined,
-  action: string,
-): TasklogError {
-  if (err instanceof TasklogError) return err;
-  const e = (err ?? {}) as EsErrorShape;
-  const name = e.name ?? 'Error';
-  const status = statusOf(err);
-  const type = errorType(err);
-  const where = logId === undefined ? `index ${index}` : `log ${logId} in index ${index}`;
-  const detail = `${type ?? name}${status ? ` (HTTP ${status})` : ''}${errorReason(err) ? `: ${errorReason(err)}` : e.message ? `: ${e.message}` : ''}`;
-  const cause = { cause: err };
-  if (name === 'RequestAbortedError' || name === 'AbortError') {
-    return new AbortedError(`${action} ${where} was aborted`, cause);
-  }
-  if (name === 'ProductNotSupportedError') {
-    return new BackendUnavailableError(
-      `cannot ${action} ${where}: the server is not Elasticsearch (no X-Elastic-Product header); for OpenSearch set elasticsearch.distribution = "opensearch"`,
-      cause,
-    );
-  }
-  if (status === 404 && type === 'index_not_found_exception') {
-    return new NotFoundError(
-      `index ${index} does not exist (while trying to ${action} ${where})`,
-      cause,
-    );
-  }
-  if (status === 401 || status === 403) {
-    return new BackendUnavailableError(
-      `cannot ${action} ${where}: access denied (${detail}); check elasticsearch.username/password or api_key`,
-      cause,
-    );
-  }
-  if (status === 413) {
-    return new InvalidInputError(
-      `cannot ${action} ${where}: request larger than the cluster's http.max_content_length; lower elasticsearch.bulk_bytes`,
-      cause,
-    );
-  }
-  if (status === 400) {
-    return new InvalidInputError(
-      `cannot ${action} ${where}: Elasticsearch refused it (${detail})`,
-      cause,
-    );
-  }
-  if (TRANSIENT_ERRORS.has(name) || (status !== undefined && TRANSIENT_STATUS.has(status))) {
-    return new BackendUnavailableError(
-      `cannot ${action} ${where}: Elasticsearch is unreachable, throttling or failing even after retries (${detail})`,
-      cause,
-    );
-  }
-  return new BackendUnavailableError(`cannot ${action} ${where}: ${detail}`, cause);
 }

@@ -30,12 +30,15 @@ import type {
   UploadJournal,
   UploadOptions,
 } from '../store.js';
+import { ChunkBuffer } from './chunk-buffer.js';
 import {
-  CHUNKS_SUFFIX,
   chunkName,
   contiguousRun,
+  legacyRunningPrefix,
+  logNameOf,
   matchesFilter,
   parseChunkName,
+  runningPrefix,
 } from './chunk-layout.js';
 import type { OpenStoreOptions } from './open-store.js';
 import { throwIfAborted, validateFilter } from './store-checks.js';
@@ -99,8 +102,10 @@ interface Location {
   rel: string;
   /** Object name of the finished log. */
   final: string;
-  /** Object name prefix of the running attempt's chunks, ending in `/`. */
+  /** Object name prefix of the running attempt's chunks, ending in `/` (see `runningPrefix`). */
   chunkPrefix: string;
+  /** Where archives written before `runningPrefix` keep chunks: read, resumed and removed, never written. */
+  legacyChunkPrefix: string;
 }
 
 interface ChunkObject {
@@ -141,9 +146,12 @@ interface UploadState {
  *   `compression: 'gzip'`), with custom metadata `tasklog-size` and, once the stored object was
  *   checked against the log's size and sha256, `tasklog-sha256` (patched on with
  *   ifMetagenerationMatch, so it never lands on an object that changed after the check).
- * - A running attempt is a set of immutable chunk objects `prefix/<relative path>.chunks/<offset>`,
- *   each created with `ifGenerationMatch: 0`, so a retried request can never replace bytes. On
- *   finish they are composed (32 at a time, in levels) into the final object and removed.
+ * - A running attempt is a set of immutable chunk objects
+ *   `prefix/<folder>/.<file name>.chunks/<offset>.chunk` (see `runningPrefix`: outside the prefix
+ *   Airflow's reader lists), each created with `ifGenerationMatch: 0`, so a retried request can
+ *   never replace bytes. On finish they are composed (32 at a time, in levels) into the final
+ *   object and removed. Chunks an older tasklog left at `<key>.chunks/` are read, resumed and
+ *   removed as well.
  * - Credentials come from Application Default Credentials only, optionally impersonating a
  *   chain of service accounts. The SDK is loaded on first use.
  */
@@ -254,7 +262,7 @@ export class GcsStore implements LogStore {
       throw new ConflictError(`log ${be.describe(loc.final)} is already complete`);
     }
     await be.createIfMissing(loc.chunkPrefix + RUNNING_MARKER, Buffer.alloc(0), signal);
-    const listing = await be.listChunks(loc.chunkPrefix, signal);
+    const listing = await be.listChunks(loc, signal);
     // A resumed writer writes new chunks at those offsets and beyond; a stale chunk left there
     // could later look contiguous with different bytes, and would make its create fail (412).
     await be.deleteAll(
@@ -289,7 +297,7 @@ export class GcsStore implements LogStore {
         replace: options.replace === true,
       },
     );
-    await be.deleteAll(await be.listAll(loc.chunkPrefix, signal), signal);
+    await be.deleteAll(await be.listRunning(loc, signal), signal);
   }
 
   /**
@@ -315,7 +323,7 @@ export class GcsStore implements LogStore {
       yield* be.readFinal(loc.final, final, offset, end, signal);
       return;
     }
-    const listing = await be.listChunks(loc.chunkPrefix, signal);
+    const listing = await be.listChunks(loc, signal);
     if (listing.all.length === 0) {
       // The writer may have finished between our two looks.
       const late = await be.metadata(loc.final, signal);
@@ -365,7 +373,7 @@ export class GcsStore implements LogStore {
     const be = await this.#connect();
     const final = await be.metadata(loc.final, signal);
     if (final) return finalStat(final);
-    const listing = await be.listChunks(loc.chunkPrefix, signal);
+    const listing = await be.listChunks(loc, signal);
     if (listing.all.length === 0) {
       const late = await be.metadata(loc.final, signal);
       return late ? finalStat(late) : undefined;
@@ -379,10 +387,11 @@ export class GcsStore implements LogStore {
     const wanted = validateFilter(filter);
     const be = await this.#connect();
     const root = this.prefix ? `${this.prefix}/` : '';
-    // A finished log `rel` and its chunks `rel.chunks/...` both name one attempt. Names come in
-    // byte order, and all of them sort below `rel.chunks0` ('0' follows '/'), so a remembered
-    // attempt is forgotten once the listing passes that bound: memory stays bounded by the
-    // attempts whose objects are interleaved, not by the archive.
+    // A finished log `rel`, its chunks `.rel.chunks/...` and an older archive's `rel.chunks/...`
+    // all name one attempt. Names come in byte order, and all of them sort below the later of
+    // `.rel.chunks0` and `rel.chunks0` ('0' follows '/'), so a remembered attempt is forgotten
+    // once the listing passes that bound: memory stays bounded by the attempts whose objects are
+    // interleaved, not by the archive.
     const seen = new Map<string, Buffer>();
     for await (const name of be.listNames(root + this.pathTemplate.prefix(wanted), signal)) {
       const here = Buffer.from(name);
@@ -391,7 +400,10 @@ export class GcsStore implements LogStore {
       }
       const found = this.#attemptOf(name.slice(root.length));
       if (!found || seen.has(found.rel)) continue;
-      seen.set(found.rel, Buffer.from(`${root}${found.rel}${CHUNKS_SUFFIX}0`));
+      const ends = [runningPrefix(root + found.rel), legacyRunningPrefix(root + found.rel)].map(
+        (area) => Buffer.from(`${area.slice(0, -1)}0`),
+      );
+      seen.set(found.rel, Buffer.compare(ends[0]!, ends[1]!) > 0 ? ends[0]! : ends[1]!);
       if (matchesFilter(found.key, wanted)) yield found.key;
     }
   }
@@ -403,7 +415,7 @@ export class GcsStore implements LogStore {
     const loc = this.#locate(key);
     const be = await this.#connect();
     // Chunks first: a crash in between leaves the finished log, not a phantom running attempt.
-    await be.deleteAll(await be.listAll(loc.chunkPrefix, signal), signal);
+    await be.deleteAll(await be.listRunning(loc, signal), signal);
     await be.deleteObject(loc.final, undefined, signal);
   }
 
@@ -444,14 +456,20 @@ export class GcsStore implements LogStore {
   #locate(key: AttemptKey): Location {
     const rel = this.pathTemplate.render(attemptKey(key));
     const final = this.prefix ? `${this.prefix}/${rel}` : rel;
-    return { rel, final, chunkPrefix: `${final}${CHUNKS_SUFFIX}/` };
+    return {
+      rel,
+      final,
+      chunkPrefix: runningPrefix(final),
+      legacyChunkPrefix: legacyRunningPrefix(final),
+    };
   }
 
-  /** The attempt an object name (relative to the prefix) belongs to: its log or one of its chunks. */
+  /**
+   * The attempt an object name (relative to the prefix) belongs to: its log, or an object of its
+   * running attempt (a chunk, the marker, a compose intermediate).
+   */
   #attemptOf(name: string): { rel: string; key: AttemptKey } | undefined {
-    const marker = `${CHUNKS_SUFFIX}/`;
-    const at = name.lastIndexOf(marker);
-    const rel = at > 0 && !name.includes('/', at + marker.length) ? name.slice(0, at) : name;
+    const rel = logNameOf(name);
     const key = this.pathTemplate.tryParse(rel);
     if (!key) return undefined;
     try {
@@ -565,14 +583,25 @@ class Backend {
     return out;
   }
 
-  async listChunks(chunkPrefix: string, signal?: AbortSignal): Promise<ChunkListing> {
-    const all = await this.listAll(chunkPrefix, signal);
+  /**
+   * Every object of a running attempt, in its place and in the place older archives kept it (a
+   * writer resumed on an old archive continues in the new place, so one attempt may have both).
+   */
+  async listRunning(loc: Location, signal?: AbortSignal): Promise<File[]> {
+    return [
+      ...(await this.listAll(loc.chunkPrefix, signal)),
+      ...(await this.listAll(loc.legacyChunkPrefix, signal)),
+    ];
+  }
+
+  async listChunks(loc: Location, signal?: AbortSignal): Promise<ChunkListing> {
+    const all = await this.listRunning(loc, signal);
     const candidates: ChunkObject[] = [];
     let modifiedAt: Date | undefined;
     for (const file of all) {
       const updated = file.metadata.updated ? new Date(file.metadata.updated) : undefined;
       if (updated && (!modifiedAt || updated > modifiedAt)) modifiedAt = updated;
-      const offset = parseChunkName(file.name.slice(chunkPrefix.length));
+      const offset = parseChunkName(file.name.slice(file.name.lastIndexOf('/') + 1));
       if (offset !== undefined) candidates.push({ offset, size: Number(file.metadata.size), file });
     }
     const run = contiguousRun(candidates);
@@ -1018,7 +1047,7 @@ class Backend {
     journal: UploadJournal | undefined,
     signal?: AbortSignal,
   ): Promise<void> {
-    await this.deleteAll(await this.listAll(loc.chunkPrefix, signal), signal);
+    await this.deleteAll(await this.listRunning(loc, signal), signal);
     const saved = parseUploadState(await journal?.load());
     if (saved && saved.object === loc.final) {
       await this.cancelSession(saved.uri, signal);
@@ -1069,8 +1098,7 @@ class PreconditionFailed extends Error {
 
 class GcsLogWriter implements LogWriter {
   #committed: number;
-  #buffer: Buffer[] = [];
-  #buffered = 0;
+  readonly #buffer = new ChunkBuffer();
   #state: 'open' | 'finished' | 'aborted' = 'open';
   /** Operations run one at a time, in call order, even if a caller does not await each one. */
   #tail: Promise<unknown> = Promise.resolve();
@@ -1093,10 +1121,13 @@ class GcsLogWriter implements LogWriter {
   }
 
   get offset(): number {
-    return this.#committed + this.#buffered;
+    return this.#committed + this.#buffer.size;
   }
 
-  /** Throws ConflictError after finish/abort; a failed auto-flush keeps the bytes buffered. */
+  /**
+   * Throws ConflictError after finish/abort. Once `flushBytes` are buffered, stores a chunk that
+   * ends on the last line end (see ChunkBuffer); a failed auto-flush keeps the bytes buffered.
+   */
   append(bytes: Uint8Array): Promise<void> {
     return this.#serial(async () => {
       this.#assertOpen();
@@ -1104,9 +1135,8 @@ class GcsLogWriter implements LogWriter {
       // Copied: callers may reuse their buffer as soon as append resolves.
       const copy = Buffer.from(bytes);
       this.#buffer.push(copy);
-      this.#buffered += copy.length;
       if (this.#sawAll) this.#hash.update(copy);
-      if (this.#buffered >= this.be.store.flushBytes) await this.#flushNow();
+      if (this.#buffer.size >= this.be.store.flushBytes) await this.#flushNow('lines');
     });
   }
 
@@ -1136,7 +1166,7 @@ class GcsLogWriter implements LogWriter {
       if (await be.metadata(loc.final)) {
         throw new ConflictError(`log ${be.describe(loc.final)} is already complete`);
       }
-      const listing = await be.listChunks(loc.chunkPrefix);
+      const listing = await be.listChunks(loc);
       if (listing.committed !== want.size) {
         throw new IntegrityError(
           `log ${be.describe(loc.final)} holds ${listing.committed} bytes in chunks, expected ${want.size}; chunks kept`,
@@ -1151,24 +1181,25 @@ class GcsLogWriter implements LogWriter {
       this.#state = 'finished';
       // The log is complete now. If removing the chunks fails, readers already prefer the final
       // object, and delete() / the next openWriter() remove them.
-      await be.deleteAll(await be.listAll(loc.chunkPrefix)).catch(() => undefined);
+      await be.deleteAll(await be.listRunning(loc)).catch(() => undefined);
     });
   }
 
   async abort(): Promise<void> {
     if (this.#state === 'open') this.#state = 'aborted';
-    this.#buffer = [];
-    this.#buffered = 0;
+    this.#buffer.clear();
     await this.#tail.catch(() => undefined);
   }
 
-  async #flushNow(): Promise<number> {
-    if (this.#buffered === 0) return this.#committed;
-    const data = this.#buffer.length === 1 ? this.#buffer[0]! : Buffer.concat(this.#buffer);
-    await this.be.createIfMissing(this.loc.chunkPrefix + chunkName(this.#committed), data);
-    this.#committed += data.length;
-    this.#buffer = [];
-    this.#buffered = 0;
+  /** `all`: every buffered byte (flush, finish); `lines`: while full, up to the last line end. */
+  async #flushNow(mode: 'all' | 'lines' = 'all'): Promise<number> {
+    while (this.#buffer.size >= (mode === 'all' ? 1 : this.be.store.flushBytes)) {
+      const data = this.#buffer.next(mode);
+      if (data.length === 0) break; // only the first bytes of one character: wait for the rest
+      await this.be.createIfMissing(this.loc.chunkPrefix + chunkName(this.#committed), data);
+      this.#committed += data.length;
+      this.#buffer.commit(data.length);
+    }
     return this.#committed;
   }
 

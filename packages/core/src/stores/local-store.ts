@@ -40,6 +40,7 @@ import type {
   SweepOptions,
   UploadOptions,
 } from '../store.js';
+import { ChunkBuffer } from './chunk-buffer.js';
 import {
   CHUNKS_SUFFIX,
   chunkName,
@@ -485,8 +486,7 @@ export class LocalStore implements LogStore {
 
 class LocalLogWriter implements LogWriter {
   #committed: number;
-  #buffer: Buffer[] = [];
-  #buffered = 0;
+  readonly #buffer = new ChunkBuffer();
   #state: 'open' | 'finished' | 'aborted' = 'open';
   /** Operations run one at a time, in call order, even if a caller does not await each one. */
   #tail: Promise<unknown> = Promise.resolve();
@@ -505,18 +505,20 @@ class LocalLogWriter implements LogWriter {
   }
 
   get offset(): number {
-    return this.#committed + this.#buffered;
+    return this.#committed + this.#buffer.size;
   }
 
-  /** Throws ConflictError after finish/abort; a failed auto-flush keeps the bytes buffered. */
+  /**
+   * Throws ConflictError after finish/abort. Once `chunkSize` bytes are buffered, writes a chunk
+   * that ends on the last line end (see ChunkBuffer); a failed auto-flush keeps the bytes buffered.
+   */
   append(bytes: Uint8Array): Promise<void> {
     return this.#serial(async () => {
       this.#assertOpen();
       if (bytes.length === 0) return;
       // Copied: callers may reuse their buffer as soon as append resolves.
       this.#buffer.push(Buffer.from(bytes));
-      this.#buffered += bytes.length;
-      if (this.#buffered >= this.chunkSize) await this.#flushNow();
+      if (this.#buffer.size >= this.chunkSize) await this.#flushNow('lines');
     });
   }
 
@@ -551,24 +553,25 @@ class LocalLogWriter implements LogWriter {
 
   async abort(): Promise<void> {
     if (this.#state === 'open') this.#state = 'aborted';
-    this.#buffer = [];
-    this.#buffered = 0;
+    this.#buffer.clear();
     await this.#tail;
   }
 
-  async #flushNow(): Promise<number> {
-    if (this.#buffered === 0) return this.#committed;
-    const data = this.#buffer.length === 1 ? this.#buffer[0]! : Buffer.concat(this.#buffer);
-    try {
-      // No mkdir here: if the chunk folder is gone the attempt was deleted, and recreating it
-      // would publish a log missing its first bytes.
-      await writeAtomic(this.loc.chunks, chunkName(this.#committed), data);
-    } catch (err) {
-      throw fsError(err, this.loc.rel, 'flush');
+  /** `all`: every buffered byte (flush, finish); `lines`: while full, up to the last line end. */
+  async #flushNow(mode: 'all' | 'lines' = 'all'): Promise<number> {
+    while (this.#buffer.size >= (mode === 'all' ? 1 : this.chunkSize)) {
+      const data = this.#buffer.next(mode);
+      if (data.length === 0) break; // only the first bytes of one character: wait for the rest
+      try {
+        // No mkdir here: if the chunk folder is gone the attempt was deleted, and recreating it
+        // would publish a log missing its first bytes.
+        await writeAtomic(this.loc.chunks, chunkName(this.#committed), data);
+      } catch (err) {
+        throw fsError(err, this.loc.rel, 'flush');
+      }
+      this.#committed += data.length;
+      this.#buffer.commit(data.length);
     }
-    this.#committed += data.length;
-    this.#buffer = [];
-    this.#buffered = 0;
     return this.#committed;
   }
 

@@ -22,6 +22,11 @@ export interface OpenStoreOptions {
   stackdriver?: Partial<Omit<TasklogConfig['stackdriver'], 'resource_labels'>> & {
     resource_labels?: Record<string, string>;
   };
+  /**
+   * Airflow's metadata database (`agent.airflow_db_url`): Cloud Logging labels entries with
+   * their run's logical date, which only it knows for runs whose id holds none.
+   */
+  airflowDbUrl?: string;
 }
 
 /** The store options a loaded configuration asks for. */
@@ -41,6 +46,7 @@ export function storeOptionsFromConfig(
       ...config.stackdriver,
       resource_labels: parseLabels(config.stackdriver.resource_labels),
     },
+    airflowDbUrl: config.agent.airflow_db_url,
   };
 }
 

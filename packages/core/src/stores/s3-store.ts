@@ -30,12 +30,15 @@ import type {
   UploadJournal,
   UploadOptions,
 } from '../store.js';
+import { ChunkBuffer } from './chunk-buffer.js';
 import {
-  CHUNKS_SUFFIX,
   chunkName,
   contiguousRun,
+  legacyRunningPrefix,
+  logNameOf,
   matchesFilter,
   parseChunkName,
+  runningPrefix,
 } from './chunk-layout.js';
 import type { OpenStoreOptions } from './open-store.js';
 import {
@@ -96,8 +99,10 @@ interface Location {
   rel: string;
   /** Key of the finished log. */
   final: string;
-  /** Key prefix of the running attempt's chunks, ending in `/`. */
+  /** Key prefix of the running attempt's chunks, ending in `/` (see `runningPrefix`). */
   chunks: string;
+  /** Where archives written before `runningPrefix` keep chunks: read, resumed and removed, never written. */
+  legacyChunks: string;
 }
 
 /** A cleanup step `sweep()` could not take because the server lacks the S3 call it needs. */
@@ -134,10 +139,12 @@ interface FinalObject {
  *   and, only once tasklog checked the stored object against the log's size and sha256,
  *   `tasklog-sha256` (an object Airflow wrote has neither and is a complete log of its
  *   ContentLength bytes).
- * - A running attempt is a set of chunk objects `prefix/<relative path>.chunks/<offset>.chunk`,
- *   each one PutObject with Content-MD5. finish() joins them with a multipart upload (server-side
- *   copies where S3 allows), journaled so a killed writer's upload is resumed by the next one,
- *   and deletes them. `sweep()` removes what a killed process left beside a complete log.
+ * - A running attempt is a set of chunk objects `prefix/<folder>/.<file name>.chunks/<offset>.chunk`
+ *   (see `runningPrefix`: outside the key prefix Airflow's reader lists), each one PutObject with
+ *   Content-MD5. finish() joins them with a multipart upload (server-side copies where S3
+ *   allows), journaled so a killed writer's upload is resumed by the next one, and deletes them.
+ *   `sweep()` removes what a killed process left beside a complete log. Chunks an older tasklog
+ *   left at `<key>.chunks/` are read, resumed and removed as well.
  * - The SDK is loaded on first use, so a process reading a local archive never loads it.
  */
 export class S3Store implements LogStore {
@@ -571,17 +578,16 @@ export class S3Store implements LogStore {
   #locate(key: AttemptKey): Location {
     const rel = this.pathTemplate.render(attemptKey(key));
     const final = this.prefix ? `${this.prefix}/${rel}` : rel;
-    return { rel, final, chunks: `${final}${CHUNKS_SUFFIX}/` };
+    return { rel, final, chunks: runningPrefix(final), legacyChunks: legacyRunningPrefix(final) };
   }
 
   /** The relative path of the attempt a key (below the prefix) belongs to, if any. */
   #attemptRel(relKey: string): string | undefined {
-    const marker = `${CHUNKS_SUFFIX}/`;
-    const at = relKey.lastIndexOf(marker);
-    if (at > 0 && parseChunkName(relKey.slice(at + marker.length)) !== undefined) {
-      return relKey.slice(0, at);
+    const rel = logNameOf(relKey);
+    if (rel !== relKey && parseChunkName(relKey.slice(relKey.lastIndexOf('/') + 1)) === undefined) {
+      return undefined;
     }
-    return relKey;
+    return rel;
   }
 
   /** The attempt whose canonical path is exactly `rel`, if any. */
@@ -676,8 +682,7 @@ export class S3Store implements LogStore {
 
 class S3LogWriter implements LogWriter {
   #committed: number;
-  #buffer: Buffer[] = [];
-  #buffered = 0;
+  readonly #buffer = new ChunkBuffer();
   #state: 'open' | 'finished' | 'aborted' = 'open';
   /** Operations run one at a time, in call order, even if a caller does not await each one. */
   #tail: Promise<unknown> = Promise.resolve();
@@ -701,10 +706,13 @@ class S3LogWriter implements LogWriter {
   }
 
   get offset(): number {
-    return this.#committed + this.#buffered;
+    return this.#committed + this.#buffer.size;
   }
 
-  /** Throws ConflictError after finish/abort; a failed automatic flush keeps the bytes buffered. */
+  /**
+   * Throws ConflictError after finish/abort. Once `flushBytes` are buffered, uploads a chunk that
+   * ends on the last line end (see ChunkBuffer); a failed automatic flush keeps the bytes buffered.
+   */
   append(bytes: Uint8Array): Promise<void> {
     return this.#serial(async () => {
       this.#assertOpen();
@@ -712,9 +720,8 @@ class S3LogWriter implements LogWriter {
       // Copied: callers may reuse their buffer as soon as append resolves.
       const copy = Buffer.from(bytes);
       this.#buffer.push(copy);
-      this.#buffered += copy.length;
       this.#hash.update(copy);
-      if (this.#buffered >= this.store.flushBytes) await this.#flushNow();
+      if (this.#buffer.size >= this.store.flushBytes) await this.#flushNow('lines');
     });
   }
 
@@ -775,35 +782,34 @@ class S3LogWriter implements LogWriter {
 
   async abort(): Promise<void> {
     if (this.#state === 'open') this.#state = 'aborted';
-    this.#buffer = [];
-    this.#buffered = 0;
+    this.#buffer.clear();
     await this.#tail;
   }
 
-  async #flushNow(): Promise<number> {
-    if (this.#buffered === 0) return this.#committed;
-    const data = this.#buffer.length === 1 ? this.#buffer[0]! : Buffer.concat(this.#buffer);
-    // Kept as one piece, so a retry after a failure sends the same bytes (plus any appended since).
-    this.#buffer = [data];
+  /** `all`: every buffered byte (flush, finish); `lines`: while full, up to the last line end. */
+  async #flushNow(mode: 'all' | 'lines' = 'all'): Promise<number> {
     const { ctx, loc } = this;
-    try {
-      await ctx.client.send(
-        new ctx.sdk.PutObjectCommand({
-          Bucket: ctx.bucket,
-          Key: `${loc.chunks}${chunkName(this.#committed)}`,
-          Body: data,
-          ContentLength: data.length,
-          // S3 rejects the chunk if its bytes do not hash to this (s3rver does not check it).
-          ContentMD5: createHash('md5').update(data).digest('base64'),
-          ...writeParams(ctx),
-        }),
-      );
-    } catch (err) {
-      throw s3Error(err, ctx.bucket, loc.final, 'flush');
+    while (this.#buffer.size >= (mode === 'all' ? 1 : this.store.flushBytes)) {
+      const data = this.#buffer.next(mode);
+      if (data.length === 0) break; // only the first bytes of one character: wait for the rest
+      try {
+        await ctx.client.send(
+          new ctx.sdk.PutObjectCommand({
+            Bucket: ctx.bucket,
+            Key: `${loc.chunks}${chunkName(this.#committed)}`,
+            Body: data,
+            ContentLength: data.length,
+            // S3 rejects the chunk if its bytes do not hash to this (s3rver does not check it).
+            ContentMD5: createHash('md5').update(data).digest('base64'),
+            ...writeParams(ctx),
+          }),
+        );
+      } catch (err) {
+        throw s3Error(err, ctx.bucket, loc.final, 'flush');
+      }
+      this.#committed += data.length;
+      this.#buffer.commit(data.length);
     }
-    this.#committed += data.length;
-    this.#buffer = [];
-    this.#buffered = 0;
     return this.#committed;
   }
 
@@ -902,16 +908,22 @@ async function* listObjects(
   } while (token);
 }
 
-/** Every chunk object of a running attempt (not only the contiguous run). */
+/**
+ * Every chunk object of a running attempt (not only the contiguous run), in its place and in the
+ * place older archives kept it: a writer resumed on an old archive continues in the new place, so
+ * one attempt may have chunks in both.
+ */
 async function listChunks(
   ctx: StoreContext,
   loc: Location,
   signal: AbortSignal | undefined,
 ): Promise<(ChunkObject & { modifiedAt?: Date })[]> {
   const out: (ChunkObject & { modifiedAt?: Date })[] = [];
-  for await (const o of listObjects(ctx, loc.chunks, signal)) {
-    const offset = parseChunkName(o.key.slice(loc.chunks.length));
-    if (offset !== undefined) out.push({ ...o, offset });
+  for (const prefix of [loc.chunks, loc.legacyChunks]) {
+    for await (const o of listObjects(ctx, prefix, signal)) {
+      const offset = parseChunkName(o.key.slice(prefix.length));
+      if (offset !== undefined) out.push({ ...o, offset });
+    }
   }
   return out;
 }

@@ -1,0 +1,313 @@
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import {
+  type AttemptKey,
+  attemptKey,
+  type LogStore,
+  PathTemplate,
+  runningPrefix,
+} from '@tasklog/core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../support/cli.js';
+import { awsCli, awsCliPath, python3Path, run } from '../support/outside-clients.js';
+import { pythonUtf8Decode } from '../support/python-text.js';
+import { type S3rverFixture, startS3rver } from '../support/s3rver.js';
+import { compatLog, compatLogPieces } from './compat-log.js';
+import { airflowS3Client, airflowS3Read, airflowUploadBody } from './s3-airflow-read.js';
+
+/**
+ * tasklog's S3 archive as Airflow's S3 task handler sees it, and Airflow's objects as tasklog
+ * reads them. `remote_base_log_folder = s3://airflow-logs/airflow/logs`.
+ */
+const BUCKET = 'airflow-logs';
+const REMOTE_BASE = 'airflow/logs';
+const RUN_ID = 'manual__2024-05-01T10:00:00.123456+00:00';
+const template = new PathTemplate();
+const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+/** The compatibility log, bytes that are not UTF-8 included. */
+const LOG = compatLog();
+/** The same log as valid UTF-8 (each invalid sequence replaced by U+FFFD). */
+const TEXT_LOG = Buffer.from(LOG.toString('utf8'));
+
+let s3: S3rverFixture;
+let client: S3Client;
+let store: LogStore;
+let home: string;
+
+beforeAll(async () => {
+  s3 = await startS3rver(BUCKET);
+  client = airflowS3Client(s3.endpoint);
+  store = s3.openStore(REMOTE_BASE);
+  home = await mkdtemp(path.join(tmpdir(), 'tasklog-s3-airflow-'));
+});
+
+afterAll(async () => {
+  await store?.close();
+  client?.destroy();
+  await s3?.close();
+  await rm(home, { recursive: true, force: true });
+});
+
+function keyOf(taskId: string, mapIndex = -1): AttemptKey {
+  return attemptKey({ dagId: 'compat', runId: RUN_ID, taskId, mapIndex, tryNumber: 1 });
+}
+const finalKey = (k: AttemptKey) => `${REMOTE_BASE}/${template.render(k)}`;
+const uriOf = (k: AttemptKey) => `s3://${BUCKET}/${finalKey(k)}`;
+const airflowRead = (k: AttemptKey) =>
+  airflowS3Read(client, BUCKET, REMOTE_BASE, template.render(k));
+
+async function readAll(k: AttemptKey): Promise<Buffer> {
+  const pieces: Buffer[] = [];
+  for await (const piece of store.read(k)) pieces.push(Buffer.from(piece.bytes));
+  return Buffer.concat(pieces);
+}
+
+/** A running attempt whose shipper flushed after each of the compatibility log's pieces. */
+async function runningAttempt(k: AttemptKey, log: Buffer) {
+  const writer = await store.openWriter(k);
+  for (const piece of compatLogPieces(log)) {
+    await writer.append(piece);
+    await writer.flush();
+  }
+  return writer;
+}
+
+async function finishedAttempt(k: AttemptKey, log: Buffer): Promise<void> {
+  const writer = await runningAttempt(k, log);
+  await writer.finish({ size: log.length, sha256: sha256(log) });
+}
+
+describe('tasklog → Airflow’s S3 reader (list_keys(prefix=key), read_key of each, strict UTF-8)', () => {
+  it('finds nothing for a running attempt, whose flushes ended inside characters', async () => {
+    const k = keyOf('running');
+    const writer = await runningAttempt(k, LOG);
+    expect(await airflowRead(k)).toEqual({ keys: [], logs: null });
+    // Airflow then reads the worker's log server (tasklog's agent); tasklog has every byte.
+    expect((await readAll(k)).equals(LOG)).toBe(true);
+    await writer.abort();
+  });
+
+  it('shows exactly the text of a finished attempt, from its one object', async () => {
+    const k = keyOf('finished');
+    await finishedAttempt(k, TEXT_LOG);
+    expect(await airflowRead(k)).toEqual({ keys: [uriOf(k)], logs: [TEXT_LOG.toString('utf8')] });
+  });
+
+  it('shows its own decode error instead of a finished log that is not UTF-8 (as for any such object)', async () => {
+    const k = keyOf('not_utf8');
+    await finishedAttempt(k, LOG);
+    const at = LOG.indexOf(0xff);
+    expect(await airflowRead(k)).toEqual({
+      keys: [uriOf(k)],
+      logs: [
+        `Could not read logs from ${uriOf(k)} with error: 'utf-8' codec can't decode byte 0xff in position ${at}: invalid start byte`,
+      ],
+    });
+    expect((await readAll(k)).equals(LOG)).toBe(true);
+  });
+
+  it('shows exactly the text of a log `tasklog ship` archived', async () => {
+    const k = keyOf('shipped', 3);
+    const file = path.join(home, 'logs', ...template.render(k).split('/'));
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, TEXT_LOG);
+    const shipped = await runCli(['ship', file], {
+      PATH: process.env.PATH,
+      TASKLOG_HOME: home,
+      TASKLOG__LOGGING__LEVEL: 'silent',
+      ...s3.cliEnv(REMOTE_BASE),
+    });
+    expect(shipped.stderr).toBe('');
+    expect(shipped.code).toBe(0);
+    expect(await airflowRead(k)).toEqual({ keys: [uriOf(k)], logs: [TEXT_LOG.toString('utf8')] });
+  });
+});
+
+describe('the replay of Airflow’s decoding', () => {
+  const samples = [
+    LOG,
+    TEXT_LOG,
+    Buffer.from([0x78, 0xe2, 0x82]),
+    Buffer.from([0xed, 0xa0, 0x80]),
+    Buffer.from([0xf0, 0x9f, 0x99, 0x28]),
+    Buffer.from([0xc0, 0xaf]),
+    // A chunk of the old layout: the compatibility log cut inside its first 𝄞.
+    LOG.subarray(0, LOG.indexOf(Buffer.from('𝄞')) + 2),
+  ];
+
+  it.skipIf(!python3Path)(
+    'accepts and rejects the bytes Python does, with Python’s message (skipped: no python3)',
+    async () => {
+      const script =
+        'import sys\nfor h in sys.stdin.read().split():\n  try: bytes.fromhex(h).decode(); print("ok")\n  except UnicodeDecodeError as e: print(e)\n';
+      const res = await run(
+        python3Path!,
+        ['-c', script],
+        { PATH: '/usr/bin:/bin' },
+        Buffer.from(samples.map((b) => b.toString('hex')).join('\n')),
+      );
+      expect(res.stderr).toBe('');
+      const ours = samples.map((b) => {
+        try {
+          pythonUtf8Decode(b);
+          return 'ok';
+        } catch (err) {
+          return (err as Error).message;
+        }
+      });
+      expect(ours).toEqual(res.stdout.toString().trim().split('\n'));
+    },
+  );
+});
+
+/**
+ * Golden fixtures: what Airflow's S3 handler stores at the key (`read_text()` of the local file,
+ * appended to an earlier upload with "\n"), written out byte for byte.
+ */
+const LOCAL_FIRST = Buffer.from(
+  '[2024-05-01T10:00:05.123+0000] {taskinstance.py:1157} INFO - Dependencies all met\r\n' +
+    'héllo wörld 日本語 🙂\r\n\r\nan old Mac line\rlast line, no newline',
+);
+const GOLDEN_FIRST = Buffer.from(
+  '[2024-05-01T10:00:05.123+0000] {taskinstance.py:1157} INFO - Dependencies all met\n' +
+    'héllo wörld 日本語 🙂\n\nan old Mac line\nlast line, no newline',
+);
+const LOCAL_SECOND = Buffer.from(
+  '[2024-05-01T10:10:00.000+0000] {taskinstance.py:2612} INFO - Resuming after deferral\n',
+);
+const GOLDEN_APPENDED = Buffer.from(
+  '[2024-05-01T10:00:05.123+0000] {taskinstance.py:1157} INFO - Dependencies all met\n' +
+    'héllo wörld 日本語 🙂\n\nan old Mac line\nlast line, no newline\n' +
+    '[2024-05-01T10:10:00.000+0000] {taskinstance.py:2612} INFO - Resuming after deferral\n',
+);
+
+describe('Airflow’s S3 writer → tasklog', () => {
+  it('the golden fixtures are what Airflow uploads for its local files', () => {
+    expect(airflowUploadBody(LOCAL_FIRST).equals(GOLDEN_FIRST)).toBe(true);
+    expect(airflowUploadBody(LOCAL_SECOND, GOLDEN_FIRST).equals(GOLDEN_APPENDED)).toBe(true);
+    // read_text() is strict: Airflow uploads nothing for a local log that is not UTF-8.
+    expect(() => airflowUploadBody(LOG)).toThrow(/can't decode byte 0xff/);
+  });
+
+  it.skipIf(!python3Path)(
+    'python3 makes the same bytes of the same files, with Airflow’s code (skipped: no python3)',
+    async () => {
+      const dir = await mkdtemp(path.join(home, 'py-'));
+      await writeFile(path.join(dir, 'first.log'), LOCAL_FIRST);
+      await writeFile(path.join(dir, 'second.log'), LOCAL_SECOND);
+      const script = [
+        'import pathlib, sys',
+        'd = pathlib.Path(sys.argv[1])',
+        'log = (d / "first.log").read_text(encoding="utf-8")',
+        'first = log',
+        'old_log = first',
+        'log = (d / "second.log").read_text(encoding="utf-8")',
+        'log = f"{old_log}\\n{log}" if old_log else log',
+        'sys.stdout.write(first.encode("utf-8").hex() + " " + log.encode("utf-8").hex())',
+      ].join('\n');
+      const res = await run(python3Path!, ['-c', script, dir], { PATH: '/usr/bin:/bin' });
+      expect(res.stderr).toBe('');
+      const [first, appended] = res.stdout.toString().split(' ');
+      expect(Buffer.from(first!, 'hex').equals(GOLDEN_FIRST)).toBe(true);
+      expect(Buffer.from(appended!, 'hex').equals(GOLDEN_APPENDED)).toBe(true);
+    },
+  );
+
+  const fixtures: [string, string, () => Buffer][] = [
+    ['one upload', 'golden_first', () => GOLDEN_FIRST],
+    ['an upload appended to an earlier one', 'golden_appended', () => GOLDEN_APPENDED],
+    ['the compatibility log', 'golden_compat', () => airflowUploadBody(TEXT_LOG)],
+  ];
+  for (const [label, taskId, golden] of fixtures) {
+    it(`reads ${label} byte for byte: read, stat, list and tasklog fetch`, async () => {
+      const k = keyOf(taskId);
+      const body = golden();
+      // As `load_string` stores it, with Airflow's trigger log beside it.
+      await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: finalKey(k), Body: body }));
+      await client.send(
+        new PutObjectCommand({
+          Bucket: BUCKET,
+          Key: `${finalKey(k)}.trigger.7.log`,
+          Body: 'trigger log\n',
+        }),
+      );
+      expect(await store.stat(k)).toMatchObject({ size: body.length, complete: true });
+      expect((await readAll(k)).equals(body)).toBe(true);
+      const listed: AttemptKey[] = [];
+      for await (const found of store.list({ dagId: 'compat', taskId })) listed.push(found);
+      expect(listed).toEqual([k]);
+      const fetched = await runCli(['fetch', 'compat', RUN_ID, taskId], {
+        PATH: process.env.PATH,
+        TASKLOG_HOME: home,
+        ...s3.cliEnv(REMOTE_BASE),
+      });
+      expect(fetched.stderr).toBe('');
+      expect(fetched.code).toBe(0);
+      expect(fetched.stdout.equals(body)).toBe(true);
+    });
+  }
+});
+
+describe.skipIf(!awsCliPath)(
+  'awscli over tasklog’s archive (skipped: /usr/bin/aws is not installed)',
+  () => {
+    /** `aws s3 ls --recursive` lines → keys. */
+    const keysOf = (stdout: Buffer) =>
+      stdout
+        .toString()
+        .split('\n')
+        .filter((l) => l.trim() !== '')
+        .map((l) => /^\S+ \S+\s+\d+ (.*)$/.exec(l)![1]!);
+
+    it('lists nothing under a running attempt’s key; its chunks, in their own folder, hold its bytes', async () => {
+      const k = keyOf('aws_running');
+      const writer = await runningAttempt(k, LOG);
+      const atKey = await awsCli(s3.endpoint, ['s3', 'ls', '--recursive', uriOf(k)]);
+      expect(atKey.stdout.toString()).toBe('');
+      expect(atKey.code).toBe(1); // aws s3 ls: nothing matched
+      const folder = finalKey(k).slice(0, finalKey(k).lastIndexOf('/') + 1);
+      const all = await awsCli(s3.endpoint, [
+        's3',
+        'ls',
+        '--recursive',
+        `s3://${BUCKET}/${folder}`,
+      ]);
+      expect(all.code).toBe(0);
+      const keys = keysOf(all.stdout);
+      expect(keys.length).toBe(compatLogPieces(LOG).length);
+      for (const key of keys) {
+        expect(key.startsWith(runningPrefix(finalKey(k)))).toBe(true);
+        expect(key.startsWith(finalKey(k))).toBe(false);
+      }
+      const dir = await mkdtemp(path.join(home, 'aws-'));
+      const copied = await awsCli(s3.endpoint, [
+        's3',
+        'cp',
+        '--recursive',
+        `s3://${BUCKET}/${runningPrefix(finalKey(k))}`,
+        dir,
+      ]);
+      expect(copied.code).toBe(0);
+      const names = (await readdir(dir)).sort();
+      expect(names).toEqual(keys.map((key) => key.slice(key.lastIndexOf('/') + 1)));
+      const bytes = await Promise.all(names.map((n) => readFile(path.join(dir, n))));
+      expect(Buffer.concat(bytes).equals(LOG)).toBe(true);
+      await writer.abort();
+    });
+
+    it('lists exactly the object of a finished attempt, whose bytes are the log', async () => {
+      const k = keyOf('aws_finished');
+      await finishedAttempt(k, LOG);
+      const atKey = await awsCli(s3.endpoint, ['s3', 'ls', '--recursive', uriOf(k)]);
+      expect(atKey.code).toBe(0);
+      expect(keysOf(atKey.stdout)).toEqual([finalKey(k)]);
+      const got = await awsCli(s3.endpoint, ['s3', 'cp', uriOf(k), '-']);
+      expect(got.code).toBe(0);
+      expect(got.stdout.equals(LOG)).toBe(true);
+    });
+  },
+);

@@ -1,0 +1,78 @@
+import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { pythonReadText, pythonUtf8Decode } from '../support/python-text.js';
+
+/**
+ * Airflow's S3 task handler, replayed with the AWS SDK: what it reads for an attempt and what it
+ * writes. From apache/airflow:
+ * - `providers/amazon/src/airflow/providers/amazon/aws/log/s3_task_handler.py` (main, 2025;
+ *   `S3RemoteLogIO.read`, used by Airflow 3.x and by 2.10 through `_read_remote_logs`), the same
+ *   in `providers/src/…` (Airflow 2.10's provider): `list_keys(bucket, prefix=<key>)`, keys
+ *   sorted as `s3://bucket/key`, then `s3_read(key, return_error=True)` of each.
+ * - `S3Hook.list_keys` (`…/aws/hooks/s3.py`): ListObjectsV2 pages with that Prefix, no delimiter.
+ * - `S3Hook.read_key`: `obj.get()["Body"].read().decode("utf-8")`, strict. `s3_read` turns any
+ *   exception into the text `Could not read logs from s3://… with error: …`, shown in place of
+ *   that object's log.
+ * - Writes (`S3RemoteLogIO.upload` / `write`, 2.x `close` / `s3_write`): `log = read_text()` of
+ *   the local file, and if the key exists, `f"{old_log}\n{log}" if old_log else log` (2.0–2.5:
+ *   `"\n".join([old_log, log])`), uploaded with `load_string` (UTF-8).
+ */
+export interface AirflowS3Read {
+  /** `s3://bucket/key` of every object listed, sorted (Airflow 3 shows them as the sources). */
+  keys: string[];
+  /** One entry per key, in that order: its text, or the error text `s3_read` returns. */
+  logs: string[] | null;
+}
+
+export async function airflowS3Read(
+  client: S3Client,
+  bucket: string,
+  remoteBase: string,
+  relativePath: string,
+): Promise<AirflowS3Read> {
+  const prefix = `${remoteBase}/${relativePath}`;
+  const listed: string[] = [];
+  let token: string | undefined;
+  do {
+    const page = await client.send(
+      new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
+    );
+    for (const o of page.Contents ?? []) listed.push(o.Key!);
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+  if (listed.length === 0) return { keys: [], logs: null };
+  const keys = listed.map((k) => `s3://${bucket}/${k}`).sort();
+  const logs: string[] = [];
+  for (const uri of keys) {
+    const key = uri.slice(`s3://${bucket}/`.length);
+    try {
+      const res = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      logs.push(pythonUtf8Decode(await res.Body!.transformToByteArray()));
+    } catch (err) {
+      logs.push(`Could not read logs from ${uri} with error: ${(err as Error).message}`);
+    }
+  }
+  return { keys, logs };
+}
+
+/**
+ * The bytes Airflow's S3 (and GCS) handler stores at the key when a task's log is uploaded:
+ * the local file as `read_text()` gives it (strict UTF-8, `\r\n` and `\r` become `\n`), after
+ * the text already stored there and a `\n`, encoded as UTF-8.
+ */
+export function airflowUploadBody(localFile: Uint8Array, stored?: Uint8Array): Buffer {
+  const log = pythonReadText(localFile);
+  const old = stored === undefined ? '' : pythonUtf8Decode(stored);
+  return Buffer.from(old ? `${old}\n${log}` : log, 'utf8');
+}
+
+/** An S3 client on s3rver with its fixed credentials, as Airflow's hook would use it. */
+export function airflowS3Client(endpoint: string): S3Client {
+  return new S3Client({
+    endpoint,
+    forcePathStyle: true,
+    region: 'us-east-1',
+    credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  });
+}
