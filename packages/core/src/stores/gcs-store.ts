@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip } from 'node:zlib';
@@ -41,7 +40,7 @@ import {
   runningPrefix,
 } from './chunk-layout.js';
 import type { OpenStoreOptions } from './open-store.js';
-import { throwIfAborted, validateFilter } from './store-checks.js';
+import { readLocalFile, throwIfAborted, validateFilter } from './store-checks.js';
 
 export interface GcsStoreOptions {
   /** Bucket name (the `BUCKET` of `gs://BUCKET/prefix`). */
@@ -285,18 +284,13 @@ export class GcsStore implements LogStore {
     throwIfAborted(signal);
     const loc = this.#locate(key);
     const be = await this.#connect();
-    await be.uploadResumable(
-      loc.final,
-      () => createReadStream(file.path, { highWaterMark: 1 << 20 }),
-      file,
-      {
-        label: file.path,
-        journal,
-        signal,
-        onProgress,
-        replace: options.replace === true,
-      },
-    );
+    await be.uploadResumable(loc.final, () => readLocalFile(file), file, {
+      label: file.path,
+      journal,
+      signal,
+      onProgress,
+      replace: options.replace === true,
+    });
     await be.deleteAll(await be.listRunning(loc, signal), signal);
   }
 

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { constants, createReadStream } from 'node:fs';
+import { constants } from 'node:fs';
 import {
   access,
   type FileHandle,
@@ -48,7 +48,7 @@ import {
   matchesFilter,
   parseChunkName,
 } from './chunk-layout.js';
-import { throwIfAborted, validateFilter } from './store-checks.js';
+import { readLocalFile, throwIfAborted, validateFilter } from './store-checks.js';
 
 export interface LocalStoreOptions {
   /** Absolute path of the archive folder (a local disk, NFS or a mounted volume). Created by the first writer. */
@@ -216,10 +216,7 @@ export class LocalStore implements LogStore {
       let done = 0;
       onProgress?.(0, file.size);
       const pieces = async function* () {
-        for await (const piece of createReadStream(file.path, {
-          highWaterMark: READ_SIZE * 16,
-          signal,
-        })) {
+        for await (const piece of readLocalFile(file, { highWaterMark: READ_SIZE * 16, signal })) {
           done += (piece as Buffer).length;
           onProgress?.(done, file.size);
           yield piece as Buffer;

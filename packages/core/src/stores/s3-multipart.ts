@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
-import { open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip } from 'node:zlib';
@@ -14,7 +13,7 @@ import type {
 } from '@aws-sdk/client-s3';
 import { ConflictError, IntegrityError } from '../errors.js';
 import type { LocalLogFile, UploadJournal, UploadOptions } from '../store.js';
-import { throwIfAborted } from './store-checks.js';
+import { localFileHandle, throwIfAborted } from './store-checks.js';
 
 /** S3's multipart limits (https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html). */
 export const MIN_PART_SIZE = 5 * 1024 * 1024;
@@ -820,7 +819,7 @@ export async function uploadFile(
   );
   const partCount = Math.ceil(file.size / partSize);
   const partLength = (n: number) => Math.min(partSize, file.size - (n - 1) * partSize);
-  const fh = await open(file.path, 'r');
+  const { fh, release } = await localFileHandle(file);
   try {
     const digest = await digestParts(fh, file.size, partSize, signal);
     if (digest.size !== file.size || digest.sha256 !== file.sha256) {
@@ -904,7 +903,7 @@ export async function uploadFile(
     });
     await upload.forget();
   } finally {
-    await fh.close();
+    await release();
   }
 }
 

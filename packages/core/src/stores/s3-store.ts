@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import type { GetObjectCommandOutput, HeadObjectCommandOutput, S3Client } from '@aws-sdk/client-s3';
@@ -57,7 +56,7 @@ import {
   uploadGzip,
   writeParams,
 } from './s3-multipart.js';
-import { throwIfAborted, validateExpected, validateFilter } from './store-checks.js';
+import { readLocalFile, throwIfAborted, validateExpected, validateFilter } from './store-checks.js';
 
 export interface S3StoreOptions {
   /** The bucket; it must exist (tasklog never creates buckets). */
@@ -307,13 +306,11 @@ export class S3Store implements LogStore {
       }
       if (this.compression === 'gzip') {
         onProgress?.(0, file.size);
-        await uploadGzip(
-          ctx,
-          loc.final,
-          createReadStream(file.path, { highWaterMark: 1 << 20 }),
-          file,
-          { journal, signal, onBytes: (n) => onProgress?.(n, file.size) },
-        );
+        await uploadGzip(ctx, loc.final, readLocalFile(file, { signal }), file, {
+          journal,
+          signal,
+          onBytes: (n) => onProgress?.(n, file.size),
+        });
       } else {
         await uploadFile(ctx, loc.final, file, { signal, onProgress, journal });
       }
