@@ -1,6 +1,6 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { attemptKey, COMPLETION_MARKER_SUFFIX, openCatalog, PathTemplate } from '@tasklog/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CliResult, runCli } from '../support/cli.js';
@@ -156,6 +156,44 @@ describe('tasklog run masks every secret it can know of (CVE-2024-45784)', () =>
         expect(run.stdout.toString(), value).not.toContain(value);
       }
       expect(log.match(/value: \*\*\*/g)).toHaveLength(leaked.length);
+    } finally {
+      await rm(home, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('files tasklog creates', () => {
+  it('are 0640 and their folders 0750 (core.umask = 027), whatever the caller’s umask', async () => {
+    const home = await mkdtemp(join(tmpdir(), 'tasklog-run-modes-'));
+    try {
+      const env = { PATH: process.env.PATH, TASKLOG_HOME: home };
+      const run = await runCli(
+        [
+          'run',
+          '--dag',
+          'd',
+          '--run',
+          'r',
+          '--task',
+          'modes',
+          '--try',
+          '1',
+          '--',
+          process.execPath,
+          '-e',
+          '1',
+        ],
+        env,
+      );
+      expect(run.code).toBe(0);
+      const rel = new PathTemplate().render(
+        attemptKey({ dagId: 'd', runId: 'r', taskId: 'modes', tryNumber: 1 }),
+      );
+      for (const root of ['logs', 'archive']) {
+        const file = join(home, root, rel);
+        expect((await stat(file)).mode & 0o777, file).toBe(0o640);
+        expect((await stat(dirname(file))).mode & 0o777, dirname(file)).toBe(0o750);
+      }
     } finally {
       await rm(home, { recursive: true, force: true });
     }

@@ -40,6 +40,9 @@ export class CommandContext {
   constructor(global: GlobalOptions, flags: Record<string, unknown> = {}) {
     this.loaded = loadConfig({ configPath: global.config, flags, flagNames: FLAG_NAMES });
     this.pathTemplate = new PathTemplate(this.loaded.config.core.path_template);
+    // Logs, archives, journals and locks are created 0640 / 0750 by default, whatever the
+    // caller's own umask: task output must not become world-readable.
+    process.umask(Number.parseInt(this.loaded.config.core.umask, 8));
   }
 
   get config() {

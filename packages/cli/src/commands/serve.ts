@@ -77,8 +77,8 @@ export async function serveCommand(ctx: CommandContext, options: ServeOptions): 
     maxFollowersPerAttempt: config.server.max_followers_per_attempt,
     sendTimeoutMs: config.server.send_timeout * 1000,
     agentUrlPolicy: new AgentUrlPolicy(list(config.agent.allowed_urls)),
-    // Three missed heartbeats: the attempt's writer is gone, its followers are released.
-    live: { staleAfterMs: config.agent.heartbeat_interval * 3 * 1000 },
+    // Silent past agent.heartbeat_timeout: the agent counts as lost, the attempt as abandoned.
+    live: { staleAfterMs: config.agent.heartbeat_timeout * 1000 },
   });
   const running = await startServer({
     app,

@@ -195,6 +195,7 @@ function defaults(home: string): Record<string, unknown> {
       delete_local_copy: false,
       state_folder: join(home, 'state'),
       sensitive_names: '',
+      umask: '027',
     },
     store: {
       url: pathToFileURL(join(home, 'archive')).href,
@@ -264,6 +265,7 @@ function defaults(home: string): Record<string, unknown> {
       tls_key: undefined,
       idle_timeout: 3600,
       heartbeat_interval: 30,
+      heartbeat_timeout: 90,
       shutdown_timeout: 10,
       completion: 'marker',
       airflow_db_url: undefined,

@@ -157,6 +157,9 @@ export const configSchema = z.object({
     delete_local_copy: bool,
     state_folder: folder('a state folder'),
     sensitive_names: z.string({ error: 'expected names separated by commas' }),
+    umask: z
+      .string({ error: 'expected an octal file mode mask such as 027' })
+      .regex(/^0?[0-7]{3}$/, { error: 'expected an octal file mode mask such as 027' }),
   }),
   store: z.object({
     url: storeUrl,
@@ -270,6 +273,7 @@ export const configSchema = z.object({
     tls_key: optionalText('a PEM private key file'),
     idle_timeout: seconds,
     heartbeat_interval: seconds,
+    heartbeat_timeout: seconds,
     shutdown_timeout: seconds,
     completion: z.enum(['marker', 'airflow-db', 'idle'], {
       error: 'expected marker, airflow-db or idle',

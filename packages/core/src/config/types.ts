@@ -14,6 +14,8 @@ export interface TasklogConfig {
     state_folder: string;
     /** Names (comma-separated) that mark an environment variable as secret, besides Airflow's list. */
     sensitive_names: string;
+    /** The file mode mask of the CLI's processes (octal): `027` creates files 0640, folders 0750. */
+    umask: string;
   };
   store: {
     /** Archive URL: `file:///abs/path`, `s3://bucket/prefix`, `gs://bucket/prefix`, ... */
@@ -131,6 +133,8 @@ export interface TasklogConfig {
     /** Seconds without growth (and without a completion marker) before an attempt is abandoned. */
     idle_timeout: number;
     heartbeat_interval: number;
+    /** Seconds without a heartbeat after which the proxy counts an attempt's writer as lost. */
+    heartbeat_timeout: number;
     shutdown_timeout: number;
     /**
      * How the agent knows that an attempt without a completion marker has finished (the marker

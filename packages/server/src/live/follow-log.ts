@@ -78,6 +78,8 @@ export async function* followLog(o: FollowLogOptions): AsyncGenerator<FollowEven
       handoverDeadline === undefined &&
       record?.state === 'running' &&
       record.agentUrl &&
+      // A silent agent (no heartbeat for staleAfterMs) counts as lost: the archive is read.
+      Date.now() - (record.heartbeatAt?.getTime() ?? 0) < staleAfterMs &&
       Date.now() >= agentRetryAt
     ) {
       try {
