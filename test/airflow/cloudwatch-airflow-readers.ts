@@ -67,10 +67,10 @@ export function airflow2View(lines: readonly string[]): string[] {
   const records: { time: number | undefined; idx: number; line: string }[] = [];
   let time: number | undefined;
   for (const [idx, line] of pythonSplitlines(lines.join('\n')).entries()) {
-    if (line) {
-      const parsed = Date.parse(line.split(' ', 1)[0]!.replace(/^\[+|\]+$/g, ''));
-      if (!Number.isNaN(parsed)) time = parsed;
-    }
+    // `_parse_timestamps_in_log_file` yields only non-empty lines: Airflow 2 drops empty ones.
+    if (!line) continue;
+    const parsed = Date.parse(line.split(' ', 1)[0]!.replace(/^\[+|\]+$/g, ''));
+    if (!Number.isNaN(parsed)) time = parsed;
     records.push({ time, idx, line });
   }
   const epoch2000 = Date.UTC(2000, 0, 1);
