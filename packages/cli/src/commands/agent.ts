@@ -86,7 +86,11 @@ export async function agentCommand(ctx: CommandContext, opts: AgentCommandOption
     pathTemplate: ctx.pathTemplate,
     keys,
     logger,
-    status: () => agent?.status(),
+    // Counts only: whoever reaches the agent's port learns no DAG, run or task names from it.
+    status: () => {
+      const st = agent?.status();
+      return st && { ...st, failing: st.failing.length };
+    },
     airflow,
     // Airflow asks for a running attempt's log; one shipped and deleted meanwhile comes from here.
     archive: airflow ? await ctx.openStore() : undefined,
