@@ -104,18 +104,15 @@ async function tryCreate(path: string, me: Holder): Promise<boolean> {
 async function inspect(
   path: string,
 ): Promise<{ ino: number; stale: boolean; holder: Holder | undefined } | undefined> {
-  let info: Awaited<ReturnType<typeof stat>>;
-  let holder: Holder | undefined;
-  try {
-    info = await stat(path);
-    holder = JSON.parse(await readFile(path, 'utf8')) as Holder;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    // Unparsable: a holder killed between creating and writing it. Judged by its age alone.
-    holder = undefined;
-    info = await stat(path).catch(() => undefined as never);
-    if (!info) return undefined;
-  }
+  const info = await stat(path).catch(() => undefined);
+  if (!info) return undefined; // released meanwhile
+  // Unparsable (a holder killed between creating and writing it): judged by its age alone.
+  const holder = await readFile(path, 'utf8')
+    .then(
+      (text) => JSON.parse(text) as Holder,
+      () => undefined,
+    )
+    .catch(() => undefined);
   const expired = Date.now() - info.mtimeMs > STALE_MS;
   const deadHere = holder !== undefined && holder.host === hostname() && !isAlive(holder.pid);
   return { ino: info.ino, stale: expired || deadHere, holder };

@@ -85,12 +85,19 @@ export class LogDiscovery {
 
   /** The path relative to the base folder if it is an attempt log the template accepts. */
   relativePath(file: string): string | undefined {
+    const relativePath = this.#under(file);
+    return relativePath && this.#options.pathTemplate.tryParse(relativePath)
+      ? relativePath
+      : undefined;
+  }
+
+  /** `file` relative to the base folder, `/`-separated; undefined outside it. */
+  #under(file: string): string | undefined {
     const rel = relative(this.#base, file);
     if (rel === '' || rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel)) {
       return undefined;
     }
-    const relativePath = rel.split(sep).join('/');
-    return this.#options.pathTemplate.tryParse(relativePath) ? relativePath : undefined;
+    return rel.split(sep).join('/');
   }
 
   #onChange(path: string): void {
@@ -98,9 +105,10 @@ export class LogDiscovery {
     const target = path.endsWith(COMPLETION_MARKER_SUFFIX)
       ? path.slice(0, -COMPLETION_MARKER_SUFFIX.length)
       : path;
+    // The common case, a followed log being written, costs one map look-up and no parse.
+    const under = this.#under(target);
+    if (under && this.#options.isBusy(under)) return;
     const relativePath = this.relativePath(target);
-    // The common case, a followed log being written, costs one map look-up.
-    if (relativePath && this.#options.isBusy(relativePath)) return;
     this.#examine(target, relativePath).catch((err) =>
       this.#options.logger.error({ err, path }, 'cannot take up a changed file'),
     );
