@@ -18,7 +18,7 @@ import {
 import { Agent, airflowDbRule, idleRule } from '@tasklog/server';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { S3Store } from '../../packages/core/src/stores/s3-store.js';
+import type { S3Store } from '../../packages/core/src/stores/s3/store.js';
 import { type S3rverFixture, startS3rver } from '../support/s3rver.js';
 import { AirflowDbFixture, type AirflowVersion, type TaskInstanceRef } from './airflow-fixture.js';
 

@@ -10,7 +10,7 @@ import {
 } from '@aws-sdk/client-cloudwatch-logs';
 import { type AttemptKey, attemptKey, type LogWriter } from '@tasklog/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CloudWatchStore } from '../../packages/core/src/stores/cloudwatch-store.js';
+import { CloudWatchStore } from '../../packages/core/src/stores/cloudwatch/store.js';
 import { type CloudWatchEmulator, startCloudWatchEmulator } from '../emulators/cloudwatch/index.js';
 import { runCli } from '../support/cli.js';
 import {

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type AttemptKey, attemptKey } from '@tasklog/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ElasticsearchStore } from '../../packages/core/src/stores/elasticsearch-store.js';
+import { ElasticsearchStore } from '../../packages/core/src/stores/elasticsearch/store.js';
 import {
   type ElasticsearchEmulator,
   startElasticsearchEmulator,

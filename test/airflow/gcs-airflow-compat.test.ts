@@ -13,7 +13,7 @@ import {
   runningPrefix,
 } from '@tasklog/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GcsStore } from '../../packages/core/src/stores/gcs-store.js';
+import { GcsStore } from '../../packages/core/src/stores/gcs/store.js';
 import { type GcsEmulator, startGcsEmulator } from '../emulators/gcs/index.js';
 import { runCli } from '../support/cli.js';
 import { type ClientResult, gcloudFor, gcloudPath } from '../support/outside-clients.js';

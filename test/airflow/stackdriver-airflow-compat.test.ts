@@ -6,10 +6,10 @@ import { join } from 'node:path';
 import { type AttemptKey, attemptKey, openAirflowDb } from '@tasklog/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  CloudLoggingStore,
   MAX_ENTRY_BYTES,
   MAX_PIECE_BYTES,
-  StackdriverStore,
-} from '../../packages/core/src/stores/stackdriver-store.js';
+} from '../../packages/core/src/stores/cloud-logging/store.js';
 import { entryBytes } from '../emulators/cloud-logging/entry-store.js';
 import {
   type CloudLoggingEmulator,
@@ -44,7 +44,7 @@ afterAll(async () => {
   await emu?.close();
 });
 
-async function readAll(store: StackdriverStore, key: AttemptKey, offset = 0): Promise<Buffer> {
+async function readAll(store: CloudLoggingStore, key: AttemptKey, offset = 0): Promise<Buffer> {
   const parts: Buffer[] = [];
   for await (const chunk of store.read(key, { offset })) parts.push(Buffer.from(chunk.bytes));
   return Buffer.concat(parts);
@@ -98,10 +98,10 @@ describe("tasklog → Airflow's StackdriverTaskHandler", () => {
     tryNumber: key.tryNumber,
   });
   const log = compatLog();
-  let store: StackdriverStore;
+  let store: CloudLoggingStore;
 
   beforeAll(async () => {
-    store = new StackdriverStore({
+    store = new CloudLoggingStore({
       logName: 'airflow',
       projectId: PROJECT,
       apiEndpoint: `http://${emu.url}`,
@@ -229,7 +229,7 @@ function keyOf(id: string, mapIndex = -1): AttemptKey {
 describe("Airflow's StackdriverTaskHandler → tasklog (golden entries of 2.10 and 3.x)", () => {
   const PROJECT = 'airflow-golden';
   let airflow: AirflowDbFixture;
-  let store: StackdriverStore;
+  let store: CloudLoggingStore;
   const fixtures = {} as Record<AirflowVersion, Golden>;
 
   beforeAll(async () => {
@@ -262,7 +262,7 @@ describe("Airflow's StackdriverTaskHandler → tasklog (golden entries of 2.10 a
         '2024-01-05 10:00:00.123456',
       );
     sqlite.close();
-    store = new StackdriverStore({
+    store = new CloudLoggingStore({
       logName: 'airflow',
       projectId: PROJECT,
       apiEndpoint: emu.restUrl,
@@ -354,7 +354,7 @@ describe("Airflow's StackdriverTaskHandler → tasklog (golden entries of 2.10 a
   });
 
   it("hides Airflow's entries of an attempt deleted through tasklog", async () => {
-    const other = new StackdriverStore({
+    const other = new CloudLoggingStore({
       logName: 'airflow',
       projectId: PROJECT,
       apiEndpoint: `http://${emu.url}`,

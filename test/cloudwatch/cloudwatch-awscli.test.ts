@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { promisify } from 'node:util';
 import { type AttemptKey, attemptKey, type LogWriter } from '@tasklog/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CloudWatchStore } from '../../packages/core/src/stores/cloudwatch-store.js';
+import { CloudWatchStore } from '../../packages/core/src/stores/cloudwatch/store.js';
 import { compatLog, compatLogPieces } from '../airflow/compat-log.js';
 import { type CloudWatchEmulator, startCloudWatchEmulator } from '../emulators/cloudwatch/index.js';
 

@@ -19,7 +19,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   CloudWatchStore,
   type CloudWatchStoreOptions,
-} from '../../packages/core/src/stores/cloudwatch-store.js';
+} from '../../packages/core/src/stores/cloudwatch/store.js';
 import { type CloudWatchEmulator, startCloudWatchEmulator } from '../emulators/cloudwatch/index.js';
 
 process.env.AWS_ACCESS_KEY_ID ??= 'AKIDTASKLOGTEST';

@@ -1,5 +1,5 @@
 import { afterAll } from 'vitest';
-import { CloudWatchStore } from '../../packages/core/src/stores/cloudwatch-store.js';
+import { CloudWatchStore } from '../../packages/core/src/stores/cloudwatch/store.js';
 import { type CloudWatchEmulator, startCloudWatchEmulator } from '../emulators/cloudwatch/index.js';
 import { describeStoreContract } from './store-contract.js';
 

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll } from 'vitest';
-import { ElasticsearchStore } from '../../packages/core/src/stores/elasticsearch-store.js';
+import { ElasticsearchStore } from '../../packages/core/src/stores/elasticsearch/store.js';
 import {
   type ElasticsearchEmulator,
   startElasticsearchEmulator,

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll } from 'vitest';
-import { GcsStore } from '../../packages/core/src/stores/gcs-store.js';
+import { GcsStore } from '../../packages/core/src/stores/gcs/store.js';
 import { type GcsEmulator, startGcsEmulator } from '../emulators/gcs/index.js';
 import { describeStoreContract } from './store-contract.js';
 

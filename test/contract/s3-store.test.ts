@@ -1,5 +1,5 @@
 import { afterAll } from 'vitest';
-import { S3Store } from '../../packages/core/src/stores/s3-store.js';
+import { S3Store } from '../../packages/core/src/stores/s3/store.js';
 import { type S3rverFixture, startS3rver } from '../support/s3rver.js';
 import { describeStoreContract } from './store-contract.js';
 

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll } from 'vitest';
-import { StackdriverStore } from '../../packages/core/src/stores/stackdriver-store.js';
+import { CloudLoggingStore } from '../../packages/core/src/stores/cloud-logging/store.js';
 import {
   type CloudLoggingEmulator,
   startCloudLoggingEmulator,
@@ -19,7 +19,7 @@ function setup(transport: 'grpc' | 'rest') {
   return async () => {
     emulator ??= startCloudLoggingEmulator();
     const emu = await emulator;
-    const store = StackdriverStore.fromUrl(
+    const store = CloudLoggingStore.fromUrl(
       `stackdriver://contract-${randomBytes(6).toString('hex')}`,
       {
         stackdriver: {
@@ -27,7 +27,7 @@ function setup(transport: 'grpc' | 'rest') {
           api_endpoint: transport === 'grpc' ? `http://${emu.url}` : emu.restUrl,
           transport,
         },
-      } as Parameters<typeof StackdriverStore.fromUrl>[1],
+      } as Parameters<typeof CloudLoggingStore.fromUrl>[1],
       // Contract run ids hold no logical date; the warning about it is not what is tested here.
       { warn: () => {} },
     );
@@ -35,5 +35,5 @@ function setup(transport: 'grpc' | 'rest') {
   };
 }
 
-describeStoreContract('StackdriverStore (gRPC)', setup('grpc'));
-describeStoreContract('StackdriverStore (REST)', setup('rest'));
+describeStoreContract('CloudLoggingStore (gRPC)', setup('grpc'));
+describeStoreContract('CloudLoggingStore (REST)', setup('rest'));

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { type AttemptKey, attemptKey, PathTemplate } from '@tasklog/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { S3Store } from '../../packages/core/src/stores/s3-store.js';
+import { S3Store } from '../../packages/core/src/stores/s3/store.js';
 import { runCli, startService } from '../support/cli.js';
 import { type PostgresFixture, startPostgres } from '../support/postgres.js';
 import { type S3rverFixture, startS3rver } from '../support/s3rver.js';

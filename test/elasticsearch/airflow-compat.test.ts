@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { Client } from '@elastic/elasticsearch';
 import { type AttemptKey, attemptKey, type LogChunk } from '@tasklog/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ElasticsearchStore } from '../../packages/core/src/stores/elasticsearch-store.js';
+import { ElasticsearchStore } from '../../packages/core/src/stores/elasticsearch/store.js';
 import {
   type ElasticsearchEmulator,
   startElasticsearchEmulator,

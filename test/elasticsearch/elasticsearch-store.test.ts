@@ -12,7 +12,7 @@ import {
   AIRFLOW_LOG_ID_TEMPLATE,
   ElasticsearchStore,
   type ElasticsearchStoreOptions,
-} from '../../packages/core/src/stores/elasticsearch-store.js';
+} from '../../packages/core/src/stores/elasticsearch/store.js';
 import {
   type ElasticsearchEmulator,
   startElasticsearchEmulator,

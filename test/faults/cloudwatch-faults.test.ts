@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { attemptKey, digestStored, type LogWriter } from '@tasklog/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CloudWatchStore } from '../../packages/core/src/stores/cloudwatch-store.js';
+import { CloudWatchStore } from '../../packages/core/src/stores/cloudwatch/store.js';
 import { type CloudWatchEmulator, startCloudWatchEmulator } from '../emulators/cloudwatch/index.js';
 import { prng } from '../support/logs.js';
 

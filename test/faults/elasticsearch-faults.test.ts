@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { attemptKey, digestStored } from '@tasklog/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ElasticsearchStore } from '../../packages/core/src/stores/elasticsearch-store.js';
+import { ElasticsearchStore } from '../../packages/core/src/stores/elasticsearch/store.js';
 import {
   type ElasticsearchEmulator,
   startElasticsearchEmulator,

@@ -11,7 +11,7 @@ import {
   Shipper,
 } from '@tasklog/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GcsStore } from '../../packages/core/src/stores/gcs-store.js';
+import { GcsStore } from '../../packages/core/src/stores/gcs/store.js';
 import { type GcsEmulator, startGcsEmulator } from '../emulators/gcs/index.js';
 import { prng, randomLogBytes } from '../support/logs.js';
 

@@ -11,7 +11,7 @@ import {
   PathTemplate,
 } from '@tasklog/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalStore } from '../../packages/core/src/stores/local-store.js';
+import { LocalStore } from '../../packages/core/src/stores/local/store.js';
 import { CLI, runCli } from '../support/cli.js';
 import { writeTestLog } from '../support/logs.js';
 import { type S3rverFixture, startS3rver } from '../support/s3rver.js';

@@ -12,7 +12,7 @@ import {
   Shipper,
 } from '@tasklog/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { S3Store } from '../../packages/core/src/stores/s3-store.js';
+import { S3Store } from '../../packages/core/src/stores/s3/store.js';
 import { type FaultProxy, startFaultProxy } from '../emulators/fault-proxy.js';
 import { prng, randomLogBytes } from '../support/logs.js';
 import { type S3rverFixture, startS3rver } from '../support/s3rver.js';

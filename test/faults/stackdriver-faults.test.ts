@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { attemptKey } from '@tasklog/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { StackdriverStore } from '../../packages/core/src/stores/stackdriver-store.js';
+import { CloudLoggingStore } from '../../packages/core/src/stores/cloud-logging/store.js';
 import {
   type CloudLoggingEmulator,
   startCloudLoggingEmulator,
@@ -29,11 +29,11 @@ function randomLines(lines: number, seed: number): Buffer {
 
 describe('Cloud Logging with 20% of calls failing (UNAVAILABLE, INTERNAL, RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED, lost answers)', () => {
   let emulator: CloudLoggingEmulator;
-  let store: StackdriverStore;
+  let store: CloudLoggingStore;
 
   beforeAll(async () => {
     emulator = await startCloudLoggingEmulator();
-    store = new StackdriverStore({
+    store = new CloudLoggingStore({
       logName: 'airflow',
       projectId: PROJECT,
       apiEndpoint: `http://${emulator.url}`,

@@ -7,7 +7,7 @@ import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { attemptKey, digestStored, openCatalog, PathTemplate } from '@tasklog/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { S3Store } from '../../packages/core/src/stores/s3-store.js';
+import type { S3Store } from '../../packages/core/src/stores/s3/store.js';
 import { type FaultProxy, startFaultProxy } from '../emulators/fault-proxy.js';
 import { CLI, startService } from '../support/cli.js';
 import { type S3rverFixture, startS3rver } from '../support/s3rver.js';

@@ -13,8 +13,8 @@ import {
   type UploadJournal,
 } from '@tasklog/core';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { runningPrefix } from '../../packages/core/src/stores/chunk-layout.js';
-import { GcsStore, type GcsStoreOptions } from '../../packages/core/src/stores/gcs-store.js';
+import { GcsStore, type GcsStoreOptions } from '../../packages/core/src/stores/gcs/store.js';
+import { runningPrefix } from '../../packages/core/src/stores/shared/chunk-layout.js';
 import { type GcsEmulator, startGcsEmulator } from '../emulators/gcs/index.js';
 import { journalState, recoverShip, runShipChild, type ShipJob } from '../support/killable-ship.js';
 import { prng } from '../support/logs.js';

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Storage } from '@google-cloud/storage';
 import { PathTemplate } from '@tasklog/core';
 import { afterAll, beforeAll } from 'vitest';
-import { GcsStore } from '../../packages/core/src/stores/gcs-store.js';
+import { GcsStore } from '../../packages/core/src/stores/gcs/store.js';
 import { type GcsEmulator, startGcsEmulator } from '../emulators/gcs/index.js';
 import { describeRunningLayout } from '../support/running-layout.js';
 

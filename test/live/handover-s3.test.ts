@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, it } from 'vitest';
-import { S3Store } from '../../packages/core/src/stores/s3-store.js';
+import { S3Store } from '../../packages/core/src/stores/s3/store.js';
 import { handoverProperty } from '../../packages/server/test/handover-property.js';
 import { type LiveFixture, startLiveFixture } from '../../packages/server/test/live-fixture.js';
 import { type S3rverFixture, startS3rver } from '../support/s3rver.js';

@@ -12,12 +12,12 @@ import {
 } from '@aws-sdk/client-s3';
 import { type AttemptKey, attemptKey, type UploadJournal } from '@tasklog/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runningPrefix } from '../../packages/core/src/stores/chunk-layout.js';
 import {
   S3Store,
   type S3StoreOptions,
   type SweepSkip,
-} from '../../packages/core/src/stores/s3-store.js';
+} from '../../packages/core/src/stores/s3/store.js';
+import { runningPrefix } from '../../packages/core/src/stores/shared/chunk-layout.js';
 import { journalState, recoverShip, runShipChild, type ShipJob } from '../support/killable-ship.js';
 import { prng } from '../support/logs.js';
 import { type RecordedRequest, type S3rverFixture, startS3rver } from '../support/s3rver.js';

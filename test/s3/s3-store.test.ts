@@ -22,8 +22,8 @@ import {
   type UploadJournal,
 } from '@tasklog/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runningPrefix } from '../../packages/core/src/stores/chunk-layout.js';
-import { S3Store, type S3StoreOptions } from '../../packages/core/src/stores/s3-store.js';
+import { S3Store, type S3StoreOptions } from '../../packages/core/src/stores/s3/store.js';
+import { runningPrefix } from '../../packages/core/src/stores/shared/chunk-layout.js';
 import { writeTestLog } from '../support/logs.js';
 import { type S3rverFixture, startS3rver } from '../support/s3rver.js';
 

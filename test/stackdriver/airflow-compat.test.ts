@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
 import { type AttemptKey, attemptKey, openAirflowDb } from '@tasklog/core';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { runIdDates } from '../../packages/core/src/stores/stackdriver-logical-date.js';
+import { runIdDates } from '../../packages/core/src/stores/cloud-logging/logical-date.js';
 import {
-  StackdriverStore,
-  type StackdriverStoreOptions,
-} from '../../packages/core/src/stores/stackdriver-store.js';
+  CloudLoggingStore,
+  type CloudLoggingStoreOptions,
+} from '../../packages/core/src/stores/cloud-logging/store.js';
 import { AirflowDbFixture } from '../airflow/airflow-fixture.js';
 import {
   type CloudLoggingEmulator,
@@ -27,10 +27,10 @@ afterAll(async () => {
   await emu?.close();
 });
 
-function open(overrides: Partial<StackdriverStoreOptions> = {}) {
+function open(overrides: Partial<CloudLoggingStoreOptions> = {}) {
   const warnings: string[] = [];
   logs += 1;
-  const store = new StackdriverStore({
+  const store = new CloudLoggingStore({
     logName: `labels-${logs}`,
     projectId: PROJECT,
     apiEndpoint: `http://${emu.url}`,
@@ -41,13 +41,13 @@ function open(overrides: Partial<StackdriverStoreOptions> = {}) {
   return { store, warnings };
 }
 
-async function write(store: StackdriverStore, key: AttemptKey, content: Buffer) {
+async function write(store: CloudLoggingStore, key: AttemptKey, content: Buffer) {
   const writer = await store.openWriter(key);
   await writer.append(content);
   await writer.finish({ size: content.length, sha256: sha256(content) });
 }
 
-function entriesOf(store: StackdriverStore) {
+function entriesOf(store: CloudLoggingStore) {
   return emu.store.all(`projects/${PROJECT}/logs/${store.logName}`);
 }
 

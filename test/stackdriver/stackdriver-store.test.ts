@@ -11,11 +11,11 @@ import {
 } from '@tasklog/core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
+  CloudLoggingStore,
+  type CloudLoggingStoreOptions,
   MAX_PIECE_BYTES,
   MAX_ENTRY_BYTES as SERVICE_MAX_ENTRY_BYTES,
-  StackdriverStore,
-  type StackdriverStoreOptions,
-} from '../../packages/core/src/stores/stackdriver-store.js';
+} from '../../packages/core/src/stores/cloud-logging/store.js';
 import { entryBytes } from '../emulators/cloud-logging/entry-store.js';
 import {
   type CloudLoggingEmulator,
@@ -38,7 +38,7 @@ const key = (o: Partial<AttemptKey> = {}) =>
   });
 
 let emu: CloudLoggingEmulator;
-const stores: StackdriverStore[] = [];
+const stores: CloudLoggingStore[] = [];
 
 beforeAll(async () => {
   emu = await startCloudLoggingEmulator();
@@ -51,8 +51,8 @@ afterAll(async () => {
   await emu?.close();
 });
 
-function open(overrides: Partial<StackdriverStoreOptions> = {}): StackdriverStore {
-  const store = new StackdriverStore({
+function open(overrides: Partial<CloudLoggingStoreOptions> = {}): CloudLoggingStore {
+  const store = new CloudLoggingStore({
     logName: `sd-${randomBytes(5).toString('hex')}`,
     projectId: PROJECT,
     apiEndpoint: `http://${emu.url}`,
@@ -64,14 +64,14 @@ function open(overrides: Partial<StackdriverStoreOptions> = {}): StackdriverStor
   return store;
 }
 
-async function write(store: StackdriverStore, k: AttemptKey, content: Buffer) {
+async function write(store: CloudLoggingStore, k: AttemptKey, content: Buffer) {
   const writer = await store.openWriter(k);
   await writer.append(content);
   await writer.finish({ size: content.length, sha256: sha256(content) });
 }
 
 /** The store's record entries (no markers, no end entry), in the service's order. */
-function records(store: StackdriverStore): StoredEntry[] {
+function records(store: CloudLoggingStore): StoredEntry[] {
   return emu.store
     .all(`projects/${PROJECT}/logs/${store.logName}`)
     .filter((e) => e.labels.length !== undefined && e.labels.length !== '0');
@@ -87,13 +87,13 @@ async function restWrite(entries: Record<string, unknown>[]): Promise<void> {
   expect(res.status, await res.clone().text()).toBe(200);
 }
 
-async function readAll(store: StackdriverStore, k: AttemptKey, offset = 0): Promise<Buffer> {
+async function readAll(store: CloudLoggingStore, k: AttemptKey, offset = 0): Promise<Buffer> {
   const parts: Buffer[] = [];
   for await (const chunk of store.read(k, { offset })) parts.push(Buffer.from(chunk.bytes));
   return Buffer.concat(parts);
 }
 
-describe('StackdriverStore specifics', () => {
+describe('CloudLoggingStore specifics', () => {
   it('reads an attempt written with timestamps a week old completely', async () => {
     const old = open({ now: () => Date.now() - 7 * DAY });
     const lines = Array.from({ length: 2500 }, (_, i) => `week-old line ${i}\n`).join('');
@@ -400,14 +400,16 @@ describe('StackdriverStore specifics', () => {
   });
 
   it('parses stackdriver://LOG_NAME and rejects names the API does not allow', () => {
-    const store = StackdriverStore.fromUrl('stackdriver://airflow', {});
+    const store = CloudLoggingStore.fromUrl('stackdriver://airflow', {});
     expect(store.logName).toBe('airflow');
     expect(store.url).toBe('stackdriver://airflow');
-    expect(StackdriverStore.fromUrl('stackdriver://team%2Fairflow', {}).logName).toBe(
+    expect(CloudLoggingStore.fromUrl('stackdriver://team%2Fairflow', {}).logName).toBe(
       'team/airflow',
     );
-    expect(() => StackdriverStore.fromUrl('stackdriver://bad name', {})).toThrow(InvalidInputError);
-    expect(() => StackdriverStore.fromUrl('s3://bucket', {})).toThrow(InvalidInputError);
+    expect(() => CloudLoggingStore.fromUrl('stackdriver://bad name', {})).toThrow(
+      InvalidInputError,
+    );
+    expect(() => CloudLoggingStore.fromUrl('s3://bucket', {})).toThrow(InvalidInputError);
   });
 
   it('writes over REST as well as gRPC', async () => {

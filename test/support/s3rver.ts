@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
-import { S3Store } from '../../packages/core/src/stores/s3-store.js';
+import { S3Store } from '../../packages/core/src/stores/s3/store.js';
 
 /** The koa context s3rver's middleware sees (the package ships no types). */
 interface KoaContext {
