@@ -43,12 +43,15 @@ node -e '
 read -r LINES BYTES _ < <(node bench/split-lines.mjs "$LOG")
 
 # start NAME CMD... : runs an emulator in the background and waits for its first output line
+# start NAME [OPTIONS...]: `tasklog-emulator NAME --port 0`; its JSON line of endpoints in $WORK/NAME.out
 start() {
   local name=$1; shift
-  "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+  bench/node_modules/.bin/tasklog-emulator "$name" --port 0 "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
   PIDS+=("$!")
   for _ in $(seq 200); do [ -s "$WORK/$name.out" ] && break; sleep 0.1; done
 }
+# endpoint NAME FIELD: a field of the emulator's JSON line
+endpoint() { node -pe "JSON.parse(require('fs').readFileSync(0, 'utf8').split('\\n')[0]).$2" <"$WORK/$1.out"; }
 # measure LABEL CMD... : "wall user+sys peakRSS_MB" of CMD (GNU time)
 measure() {
   local label=$1; shift
@@ -70,24 +73,24 @@ ship() {
     "$@" node packages/cli/dist/main.js ship "$LOG"
 }
 
-start cloudwatch node --import tsx test/emulators/cloudwatch/main.ts --port 0
-CW_URL=$(head -1 "$WORK/cloudwatch.out")
+start cloudwatch
+CW_URL=$(endpoint cloudwatch url)
 read -r CW_WALL CW_CPU CW_RSS < <(ship cloudwatch \
   AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1 \
   TASKLOG__STORE__URL=cloudwatch://arn:aws:logs:us-east-1:123456789012:log-group:bench \
   TASKLOG__CLOUDWATCH__ENDPOINT="$CW_URL")
 
-start elasticsearch node --import tsx test/emulators/elasticsearch/main.ts --port 0
-ES_URL=$(head -1 "$WORK/elasticsearch.out")
+start elasticsearch
+ES_URL=$(endpoint elasticsearch url)
 read -r ES_WALL ES_CPU ES_RSS < <(ship elasticsearch \
   TASKLOG__STORE__URL="elasticsearch+${ES_URL}/tasklog-bench")
 
-start cloud-logging node --import tsx test/emulators/cloud-logging/main.ts --port 0 --rest-port 0
-GL_URL=$(awk '/^grpc/ { print $2 }' "$WORK/cloud-logging.out")
-read -r GL_WALL GL_CPU GL_RSS < <(ship stackdriver \
-  TASKLOG__STORE__URL=stackdriver://tasklog-bench \
-  TASKLOG__STACKDRIVER__PROJECT_ID=bench \
-  TASKLOG__STACKDRIVER__API_ENDPOINT="http://$GL_URL")
+start cloud-logging --rest-port 0
+GL_URL=$(endpoint cloud-logging url)
+read -r GL_WALL GL_CPU GL_RSS < <(ship cloud-logging \
+  TASKLOG__STORE__URL=cloud-logging://tasklog-bench \
+  TASKLOG__CLOUD_LOGGING__PROJECT_ID=bench \
+  TASKLOG__CLOUD_LOGGING__API_ENDPOINT="http://$GL_URL")
 
 echo
 echo "ship-records: $(awk -v b="$BYTES" 'BEGIN { printf "%.0f", b / 1e6 }') MB, $LINES lines, to each emulator on loopback ($(nproc) cores, node $(node -v)); emulator CPU not counted"

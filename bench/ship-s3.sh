@@ -24,11 +24,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-mkdir -p "$WORK/s3rver"
-node --openssl-legacy-provider bench/s3rver.mjs "$WORK/s3rver" bench >"$WORK/s3rver.url" &
+bench/node_modules/.bin/tasklog-emulator s3 --port 0 --bucket bench >"$WORK/s3rver.json" &
 S3_PID=$!
-for _ in $(seq 100); do [ -s "$WORK/s3rver.url" ] && break; sleep 0.1; done
-ENDPOINT=$(cat "$WORK/s3rver.url")
+for _ in $(seq 100); do [ -s "$WORK/s3rver.json" ] && break; sleep 0.1; done
+ENDPOINT=$(node -pe "JSON.parse(require('fs').readFileSync(0, 'utf8')).url" <"$WORK/s3rver.json")
 
 export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 export TASKLOG_HOME="$WORK/home"

@@ -1,7 +1,6 @@
-import { once } from 'node:events';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { prng } from '../support/logs.js';
+import { startHttpServer } from './shared/http-server.js';
+import { mulberry32 } from './shared/prng.js';
 
 /** What the proxy does to a request it decides to fail. */
 export type FaultKind =
@@ -41,7 +40,7 @@ export interface FaultProxy {
 export async function startFaultProxy(options: FaultProxyOptions): Promise<FaultProxy> {
   const target = new URL(options.target);
   const kinds = options.kinds ?? ['500', '503', 'reset-before', 'reset-after'];
-  const random = prng(options.seed ?? 1);
+  const random = mulberry32(options.seed ?? 1);
   let probability = options.probability;
   const stats = {
     requests: 0,
@@ -52,7 +51,7 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
   };
   const agent = new http.Agent({ keepAlive: true });
 
-  const server = http.createServer((req, res) => {
+  const server = await startHttpServer((req, res) => {
     stats.requests++;
     const fault = random() < probability ? kinds[Math.floor(random() * kinds.length)]! : undefined;
     if (fault) stats.failed[fault]++;
@@ -92,18 +91,14 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
     upstream.on('error', () => req.socket.destroy());
     req.pipe(upstream);
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: server.url,
     setProbability(p) {
       probability = p;
     },
     stats,
     async close() {
-      server.closeAllConnections();
-      await new Promise<void>((done) => server.close(() => done()));
+      await server.close();
       agent.destroy();
     },
   };

@@ -12,13 +12,14 @@
  * - `timestamp` compares as a point in time (RFC 3339 values), `severity` by level.
  * - A comparison on a field the entry lacks is false (so `NOT` of it is true).
  */
+import { type Comparison, compareOrdered } from '../shared/compare.js';
 
 export type FieldValue = string | bigint | number | undefined;
 
 /** Reads a field of an entry; `timestamp` as epoch nanoseconds, `severity` as its number. */
 export type FieldReader = (path: readonly string[]) => FieldValue;
 
-type Op = '=' | '!=' | '<' | '<=' | '>' | '>=' | ':';
+type Op = Comparison | ':';
 
 type Node =
   | { kind: 'and' | 'or'; items: Node[] }
@@ -251,22 +252,8 @@ function compare(op: Op, actual: FieldValue, wanted: string, field: string[]): b
     a = actual.toLowerCase();
     b = wanted.toLowerCase();
   }
-  switch (op) {
-    case '=':
-      return a === b;
-    case '!=':
-      return a !== b;
-    case '<':
-      return a < b;
-    case '<=':
-      return a <= b;
-    case '>':
-      return a > b;
-    case '>=':
-      return a >= b;
-    case ':':
-      return String(a).includes(String(b));
-  }
+  if (op === ':') return String(a).includes(String(b));
+  return compareOrdered(a, op, b);
 }
 
 function evaluate(node: Node, read: FieldReader): boolean {

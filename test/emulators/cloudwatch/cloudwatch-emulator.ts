@@ -10,19 +10,31 @@
  * listed in `deniedAccessKeys` is refused with UnrecognizedClientException, as AWS refuses an
  * unknown key.
  *
- * Faults (the GCS emulator's FaultInjector) are decided per request. Every request's path is
+ * Faults (the shared FaultInjector) are decided per request. Every request's path is
  * `/`, so a rule's `match.path` is tested against the operation name instead (`'PutLogEvents'`).
  * The injector's statuses become CloudWatch's own errors: 429 → HTTP 400 ThrottlingException
  * (the JSON protocol sends throttling as a client error), 500 / 503 → ServiceUnavailableException,
  * 408 → RequestTimeoutException. `reset` drops the connection before anything is done;
- * `resetAfterCommit` carries the request out and drops the answer.
+ * `resetAfterCommit` carries the request out and drops the answer. The shared `/_emulator/…`
+ * routes (../shared/faults.ts) set them from another process.
  * Reference: https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/
  */
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { FaultInjector } from '../gcs/fault-injector.js';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { FaultInjector } from '../shared/fault-injector.js';
+import { applyHttpFault, faultControl, isControlPath } from '../shared/faults.js';
+import {
+  answeredStatus,
+  BodyTooLargeError,
+  cannotAnswer,
+  drain,
+  type HttpExchange,
+  headerValue,
+  readBody,
+  writeAnswer,
+} from '../shared/http-exchange.js';
+import { startHttpServer } from '../shared/http-server.js';
+import { appendBounded, whenAnswered } from '../shared/request-log.js';
 import { CloudWatchApiError, errors } from './api-error.js';
 import { LogService, type StoredEvent } from './log-service.js';
 
@@ -55,7 +67,7 @@ export interface CloudWatchEmulator {
   readonly url: string;
   readonly port: number;
   readonly faults: FaultInjector;
-  /** The last 10,000 requests, oldest first. */
+  /** The last 10,000 requests, oldest first (control requests under `/_emulator` excluded). */
   readonly requestLog: CloudWatchRequestLogEntry[];
   /** Creates a log group; a no-op when it exists. */
   createLogGroup(name: string): void;
@@ -67,7 +79,6 @@ export interface CloudWatchEmulator {
   close(): Promise<void>;
 }
 
-const REQUEST_LOG_LIMIT = 10_000;
 /** Far above the 1 MiB PutLogEvents payload; JSON escaping may triple a message on the wire. */
 const MAX_BODY_BYTES = 16 * 1024 * 1024;
 const TARGET_PREFIX = 'Logs_20140328.';
@@ -76,7 +87,6 @@ const JSON_TYPE = 'application/x-amz-json-1.1';
 export async function startCloudWatchEmulator(
   options: CloudWatchEmulatorOptions = {},
 ): Promise<CloudWatchEmulator> {
-  const host = options.host ?? '127.0.0.1';
   const service = new LogService({
     region: options.region ?? 'us-east-1',
     accountId: options.accountId ?? '000000000000',
@@ -87,87 +97,33 @@ export async function startCloudWatchEmulator(
   const requestLog: CloudWatchRequestLogEntry[] = [];
   const closing = new AbortController();
 
-  const server: Server = createServer((req, res) => {
-    void handle(req, res);
-  });
-  server.requestTimeout = 0;
-
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const target = header(req, 'x-amz-target');
+    const ex: HttpExchange = { req, res };
+    const pathname = new URL(req.url ?? '/', 'http://emulator').pathname;
+    if (isControlPath(pathname)) return control(ex, pathname);
+    const target = headerValue(req, 'x-amz-target');
     const operation = target?.startsWith(TARGET_PREFIX) ? target.slice(TARGET_PREFIX.length) : '?';
     const entry: CloudWatchRequestLogEntry = { operation, status: 0 };
-    let dropAnswer = false;
-    let truncateAfter: number | undefined;
-    let logged = false;
-    const log = () => {
-      if (logged) return;
-      logged = true;
-      entry.status = dropAnswer || !res.headersSent ? 0 : res.statusCode;
-      requestLog.push(entry);
-      if (requestLog.length > REQUEST_LOG_LIMIT) {
-        requestLog.splice(0, requestLog.length - REQUEST_LOG_LIMIT);
-      }
+    whenAnswered(res, () => {
+      entry.status = answeredStatus(ex);
+      appendBounded(requestLog, entry);
+    });
+    const sendError = (err: CloudWatchApiError) => {
+      entry.errorType = err.type;
+      send(ex, err.status, err, { 'x-amzn-ErrorType': err.type });
     };
-    res.once('finish', log);
-    res.once('close', log);
-
-    const send = (status: number, body: unknown, errorType?: string) => {
-      if (dropAnswer || req.socket.destroyed) {
-        req.socket.destroy();
-        return;
-      }
-      const payload = Buffer.from(JSON.stringify(body));
-      const headers: Record<string, string | number> = {
-        'Content-Type': JSON_TYPE,
-        'Content-Length': payload.length,
-        'x-amzn-RequestId': randomUUID(),
-      };
-      if (errorType) {
-        headers['x-amzn-ErrorType'] = errorType;
-        entry.errorType = errorType;
-      }
-      res.writeHead(status, headers);
-      if (truncateAfter !== undefined && truncateAfter < payload.length) {
-        res.flushHeaders();
-        if (truncateAfter > 0) res.write(payload.subarray(0, truncateAfter));
-        const socket = res.socket;
-        if (socket) socket.end(() => socket.destroy());
-        return;
-      }
-      res.end(payload);
-    };
-    const sendError = (err: CloudWatchApiError) => send(err.status, err, err.type);
 
     try {
-      const fault = faults.pick({
-        method: req.method ?? 'POST',
-        path: operation,
-        uploadType: undefined,
-      });
-      if (fault) {
-        if ('delayMs' in fault) {
-          await sleep(fault.delayMs, undefined, { signal: closing.signal });
-        } else if ('status' in fault) {
-          await readBody(req);
-          return sendError(faultError(fault.status));
-        } else if ('reset' in fault) {
-          if (fault.resetAfterCommit) dropAnswer = true;
-          else {
-            if (fault.afterBody) await readBody(req);
-            req.socket.destroy();
-            return;
-          }
-        } else {
-          truncateAfter = fault.truncateBodyAfter;
-        }
-      }
-      const body = await readBody(req);
+      const fault = faults.pick({ method: req.method ?? 'POST', path: operation });
+      const answerStatus = (status: number) => sendError(faultError(status));
+      if (await applyHttpFault(ex, fault, answerStatus, closing.signal)) return;
+      const body = await readBody(req, MAX_BODY_BYTES);
       if (req.method !== 'POST') throw errors.unknownOperation(`${req.method} ${req.url}`);
-      const auth = header(req, 'authorization');
+      const auth = headerValue(req, 'authorization');
       if (!auth?.startsWith('AWS4-HMAC-SHA256 ')) throw errors.missingAuth();
       const accessKey = /Credential=([^/,\s]+)\//.exec(auth)?.[1];
       if (accessKey !== undefined && denied.has(accessKey)) throw errors.unrecognizedClient();
-      if (!header(req, 'content-type')?.startsWith(JSON_TYPE)) {
+      if (!headerValue(req, 'content-type')?.startsWith(JSON_TYPE)) {
         throw errors.serialization(`Content-Type must be ${JSON_TYPE}`);
       }
       if (operation === '?') throw errors.unknownOperation(target ?? '(no X-Amz-Target)');
@@ -180,28 +136,48 @@ export async function startCloudWatchEmulator(
       if (typeof input !== 'object' || input === null || Array.isArray(input)) {
         throw errors.serialization('Request body must be a JSON object');
       }
-      send(200, service.call(operation, input as Record<string, unknown>));
+      send(ex, 200, service.call(operation, input as Record<string, unknown>));
     } catch (err) {
-      if (req.socket.destroyed || closing.signal.aborted) return;
+      if (cannotAnswer(err, ex, closing.signal)) return;
       if (err instanceof BodyTooLargeError) return sendError(errors.serialization(err.message));
       if (err instanceof CloudWatchApiError) return sendError(err);
       sendError(new CloudWatchApiError('ServiceUnavailableException', String(err), 500));
     }
   }
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const address = server.address() as AddressInfo;
-  const url = `http://${host}:${address.port}`;
+  /** `/_emulator/…`: the shared fault and request-log routes; errors as the service's own. */
+  async function control(ex: HttpExchange, pathname: string): Promise<void> {
+    const route = `${ex.req.method ?? 'GET'} ${pathname.replace(/\/+$/, '')}`;
+    try {
+      const readJson = async () => {
+        const input = JSON.parse((await readBody(ex.req, MAX_BODY_BYTES)).toString() || '{}');
+        if (typeof input === 'object' && input !== null) return input as Record<string, unknown>;
+        throw errors.serialization('Request body must be a JSON object');
+      };
+      const answer = await faultControl(
+        ex,
+        route,
+        { faults, requestLog },
+        readJson,
+        errors.invalid,
+      );
+      if (!answer) {
+        await drain(ex.req);
+        throw errors.unknownOperation(route);
+      }
+      if (answer.body === undefined) writeAnswer(ex, answer.status, {});
+      else send(ex, answer.status, answer.body);
+    } catch (err) {
+      if (ex.req.socket.destroyed) return;
+      const apiError = err instanceof CloudWatchApiError ? err : errors.serialization(String(err));
+      send(ex, apiError.status, apiError, { 'x-amzn-ErrorType': apiError.type });
+    }
+  }
 
+  const http = await startHttpServer(handle, options);
   return {
-    url,
-    port: address.port,
+    url: http.url,
+    port: http.port,
     faults,
     requestLog,
     createLogGroup(name) {
@@ -217,10 +193,7 @@ export async function startCloudWatchEmulator(
     streamNames: (group) => service.streamNames(group),
     async close() {
       closing.abort();
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
+      await http.close();
     },
   };
 }
@@ -236,23 +209,17 @@ function faultError(status: number): CloudWatchApiError {
   }
 }
 
-function header(req: IncomingMessage, name: string): string | undefined {
-  const v = req.headers[name];
-  return Array.isArray(v) ? v[0] : v;
-}
-
-class BodyTooLargeError extends Error {}
-
-async function readBody(req: IncomingMessage): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > MAX_BODY_BYTES) {
-      req.resume();
-      throw new BodyTooLargeError(`Request body exceeds ${MAX_BODY_BYTES} bytes`);
-    }
-    parts.push(chunk);
-  }
-  return Buffer.concat(parts);
+/** A JSON 1.1 answer; an error's body is its `{__type, message}`. */
+function send(
+  ex: HttpExchange,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
+  writeAnswer(
+    ex,
+    status,
+    { 'Content-Type': JSON_TYPE, 'x-amzn-RequestId': randomUUID(), ...headers },
+    JSON.stringify(body),
+  );
 }

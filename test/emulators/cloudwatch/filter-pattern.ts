@@ -12,6 +12,7 @@
  * Anything else (space-delimited `[...]` patterns, regular expressions, `IS NULL`) is rejected
  * with InvalidParameterException rather than silently matching something different.
  */
+import { type Comparison, compareOrdered } from '../shared/compare.js';
 import { errors } from './api-error.js';
 
 export type EventPredicate = (message: string) => boolean;
@@ -38,7 +39,7 @@ function compileTerms(source: string): EventPredicate {
     include.every((t) => message.includes(t)) && !exclude.some((t) => message.includes(t));
 }
 
-type Op = '=' | '!=' | '<' | '<=' | '>' | '>=';
+type Op = Comparison;
 type Expr =
   | { kind: 'and' | 'or'; left: Expr; right: Expr }
   | { kind: 'cmp'; path: (string | number)[]; op: Op; value: number | string };
@@ -148,21 +149,7 @@ function evaluate(expr: Expr, doc: object): boolean {
 
 function compare(actual: unknown, op: Op, expected: number | string): boolean {
   if (typeof expected === 'number') {
-    if (typeof actual !== 'number') return false;
-    switch (op) {
-      case '=':
-        return actual === expected;
-      case '!=':
-        return actual !== expected;
-      case '<':
-        return actual < expected;
-      case '<=':
-        return actual <= expected;
-      case '>':
-        return actual > expected;
-      case '>=':
-        return actual >= expected;
-    }
+    return typeof actual === 'number' && compareOrdered(actual, op, expected);
   }
   if (actual === undefined || actual === null || typeof actual === 'object') return false;
   const text = String(actual);

@@ -7,8 +7,8 @@ import { createReadStream } from 'node:fs';
 import { open, unlink } from 'node:fs/promises';
 import { errors, GcsApiError } from './api-error.js';
 import { crc32c } from './crc32c.js';
+import { objectFields, requireName } from './object-fields.js';
 import { checkWritePreconditions, type ObjectRecord, type ObjectStore } from './object-store.js';
-import { objectFields, requireName } from './uploads.js';
 import { parsePreconditions } from './wire.js';
 
 export const MAX_COMPOSE_SOURCES = 32;

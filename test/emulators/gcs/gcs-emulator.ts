@@ -10,32 +10,26 @@
  * Reference: https://cloud.google.com/storage/docs/json_api/v1
  */
 import { mkdtemp } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { FaultInjector } from '../shared/fault-injector.js';
+import { applyHttpFault, faultControl, isControlPath } from '../shared/faults.js';
+import { cannotAnswer, drain, writeAnswer } from '../shared/http-exchange.js';
+import { startHttpServer } from '../shared/http-server.js';
+import { type HttpRequestLogEntry, logHttpRequest } from '../shared/request-log.js';
 import { errors, GcsApiError } from './api-error.js';
 import { composeObject } from './compose.js';
-import {
-  FaultInjector,
-  type FaultMatch,
-  type FaultRule,
-  type RandomFaultOptions,
-} from './fault-injector.js';
 import { checkReadPreconditions, streamMedia } from './media.js';
+import { objectFields } from './object-fields.js';
 import { ObjectStore, type ObjectVersion } from './object-store.js';
 import { bucketResource, objectResource } from './resources.js';
-import { objectFields, Uploads } from './uploads.js';
+import { Uploads } from './uploads.js';
 import {
-  ClientAbortedError,
-  drain,
-  dropConnection,
   parseInt64,
   parsePreconditions,
   type RequestContext,
   readJson,
-  respond,
   respondError,
   respondJson,
 } from './wire.js';
@@ -49,13 +43,7 @@ export interface GcsEmulatorOptions {
   dataDir?: string;
 }
 
-export interface RequestLogEntry {
-  method: string;
-  /** Raw request target: path and query. */
-  path: string;
-  /** Status sent; 0 when the connection was dropped without an answer. */
-  status: number;
-}
+export type RequestLogEntry = HttpRequestLogEntry;
 
 export interface GcsEmulator {
   /** `http://HOST:PORT`, to pass as `apiEndpoint`. */
@@ -74,7 +62,6 @@ export interface GcsEmulator {
   activeSessions(): { uploadId: string; bucket: string; name: string }[];
 }
 
-const REQUEST_LOG_LIMIT = 10_000;
 const BUCKET_NAME = /^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$/;
 
 export async function startGcsEmulator(options: GcsEmulatorOptions = {}): Promise<GcsEmulator> {
@@ -87,37 +74,15 @@ export async function startGcsEmulator(options: GcsEmulatorOptions = {}): Promis
   const requestLog: RequestLogEntry[] = [];
   const closing = new AbortController();
 
-  const server: Server = createServer((req, res) => {
-    void handle(req, res);
-  });
-  // Uploads of tens of MB through slow fault paths must not hit Node's default request timeout.
-  server.requestTimeout = 0;
-
-  let address: AddressInfo | undefined;
   const baseUrlFor = (req: IncomingMessage) =>
-    `http://${req.headers.host ?? `${host}:${address?.port ?? 0}`}`;
+    `http://${req.headers.host ?? `${host}:${http.port}`}`;
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const target = req.url ?? '/';
     const url = new URL(target, 'http://emulator');
     const ctx: RequestContext = { req, res, query: url.searchParams, baseUrl: baseUrlFor(req) };
-    const control = url.pathname.startsWith('/_emulator/') || url.pathname === '/_emulator';
-    if (!control) {
-      // Logged on 'finish' (the answer is handed to the socket, before the client can see it),
-      // or on 'close' for answers that never completed.
-      let logged = false;
-      const log = () => {
-        if (logged) return;
-        logged = true;
-        const status = ctx.dropAnswer || !res.headersSent ? 0 : res.statusCode;
-        requestLog.push({ method: req.method ?? 'GET', path: target, status });
-        if (requestLog.length > REQUEST_LOG_LIMIT) {
-          requestLog.splice(0, requestLog.length - REQUEST_LOG_LIMIT);
-        }
-      };
-      res.once('finish', log);
-      res.once('close', log);
-    }
+    const control = isControlPath(url.pathname);
+    if (!control) logHttpRequest(requestLog, ctx);
     try {
       if (control) return await handleControl(ctx, url.pathname);
       const fault = faults.pick({
@@ -125,33 +90,13 @@ export async function startGcsEmulator(options: GcsEmulatorOptions = {}): Promis
         path: target,
         uploadType: url.searchParams.get('uploadType') ?? undefined,
       });
-      if (fault) {
-        if ('delayMs' in fault) {
-          await sleep(fault.delayMs, undefined, { signal: closing.signal });
-        } else if ('status' in fault) {
-          await drain(req);
-          return respondError(ctx, errors.injected(fault.status));
-        } else if ('reset' in fault) {
-          if (fault.resetAfterCommit) ctx.dropAnswer = true;
-          else {
-            if (fault.afterBody) await drain(req);
-            return dropConnection(ctx);
-          }
-        } else {
-          ctx.truncateAfter = fault.truncateBodyAfter;
-        }
-      }
+      const answerStatus = (status: number) => respondError(ctx, errors.injected(status));
+      if (await applyHttpFault(ctx, fault, answerStatus, closing.signal)) return;
       await route(ctx, url.pathname);
     } catch (err) {
-      if (err instanceof ClientAbortedError || req.socket.destroyed || closing.signal.aborted) {
-        return;
-      }
-      if (res.headersSent) {
-        res.destroy();
-        return;
-      }
+      if (cannotAnswer(err, ctx, closing.signal)) return;
       if (err instanceof GcsApiError) {
-        if (err.status === 304) respond(ctx, 304, {});
+        if (err.status === 304) writeAnswer(ctx, 304, {});
         else respondError(ctx, err);
         return;
       }
@@ -233,7 +178,7 @@ export async function startGcsEmulator(options: GcsEmulatorOptions = {}): Promis
         await drain(ctx.req);
         const generation = parseInt64(ctx.query.get('generation'), 'generation');
         store.delete(bucket, name, parsePreconditions(ctx.query), generation);
-        return respond(ctx, 204, {});
+        return writeAnswer(ctx, 204, {});
       }
       case 'PATCH':
       case 'PUT': {
@@ -274,7 +219,7 @@ export async function startGcsEmulator(options: GcsEmulatorOptions = {}): Promis
         return respondJson(ctx, 200, bucketResource(store.getBucket(bucket), ctx.baseUrl));
       case 'DELETE':
         store.deleteBucket(bucket);
-        return respond(ctx, 204, {});
+        return writeAnswer(ctx, 204, {});
       default:
         throw errors.notImplemented(`${method} on a bucket`);
     }
@@ -306,75 +251,40 @@ export async function startGcsEmulator(options: GcsEmulatorOptions = {}): Promis
   }
 
   /**
-   * `/_emulator/...`: drive the emulator from another process.
-   *   POST   /_emulator/faults         FaultRule as JSON (match.path: substring; match.pathRegExp:
-   *                                    pattern source) → { id }
-   *   POST   /_emulator/faults/random  RandomFaultOptions → { id }
-   *   POST   /_emulator/faults/seed    { seed }
-   *   DELETE /_emulator/faults[/ID]    all rules, or one
+   * `/_emulator/...`: drive the emulator from another process: the shared fault and request-log
+   * routes (../shared/faults.ts), and
    *   POST   /_emulator/buckets        { name }
-   *   GET    /_emulator/requests       the request log;  DELETE clears it
    */
   async function handleControl(ctx: RequestContext, pathname: string): Promise<void> {
-    const method = ctx.req.method ?? 'GET';
-    const route = `${method} ${pathname.replace(/\/+$/, '')}`;
-    const faultId = /^DELETE \/_emulator\/faults\/(\d+)$/.exec(route);
-    if (faultId) {
-      await drain(ctx.req);
-      return respond(ctx, faults.remove(Number(faultId[1])) ? 204 : 404, {});
+    const route = `${ctx.req.method ?? 'GET'} ${pathname.replace(/\/+$/, '')}`;
+    const shared = await faultControl(
+      ctx,
+      route,
+      { faults, requestLog },
+      () => readJson(ctx.req),
+      errors.invalid,
+    );
+    if (shared) {
+      if (shared.body === undefined) return writeAnswer(ctx, shared.status, {});
+      return respondJson(ctx, shared.status, shared.body);
     }
-    switch (route) {
-      case 'POST /_emulator/faults': {
-        const handle = faults.add(ruleFromJson(await readJson(ctx.req)));
-        return respondJson(ctx, 200, { id: handle.id });
-      }
-      case 'POST /_emulator/faults/random': {
-        const body = await readJson(ctx.req);
-        const opts = body as unknown as RandomFaultOptions;
-        const match = matchFromJson(body.match);
-        const handle = faults.failRandomly({ ...opts, ...(match ? { match } : {}) });
-        return respondJson(ctx, 200, { id: handle.id });
-      }
-      case 'POST /_emulator/faults/seed': {
-        faults.seed(Number((await readJson(ctx.req)).seed ?? 0));
-        return respond(ctx, 204, {});
-      }
-      case 'DELETE /_emulator/faults':
-        await drain(ctx.req);
-        faults.clear();
-        return respond(ctx, 204, {});
-      case 'POST /_emulator/buckets': {
-        const { name } = await readJson(ctx.req);
-        if (typeof name !== 'string') throw errors.required('name');
-        emulator.createBucket(name);
-        return respondJson(ctx, 200, bucketResource(store.getBucket(name), ctx.baseUrl));
-      }
-      case 'GET /_emulator/requests':
-        await drain(ctx.req);
-        return respondJson(ctx, 200, requestLog);
-      case 'DELETE /_emulator/requests':
-        await drain(ctx.req);
-        requestLog.length = 0;
-        return respond(ctx, 204, {});
-      default:
-        await drain(ctx.req);
-        throw errors.notFound(pathname);
+    if (route === 'POST /_emulator/buckets') {
+      const { name } = await readJson(ctx.req);
+      if (typeof name !== 'string') throw errors.required('name');
+      emulator.createBucket(name);
+      return respondJson(ctx, 200, bucketResource(store.getBucket(name), ctx.baseUrl));
     }
+    await drain(ctx.req);
+    throw errors.notFound(pathname);
   }
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
+  const http = await startHttpServer(handle, options).catch(async (err: unknown) => {
+    await store.close(); // the data folder goes with the emulator that could not start
+    throw err;
   });
-  address = server.address() as AddressInfo;
-  const urlHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-
   const emulator: GcsEmulator = {
-    url: `http://${urlHost}:${address.port}`,
-    port: address.port,
+    url: http.url,
+    port: http.port,
     faults,
     requestLog,
     objectVersions: (bucket, name) =>
@@ -390,10 +300,7 @@ export async function startGcsEmulator(options: GcsEmulatorOptions = {}): Promis
     },
     async close() {
       closing.abort();
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
+      await http.close();
       await store.close();
     },
   };
@@ -417,28 +324,4 @@ function nullsOf(body: Record<string, unknown>): Record<string, null> {
     Object.assign(out, { metadata: body.metadata });
   }
   return out;
-}
-
-function matchFromJson(value: unknown): FaultMatch | undefined {
-  if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'object') throw errors.invalid('match must be an object');
-  const m = value as Record<string, unknown>;
-  const match: FaultMatch = {};
-  if (typeof m.method === 'string') match.method = m.method;
-  if (typeof m.uploadType === 'string') match.uploadType = m.uploadType;
-  if (typeof m.path === 'string') match.path = m.path;
-  if (typeof m.pathRegExp === 'string') match.path = new RegExp(m.pathRegExp);
-  return match;
-}
-
-function ruleFromJson(body: Record<string, unknown>): FaultRule {
-  const match = matchFromJson(body.match);
-  const rule = { ...body, ...(match ? { match } : {}) } as unknown as FaultRule;
-  try {
-    // Validation happens in FaultInjector.add; a bad rule is the caller's error (400).
-    new FaultInjector().add(rule);
-  } catch (err) {
-    throw errors.invalid(`Invalid fault rule: ${(err as Error).message}`);
-  }
-  return rule;
 }

@@ -9,18 +9,12 @@ import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
+import { dropConnection, endSocketAfterFlush, headerValue } from '../shared/http-exchange.js';
 import { errors, GcsApiError } from './api-error.js';
 import { crc32cToBase64 } from './crc32c.js';
 import type { ObjectRecord, ObjectStore } from './object-store.js';
 import { objectEtag } from './resources.js';
-import {
-  dropConnection,
-  endSocketAfterFlush,
-  headerValue,
-  parseInt64,
-  parsePreconditions,
-  type RequestContext,
-} from './wire.js';
+import { parseInt64, parsePreconditions, type RequestContext } from './wire.js';
 
 export async function streamMedia(
   ctx: RequestContext,

@@ -59,6 +59,15 @@ export type NewObject = Omit<
   'generation' | 'metageneration' | 'timeCreated' | 'updated' | 'file' | 'storageClass'
 > & { filePath: string };
 
+/** The writable string fields of an object resource this emulator keeps (besides metadata). */
+export const OBJECT_STRING_FIELDS = [
+  'contentType',
+  'contentEncoding',
+  'contentDisposition',
+  'contentLanguage',
+  'cacheControl',
+] as const;
+
 export interface ObjectPatch {
   contentType?: string | null;
   contentEncoding?: string | null;
@@ -207,13 +216,7 @@ export class ObjectStore {
     const obj = this.getObject(bucketName, name);
     checkWritePreconditions(obj, pre);
     const next: ObjectRecord = { ...obj, metageneration: obj.metageneration + 1 };
-    for (const key of [
-      'contentType',
-      'contentEncoding',
-      'contentDisposition',
-      'contentLanguage',
-      'cacheControl',
-    ] as const) {
+    for (const key of OBJECT_STRING_FIELDS) {
       const value = patch[key];
       if (value === null) delete next[key];
       else if (typeof value === 'string') next[key] = value;

@@ -12,28 +12,32 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { open, unlink, writeFile } from 'node:fs/promises';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { errors, GcsApiError } from './api-error.js';
-import { crc32cFromBase64, crc32cToBase64 } from './crc32c.js';
+import { ClientAbortedError, drain, headerValue, writeAnswer } from '../shared/http-exchange.js';
+import { errors } from './api-error.js';
 import { boundaryOf, parseMultipartFile } from './multipart.js';
 import {
+  type ExpectedHashes,
+  expectedHashes,
+  type ObjectFields,
+  objectFields,
+  requireName,
+  stringField,
+  verifyHashes,
+} from './object-fields.js';
+import {
   checkWritePreconditions,
-  type NewObject,
   type ObjectRecord,
   type ObjectStore,
   type Preconditions,
 } from './object-store.js';
 import { objectResource } from './resources.js';
 import {
-  ClientAbortedError,
-  drain,
-  headerValue,
   ObjectHasher,
   parseGoogHash,
   parseInt64,
   parsePreconditions,
   type RequestContext,
   readJson,
-  respond,
   respondJson,
   spoolBody,
 } from './wire.js';
@@ -43,21 +47,6 @@ export const CHUNK_GRANULARITY = 256 * 1024;
 /** Sessions live a week, as on GCS. */
 const SESSION_TTL_MS = 7 * 24 * 3600 * 1000;
 const DEFAULT_CONTENT_TYPE = 'application/octet-stream';
-
-type ObjectFields = Pick<
-  NewObject,
-  | 'contentType'
-  | 'contentEncoding'
-  | 'contentDisposition'
-  | 'contentLanguage'
-  | 'cacheControl'
-  | 'metadata'
->;
-
-interface ExpectedHashes {
-  crc32c?: string;
-  md5?: string;
-}
 
 interface UploadSession {
   id: string;
@@ -237,7 +226,7 @@ export class Uploads {
     const location =
       `${ctx.baseUrl}/upload/storage/v1/b/${encodeURIComponent(bucket)}/o?uploadType=resumable` +
       `&name=${encodeURIComponent(name)}&upload_id=${id}`;
-    respond(ctx, 200, { Location: location, 'X-GUploader-UploadID': id });
+    writeAnswer(ctx, 200, { Location: location, 'X-GUploader-UploadID': id });
   }
 
   /** Any request on a session URL (`...&upload_id=ID`). */
@@ -459,7 +448,7 @@ function send308(ctx: RequestContext, session: UploadSession): void {
   const headers: Record<string, string> = { 'X-GUploader-UploadID': session.id };
   // GCS sends no Range header until at least one byte is persisted.
   if (session.persisted > 0) headers.Range = `bytes=0-${session.persisted - 1}`;
-  respond(ctx, 308, headers, undefined, 'Resume Incomplete');
+  writeAnswer(ctx, 308, headers, undefined, 'Resume Incomplete');
 }
 
 async function truncateTo(file: string, size: number): Promise<void> {
@@ -469,78 +458,4 @@ async function truncateTo(file: string, size: number): Promise<void> {
   } finally {
     await fh.close();
   }
-}
-
-function verifyHashes(crc: number, md5Hash: string, ...expectations: ExpectedHashes[]): void {
-  for (const expected of expectations) {
-    if (expected.crc32c !== undefined && crc32cFromBase64(expected.crc32c) !== crc) {
-      throw errors.invalid(
-        `Provided CRC32C "${expected.crc32c}" doesn't match calculated CRC32C "${crc32cToBase64(crc)}".`,
-      );
-    }
-    if (expected.md5 !== undefined && expected.md5 !== md5Hash) {
-      throw errors.invalid(
-        `Provided MD5 hash "${expected.md5}" doesn't match calculated MD5 hash "${md5Hash}".`,
-      );
-    }
-  }
-}
-
-function expectedHashes(meta: Record<string, unknown>): ExpectedHashes {
-  const out: ExpectedHashes = {};
-  const crc = stringField(meta, 'crc32c');
-  const md5 = stringField(meta, 'md5Hash');
-  if (crc !== undefined) out.crc32c = crc;
-  if (md5 !== undefined) out.md5 = md5;
-  return out;
-}
-
-/** The writable fields of an object resource that this emulator keeps. */
-export function objectFields(meta: Record<string, unknown>): ObjectFields {
-  const fields: ObjectFields = {};
-  for (const key of [
-    'contentType',
-    'contentEncoding',
-    'contentDisposition',
-    'contentLanguage',
-    'cacheControl',
-  ] as const) {
-    const value = stringField(meta, key);
-    if (value) fields[key] = value;
-  }
-  const custom = meta.metadata;
-  if (custom !== undefined && custom !== null) {
-    if (typeof custom !== 'object' || Array.isArray(custom)) {
-      throw errors.invalid('Invalid value for metadata: expected an object.');
-    }
-    const metadata: Record<string, string> = {};
-    for (const [k, v] of Object.entries(custom)) {
-      if (v !== null && v !== undefined) metadata[k] = String(v);
-    }
-    fields.metadata = metadata;
-  }
-  return fields;
-}
-
-function stringField(meta: Record<string, unknown>, key: string): string | undefined {
-  const value = meta[key];
-  if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'string')
-    throw errors.invalid(`Invalid value for ${key}: expected a string.`);
-  return value;
-}
-
-/** Object names: 1..1024 bytes of UTF-8, no CR or LF, not `.` or `..`. */
-export function requireName(name: string | null | undefined): string {
-  if (!name) throw errors.required('name');
-  if (
-    Buffer.byteLength(name) > 1024 ||
-    /[\r\n]/.test(name) ||
-    name === '.' ||
-    name === '..' ||
-    name.startsWith('.well-known/acme-challenge/')
-  ) {
-    throw new GcsApiError(400, 'invalid', `The object name '${name}' is invalid.`);
-  }
-  return name;
 }

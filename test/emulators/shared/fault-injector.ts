@@ -1,7 +1,9 @@
 /**
- * Per-request fault injection for the GCS emulator. Rules are checked in the order they were
- * added; the first rule that matches and fires decides the request's fate.
+ * Per-request fault injection, shared by every emulator (each maps the actions onto its own
+ * protocol). Rules are checked in the order they were added; the first rule that matches and
+ * fires decides the request's fate.
  */
+import { mulberry32 } from './prng.js';
 
 export type FaultStatus = 500 | 503 | 429 | 408;
 
@@ -62,7 +64,8 @@ export interface FaultRequest {
   method: string;
   /** Raw request target: path and query as received. */
   path: string;
-  uploadType: string | undefined;
+  /** GCS's `uploadType` query parameter; other emulators have none. */
+  uploadType?: string | undefined;
 }
 
 interface ActiveRule {
@@ -77,7 +80,7 @@ const DEFAULT_SEED = 0x2545f491;
 export class FaultInjector {
   #rules: ActiveRule[] = [];
   #nextId = 1;
-  #state = DEFAULT_SEED;
+  #random = mulberry32(DEFAULT_SEED);
 
   add(rule: FaultRule): FaultHandle {
     validateRule(rule);
@@ -104,7 +107,7 @@ export class FaultInjector {
 
   /** Restarts the PRNG used for `probability` and for picking among several actions. */
   seed(n: number): void {
-    this.#state = n >>> 0 || DEFAULT_SEED;
+    this.#random = mulberry32(n >>> 0 || DEFAULT_SEED);
   }
 
   /** Adds one rule that fails a `probability` share of requests with one of `kinds`. */
@@ -145,15 +148,6 @@ export class FaultInjector {
       return action;
     }
     return undefined;
-  }
-
-  /** mulberry32: small, fast, and good enough to make fault runs reproducible. */
-  #random(): number {
-    this.#state = (this.#state + 0x6d2b79f5) >>> 0;
-    let t = this.#state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   }
 }
 
