@@ -1,18 +1,26 @@
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
-const src = (p: string) => fileURLToPath(new URL(`./packages/${p}/src/index.ts`, import.meta.url));
+/** A source file of a package: `src('core', 'index.ts')`. */
+const src = (pkg: string, file: string) =>
+  fileURLToPath(new URL(`./packages/${pkg}/src/${file}`, import.meta.url));
 
 export default defineConfig({
   resolve: {
     // Tests run against the sources; only end-to-end tests that spawn the CLI use dist/.
-    alias: {
-      '@tasklog/core': src('core'),
-      '@tasklog/server': src('server'),
-    },
+    // Exact matches: a plain '@tasklog/core' entry would also rewrite '@tasklog/core/testing'.
+    alias: [
+      { find: /^@tasklog\/core$/, replacement: src('core', 'index.ts') },
+      { find: /^@tasklog\/core\/testing$/, replacement: src('core', 'testing/index.ts') },
+      {
+        find: /^@tasklog\/core\/stores\/([a-z-]+)$/,
+        replacement: src('core', 'stores/$1/index.ts'),
+      },
+      { find: /^@tasklog\/server$/, replacement: src('server', 'index.ts') },
+    ],
   },
   test: {
-    include: ['packages/*/test/**/*.test.ts', 'test/**/*.test.ts'],
+    include: ['packages/*/test/**/*.test.ts', 'test/**/*.test.ts', 'examples/**/*.test.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',

@@ -13,7 +13,7 @@ missing=()
 [ -x /usr/bin/aws ] || missing+=(awscli)
 /usr/bin/python3 -c 'import elasticsearch' 2>/dev/null || missing+=(python3-elasticsearch)
 # gcloud comes from Google's own apt repository, which this machine does not reach: only said.
-command -v gcloud >/dev/null || log "gcloud (google-cloud-cli) missing: test/gcs/gcloud-cli.test.ts and the gcloud parts of test/airflow/gcs-airflow-compat.test.ts skip"
+command -v gcloud >/dev/null || log "gcloud (google-cloud-cli) missing: test/backends/gcs/gcloud-cli.test.ts and the gcloud parts of test/airflow/gcs-airflow-compat.test.ts skip"
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then

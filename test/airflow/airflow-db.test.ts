@@ -1,12 +1,9 @@
-import { mkdtemp, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { inspect } from 'node:util';
 import {
   AbortedError,
-  AIRFLOW_STATUS_BATCH_SIZE,
   type AirflowDb,
   type AttemptKey,
   BackendUnavailableError,
@@ -14,7 +11,9 @@ import {
   openAirflowDb,
 } from '@tasklog/core';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { AIRFLOW_STATUS_BATCH_SIZE } from '../../packages/core/src/airflow/airflow-db.js';
 import { startPostgres } from '../support/postgres.js';
+import { makeTempDir, removeTempDir } from '../support/temp-dir.js';
 import {
   AirflowDbFixture,
   type AirflowDbKind,
@@ -570,7 +569,7 @@ async function writeAirflow(
 }
 
 async function withSqlite(ddl: string, fn: (url: string) => Promise<void>): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), 'tasklog-airflow-'));
+  const dir = await makeTempDir('airflow');
   try {
     const path = join(dir, 'airflow.db');
     const sqlite = new Sqlite(path);
@@ -578,7 +577,7 @@ async function withSqlite(ddl: string, fn: (url: string) => Promise<void>): Prom
     sqlite.close();
     await fn(`sqlite:///${path}`);
   } finally {
-    await rm(dir, { recursive: true, force: true });
+    await removeTempDir(dir);
   }
 }
 

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type PostgresFixture, startPostgres } from '../support/postgres.js';
+import { makeTempDir, removeTempDir } from '../support/temp-dir.js';
 
 export type AirflowVersion = '2.10' | '3.x';
 export type AirflowDbKind = 'postgres' | 'sqlite';
@@ -393,7 +393,7 @@ const coreRequire = createRequire(new URL('../../packages/core/package.json', im
 
 async function sqliteWriter(): Promise<{ url: string; db: SqlWriter }> {
   const Database = coreRequire('better-sqlite3') as new (path: string) => SqliteDatabase;
-  const dir = await mkdtemp(join(tmpdir(), 'tasklog-airflow-'));
+  const dir = await makeTempDir('airflow');
   const path = join(dir, 'airflow.db');
   const sqlite = new Database(path);
   sqlite.pragma('foreign_keys = ON'); // as Airflow's settings.py does for every SQLite connection
@@ -416,7 +416,7 @@ async function sqliteWriter(): Promise<{ url: string; db: SqlWriter }> {
     },
     close: async () => {
       sqlite.close();
-      await rm(dir, { recursive: true, force: true });
+      await removeTempDir(dir);
     },
   };
   // Four slashes: SQLAlchemy's absolute path.

@@ -1,13 +1,10 @@
-import { createHash } from 'node:crypto';
-import { appendFile, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { appendFile, mkdir, readdir, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   type AttemptKey,
   attemptKey,
   type Catalog,
-  digestStored,
   LocalStore,
   type LogStore,
   openAirflowDb,
@@ -18,8 +15,11 @@ import {
 import { Agent, airflowDbRule, idleRule } from '@tasklog/server';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { digestStored } from '../../packages/core/src/hashing.js';
 import type { S3Store } from '../../packages/core/src/stores/s3/store.js';
+import { sha256 } from '../support/hash.js';
 import { type S3rverFixture, startS3rver } from '../support/s3rver.js';
+import { makeTempDir, removeTempDir } from '../support/temp-dir.js';
 import { AirflowDbFixture, type AirflowVersion, type TaskInstanceRef } from './airflow-fixture.js';
 
 /**
@@ -33,7 +33,6 @@ const SCAN_MS = 1000;
 /** Time to ship a small log once the agent knows it finished (generous for a loaded CI). */
 const SHIP_MS = 3000;
 const template = new PathTemplate();
-const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 const RUN_ID = 'scheduled__2024-06-01T00:00:00+00:00';
 
 let s3: S3rverFixture;
@@ -70,7 +69,7 @@ describe.each(['2.10', '3.x'] as const)('Airflow %s', (version) => {
     let agent: Agent;
 
     beforeAll(async () => {
-      dir = await mkdtemp(join(tmpdir(), 'tasklog-airflow-sim-'));
+      dir = await makeTempDir('airflow-sim');
       base = join(dir, 'logs');
       await mkdir(base, { recursive: true });
       airflow = await AirflowDbFixture.create(version, 'postgres');
@@ -108,7 +107,7 @@ describe.each(['2.10', '3.x'] as const)('Airflow %s', (version) => {
       await catalog?.close();
       await store?.close();
       await airflow?.close();
-      await rm(dir, { recursive: true, force: true });
+      await removeTempDir(dir);
     });
 
     /** Appends to the attempt's log as Airflow's task process does. */
@@ -136,7 +135,7 @@ describe.each(['2.10', '3.x'] as const)('Airflow %s', (version) => {
       const rel = template.render(key);
       const local = await readFile(join(base, rel));
       expect(await store.stat(key)).toMatchObject({ complete: true, size: local.length });
-      expect(await digestStored(store, key)).toEqual({ size: local.length, sha256: sha(local) });
+      expect(await digestStored(store, key)).toEqual({ size: local.length, sha256: sha256(local) });
       if (store instanceof LocalStore) {
         const beside = await readdir(dirname(join(dir, 'archive', rel)));
         expect(beside.filter((n) => n.startsWith(rel.split('/').pop()!))).toEqual([

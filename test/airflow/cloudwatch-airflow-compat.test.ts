@@ -1,18 +1,17 @@
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import {
   CloudWatchLogsClient,
   CreateLogStreamCommand,
   PutLogEventsCommand,
 } from '@aws-sdk/client-cloudwatch-logs';
 import { type AttemptKey, attemptKey, type LogWriter } from '@tasklog/core';
+import { readAll } from '@tasklog/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CloudWatchStore } from '../../packages/core/src/stores/cloudwatch/store.js';
 import { type CloudWatchEmulator, startCloudWatchEmulator } from '../emulators/cloudwatch/index.js';
 import { runCli } from '../support/cli.js';
+import { sha256 } from '../support/hash.js';
+import { makeTempDir, removeTempDir } from '../support/temp-dir.js';
 import {
   airflow2Lines,
   airflow2View,
@@ -27,7 +26,6 @@ process.env.AWS_SECRET_ACCESS_KEY ??= 'tasklog-test-secret';
 
 const GROUP = 'airflow-task-logs';
 const ESCAPE = '{"tasklog":';
-const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 const AIRFLOW2_TIME = /^\[\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z\] /;
 
 let emulator: CloudWatchEmulator;
@@ -51,12 +49,6 @@ afterAll(async () => {
 
 function key(taskId: string, runId = 'scheduled__2024-01-01T00:00:00+00:00'): AttemptKey {
   return attemptKey({ dagId: 'compat', runId, taskId, tryNumber: 1 });
-}
-
-async function readAll(k: AttemptKey): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const c of store.read(k)) parts.push(Buffer.from(c.bytes));
-  return Buffer.concat(parts);
 }
 
 /** A line of the log: its bytes without the `\n`, where it starts, and whether a `\n` ends it. */
@@ -190,7 +182,7 @@ describe('tasklog → Airflow over CloudWatch: a running attempt (the compatibil
   });
 
   it('reads back every flushed byte through tasklog, and lists the attempt', async () => {
-    expect((await readAll(k)).equals(log)).toBe(true);
+    expect((await readAll(store, k)).equals(log)).toBe(true);
     expect(await store.stat(k)).toMatchObject({ size: log.length, complete: false });
     const listed: AttemptKey[] = [];
     for await (const l of store.list({ dagId: 'compat', taskId: 'running' })) listed.push(l);
@@ -254,7 +246,7 @@ describe('tasklog → Airflow over CloudWatch: a finished attempt (the compatibi
   });
 
   it('reads back byte for byte through tasklog, complete with its size and sha256', async () => {
-    expect((await readAll(k)).equals(log)).toBe(true);
+    expect((await readAll(store, k)).equals(log)).toBe(true);
     expect(await store.stat(k)).toMatchObject({
       size: log.length,
       complete: true,
@@ -321,13 +313,13 @@ describe('Airflow → tasklog over CloudWatch: streams Airflow wrote itself (gol
       `cloudwatch://arn:aws:logs:us-east-1:000000000000:log-group:${GROUP}`,
       { cloudwatch: { endpoint: goldenEmulator.url, max_attempts: 2 } },
     );
-    home = await mkdtemp(join(tmpdir(), 'tasklog-cloudwatch-golden-'));
+    home = await makeTempDir('cloudwatch-golden');
   });
 
   afterAll(async () => {
     await golden?.close();
     await goldenEmulator?.close();
-    if (home) await rm(home, { recursive: true, force: true });
+    await removeTempDir(home);
   });
 
   function fixture(name: string): {

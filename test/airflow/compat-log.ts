@@ -1,3 +1,7 @@
+import { type AttemptKey, attemptKey, type LogStore, type LogWriter } from '@tasklog/core';
+import { sha256 } from '../support/hash.js';
+import { writeRunning } from '../support/stores.js';
+
 /**
  * The log every Airflow compatibility test writes and reads back: everything that is hard to keep
  * exact through a log service — CRLF line ends, empty lines (one, and several in a row), a
@@ -43,4 +47,38 @@ export function compatLogPieces(log: Buffer = compatLog()): Buffer[] {
   }
   pieces.push(log.subarray(start));
   return pieces;
+}
+
+/** The compatibility log as valid UTF-8 (each invalid sequence replaced by U+FFFD). */
+export function compatText(): Buffer {
+  return Buffer.from(compatLog().toString('utf8'));
+}
+
+/** The run of dag `compat` whose attempts the blob stores' compatibility tests write. */
+export const COMPAT_RUN_ID = 'manual__2024-05-01T10:00:00.123456+00:00';
+
+export function compatKey(taskId: string, mapIndex = -1): AttemptKey {
+  return attemptKey({ dagId: 'compat', runId: COMPAT_RUN_ID, taskId, mapIndex, tryNumber: 1 });
+}
+
+/**
+ * A running attempt as `tasklog ship --follow` leaves it: `log` appended in `compatLogPieces`,
+ * a flush after each (so flushes end inside characters); the writer is returned still open.
+ */
+export function runningCompatAttempt(
+  store: LogStore,
+  key: AttemptKey,
+  log: Buffer = compatLog(),
+): Promise<LogWriter> {
+  return writeRunning(store, key, compatLogPieces(log));
+}
+
+/** The same attempt once its writer finished it. */
+export async function finishedCompatAttempt(
+  store: LogStore,
+  key: AttemptKey,
+  log: Buffer = compatLog(),
+): Promise<void> {
+  const writer = await runningCompatAttempt(store, key, log);
+  await writer.finish({ size: log.length, sha256: sha256(log) });
 }

@@ -1,10 +1,9 @@
 import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type AttemptKey, attemptKey } from '@tasklog/core';
+import { readAll } from '@tasklog/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ElasticsearchStore } from '../../packages/core/src/stores/elasticsearch/store.js';
 import {
@@ -12,7 +11,9 @@ import {
   startElasticsearchEmulator,
 } from '../emulators/elasticsearch/index.js';
 import { runCli } from '../support/cli.js';
+import { sha256 } from '../support/hash.js';
 import { run } from '../support/outside-clients.js';
+import { makeTempDir, removeTempDir } from '../support/temp-dir.js';
 import { compatLog, compatLogPieces } from './compat-log.js';
 import { type AirflowEsView, readLikeAirflow } from './elasticsearch-airflow-read.js';
 
@@ -34,7 +35,6 @@ const PYTHON = '/usr/bin/python3';
 const hasPythonClient =
   spawnSync(PYTHON, ['-c', 'import elasticsearch'], { stdio: 'ignore' }).status === 0;
 const RUN_ID = 'manual__2024-05-01T10:00:00.123456+00:00';
-const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
 const LOG = compatLog();
 /** The compatibility log as Airflow should show it: CRLF as LF, invalid bytes as U+FFFD. */
@@ -68,12 +68,12 @@ const stores: ElasticsearchStore[] = [];
 
 beforeAll(async () => {
   emulator = await startElasticsearchEmulator({ refreshIntervalMs: 20 });
-  home = await mkdtemp(path.join(tmpdir(), 'tasklog-es-airflow-'));
+  home = await makeTempDir('es-airflow');
 });
 afterAll(async () => {
   for (const s of stores) await s.close();
   await emulator?.close();
-  await rm(home, { recursive: true, force: true });
+  await removeTempDir(home);
 });
 
 function openStore(
@@ -87,12 +87,6 @@ function openStore(
   );
   stores.push(store);
   return store;
-}
-
-async function readAll(store: ElasticsearchStore, key: AttemptKey): Promise<Buffer> {
-  const out: Buffer[] = [];
-  for await (const c of store.read(key)) out.push(Buffer.from(c.bytes));
-  return Buffer.concat(out);
 }
 
 /** The attempt's documents in the index, in offset order (offsets here are byte counts). */

@@ -1,23 +1,28 @@
-import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdtemp, readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Storage } from '@google-cloud/storage';
-import {
-  type AttemptKey,
-  attemptKey,
-  chunkName,
-  type LogStore,
-  legacyRunningPrefix,
-  PathTemplate,
-  runningPrefix,
-} from '@tasklog/core';
+import { type AttemptKey, type LogStore, PathTemplate } from '@tasklog/core';
+import { readAll } from '@tasklog/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GcsStore } from '../../packages/core/src/stores/gcs/store.js';
+import {
+  chunkName,
+  legacyRunningPrefix,
+  runningPrefix,
+} from '../../packages/core/src/stores/shared/chunk-layout.js';
 import { type GcsEmulator, startGcsEmulator } from '../emulators/gcs/index.js';
-import { runCli } from '../support/cli.js';
+import { runCli, shipWithCli } from '../support/cli.js';
 import { type ClientResult, gcloudFor, gcloudPath } from '../support/outside-clients.js';
-import { compatLog, compatLogPieces } from './compat-log.js';
+import { makeTempDir, removeTempDir } from '../support/temp-dir.js';
+import {
+  COMPAT_RUN_ID,
+  compatKey,
+  compatLog,
+  compatLogPieces,
+  compatText,
+  finishedCompatAttempt,
+  runningCompatAttempt,
+} from './compat-log.js';
 import { airflowGcsRead } from './gcs-airflow-read.js';
 import { airflowUploadBody } from './s3-airflow-read.js';
 
@@ -27,14 +32,12 @@ import { airflowUploadBody } from './s3-airflow-read.js';
  */
 const BUCKET = 'airflow-logs';
 const REMOTE_BASE = 'airflow/logs';
-const RUN_ID = 'manual__2024-05-01T10:00:00.123456+00:00';
 const template = new PathTemplate();
-const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
 /** The compatibility log, bytes that are not UTF-8 included. */
 const LOG = compatLog();
 /** The same log as valid UTF-8 (each invalid sequence replaced by U+FFFD). */
-const TEXT_LOG = Buffer.from(LOG.toString('utf8'));
+const TEXT_LOG = compatText();
 
 let emulator: GcsEmulator;
 let storage: Storage;
@@ -49,7 +52,7 @@ beforeAll(async () => {
   store = GcsStore.fromUrl(`gs://${BUCKET}/${REMOTE_BASE}`, {
     gcs: { api_endpoint: emulator.url, project_id: 'test', max_attempts: 3 },
   });
-  home = await mkdtemp(path.join(tmpdir(), 'tasklog-gcs-airflow-'));
+  home = await makeTempDir('gcs-airflow');
   cliEnv = {
     PATH: process.env.PATH,
     TASKLOG_HOME: home,
@@ -65,12 +68,9 @@ beforeAll(async () => {
 afterAll(async () => {
   await store?.close();
   await emulator?.close();
-  await rm(home, { recursive: true, force: true });
+  await removeTempDir(home);
 });
 
-function keyOf(taskId: string, mapIndex = -1): AttemptKey {
-  return attemptKey({ dagId: 'compat', runId: RUN_ID, taskId, mapIndex, tryNumber: 1 });
-}
 const finalName = (k: AttemptKey) => `${REMOTE_BASE}/${template.render(k)}`;
 const uriOf = (k: AttemptKey) => `gs://${BUCKET}/${finalName(k)}`;
 const airflowRead = (k: AttemptKey) =>
@@ -78,39 +78,18 @@ const airflowRead = (k: AttemptKey) =>
 const put = (name: string, bytes: Buffer | string) =>
   storage.bucket(BUCKET).file(name).save(bytes, { resumable: false, contentType: 'text/plain' });
 
-async function readAll(k: AttemptKey): Promise<Buffer> {
-  const pieces: Buffer[] = [];
-  for await (const piece of store.read(k)) pieces.push(Buffer.from(piece.bytes));
-  return Buffer.concat(pieces);
-}
-
-/** A running attempt whose shipper flushed after each of the compatibility log's pieces. */
-async function runningAttempt(k: AttemptKey, log: Buffer) {
-  const writer = await store.openWriter(k);
-  for (const piece of compatLogPieces(log)) {
-    await writer.append(piece);
-    await writer.flush();
-  }
-  return writer;
-}
-
-async function finishedAttempt(k: AttemptKey, log: Buffer): Promise<void> {
-  const writer = await runningAttempt(k, log);
-  await writer.finish({ size: log.length, sha256: sha256(log) });
-}
-
 describe('tasklog → Airflow’s GCS reader (list_blobs(prefix=key), decode() of each, first failure ends it)', () => {
   it('finds nothing for a running attempt, whose flushes ended inside characters', async () => {
-    const k = keyOf('running');
-    const writer = await runningAttempt(k, LOG);
+    const k = compatKey('running');
+    const writer = await runningCompatAttempt(store, k, LOG);
     expect(await airflowRead(k)).toEqual({ uris: [], logs: null });
     // Airflow then reads the worker's log server (tasklog's agent); tasklog has every byte.
-    expect((await readAll(k)).equals(LOG)).toBe(true);
+    expect((await readAll(store, k)).equals(LOG)).toBe(true);
     await writer.abort();
   });
 
   it('was broken by the layout before, which kept chunks at <key>.chunks/ (the reader’s own check)', async () => {
-    const k = keyOf('old_layout');
+    const k = compatKey('old_layout');
     const pieces = compatLogPieces(LOG);
     let offset = 0;
     for (const piece of pieces) {
@@ -120,34 +99,31 @@ describe('tasklog → Airflow’s GCS reader (list_blobs(prefix=key), decode() o
     const seen = await airflowRead(k);
     expect(seen.uris).toHaveLength(pieces.length);
     expect(seen.failure).toMatch(/^Unable to read remote log 'utf-8' codec can't decode/);
-    // tasklog still reads what an older version left (see test/gcs/gcs-running-layout.test.ts).
-    expect((await readAll(k)).equals(LOG)).toBe(true);
+    // tasklog still reads what an older version left (see test/backends/gcs/running-layout.test.ts).
+    expect((await readAll(store, k)).equals(LOG)).toBe(true);
   });
 
   it('shows exactly the text of a finished attempt, from its one object', async () => {
-    const k = keyOf('finished');
-    await finishedAttempt(k, TEXT_LOG);
+    const k = compatKey('finished');
+    await finishedCompatAttempt(store, k, TEXT_LOG);
     expect(await airflowRead(k)).toEqual({ uris: [uriOf(k)], logs: [TEXT_LOG.toString('utf8')] });
   });
 
   it('shows nothing but, in 2.x, its decode error for a finished log that is not UTF-8 (as for any such object)', async () => {
-    const k = keyOf('not_utf8');
-    await finishedAttempt(k, LOG);
+    const k = compatKey('not_utf8');
+    await finishedCompatAttempt(store, k, LOG);
     const at = LOG.indexOf(0xff);
     expect(await airflowRead(k)).toEqual({
       uris: [uriOf(k)],
       logs: [],
       failure: `Unable to read remote log 'utf-8' codec can't decode byte 0xff in position ${at}: invalid start byte`,
     });
-    expect((await readAll(k)).equals(LOG)).toBe(true);
+    expect((await readAll(store, k)).equals(LOG)).toBe(true);
   });
 
   it('shows exactly the text of a log `tasklog ship` archived', async () => {
-    const k = keyOf('shipped', 3);
-    const file = path.join(home, 'logs', ...template.render(k).split('/'));
-    await mkdir(path.dirname(file), { recursive: true });
-    await writeFile(file, TEXT_LOG);
-    const shipped = await runCli(['ship', file], cliEnv);
+    const k = compatKey('shipped', 3);
+    const shipped = await shipWithCli(cliEnv, template.render(k), TEXT_LOG);
     expect(shipped.stderr).toBe('');
     expect(shipped.code).toBe(0);
     expect(await airflowRead(k)).toEqual({ uris: [uriOf(k)], logs: [TEXT_LOG.toString('utf8')] });
@@ -175,16 +151,16 @@ describe('Airflow’s GCS writer → tasklog', () => {
   ];
   for (const [label, taskId, golden] of fixtures) {
     it(`reads ${label} byte for byte: read, stat, list and tasklog fetch`, async () => {
-      const k = keyOf(taskId);
+      const k = compatKey(taskId);
       const body = golden();
       await put(finalName(k), body);
       await put(`${finalName(k)}.trigger.7.log`, 'trigger log\n');
       expect(await store.stat(k)).toMatchObject({ size: body.length, complete: true });
-      expect((await readAll(k)).equals(body)).toBe(true);
+      expect((await readAll(store, k)).equals(body)).toBe(true);
       const listed: AttemptKey[] = [];
       for await (const found of store.list({ dagId: 'compat', taskId })) listed.push(found);
       expect(listed).toEqual([k]);
-      const fetched = await runCli(['fetch', 'compat', RUN_ID, taskId], cliEnv);
+      const fetched = await runCli(['fetch', 'compat', COMPAT_RUN_ID, taskId], cliEnv);
       expect(fetched.stderr).toBe('');
       expect(fetched.code).toBe(0);
       expect(fetched.stdout.equals(body)).toBe(true);
@@ -210,8 +186,8 @@ describe.skipIf(!gcloudPath)(
         .filter((l) => l !== '');
 
     it('lists nothing under a running attempt’s key; its chunks, in their own folder, hold its bytes', async () => {
-      const k = keyOf('gcloud_running');
-      const writer = await runningAttempt(k, LOG);
+      const k = compatKey('gcloud_running');
+      const writer = await runningCompatAttempt(store, k, LOG);
       const atKey = await gcloud(['storage', 'ls', `${uriOf(k)}**`]);
       expect(atKey.stdout.toString()).toBe('');
       expect(atKey.code).not.toBe(0); // "One or more URLs matched no objects."
@@ -232,8 +208,8 @@ describe.skipIf(!gcloudPath)(
     });
 
     it('lists exactly the object of a finished attempt, whose bytes are the log', async () => {
-      const k = keyOf('gcloud_finished');
-      await finishedAttempt(k, LOG);
+      const k = compatKey('gcloud_finished');
+      await finishedCompatAttempt(store, k, LOG);
       const atKey = await gcloud(['storage', 'ls', `${uriOf(k)}**`]);
       expect(atKey.code).toBe(0);
       expect(lines(atKey)).toEqual([uriOf(k)]);

@@ -1,21 +1,24 @@
-import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import {
-  type AttemptKey,
-  attemptKey,
-  type LogStore,
-  PathTemplate,
-  runningPrefix,
-} from '@tasklog/core';
+import { type AttemptKey, type LogStore, PathTemplate } from '@tasklog/core';
+import { readAll } from '@tasklog/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli } from '../support/cli.js';
+import { runningPrefix } from '../../packages/core/src/stores/shared/chunk-layout.js';
+import { runCli, shipWithCli } from '../support/cli.js';
 import { awsCli, awsCliPath, python3Path, run } from '../support/outside-clients.js';
 import { pythonUtf8Decode } from '../support/python-text.js';
 import { type S3rverFixture, startS3rver } from '../support/s3rver.js';
-import { compatLog, compatLogPieces } from './compat-log.js';
+import { makeTempDir, removeTempDir } from '../support/temp-dir.js';
+import {
+  COMPAT_RUN_ID,
+  compatKey,
+  compatLog,
+  compatLogPieces,
+  compatText,
+  finishedCompatAttempt,
+  runningCompatAttempt,
+} from './compat-log.js';
 import { airflowS3Client, airflowS3Read, airflowUploadBody } from './s3-airflow-read.js';
 
 /**
@@ -24,14 +27,12 @@ import { airflowS3Client, airflowS3Read, airflowUploadBody } from './s3-airflow-
  */
 const BUCKET = 'airflow-logs';
 const REMOTE_BASE = 'airflow/logs';
-const RUN_ID = 'manual__2024-05-01T10:00:00.123456+00:00';
 const template = new PathTemplate();
-const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
 /** The compatibility log, bytes that are not UTF-8 included. */
 const LOG = compatLog();
 /** The same log as valid UTF-8 (each invalid sequence replaced by U+FFFD). */
-const TEXT_LOG = Buffer.from(LOG.toString('utf8'));
+const TEXT_LOG = compatText();
 
 let s3: S3rverFixture;
 let client: S3Client;
@@ -42,64 +43,40 @@ beforeAll(async () => {
   s3 = await startS3rver(BUCKET);
   client = airflowS3Client(s3.endpoint);
   store = s3.openStore(REMOTE_BASE);
-  home = await mkdtemp(path.join(tmpdir(), 'tasklog-s3-airflow-'));
+  home = await makeTempDir('s3-airflow');
 });
 
 afterAll(async () => {
   await store?.close();
   client?.destroy();
   await s3?.close();
-  await rm(home, { recursive: true, force: true });
+  await removeTempDir(home);
 });
 
-function keyOf(taskId: string, mapIndex = -1): AttemptKey {
-  return attemptKey({ dagId: 'compat', runId: RUN_ID, taskId, mapIndex, tryNumber: 1 });
-}
 const finalKey = (k: AttemptKey) => `${REMOTE_BASE}/${template.render(k)}`;
 const uriOf = (k: AttemptKey) => `s3://${BUCKET}/${finalKey(k)}`;
 const airflowRead = (k: AttemptKey) =>
   airflowS3Read(client, BUCKET, REMOTE_BASE, template.render(k));
 
-async function readAll(k: AttemptKey): Promise<Buffer> {
-  const pieces: Buffer[] = [];
-  for await (const piece of store.read(k)) pieces.push(Buffer.from(piece.bytes));
-  return Buffer.concat(pieces);
-}
-
-/** A running attempt whose shipper flushed after each of the compatibility log's pieces. */
-async function runningAttempt(k: AttemptKey, log: Buffer) {
-  const writer = await store.openWriter(k);
-  for (const piece of compatLogPieces(log)) {
-    await writer.append(piece);
-    await writer.flush();
-  }
-  return writer;
-}
-
-async function finishedAttempt(k: AttemptKey, log: Buffer): Promise<void> {
-  const writer = await runningAttempt(k, log);
-  await writer.finish({ size: log.length, sha256: sha256(log) });
-}
-
 describe('tasklog → Airflow’s S3 reader (list_keys(prefix=key), read_key of each, strict UTF-8)', () => {
   it('finds nothing for a running attempt, whose flushes ended inside characters', async () => {
-    const k = keyOf('running');
-    const writer = await runningAttempt(k, LOG);
+    const k = compatKey('running');
+    const writer = await runningCompatAttempt(store, k, LOG);
     expect(await airflowRead(k)).toEqual({ keys: [], logs: null });
     // Airflow then reads the worker's log server (tasklog's agent); tasklog has every byte.
-    expect((await readAll(k)).equals(LOG)).toBe(true);
+    expect((await readAll(store, k)).equals(LOG)).toBe(true);
     await writer.abort();
   });
 
   it('shows exactly the text of a finished attempt, from its one object', async () => {
-    const k = keyOf('finished');
-    await finishedAttempt(k, TEXT_LOG);
+    const k = compatKey('finished');
+    await finishedCompatAttempt(store, k, TEXT_LOG);
     expect(await airflowRead(k)).toEqual({ keys: [uriOf(k)], logs: [TEXT_LOG.toString('utf8')] });
   });
 
   it('shows its own decode error instead of a finished log that is not UTF-8 (as for any such object)', async () => {
-    const k = keyOf('not_utf8');
-    await finishedAttempt(k, LOG);
+    const k = compatKey('not_utf8');
+    await finishedCompatAttempt(store, k, LOG);
     const at = LOG.indexOf(0xff);
     expect(await airflowRead(k)).toEqual({
       keys: [uriOf(k)],
@@ -107,20 +84,18 @@ describe('tasklog → Airflow’s S3 reader (list_keys(prefix=key), read_key of 
         `Could not read logs from ${uriOf(k)} with error: 'utf-8' codec can't decode byte 0xff in position ${at}: invalid start byte`,
       ],
     });
-    expect((await readAll(k)).equals(LOG)).toBe(true);
+    expect((await readAll(store, k)).equals(LOG)).toBe(true);
   });
 
   it('shows exactly the text of a log `tasklog ship` archived', async () => {
-    const k = keyOf('shipped', 3);
-    const file = path.join(home, 'logs', ...template.render(k).split('/'));
-    await mkdir(path.dirname(file), { recursive: true });
-    await writeFile(file, TEXT_LOG);
-    const shipped = await runCli(['ship', file], {
+    const k = compatKey('shipped', 3);
+    const env = {
       PATH: process.env.PATH,
       TASKLOG_HOME: home,
       TASKLOG__LOGGING__LEVEL: 'silent',
       ...s3.cliEnv(REMOTE_BASE),
-    });
+    };
+    const shipped = await shipWithCli(env, template.render(k), TEXT_LOG);
     expect(shipped.stderr).toBe('');
     expect(shipped.code).toBe(0);
     expect(await airflowRead(k)).toEqual({ keys: [uriOf(k)], logs: [TEXT_LOG.toString('utf8')] });
@@ -224,7 +199,7 @@ describe('Airflow’s S3 writer → tasklog', () => {
   ];
   for (const [label, taskId, golden] of fixtures) {
     it(`reads ${label} byte for byte: read, stat, list and tasklog fetch`, async () => {
-      const k = keyOf(taskId);
+      const k = compatKey(taskId);
       const body = golden();
       // As `load_string` stores it, with Airflow's trigger log beside it.
       await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: finalKey(k), Body: body }));
@@ -236,11 +211,11 @@ describe('Airflow’s S3 writer → tasklog', () => {
         }),
       );
       expect(await store.stat(k)).toMatchObject({ size: body.length, complete: true });
-      expect((await readAll(k)).equals(body)).toBe(true);
+      expect((await readAll(store, k)).equals(body)).toBe(true);
       const listed: AttemptKey[] = [];
       for await (const found of store.list({ dagId: 'compat', taskId })) listed.push(found);
       expect(listed).toEqual([k]);
-      const fetched = await runCli(['fetch', 'compat', RUN_ID, taskId], {
+      const fetched = await runCli(['fetch', 'compat', COMPAT_RUN_ID, taskId], {
         PATH: process.env.PATH,
         TASKLOG_HOME: home,
         ...s3.cliEnv(REMOTE_BASE),
@@ -264,8 +239,8 @@ describe.skipIf(!awsCliPath)(
         .map((l) => /^\S+ \S+\s+\d+ (.*)$/.exec(l)![1]!);
 
     it('lists nothing under a running attempt’s key; its chunks, in their own folder, hold its bytes', async () => {
-      const k = keyOf('aws_running');
-      const writer = await runningAttempt(k, LOG);
+      const k = compatKey('aws_running');
+      const writer = await runningCompatAttempt(store, k, LOG);
       const atKey = await awsCli(s3.endpoint, ['s3', 'ls', '--recursive', uriOf(k)]);
       expect(atKey.stdout.toString()).toBe('');
       expect(atKey.code).toBe(1); // aws s3 ls: nothing matched
@@ -300,8 +275,8 @@ describe.skipIf(!awsCliPath)(
     });
 
     it('lists exactly the object of a finished attempt, whose bytes are the log', async () => {
-      const k = keyOf('aws_finished');
-      await finishedAttempt(k, LOG);
+      const k = compatKey('aws_finished');
+      await finishedCompatAttempt(store, k, LOG);
       const atKey = await awsCli(s3.endpoint, ['s3', 'ls', '--recursive', uriOf(k)]);
       expect(atKey.code).toBe(0);
       expect(keysOf(atKey.stdout)).toEqual([finalKey(k)]);

@@ -1,9 +1,7 @@
-import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { type AttemptKey, attemptKey, openAirflowDb } from '@tasklog/core';
+import { readAll } from '@tasklog/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   CloudLoggingStore,
@@ -16,8 +14,10 @@ import {
   startCloudLoggingEmulator,
 } from '../emulators/cloud-logging/index.js';
 import { runCli } from '../support/cli.js';
+import { sha256 } from '../support/hash.js';
+import { makeTempDir, removeTempDir } from '../support/temp-dir.js';
 import { AirflowDbFixture } from './airflow-fixture.js';
-import { compatLog, compatLogPieces } from './compat-log.js';
+import { compatLog, runningCompatAttempt } from './compat-log.js';
 import {
   type AirflowVersion,
   curlCall,
@@ -33,7 +33,6 @@ import {
 process.env.METADATA_SERVER_DETECTION = 'none';
 
 const versions: AirflowVersion[] = ['2.10', '3.x'];
-const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
 let emu: CloudLoggingEmulator;
 
@@ -43,12 +42,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await emu?.close();
 });
-
-async function readAll(store: CloudLoggingStore, key: AttemptKey, offset = 0): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const chunk of store.read(key, { offset })) parts.push(Buffer.from(chunk.bytes));
-  return Buffer.concat(parts);
-}
 
 /**
  * The lines Airflow should show for a log: each without its "\n" (and a CRLF's "\r"), bytes that
@@ -112,11 +105,7 @@ describe("tasklog → Airflow's StackdriverTaskHandler", () => {
       await w1.append(log.subarray(at, at + (1 << 20)));
     await w1.finish({ size: log.length, sha256: sha256(log) });
     // A running one as `tasklog ship --follow` sends it: a flush after every piece.
-    const w2 = await store.openWriter(running);
-    for (const piece of compatLogPieces(log)) {
-      await w2.append(piece);
-      await w2.flush();
-    }
+    await runningCompatAttempt(store, running, log);
   });
   afterAll(async () => {
     await store?.close();
@@ -216,7 +205,10 @@ interface Golden {
 }
 
 async function golden(version: AirflowVersion): Promise<Golden> {
-  const file = new URL(`../stackdriver/golden/airflow-${version}-entries.json`, import.meta.url);
+  const file = new URL(
+    `../backends/cloud-logging/golden/airflow-${version}-entries.json`,
+    import.meta.url,
+  );
   return JSON.parse(await readFile(file, 'utf8')) as Golden;
 }
 
@@ -313,7 +305,7 @@ describe("Airflow's StackdriverTaskHandler → tasklog (golden entries of 2.10 a
       const key = keyOf(id);
       const expected = Buffer.from(fixtures[version].expected[id]!, 'utf8');
       expect((await readAll(store, key)).toString()).toBe(expected.toString());
-      expect((await readAll(store, key, 7)).equals(expected.subarray(7))).toBe(true);
+      expect((await readAll(store, key, { offset: 7 })).equals(expected.subarray(7))).toBe(true);
       expect(await store.stat(key)).toMatchObject({ size: expected.length, complete: false });
       // Airflow's labels name no map index: its entries stand for every one, as in its UI.
       expect((await readAll(store, { ...key, mapIndex: 4 })).equals(expected)).toBe(true);
@@ -373,15 +365,15 @@ describe("Airflow's StackdriverTaskHandler → tasklog (golden entries of 2.10 a
   });
 
   it('`tasklog fetch` prints them, the latest try when none is given', async () => {
-    const home = await mkdtemp(join(tmpdir(), 'tasklog-sd-fetch-'));
+    const home = await makeTempDir('sd-fetch');
     try {
       const env = {
         PATH: process.env.PATH,
         TASKLOG_HOME: home,
         METADATA_SERVER_DETECTION: 'none',
         TASKLOG__STORE__URL: 'stackdriver://airflow',
-        TASKLOG__STACKDRIVER__PROJECT_ID: PROJECT,
-        TASKLOG__STACKDRIVER__API_ENDPOINT: `http://${emu.url}`,
+        TASKLOG__CLOUD_LOGGING__PROJECT_ID: PROJECT,
+        TASKLOG__CLOUD_LOGGING__API_ENDPOINT: `http://${emu.url}`,
         TASKLOG__AGENT__AIRFLOW_DB_URL: airflow.url,
       };
       const v2 = 'golden_dag_2/scheduled__2024-01-01T00:00:00+00:00/extract';
@@ -396,7 +388,7 @@ describe("Airflow's StackdriverTaskHandler → tasklog (golden entries of 2.10 a
       expect(manual.code).toBe(0);
       expect(manual.stdout.toString()).toBe(fixtures['3.x'].expected[`${v3}/1`]);
     } finally {
-      await rm(home, { recursive: true, force: true });
+      await removeTempDir(home);
     }
   });
 });

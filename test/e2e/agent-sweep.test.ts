@@ -1,15 +1,15 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type AttemptKey, attemptKey, openCatalog, PathTemplate } from '@tasklog/core';
+import { prng } from '@tasklog/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startService } from '../support/cli.js';
-import { prng } from '../support/logs.js';
+import { sha256 } from '../support/hash.js';
+import { makeTempDir, removeTempDir } from '../support/temp-dir.js';
 
 const template = new PathTemplate();
-const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
 /** Files under `dir`, recursively, as paths relative to it. */
 async function listFiles(dir: string): Promise<string[]> {
@@ -27,7 +27,7 @@ describe('the agent archives every finished attempt, whoever wrote it (local sto
   const written = new Map<string, { key: AttemptKey; bytes: Buffer }>();
 
   beforeAll(async () => {
-    home = await mkdtemp(join(tmpdir(), 'tasklog-agent-sweep-'));
+    home = await makeTempDir('agent-sweep');
     base = join(home, 'logs');
     env = {
       PATH: process.env.PATH,
@@ -40,7 +40,7 @@ describe('the agent archives every finished attempt, whoever wrote it (local sto
   });
 
   afterAll(async () => {
-    await rm(home, { recursive: true, force: true });
+    await removeTempDir(home);
   });
 
   /** Some empty, some without a newline at the end, most a few lines. */
@@ -103,11 +103,11 @@ describe('the agent archives every finished attempt, whoever wrote it (local sto
         expect(record).toMatchObject({
           state: 'shipped',
           size: expected.bytes.length,
-          sha256: sha(expected.bytes),
+          sha256: sha256(expected.bytes),
           exitCode: 0,
         });
         const archived = await readFile(join(home, 'archive', record.relativePath));
-        expect(sha(archived)).toBe(sha(expected.bytes));
+        expect(sha256(archived)).toBe(sha256(expected.bytes));
       }
       // One final file per attempt and nothing else: no chunks, no temp files.
       const archive = await listFiles(join(home, 'archive'));

@@ -1,7 +1,6 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { appendFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -18,8 +17,9 @@ import {
   startElasticsearchEmulator,
 } from '../emulators/elasticsearch/index.js';
 import { type GcsEmulator, startGcsEmulator } from '../emulators/gcs/index.js';
-import { CLI, runCli } from '../support/cli.js';
+import { CLI, runCli, shipWithCli } from '../support/cli.js';
 import { type S3rverFixture, startS3rver } from '../support/s3rver.js';
+import { makeTempDir, removeTempDir } from '../support/temp-dir.js';
 
 // Airflow's S3TaskHandler and GCSTaskHandler keep a log at
 // `<remote_base_log_folder>/<log_filename_template rendered>`, written in one piece.
@@ -32,6 +32,20 @@ const AIRFLOW_LOG = Buffer.from(
     '[2024-01-01T00:00:05.456+0000] {subprocess.py:93} INFO - héllo wörld 日本語\n' +
     '[2024-01-01T00:00:06.000+0000] {taskinstance.py:1400} INFO - Marking task as SUCCESS.',
 );
+
+/** `tasklog fetch` of the attempt at AIRFLOW_REL: its latest try, or the one `--try N` names. */
+function fetchAirflowAttempt(env: NodeJS.ProcessEnv, ...options: string[]) {
+  return runCli(
+    [
+      'fetch',
+      'example_bash_operator',
+      'scheduled__2024-01-01T00:00:00+00:00',
+      'runme_0',
+      ...options,
+    ],
+    env,
+  );
+}
 
 /**
  * Runs `tasklog ship --follow` on a log that grows, until `flushed()` reports stored bytes; then
@@ -79,23 +93,18 @@ describe('Airflow compatibility of the S3 layout', () => {
   beforeAll(async () => {
     s3 = await startS3rver('airflow-logs');
     client = new S3Client({ endpoint: s3.endpoint, forcePathStyle: true, region: 'us-east-1' });
-    home = await mkdtemp(join(tmpdir(), 'tasklog-airflow-s3-'));
+    home = await makeTempDir('airflow-s3');
     env = {
       PATH: process.env.PATH,
       TASKLOG_HOME: home,
-      AWS_ACCESS_KEY_ID: 'S3RVER',
-      AWS_SECRET_ACCESS_KEY: 'S3RVER',
-      AWS_REGION: 'us-east-1',
-      TASKLOG__STORE__URL: 's3://airflow-logs/airflow/logs',
-      TASKLOG__S3__ENDPOINT: s3.endpoint,
-      TASKLOG__S3__FORCE_PATH_STYLE: 'true',
+      ...s3.cliEnv('airflow/logs'),
     };
   });
 
   afterAll(async () => {
     client?.destroy();
     await s3?.close();
-    await rm(home, { recursive: true, force: true });
+    await removeTempDir(home);
   });
 
   it('fetches a log Airflow’s S3 handler wrote, picking the latest try', async () => {
@@ -106,20 +115,14 @@ describe('Airflow compatibility of the S3 layout', () => {
         Body: AIRFLOW_LOG,
       }),
     );
-    const got = await runCli(
-      ['fetch', 'example_bash_operator', 'scheduled__2024-01-01T00:00:00+00:00', 'runme_0'],
-      env,
-    );
+    const got = await fetchAirflowAttempt(env);
     expect(got.stderr).toBe('');
     expect(got.code).toBe(0);
     expect(got.stdout.equals(AIRFLOW_LOG)).toBe(true);
   });
 
   it('ships a log to exactly the key Airflow’s S3 handler reads, as plain text', async () => {
-    const file = join(home, 'logs', ...MAPPED_REL.split('/'));
-    await mkdir(dirname(file), { recursive: true });
-    await writeFile(file, AIRFLOW_LOG);
-    const shipped = await runCli(['ship', file], env);
+    const shipped = await shipWithCli(env, MAPPED_REL, AIRFLOW_LOG);
     expect(shipped.code).toBe(0);
     const object = await client.send(
       new GetObjectCommand({ Bucket: 'airflow-logs', Key: `airflow/logs/${MAPPED_REL}` }),
@@ -165,7 +168,7 @@ describe('Airflow compatibility of the GCS layout', () => {
     emulator = await startGcsEmulator();
     emulator.createBucket('airflow-logs');
     storage = new Storage({ apiEndpoint: emulator.url, projectId: 'test' });
-    home = await mkdtemp(join(tmpdir(), 'tasklog-airflow-gcs-'));
+    home = await makeTempDir('airflow-gcs');
     env = {
       PATH: process.env.PATH,
       TASKLOG_HOME: home,
@@ -177,7 +180,7 @@ describe('Airflow compatibility of the GCS layout', () => {
 
   afterAll(async () => {
     await emulator?.close();
-    await rm(home, { recursive: true, force: true });
+    await removeTempDir(home);
   });
 
   it('fetches a log Airflow’s GCS handler wrote', async () => {
@@ -185,27 +188,14 @@ describe('Airflow compatibility of the GCS layout', () => {
       .bucket('airflow-logs')
       .file(`airflow/logs/${AIRFLOW_REL}`)
       .save(AIRFLOW_LOG, { resumable: false });
-    const got = await runCli(
-      [
-        'fetch',
-        'example_bash_operator',
-        'scheduled__2024-01-01T00:00:00+00:00',
-        'runme_0',
-        '--try',
-        '2',
-      ],
-      env,
-    );
+    const got = await fetchAirflowAttempt(env, '--try', '2');
     expect(got.stderr).toBe('');
     expect(got.code).toBe(0);
     expect(got.stdout.equals(AIRFLOW_LOG)).toBe(true);
   });
 
   it('ships a log to exactly the object Airflow’s GCS handler reads, as plain text', async () => {
-    const file = join(home, 'logs', ...MAPPED_REL.split('/'));
-    await mkdir(dirname(file), { recursive: true });
-    await writeFile(file, AIRFLOW_LOG);
-    const shipped = await runCli(['ship', file], env);
+    const shipped = await shipWithCli(env, MAPPED_REL, AIRFLOW_LOG);
     expect(shipped.stderr).toBe('');
     expect(shipped.code).toBe(0);
     const [bytes] = await storage
@@ -248,7 +238,7 @@ describe('Airflow compatibility of the Elasticsearch layout', () => {
   beforeAll(async () => {
     emulator = await startElasticsearchEmulator({ refreshIntervalMs: 20 });
     client = new Client({ node: emulator.url });
-    home = await mkdtemp(join(tmpdir(), 'tasklog-airflow-es-'));
+    home = await makeTempDir('airflow-es');
     env = {
       PATH: process.env.PATH,
       TASKLOG_HOME: home,
@@ -259,7 +249,7 @@ describe('Airflow compatibility of the Elasticsearch layout', () => {
   afterAll(async () => {
     await client?.close();
     await emulator?.close();
-    await rm(home, { recursive: true, force: true });
+    await removeTempDir(home);
   });
 
   it('fetches a log indexed the way Airflow’s Elasticsearch handler writes it', async () => {
@@ -277,17 +267,7 @@ describe('Airflow compatibility of the Elasticsearch layout', () => {
       operations: docs.flatMap((doc) => [{ index: { _index: 'airflow-logs' } }, doc]),
       refresh: true,
     });
-    const got = await runCli(
-      [
-        'fetch',
-        'example_bash_operator',
-        'scheduled__2024-01-01T00:00:00+00:00',
-        'runme_0',
-        '--try',
-        '2',
-      ],
-      env,
-    );
+    const got = await fetchAirflowAttempt(env, '--try', '2');
     expect(got.stderr).toBe('');
     expect(got.code).toBe(0);
     // Documents Airflow's shippers indexed read as Airflow's UI joins them: "\n".join(messages).
@@ -295,10 +275,7 @@ describe('Airflow compatibility of the Elasticsearch layout', () => {
   });
 
   it('ships a log Airflow’s query finds: match_phrase on log_id, sorted by offset', async () => {
-    const file = join(home, 'logs', ...MAPPED_REL.split('/'));
-    await mkdir(dirname(file), { recursive: true });
-    await writeFile(file, `${AIRFLOW_LOG.toString()}\n`);
-    const shipped = await runCli(['ship', file], env);
+    const shipped = await shipWithCli(env, MAPPED_REL, `${AIRFLOW_LOG.toString()}\n`);
     expect(shipped.stderr).toBe('');
     expect(shipped.code).toBe(0);
     const result = await client.search<{ message: string; offset: number }>({

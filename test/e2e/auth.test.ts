@@ -1,8 +1,6 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli, startServe } from '../support/cli.js';
+import { makeTempDir, removeTempDir } from '../support/temp-dir.js';
 
 const DEMO = ['tasklog_demo', 'manual__2026-01-01T00:00:00+00:00', 'hello'];
 
@@ -11,11 +9,11 @@ describe('tasklog serve with authentication', () => {
   let env: NodeJS.ProcessEnv;
 
   beforeAll(async () => {
-    home = await mkdtemp(join(tmpdir(), 'tasklog-e2e-auth-'));
+    home = await makeTempDir('e2e-auth');
     env = { PATH: process.env.PATH, TASKLOG_HOME: home, TASKLOG__LOGGING__LEVEL: 'warn' };
   });
   afterAll(async () => {
-    await rm(home, { recursive: true, force: true });
+    await removeTempDir(home);
   });
 
   it('refuses to listen beyond loopback without authentication, and says what to set', async () => {

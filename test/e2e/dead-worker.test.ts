@@ -1,13 +1,13 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { appendFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { attemptKey, PathTemplate } from '@tasklog/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { S3Store } from '../../packages/core/src/stores/s3/store.js';
 import { CLI, runCli } from '../support/cli.js';
 import { type S3rverFixture, startS3rver } from '../support/s3rver.js';
+import { makeTempDir, removeTempDir } from '../support/temp-dir.js';
 
 const key = attemptKey({
   dagId: 'etl',
@@ -25,16 +25,11 @@ describe('a worker that dies while its attempt runs (S3)', () => {
 
   beforeAll(async () => {
     s3 = await startS3rver('dead-worker');
-    home = await mkdtemp(join(tmpdir(), 'tasklog-dead-worker-'));
+    home = await makeTempDir('dead-worker');
     env = {
       PATH: process.env.PATH,
       TASKLOG_HOME: home,
-      AWS_ACCESS_KEY_ID: 'S3RVER',
-      AWS_SECRET_ACCESS_KEY: 'S3RVER',
-      AWS_REGION: 'us-east-1',
-      TASKLOG__STORE__URL: `s3://${s3.bucket}/logs`,
-      TASKLOG__S3__ENDPOINT: s3.endpoint,
-      TASKLOG__S3__FORCE_PATH_STYLE: 'true',
+      ...s3.cliEnv('logs'),
       TASKLOG__STORE__FLUSH_INTERVAL: '0.2',
     };
     store = S3Store.fromUrl(`s3://${s3.bucket}/logs`, {
@@ -45,7 +40,7 @@ describe('a worker that dies while its attempt runs (S3)', () => {
   afterAll(async () => {
     await store?.close();
     await s3?.close();
-    await rm(home, { recursive: true, force: true });
+    await removeTempDir(home);
   });
 
   it('leaves every byte up to the last flush in the store, and tasklog fetch returns them', async () => {

@@ -1,11 +1,11 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { appendFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, startService } from '../support/cli.js';
+import { makeTempDir, removeTempDir } from '../support/temp-dir.js';
 
 const REL = 'dag_id=live/run_id=manual__2026-01-01T00:00:00+00:00/task_id=tail/attempt=1.log';
 
@@ -16,7 +16,7 @@ describe('following a running attempt: agent → proxy → tasklog fetch --follo
   let proxy: Awaited<ReturnType<typeof startService>>;
 
   beforeAll(async () => {
-    home = await mkdtemp(join(tmpdir(), 'tasklog-live-'));
+    home = await makeTempDir('live');
     env = {
       PATH: process.env.PATH,
       TASKLOG_HOME: home,
@@ -31,7 +31,7 @@ describe('following a running attempt: agent → proxy → tasklog fetch --follo
   afterAll(async () => {
     await proxy?.stop();
     await agent?.stop();
-    await rm(home, { recursive: true, force: true });
+    await removeTempDir(home);
   });
 
   it('streams the log as it is written and ends with the whole log once the attempt finishes', async () => {

@@ -1,14 +1,15 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { appendFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { type AttemptKey, attemptKey, PathTemplate } from '@tasklog/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { S3Store } from '../../packages/core/src/stores/s3/store.js';
 import { runCli, startService } from '../support/cli.js';
+import { sha256 } from '../support/hash.js';
 import { type PostgresFixture, startPostgres } from '../support/postgres.js';
 import { type S3rverFixture, startS3rver } from '../support/s3rver.js';
+import { makeTempDir, removeTempDir } from '../support/temp-dir.js';
 
 // Three processes share one catalog. With a real server (.ci/run sets TASKLOG_TEST_POSTGRES_URL)
 // each process has its own sessions; the PGlite fallback serves every connection from one backend
@@ -117,15 +118,10 @@ describe('two agents behind one proxy, sharing a PostgreSQL catalog and an S3 ar
   beforeAll(async () => {
     s3 = await startS3rver('multi-agent');
     pg = await startPostgres();
-    root = await mkdtemp(join(tmpdir(), 'tasklog-multi-agent-'));
+    root = await makeTempDir('multi-agent');
     const shared: NodeJS.ProcessEnv = {
       PATH: process.env.PATH,
-      AWS_ACCESS_KEY_ID: 'S3RVER',
-      AWS_SECRET_ACCESS_KEY: 'S3RVER',
-      AWS_REGION: 'us-east-1',
-      TASKLOG__STORE__URL: `s3://${s3.bucket}/logs`,
-      TASKLOG__S3__ENDPOINT: s3.endpoint,
-      TASKLOG__S3__FORCE_PATH_STYLE: 'true',
+      ...s3.cliEnv('logs'),
       TASKLOG__STORE__FLUSH_INTERVAL: '0.2',
       TASKLOG__CATALOG__URL: pg.url,
       // The proxy signs agent tokens with the secret the agents verify them with.
@@ -161,7 +157,7 @@ describe('two agents behind one proxy, sharing a PostgreSQL catalog and an S3 ar
     await store?.close();
     await s3?.close();
     await pg?.close();
-    if (root) await rm(root, { recursive: true, force: true });
+    await removeTempDir(root);
   }, 60_000);
 
   it("keeps streaming B's log to the end while A's followers get A's archived bytes after A is killed", async () => {
@@ -246,7 +242,6 @@ describe('two agents behind one proxy, sharing a PostgreSQL catalog and an S3 ar
     await writeFile(`${fileB}.done`, JSON.stringify({ state: 'success', exitCode: 0 }));
 
     const writtenB = await readFile(fileB);
-    const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
     await Promise.all(followersB.map((f) => f.done));
     for (const f of followersB) {
       expect(f.discontinuity).toBeUndefined();

@@ -1,9 +1,9 @@
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { attemptKey, COMPLETION_MARKER_SUFFIX, openCatalog, PathTemplate } from '@tasklog/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CliResult, runCli } from '../support/cli.js';
+import { makeTempDir, removeTempDir } from '../support/temp-dir.js';
 
 const SECRET = 'supersecretvalue';
 const STAMP = /^\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\] /;
@@ -22,7 +22,7 @@ describe('tasklog run on the embedded default (local archive + SQLite catalog)',
   let run: CliResult;
 
   beforeAll(async () => {
-    home = await mkdtemp(join(tmpdir(), 'tasklog-run-'));
+    home = await makeTempDir('run');
     env = {
       PATH: process.env.PATH,
       TASKLOG_HOME: home,
@@ -36,7 +36,7 @@ describe('tasklog run on the embedded default (local archive + SQLite catalog)',
   });
 
   afterAll(async () => {
-    await rm(home, { recursive: true, force: true });
+    await removeTempDir(home);
   });
 
   it("exits with the command's exit code", () => {
@@ -117,7 +117,7 @@ describe('tasklog run masks every secret it can know of (CVE-2024-45784)', () =>
   ];
 
   it('writes none of them to the log nor to its own output', async () => {
-    const home = await mkdtemp(join(tmpdir(), 'tasklog-run-mask-'));
+    const home = await makeTempDir('run-mask');
     try {
       const env = { PATH: process.env.PATH, TASKLOG_HOME: home, ...secrets };
       const script = `for (const s of ${JSON.stringify(leaked)}) console.log("value: " + s);`;
@@ -157,14 +157,14 @@ describe('tasklog run masks every secret it can know of (CVE-2024-45784)', () =>
       }
       expect(log.match(/value: \*\*\*/g)).toHaveLength(leaked.length);
     } finally {
-      await rm(home, { recursive: true, force: true });
+      await removeTempDir(home);
     }
   });
 });
 
 describe('files tasklog creates', () => {
   it('are 0640 and their folders 0750 (core.umask = 027), whatever the caller’s umask', async () => {
-    const home = await mkdtemp(join(tmpdir(), 'tasklog-run-modes-'));
+    const home = await makeTempDir('run-modes');
     try {
       const env = { PATH: process.env.PATH, TASKLOG_HOME: home };
       const run = await runCli(
@@ -195,7 +195,7 @@ describe('files tasklog creates', () => {
         expect((await stat(dirname(file))).mode & 0o777, dirname(file)).toBe(0o750);
       }
     } finally {
-      await rm(home, { recursive: true, force: true });
+      await removeTempDir(home);
     }
   });
 });

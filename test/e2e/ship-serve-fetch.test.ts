@@ -1,9 +1,9 @@
-import { mkdtemp, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli, runCliDigest, startServe } from '../support/cli.js';
 import { digestRange, writeTestLog } from '../support/logs.js';
+import { makeTempDir, removeTempDir } from '../support/temp-dir.js';
 
 const DAG = 'etl_daily';
 const RUN = 'scheduled__2024-01-01T00:00:00+00:00';
@@ -19,7 +19,7 @@ describe('ship → serve → fetch on the embedded default (local archive + SQLi
   let server: Awaited<ReturnType<typeof startServe>>;
 
   beforeAll(async () => {
-    home = await mkdtemp(join(tmpdir(), 'tasklog-e2e-'));
+    home = await makeTempDir('e2e');
     env = { PATH: process.env.PATH, TASKLOG_HOME: home };
     file = join(home, 'logs', ...REL.split('/'));
     expected = await writeTestLog(file, SIZE, 42);
@@ -31,7 +31,7 @@ describe('ship → serve → fetch on the embedded default (local archive + SQLi
 
   afterAll(async () => {
     if (server) expect(await server.stop()).toBe(0);
-    await rm(home, { recursive: true, force: true });
+    await removeTempDir(home);
   });
 
   it('archives the log byte for byte at Airflow’s relative path', async () => {

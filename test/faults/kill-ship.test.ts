@@ -1,20 +1,15 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import {
-  type AttemptKey,
-  attemptKey,
-  digestStored,
-  openCatalog,
-  PathTemplate,
-} from '@tasklog/core';
+import { type AttemptKey, attemptKey, openCatalog, PathTemplate } from '@tasklog/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { digestStored } from '../../packages/core/src/hashing.js';
 import { LocalStore } from '../../packages/core/src/stores/local/store.js';
 import { CLI, runCli } from '../support/cli.js';
 import { writeTestLog } from '../support/logs.js';
 import { type S3rverFixture, startS3rver } from '../support/s3rver.js';
+import { makeTempDir, removeTempDir } from '../support/temp-dir.js';
 
 /**
  * `tasklog ship` (one-pass upload) and `tasklog ship --follow` of a finished log (chunks, then the
@@ -83,7 +78,7 @@ const backends = [
 describe.each(backends)('killed at evenly spread moments, then run again, on $name', (backend) => {
   for (const mode of ['ship', 'ship --follow'] as const) {
     it(`${mode}: byte-identical, catalog right, no leftovers`, async () => {
-      const home = await mkdtemp(join(tmpdir(), 'tasklog-kill-'));
+      const home = await makeTempDir('kill');
       const env = {
         PATH: process.env.PATH,
         TASKLOG_HOME: home,
@@ -131,7 +126,7 @@ describe.each(backends)('killed at evenly spread moments, then run again, on $na
         expect(await filesUnder(join(home, 'state'))).toEqual([]);
       } finally {
         await store.close();
-        await rm(home, { recursive: true, force: true });
+        await removeTempDir(home);
       }
     }, 300_000);
   }

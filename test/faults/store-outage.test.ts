@@ -1,20 +1,21 @@
 import { spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { appendFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { attemptKey, digestStored, openCatalog, PathTemplate } from '@tasklog/core';
+import { attemptKey, openCatalog, PathTemplate } from '@tasklog/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { digestStored } from '../../packages/core/src/hashing.js';
 import type { S3Store } from '../../packages/core/src/stores/s3/store.js';
 import { type FaultProxy, startFaultProxy } from '../emulators/fault-proxy.js';
 import { CLI, startService } from '../support/cli.js';
+import { sha256 } from '../support/hash.js';
 import { type S3rverFixture, startS3rver } from '../support/s3rver.js';
+import { makeTempDir, removeTempDir } from '../support/temp-dir.js';
 
 const OUTAGE_MS = 60_000;
 const template = new PathTemplate();
-const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 const run = 'manual__2024-03-01T00:00:00+00:00';
 const viaRun = attemptKey({ dagId: 'outage', runId: run, taskId: 'tasklog_run', tryNumber: 1 });
 const viaAgent = attemptKey({ dagId: 'outage', runId: run, taskId: 'airflow', tryNumber: 1 });
@@ -33,7 +34,7 @@ describe('a 60 s store outage while attempts run and end (S3 behind a failing pr
       probability: 0,
       kinds: ['503', 'reset-before'],
     });
-    home = await mkdtemp(join(tmpdir(), 'tasklog-outage-'));
+    home = await makeTempDir('outage');
     env = {
       PATH: process.env.PATH,
       TASKLOG_HOME: home,
@@ -51,7 +52,7 @@ describe('a 60 s store outage while attempts run and end (S3 behind a failing pr
     await store?.close();
     await proxy?.close();
     await s3?.close();
-    await rm(home, { recursive: true, force: true });
+    await removeTempDir(home);
   });
 
   it('tasklog run exits with the task’s code inside the outage, and the agent archives both logs within seconds of the store’s return', async () => {
@@ -125,7 +126,7 @@ describe('a 60 s store outage while attempts run and end (S3 behind a failing pr
           for (;;) {
             const record = await catalog.get(key);
             if (record?.state === 'shipped') {
-              expect(record).toMatchObject({ size: local.length, sha256: sha(local) });
+              expect(record).toMatchObject({ size: local.length, sha256: sha256(local) });
               break;
             }
             expect(Date.now() - back).toBeLessThan(30_000);
@@ -133,7 +134,7 @@ describe('a 60 s store outage while attempts run and end (S3 behind a failing pr
           }
           expect(await digestStored(store, key)).toEqual({
             size: local.length,
-            sha256: sha(local),
+            sha256: sha256(local),
           });
         }
         expect((await catalog.get(viaRun))?.exitCode).toBe(3);

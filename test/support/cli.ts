@@ -1,5 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The built CLI (`pnpm test` runs `tsc --build` first). */
@@ -22,6 +24,21 @@ export async function runCli(args: string[], env: NodeJS.ProcessEnv): Promise<Cl
   });
   const [code] = (await once(child, 'close')) as [number | null];
   return { code, stdout: Buffer.concat(out), stderr };
+}
+
+/**
+ * Puts `content` where Airflow writes the log whose relative path is `rel` (below
+ * `$TASKLOG_HOME/logs`, tasklog's default log folder) and runs `tasklog ship` on that file.
+ */
+export async function shipWithCli(
+  env: NodeJS.ProcessEnv,
+  rel: string,
+  content: Buffer | string,
+): Promise<CliResult> {
+  const file = join(env.TASKLOG_HOME!, 'logs', ...rel.split('/'));
+  await mkdir(dirname(file), { recursive: true });
+  await writeFile(file, content);
+  return runCli(['ship', file], env);
 }
 
 /** Starts `tasklog serve` and resolves once it prints its URL. */

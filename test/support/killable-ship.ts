@@ -1,13 +1,16 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { beforeAll, expect, it } from 'vitest';
 import type { AttemptKey } from '../../packages/core/src/attempt-key.js';
 import { ConflictError } from '../../packages/core/src/errors.js';
+import { digestStored } from '../../packages/core/src/hashing.js';
 import type { LogStore } from '../../packages/core/src/store.js';
 import { fileJournal } from './file-journal.js';
+import { sha256 } from './hash.js';
 import type { StoreSpec } from './job-store.js';
 
 /** What `ship-child.ts` does: store the log in `file` as `key`, through a writer or upload(). */
@@ -108,4 +111,57 @@ export async function recoverShip(store: LogStore, job: ShipJob): Promise<void> 
 /** The journal's state after the recovery: null or absent once nothing is left open. */
 export async function journalState(job: ShipJob): Promise<unknown> {
   return (await fileJournal(job.journal).load()) ?? null;
+}
+
+/** What `itRecoversFromKills` needs of one store configuration. */
+export interface KilledShips {
+  /** Tests, each killing one child: the k-th at k/kills of the time the call takes. */
+  kills: number;
+  /** The finished log the children store. */
+  content: Buffer;
+  /** The job of try `tryNumber` (its own attempt and journal), without the log's size and sha256. */
+  job(tryNumber: number): Omit<ShipJob, 'size' | 'sha256'>;
+  /** Runs first, before the log file is written (e.g. to make the store's options). */
+  before?(): void | Promise<void>;
+  /** The store the next run opens to recover. */
+  open(): LogStore;
+  /** What the store must hold for the job after the recovery, as its backend sees it. */
+  check(store: LogStore, job: ShipJob): Promise<void>;
+}
+
+/**
+ * Declares the kill tests of one store configuration. A first child runs the call to the end,
+ * which measures how long it takes; then each test SIGKILLs a child part of the way in and
+ * recovers as the next run would (`recoverShip`). Afterwards the store must hold the complete log
+ * byte for byte, the journal must be empty, and `check` sees nothing else left behind.
+ */
+export function itRecoversFromKills(ships: KilledShips): void {
+  const digest = { size: ships.content.length, sha256: sha256(ships.content) };
+  const job = (tryNumber: number): ShipJob => ({ ...ships.job(tryNumber), ...digest });
+  let calibration: number;
+
+  beforeAll(async () => {
+    await ships.before?.();
+    await writeFile(job(1).file, ships.content);
+    const run = await runShipChild(job(1000));
+    expect(run.done).toBe(true);
+    calibration = run.ms;
+  });
+
+  for (let k = 1; k <= ships.kills; k++) {
+    it(`is resumed after a kill at ${k}/${ships.kills} of the call to one verified object and nothing else`, async () => {
+      const j = job(k);
+      await runShipChild(j, (calibration * k) / ships.kills);
+      const store = ships.open();
+      await recoverShip(store, j);
+
+      expect(await digestStored(store, j.key)).toEqual(digest);
+      const stat = await store.stat(j.key);
+      expect(stat).toMatchObject({ size: j.size, complete: true });
+      // A kill between completing the object and checking it leaves it without sha256.
+      expect([undefined, j.sha256]).toContain(stat?.sha256);
+      expect(await journalState(j)).toBeNull();
+      await ships.check(store, j);
+    });
+  }
 }

@@ -3,18 +3,7 @@ import { once } from 'node:events';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
-
-/** A small deterministic PRNG (mulberry32), so generated logs are the same on every run. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from '@tasklog/core/testing';
 
 const WORDS = [
   'INFO',
@@ -80,16 +69,10 @@ export async function digestRange(
   return { size, sha256: hash.digest('hex') };
 }
 
-/** `bytes` bytes of seeded random log text: multi-byte characters, CRLF and long runs. */
-export function randomLogBytes(bytes: number, seed: number): Buffer {
+/** `size` seeded random bytes: data that does not compress, with a `\n` about every 256 bytes. */
+export function noise(size: number, seed = 1): Buffer {
   const rand = prng(seed);
-  const words = ['INFO', 'é', '€', '𝄞', 'data', 'ok', '\r\n', '\n', 'x'.repeat(300)];
-  const parts: string[] = [];
-  let size = 0;
-  while (size < bytes) {
-    const w = words[Math.floor(rand() * words.length)]!;
-    parts.push(w);
-    size += Buffer.byteLength(w) + 1;
-  }
-  return Buffer.from(parts.join(' ')).subarray(0, bytes);
+  const out = Buffer.allocUnsafe(size);
+  for (let i = 0; i < size; i++) out[i] = Math.floor(rand() * 256);
+  return out;
 }

@@ -1,9 +1,8 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { accessSync, constants } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import path from 'node:path';
+import { makeTempDir, removeTempDir } from './temp-dir.js';
 
 /**
  * Command-line clients nobody here wrote, run against the local servers: Debian's awscli
@@ -77,7 +76,7 @@ export async function gcloudFor(emulatorUrl: string): Promise<{
   close: () => Promise<void>;
 }> {
   if (!gcloudPath) throw new Error('gcloud is not installed');
-  const config = await mkdtemp(path.join(tmpdir(), 'tasklog-gcloud-'));
+  const config = await makeTempDir('gcloud');
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH,
     HOME: config,
@@ -91,6 +90,6 @@ export async function gcloudFor(emulatorUrl: string): Promise<{
   };
   return {
     gcloud: (args, input) => run(gcloudPath!, args, env, input),
-    close: () => rm(config, { recursive: true, force: true }),
+    close: () => removeTempDir(config),
   };
 }

@@ -1,13 +1,12 @@
-import { createHash } from 'node:crypto';
+import { type AttemptKey, attemptKey, type LogStore } from '@tasklog/core';
+import { readAll } from '@tasklog/core/testing';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
-  type AttemptKey,
-  attemptKey,
   chunkName,
-  type LogStore,
   legacyRunningPrefix,
   runningPrefix,
-} from '@tasklog/core';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+} from '../../packages/core/src/stores/shared/chunk-layout.js';
+import { sha256 } from './hash.js';
 
 /** A blob store (S3, GCS) and plain access to the objects behind it. */
 export interface BlobStoreFixture {
@@ -29,14 +28,6 @@ const KEY = attemptKey({
   taskId: 'runs',
   tryNumber: 1,
 });
-
-const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
-
-async function readAll(store: LogStore, k: AttemptKey, offset = 0): Promise<Buffer> {
-  const pieces: Buffer[] = [];
-  for await (const piece of store.read(k, { offset })) pieces.push(Buffer.from(piece.bytes));
-  return Buffer.concat(pieces);
-}
 
 async function listAll(store: LogStore): Promise<AttemptKey[]> {
   const out: AttemptKey[] = [];
@@ -105,7 +96,7 @@ export function describeRunningLayout(name: string, setup: () => Promise<BlobSto
       const log = Buffer.concat([first, second]);
       expect(await f.store.stat(KEY)).toMatchObject({ size: log.length, complete: false });
       expect((await readAll(f.store, KEY)).equals(log)).toBe(true);
-      expect((await readAll(f.store, KEY, 20)).equals(log.subarray(20))).toBe(true);
+      expect((await readAll(f.store, KEY, { offset: 20 })).equals(log.subarray(20))).toBe(true);
       expect(await listAll(f.store)).toEqual([KEY]);
     });
 

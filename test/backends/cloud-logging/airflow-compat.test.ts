@@ -1,21 +1,21 @@
-import { createHash } from 'node:crypto';
 import { type AttemptKey, attemptKey, openAirflowDb } from '@tasklog/core';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { runIdDates } from '../../packages/core/src/stores/cloud-logging/logical-date.js';
+import { runIdDates } from '../../../packages/core/src/stores/cloud-logging/logical-date.js';
 import {
   CloudLoggingStore,
   type CloudLoggingStoreOptions,
-} from '../../packages/core/src/stores/cloud-logging/store.js';
-import { AirflowDbFixture } from '../airflow/airflow-fixture.js';
+} from '../../../packages/core/src/stores/cloud-logging/store.js';
+import { AirflowDbFixture } from '../../airflow/airflow-fixture.js';
 import {
   type CloudLoggingEmulator,
   startCloudLoggingEmulator,
-} from '../emulators/cloud-logging/index.js';
+} from '../../emulators/cloud-logging/index.js';
+import { sha256 } from '../../support/hash.js';
+import { writeLog } from '../../support/stores.js';
 
 process.env.METADATA_SERVER_DETECTION = 'none';
 
 const PROJECT = 'airflow-project';
-const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
 let emu: CloudLoggingEmulator;
 let logs = 0;
@@ -41,12 +41,6 @@ function open(overrides: Partial<CloudLoggingStoreOptions> = {}) {
   return { store, warnings };
 }
 
-async function write(store: CloudLoggingStore, key: AttemptKey, content: Buffer) {
-  const writer = await store.openWriter(key);
-  await writer.append(content);
-  await writer.finish({ size: content.length, sha256: sha256(content) });
-}
-
 function entriesOf(store: CloudLoggingStore) {
   return emu.store.all(`projects/${PROJECT}/logs/${store.logName}`);
 }
@@ -58,7 +52,11 @@ describe("Cloud Logging entries carry Airflow's StackdriverTaskHandler labels", 
   it("labels every entry with Airflow's task labels and the logical date of a scheduled run, as strings", async () => {
     const { store, warnings } = open();
     const k = key('scheduled__2024-01-01T00:00:00+00:00', { mapIndex: 2 });
-    await write(store, k, Buffer.from('[2024-01-01] INFO - starting\n[2024-01-01] INFO - done\n'));
+    await writeLog(
+      store,
+      k,
+      Buffer.from('[2024-01-01] INFO - starting\n[2024-01-01] INFO - done\n'),
+    );
     await store.close();
     const entries = entriesOf(store);
     for (const e of entries) {
@@ -145,7 +143,7 @@ describe("Cloud Logging entries carry Airflow's StackdriverTaskHandler labels", 
     await w2.append(Buffer.from('b\n'));
     await w2.finish({ size: 4, sha256: sha256(Buffer.from('a\nb\n')) });
     const backfill = key('backfill__2024-01-02T00:00:00+00:00');
-    await write(store, backfill, Buffer.from('c\n'));
+    await writeLog(store, backfill, Buffer.from('c\n'));
     expect(warnings).toHaveLength(2);
     expect(warnings[0]).toContain('run_id=manual__2024-05-01T10:00:00+00:00');
     expect(warnings[0]).toContain('agent.airflow_db_url is not set');
@@ -168,13 +166,13 @@ describe("Cloud Logging entries carry Airflow's StackdriverTaskHandler labels", 
       const { store, warnings } = open({
         airflowDb: async () => openAirflowDb(airflow.url),
       });
-      await write(store, key('manual__unknown'), Buffer.from('x\n'));
+      await writeLog(store, key('manual__unknown'), Buffer.from('x\n'));
       await store.close();
       expect(warnings).toHaveLength(1);
       expect(warnings[0]).toContain("Airflow's metadata database has no such dag run");
 
       const broken = open({ airflowDb: async () => openAirflowDb('sqlite:////nonexistent/a.db') });
-      await write(broken.store, key('manual__other'), Buffer.from('x\n'));
+      await writeLog(broken.store, key('manual__other'), Buffer.from('x\n'));
       await broken.store.close();
       expect(broken.warnings[0]).toContain("Airflow's metadata database could not be read");
     } finally {
@@ -187,7 +185,7 @@ describe("Cloud Logging entries carry Airflow's StackdriverTaskHandler labels", 
       resourceType: 'k8s_container',
       resourceLabels: { cluster_name: 'c1', namespace_name: 'airflow' },
     });
-    await write(store, key('scheduled__2024-01-01T00:00:00+00:00'), Buffer.from('x\n'));
+    await writeLog(store, key('scheduled__2024-01-01T00:00:00+00:00'), Buffer.from('x\n'));
     await store.close();
     expect(entriesOf(store)[0]!.resource).toEqual({
       type: 'k8s_container',

@@ -1,17 +1,16 @@
-import { createHash } from 'node:crypto';
-import { attemptKey } from '@tasklog/core';
+import { prng, readAll } from '@tasklog/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CloudLoggingStore } from '../../packages/core/src/stores/cloud-logging/store.js';
+import { CloudLoggingStore } from '../../../packages/core/src/stores/cloud-logging/store.js';
 import {
   type CloudLoggingEmulator,
   startCloudLoggingEmulator,
-} from '../emulators/cloud-logging/index.js';
-import { prng } from '../support/logs.js';
+} from '../../emulators/cloud-logging/index.js';
+import { appendInRandomPieces, faultKey } from '../../support/faults.js';
+import { sha256 } from '../../support/hash.js';
 
 process.env.METADATA_SERVER_DETECTION = 'none';
 
 const PROJECT = 'faults';
-const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
 /** `lines` lines of varied length and content: ASCII, multi-byte, CRLF, empty, long. */
 function randomLines(lines: number, seed: number): Buffer {
@@ -53,27 +52,15 @@ describe('Cloud Logging with 20% of calls failing (UNAVAILABLE, INTERNAL, RESOUR
   });
 
   it('ships 100,000 lines byte-identical, each line once through the reader', async () => {
-    const key = attemptKey({ dagId: 'faults', runId: 'r1', taskId: 'writer', tryNumber: 1 });
+    const key = faultKey({ taskId: 'writer' });
     const log = randomLines(100_000, 5);
-    const rand = prng(6);
     const writer = await store.openWriter(key);
-    for (let at = 0; at < log.length; ) {
-      const n = Math.min(log.length - at, 1 + Math.floor(rand() * 200_000));
-      await writer.append(log.subarray(at, at + n));
-      at += n;
-      if (rand() < 0.3) await writer.flush();
-    }
+    await appendInRandomPieces(writer, log, { seed: 6, maxPieceBytes: 200_000, flushChance: 0.3 });
     await writer.finish({ size: log.length, sha256: sha256(log) });
 
-    const hash = createHash('sha256');
-    let next = 0;
-    for await (const chunk of store.read(key)) {
-      expect(chunk.offset).toBe(next);
-      next += chunk.bytes.length;
-      hash.update(chunk.bytes);
-    }
-    expect(next).toBe(log.length);
-    expect(hash.digest('hex')).toBe(sha256(log));
+    const back = await readAll(store, key);
+    expect(back.length).toBe(log.length);
+    expect(sha256(back)).toBe(sha256(log));
 
     const faulted = emulator.requestLog.filter((r) => r.fault !== undefined);
     expect(

@@ -1,4 +1,3 @@
-import { createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { Logging } from '@google-cloud/logging';
 import * as grpc from '@grpc/grpc-js';
@@ -9,33 +8,34 @@ import {
   BackendUnavailableError,
   InvalidInputError,
 } from '@tasklog/core';
+import { readAll } from '@tasklog/core/testing';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   CloudLoggingStore,
   type CloudLoggingStoreOptions,
   MAX_PIECE_BYTES,
   MAX_ENTRY_BYTES as SERVICE_MAX_ENTRY_BYTES,
-} from '../../packages/core/src/stores/cloud-logging/store.js';
-import { entryBytes } from '../emulators/cloud-logging/entry-store.js';
+} from '../../../packages/core/src/stores/cloud-logging/store.js';
+import { entryBytes } from '../../emulators/cloud-logging/entry-store.js';
 import {
   type CloudLoggingEmulator,
   type StoredEntry,
   startCloudLoggingEmulator,
-} from '../emulators/cloud-logging/index.js';
+} from '../../emulators/cloud-logging/index.js';
+import { attemptKeys } from '../../support/attempts.js';
+import { sha256 } from '../../support/hash.js';
+import { freshName } from '../../support/servers.js';
+import { writeLog } from '../../support/stores.js';
 
 process.env.METADATA_SERVER_DETECTION = 'none';
 
 const PROJECT = 'tasklog-sd';
 const DAY = 24 * 3600 * 1000;
-const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
-const key = (o: Partial<AttemptKey> = {}) =>
-  attemptKey({
-    dagId: 'etl',
-    runId: 'manual__2024-05-01T10:00:00+00:00',
-    taskId: 'load',
-    tryNumber: 1,
-    ...o,
-  });
+const key = attemptKeys({
+  dagId: 'etl',
+  runId: 'manual__2024-05-01T10:00:00+00:00',
+  taskId: 'load',
+});
 
 let emu: CloudLoggingEmulator;
 const stores: CloudLoggingStore[] = [];
@@ -53,7 +53,7 @@ afterAll(async () => {
 
 function open(overrides: Partial<CloudLoggingStoreOptions> = {}): CloudLoggingStore {
   const store = new CloudLoggingStore({
-    logName: `sd-${randomBytes(5).toString('hex')}`,
+    logName: freshName('sd'),
     projectId: PROJECT,
     apiEndpoint: `http://${emu.url}`,
     maxRetryDelayMs: 50,
@@ -62,12 +62,6 @@ function open(overrides: Partial<CloudLoggingStoreOptions> = {}): CloudLoggingSt
   });
   stores.push(store);
   return store;
-}
-
-async function write(store: CloudLoggingStore, k: AttemptKey, content: Buffer) {
-  const writer = await store.openWriter(k);
-  await writer.append(content);
-  await writer.finish({ size: content.length, sha256: sha256(content) });
 }
 
 /** The store's record entries (no markers, no end entry), in the service's order. */
@@ -87,17 +81,11 @@ async function restWrite(entries: Record<string, unknown>[]): Promise<void> {
   expect(res.status, await res.clone().text()).toBe(200);
 }
 
-async function readAll(store: CloudLoggingStore, k: AttemptKey, offset = 0): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const chunk of store.read(k, { offset })) parts.push(Buffer.from(chunk.bytes));
-  return Buffer.concat(parts);
-}
-
 describe('CloudLoggingStore specifics', () => {
   it('reads an attempt written with timestamps a week old completely', async () => {
     const old = open({ now: () => Date.now() - 7 * DAY });
     const lines = Array.from({ length: 2500 }, (_, i) => `week-old line ${i}\n`).join('');
-    await write(old, key(), Buffer.from(lines));
+    await writeLog(old, key(), Buffer.from(lines));
     const reader = open({ logName: old.logName });
     expect((await readAll(reader, key())).toString()).toBe(lines);
     expect(await reader.stat(key())).toMatchObject({ size: lines.length, complete: true });
@@ -105,7 +93,7 @@ describe('CloudLoggingStore specifics', () => {
 
   it('shows why the explicit timestamp condition matters: Log.getEntries alone sees nothing', async () => {
     const old = open({ now: () => Date.now() - 7 * DAY });
-    await write(old, key(), Buffer.from('hidden by the 24 h default\n'));
+    await writeLog(old, key(), Buffer.from('hidden by the 24 h default\n'));
     const logging = new Logging({
       projectId: PROJECT,
       apiEndpoint: emu.host,
@@ -126,7 +114,7 @@ describe('CloudLoggingStore specifics', () => {
       Buffer.alloc(300 * 1024, 1),
       Buffer.from('\n'),
     ]);
-    await write(store, key(), line);
+    await writeLog(store, key(), line);
     const entries = records(store);
     expect(entries.length).toBeGreaterThanOrEqual(Math.ceil(line.length / MAX_PIECE_BYTES));
     for (const e of entries) expect(entryBytes(e)).toBeLessThanOrEqual(SERVICE_MAX_ENTRY_BYTES);
@@ -137,7 +125,7 @@ describe('CloudLoggingStore specifics', () => {
     const store = open();
     const fits = `${'€'.repeat(80_000)}\n`; // 240,001 bytes: one entry
     const long = `${'€'.repeat(90_000)}\n`; // 270,001 bytes: two
-    await write(store, key(), Buffer.from(fits + long));
+    await writeLog(store, key(), Buffer.from(fits + long));
     const shown = records(store).map((e) => e.jsonPayload?.message as string);
     expect(shown).toEqual([
       '€'.repeat(80_000),
@@ -154,10 +142,10 @@ describe('CloudLoggingStore specifics', () => {
       Buffer.from([0xff, 0xfe, 0x41, 0x0a, 0xc3]),
       Buffer.from('\nno newline at the end'),
     ]);
-    await write(store, key(), content);
+    await writeLog(store, key(), content);
     expect((await readAll(store, key())).equals(content)).toBe(true);
     for (let offset = 0; offset <= content.length; offset += 3) {
-      expect((await readAll(store, key(), offset)).equals(content.subarray(offset))).toBe(true);
+      expect((await readAll(store, key(), { offset })).equals(content.subarray(offset))).toBe(true);
     }
     // What Airflow shows, and beside it what exactness needs.
     expect(
@@ -202,7 +190,7 @@ describe('CloudLoggingStore specifics', () => {
       tryNumber: 2,
     });
     expect((await readAll(store, finished)).equals(log)).toBe(true);
-    expect((await readAll(store, finished, 100)).equals(log.subarray(100))).toBe(true);
+    expect((await readAll(store, finished, { offset: 100 })).equals(log.subarray(100))).toBe(true);
     expect(await store.stat(finished)).toMatchObject({
       size: log.length,
       complete: true,
@@ -252,8 +240,8 @@ describe('CloudLoggingStore specifics', () => {
 
   it('keeps attempts apart whose ids differ only in case (the query language ignores case)', async () => {
     const store = open();
-    await write(store, key({ dagId: 'ETL' }), Buffer.from('upper\n'));
-    await write(store, key({ dagId: 'etl' }), Buffer.from('lower\n'));
+    await writeLog(store, key({ dagId: 'ETL' }), Buffer.from('upper\n'));
+    await writeLog(store, key({ dagId: 'etl' }), Buffer.from('lower\n'));
     expect((await readAll(store, key({ dagId: 'ETL' }))).toString()).toBe('upper\n');
     expect((await readAll(store, key({ dagId: 'etl' }))).toString()).toBe('lower\n');
     const listed: string[] = [];
@@ -263,10 +251,10 @@ describe('CloudLoggingStore specifics', () => {
 
   it('hides a deleted attempt behind a tombstone and serves only what is written after it', async () => {
     const store = open();
-    await write(store, key(), Buffer.from('before delete\n'));
+    await writeLog(store, key(), Buffer.from('before delete\n'));
     await store.delete(key());
     expect(await store.stat(key())).toBeUndefined();
-    await write(store, key(), Buffer.from('after\n'));
+    await writeLog(store, key(), Buffer.from('after\n'));
     expect((await readAll(store, key())).toString()).toBe('after\n');
     const listed: AttemptKey[] = [];
     for await (const k of store.list({ dagId: 'etl' })) listed.push(k);
@@ -276,7 +264,7 @@ describe('CloudLoggingStore specifics', () => {
   it('ignores the SDK diagnostic entry and entries without offsets under the same labels', async () => {
     const store = open();
     const k = key();
-    await write(store, k, Buffer.from('tasklog line\n'));
+    await writeLog(store, k, Buffer.from('tasklog line\n'));
     const logging = new Logging({
       projectId: PROJECT,
       apiEndpoint: emu.host,
@@ -306,7 +294,7 @@ describe('CloudLoggingStore specifics', () => {
       times: 6,
     });
     const content = Buffer.from(Array.from({ length: 300 }, (_, i) => `retried ${i}\n`).join(''));
-    await write(store, key(), content);
+    await writeLog(store, key(), content);
     expect((await readAll(store, key())).equals(content)).toBe(true);
     const raw = emu.store.all(`projects/${PROJECT}/logs/${store.logName}`);
     expect(new Set(raw.map((e) => `${e.labels.offset}+${e.labels.length}`)).size).toBe(raw.length);
@@ -320,7 +308,7 @@ describe('CloudLoggingStore specifics', () => {
       times: 6,
     });
     const content = Buffer.from(Array.from({ length: 300 }, (_, i) => `rest ${i}\n`).join(''));
-    await write(store, key(), content);
+    await writeLog(store, key(), content);
     expect((await readAll(store, key())).equals(content)).toBe(true);
     const raw = emu.store.all(`projects/${PROJECT}/logs/${store.logName}`);
     expect(new Set(raw.map((e) => `${e.labels.offset}+${e.labels.length}`)).size).toBe(raw.length);
@@ -414,7 +402,7 @@ describe('CloudLoggingStore specifics', () => {
 
   it('writes over REST as well as gRPC', async () => {
     const store = open({ apiEndpoint: emu.restUrl, transport: 'rest' });
-    await write(store, key(), Buffer.from('over rest é\n'));
+    await writeLog(store, key(), Buffer.from('over rest é\n'));
     expect((await readAll(store, key())).toString()).toBe('over rest é\n');
   });
 });

@@ -1,13 +1,16 @@
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { promisify } from 'node:util';
 import { type AttemptKey, attemptKey, type LogWriter } from '@tasklog/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CloudWatchStore } from '../../packages/core/src/stores/cloudwatch/store.js';
-import { compatLog, compatLogPieces } from '../airflow/compat-log.js';
-import { type CloudWatchEmulator, startCloudWatchEmulator } from '../emulators/cloudwatch/index.js';
+import { CloudWatchStore } from '../../../packages/core/src/stores/cloudwatch/store.js';
+import { compatLog, compatLogPieces } from '../../airflow/compat-log.js';
+import {
+  type CloudWatchEmulator,
+  startCloudWatchEmulator,
+} from '../../emulators/cloudwatch/index.js';
+import { sha256 } from '../../support/hash.js';
 
 // Debian's awscli (v2). A pip-installed v1 earlier on PATH would shadow it, hence the full path.
 const AWS = '/usr/bin/aws';
@@ -18,7 +21,6 @@ const ACCESS = {
   AWS_SECRET_ACCESS_KEY: 'tasklog-test-secret',
 };
 const run = promisify(execFile);
-const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
 process.env.AWS_ACCESS_KEY_ID ??= ACCESS.AWS_ACCESS_KEY_ID;
 process.env.AWS_SECRET_ACCESS_KEY ??= ACCESS.AWS_SECRET_ACCESS_KEY;

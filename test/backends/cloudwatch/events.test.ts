@@ -1,18 +1,21 @@
 import { attemptKey, PathTemplate } from '@tasklog/core';
 import { describe, expect, it } from 'vitest';
-import { lineTime, stampBatch } from '../../packages/core/src/stores/cloudwatch/event-times.js';
+import { lineTime, stampBatch } from '../../../packages/core/src/stores/cloudwatch/event-times.js';
 import {
   classifyStream,
   encodeRecord,
   lineMessage,
   StreamDecoder,
-} from '../../packages/core/src/stores/cloudwatch/events.js';
+} from '../../../packages/core/src/stores/cloudwatch/events.js';
 import {
   impliedKey,
   needsHeader,
   restoreRunId,
-} from '../../packages/core/src/stores/cloudwatch/names.js';
-import { RecordSplitter, recordBytes } from '../../packages/core/src/stores/shared/log-records.js';
+} from '../../../packages/core/src/stores/cloudwatch/names.js';
+import {
+  RecordSplitter,
+  recordBytes,
+} from '../../../packages/core/src/stores/shared/log-records.js';
 
 const template = new PathTemplate();
 const key = (runId: string) => attemptKey({ dagId: 'd', runId, taskId: 't', tryNumber: 1 });

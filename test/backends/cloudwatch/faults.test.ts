@@ -1,16 +1,19 @@
-import { createHash } from 'node:crypto';
-import { attemptKey, digestStored, type LogWriter } from '@tasklog/core';
+import { prng, readAll } from '@tasklog/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CloudWatchStore } from '../../packages/core/src/stores/cloudwatch/store.js';
-import { type CloudWatchEmulator, startCloudWatchEmulator } from '../emulators/cloudwatch/index.js';
-import { prng } from '../support/logs.js';
+import { digestStored } from '../../../packages/core/src/hashing.js';
+import { CloudWatchStore } from '../../../packages/core/src/stores/cloudwatch/store.js';
+import {
+  type CloudWatchEmulator,
+  startCloudWatchEmulator,
+} from '../../emulators/cloudwatch/index.js';
+import { appendInRandomPieces, faultKey } from '../../support/faults.js';
+import { sha256 } from '../../support/hash.js';
 
 process.env.AWS_ACCESS_KEY_ID ??= 'AKIDTASKLOGTEST';
 process.env.AWS_SECRET_ACCESS_KEY ??= 'tasklog-test-secret';
 
 const GROUP = '/airflow/faults';
 const LINES = 100_000;
-const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
 /** `count` lines with multi-byte characters, CRLF now and then and a few long lines. */
 function makeLog(count: number, seed: number): Buffer {
@@ -27,16 +30,8 @@ function makeLog(count: number, seed: number): Buffer {
   return Buffer.from(lines.join(''));
 }
 
-/** Appends `log[from, to)` in random pieces, flushing after about a third of them. */
-async function ship(writer: LogWriter, log: Buffer, from: number, to: number, seed: number) {
-  const rand = prng(seed);
-  for (let at = from; at < to; ) {
-    const n = Math.min(to - at, 1 + Math.floor(rand() * 150_000));
-    await writer.append(log.subarray(at, at + n));
-    at += n;
-    if (rand() < 0.3) await writer.flush();
-  }
-}
+/** How the writers append: random pieces, a flush after about a third of them. */
+const PIECES = { maxPieceBytes: 150_000, flushChance: 0.3 };
 
 describe('CloudWatch Logs with 20% of requests failing (throttling, 5xx, resets before and after the work)', () => {
   let emulator: CloudWatchEmulator;
@@ -74,26 +69,14 @@ describe('CloudWatch Logs with 20% of requests failing (throttling, 5xx, resets 
     return { events: events.length, duplicates: events.length - distinct.size };
   }
 
-  /** Every line of what the store's reader returns, with how often each one appears. */
-  async function readLines(key: ReturnType<typeof attemptKey>): Promise<Buffer> {
-    const parts: Buffer[] = [];
-    let expected = 0;
-    for await (const chunk of store.read(key)) {
-      expect(chunk.offset).toBe(expected);
-      expected += chunk.bytes.length;
-      parts.push(Buffer.from(chunk.bytes));
-    }
-    return Buffer.concat(parts);
-  }
-
   it(`ships ${LINES.toLocaleString('en')} lines byte-identical, each line once through the reader`, async () => {
-    const key = attemptKey({ dagId: 'faults', runId: 'r1', taskId: 'writer', tryNumber: 1 });
+    const key = faultKey({ taskId: 'writer' });
     const log = makeLog(LINES, 5);
     const writer = await store.openWriter(key);
-    await ship(writer, log, 0, log.length, 6);
+    await appendInRandomPieces(writer, log, { ...PIECES, seed: 6 });
     await writer.finish({ size: log.length, sha256: sha256(log) });
 
-    const back = await readLines(key);
+    const back = await readAll(store, key);
     expect(back.length).toBe(log.length);
     expect(back.equals(log)).toBe(true);
     const lines = back.toString('utf8').split('\n');
@@ -126,10 +109,14 @@ describe('CloudWatch Logs with 20% of requests failing (throttling, 5xx, resets 
   });
 
   it('resumes after a writer died halfway and ends byte-identical', async () => {
-    const key = attemptKey({ dagId: 'faults', runId: 'r1', taskId: 'resumed', tryNumber: 1 });
+    const key = faultKey({ taskId: 'resumed' });
     const log = makeLog(20_000, 7);
     const crashed = await store.openWriter(key);
-    await ship(crashed, log, 0, Math.floor(log.length / 2), 8);
+    await appendInRandomPieces(crashed, log, {
+      ...PIECES,
+      seed: 8,
+      to: Math.floor(log.length / 2),
+    });
     await crashed.flush();
     await crashed.append(
       log.subarray(Math.floor(log.length / 2), Math.floor(log.length / 2) + 999),
@@ -138,7 +125,7 @@ describe('CloudWatch Logs with 20% of requests failing (throttling, 5xx, resets 
 
     const resumed = await store.openWriter(key);
     expect(resumed.committedOffset).toBe(Math.floor(log.length / 2));
-    await ship(resumed, log, resumed.committedOffset, log.length, 9);
+    await appendInRandomPieces(resumed, log, { ...PIECES, seed: 9, from: resumed.committedOffset });
     await resumed.finish({ size: log.length, sha256: sha256(log) });
     expect(await digestStored(store, key)).toEqual({ size: log.length, sha256: sha256(log) });
     expect(rawDuplicates(store.streamName(key)).duplicates).toBe(0);

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import {
   CloudWatchLogsClient,
   CreateLogStreamCommand,
@@ -7,7 +6,6 @@ import {
 import {
   AbortedError,
   type AttemptKey,
-  attemptKey,
   BackendUnavailableError,
   ConflictError,
   IntegrityError,
@@ -15,17 +13,23 @@ import {
   type LogStore,
   NotFoundError,
 } from '@tasklog/core';
+import { readAll } from '@tasklog/core/testing';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   CloudWatchStore,
   type CloudWatchStoreOptions,
-} from '../../packages/core/src/stores/cloudwatch/store.js';
-import { type CloudWatchEmulator, startCloudWatchEmulator } from '../emulators/cloudwatch/index.js';
+} from '../../../packages/core/src/stores/cloudwatch/store.js';
+import {
+  type CloudWatchEmulator,
+  startCloudWatchEmulator,
+} from '../../emulators/cloudwatch/index.js';
+import { attemptKeys } from '../../support/attempts.js';
+import { sha256 } from '../../support/hash.js';
+import { writeLog } from '../../support/stores.js';
 
 process.env.AWS_ACCESS_KEY_ID ??= 'AKIDTASKLOGTEST';
 process.env.AWS_SECRET_ACCESS_KEY ??= 'tasklog-test-secret';
 
-const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 const RUN_ID = 'scheduled__2024-01-01T00:00:00+00:00';
 const AIRFLOW_STREAM =
   'dag_id=d/run_id=scheduled__2024-01-01T00_00_00+00_00/task_id=t/attempt=1.log';
@@ -64,21 +68,7 @@ function newStore(overrides: Partial<CloudWatchStoreOptions> = {}): CloudWatchSt
   return store;
 }
 
-function key(overrides: Partial<AttemptKey> = {}): AttemptKey {
-  return attemptKey({ dagId: 'd', runId: RUN_ID, taskId: 't', tryNumber: 1, ...overrides });
-}
-
-async function write(store: LogStore, k: AttemptKey, content: Buffer): Promise<void> {
-  const writer = await store.openWriter(k);
-  await writer.append(content);
-  await writer.finish({ size: content.length, sha256: sha256(content) });
-}
-
-async function readAll(store: LogStore, k: AttemptKey, offset = 0): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const c of store.read(k, { offset })) parts.push(Buffer.from(c.bytes));
-  return Buffer.concat(parts);
-}
+const key = attemptKeys({ dagId: 'd', runId: RUN_ID, taskId: 't' });
 
 /** The raw events' messages, in stream order. */
 function messages(stream: string): string[] {
@@ -123,7 +113,7 @@ describe('URLs and stream names', () => {
   it("names the stream like Airflow's CloudwatchTaskHandler: the relative path with ':' as '_'", async () => {
     const store = newStore();
     expect(store.streamName(key())).toBe(AIRFLOW_STREAM);
-    await write(store, key(), Buffer.from('hello\n'));
+    await writeLog(store, key(), Buffer.from('hello\n'));
     expect(emulator.streamNames(group)).toEqual([AIRFLOW_STREAM]);
     expect(store.streamName(key({ mapIndex: 3, tryNumber: 2 }))).toBe(
       'dag_id=d/run_id=scheduled__2024-01-01T00_00_00+00_00/task_id=t/map_index=3/attempt=2.log',
@@ -135,7 +125,7 @@ describe('events', () => {
   it('writes one plain event per line, its message the text, and ends with the size and sha256', async () => {
     const store = newStore();
     const content = Buffer.from('one\ntwo\n');
-    await write(store, key(), content);
+    await writeLog(store, key(), content);
     expect(messages(AIRFLOW_STREAM)).toEqual([
       'one',
       'two',
@@ -150,7 +140,7 @@ describe('events', () => {
       Buffer.from([0xff, 0xfe, 0x41, 0x0a]),
       Buffer.from('no newline at the end'),
     ]);
-    await write(store, key(), content);
+    await writeLog(store, key(), content);
     expect((await readAll(store, key())).equals(content)).toBe(true);
     const all = messages(AIRFLOW_STREAM);
     expect(all.slice(0, 1)).toEqual(['first\r']);
@@ -176,7 +166,7 @@ describe('events', () => {
     const line =
       '{"timestamp":"2025-01-01T10:00:00.123456Z","level":"info","event":"hi","logger":"task"}';
     const content = Buffer.from(`${line}\n${line}\n`);
-    await write(store, key(), content);
+    await writeLog(store, key(), content);
     const [first, second] = messages(AIRFLOW_STREAM);
     expect(JSON.parse(first!)).toEqual({
       tasklog: { offset: 0, length: line.length + 1, text: line },
@@ -224,7 +214,7 @@ describe('events', () => {
         '',
       ].join('\n'),
     );
-    await write(store, key(), content);
+    await writeLog(store, key(), content);
     const stamps = emulator.events(group, AIRFLOW_STREAM).map((e) => e.timestamp);
     expect(stamps.slice(0, 4)).toEqual([hourAgo, hourAgo, hourAgo, hourAgo + 5000]);
     // A line older than CloudWatch takes is stamped no earlier than the one before it.
@@ -236,7 +226,7 @@ describe('events', () => {
     const fits = 'x'.repeat(64 * 1024);
     const long = Buffer.concat([Buffer.alloc(150 * 1024, 'y'), Buffer.from('\n')]);
     const content = Buffer.concat([Buffer.from(`${fits}\n`), long]);
-    await write(store, key(), content);
+    await writeLog(store, key(), content);
     const all = messages(AIRFLOW_STREAM);
     expect(all[0]).toBe(fits);
     for (const m of all) expect(Buffer.byteLength(m)).toBeLessThanOrEqual(64 * 1024);
@@ -247,7 +237,7 @@ describe('events', () => {
   it('stays within the event limit for a line of control characters, which JSON escapes 6-fold in a piece', async () => {
     const store = newStore({ maxPieceBytes: 64 * 1024 });
     const line = Buffer.concat([Buffer.alloc(300 * 1024, 0x01), Buffer.from('\n')]);
-    await write(store, key(), line);
+    await writeLog(store, key(), line);
     for (const e of emulator.events(group, AIRFLOW_STREAM)) {
       expect(e.bytes).toBeLessThanOrEqual(64 * 1024);
     }
@@ -258,7 +248,7 @@ describe('events', () => {
     const store = newStore();
     const content = Buffer.from(Array.from({ length: 25_000 }, (_, i) => `line ${i}\n`).join(''));
     const before = emulator.requestLog.length;
-    await write(store, key(), content);
+    await writeLog(store, key(), content);
     const puts = emulator.requestLog.slice(before).filter((r) => r.operation === 'PutLogEvents');
     // 3 batches of lines, the end record
     expect(puts).toHaveLength(4);
@@ -272,7 +262,7 @@ describe('events', () => {
       Array.from({ length: 3_000 }, (_, i) => `${'y'.repeat(200)} ${i}\n`).join(''),
     );
     const before = emulator.requestLog.length;
-    await write(store, key(), content);
+    await writeLog(store, key(), content);
     const puts = emulator.requestLog.slice(before).filter((r) => r.operation === 'PutLogEvents');
     expect(puts.length).toBeGreaterThan(3);
     expect(puts.every((r) => r.status === 200)).toBe(true);
@@ -324,9 +314,9 @@ describe('reading', () => {
   it("reads from any offset of a stream in today's layout by counting from its head", async () => {
     const store = newStore();
     const content = Buffer.from('\nalpha\nbé\n\ngamma\nlast');
-    await write(store, key(), content);
+    await writeLog(store, key(), content);
     for (let offset = 0; offset <= content.length; offset++) {
-      expect((await readAll(store, key(), offset)).equals(content.subarray(offset))).toBe(true);
+      expect((await readAll(store, key(), { offset })).equals(content.subarray(offset))).toBe(true);
     }
   });
 
@@ -366,7 +356,7 @@ describe('reading', () => {
 
   it('throws AbortedError when the read is aborted', async () => {
     const store = newStore();
-    await write(store, key(), Buffer.from('a\nb\n'));
+    await writeLog(store, key(), Buffer.from('a\nb\n'));
     const controller = new AbortController();
     controller.abort();
     await expect(
@@ -419,12 +409,12 @@ describe('streams in the earlier envelope layout (one JSON record per event)', (
     await putMessages(AIRFLOW_STREAM, envelopes(key(), content));
     const before = emulator.requestLog.length;
     const offset = Math.floor(content.length * 0.9) + 3;
-    expect((await readAll(store, key(), offset)).equals(content.subarray(offset))).toBe(true);
+    expect((await readAll(store, key(), { offset })).equals(content.subarray(offset))).toBe(true);
     const ops = emulator.requestLog.slice(before).map((r) => r.operation);
     // One GetLogEvents for the stream's first event (its layout), the rest filtered.
     expect(ops.filter((o) => o === 'GetLogEvents')).toHaveLength(1);
     expect(new Set(ops)).toEqual(new Set(['GetLogEvents', 'FilterLogEvents']));
-    await expect(readAll(store, key(), content.length + 1)).rejects.toMatchObject({
+    await expect(readAll(store, key(), { offset: content.length + 1 })).rejects.toMatchObject({
       name: 'OffsetOutOfRangeError',
       size: content.length,
     });
@@ -470,9 +460,9 @@ describe('listing and name collisions', () => {
     const a = key({ runId: 'manual__2024-05-01T10:00:00+00:00' });
     const b = key({ runId: 'manual__2024-05-01T11:00:00.123456+00:00', mapIndex: 0 });
     const c = key({ runId: 'my:run', taskId: 'other' });
-    await write(store, a, Buffer.from('a\n'));
-    await write(store, b, Buffer.from('b\n'));
-    await write(store, c, Buffer.from('c\n'));
+    await writeLog(store, a, Buffer.from('a\n'));
+    await writeLog(store, b, Buffer.from('b\n'));
+    await writeLog(store, c, Buffer.from('c\n'));
     const listed: AttemptKey[] = [];
     for await (const k of store.list({ dagId: 'd' })) listed.push(k);
     expect(listed.map((k) => k.runId).sort()).toEqual([a.runId, b.runId, c.runId].sort());
@@ -486,7 +476,7 @@ describe('listing and name collisions', () => {
 
   it('lists streams Airflow wrote itself by their name, with the run id the caller asked for', async () => {
     const store = newStore();
-    await write(store, key(), Buffer.from('mine\n'));
+    await writeLog(store, key(), Buffer.from('mine\n'));
     await putMessages('dag_id=d/run_id=custom_run/task_id=t/attempt=2.log', ['plain Airflow line']);
     const all: AttemptKey[] = [];
     for await (const k of store.list({ dagId: 'd' })) all.push(k);
@@ -502,10 +492,10 @@ describe('listing and name collisions', () => {
 
   it("refuses a writer whose stream name collides with another attempt's (':' vs '_'), both ways", async () => {
     const store = newStore();
-    await write(store, key({ runId: 'a:b' }), Buffer.from('first\n'));
+    await writeLog(store, key({ runId: 'a:b' }), Buffer.from('first\n'));
     await expect(store.openWriter(key({ runId: 'a_b' }))).rejects.toBeInstanceOf(ConflictError);
     await expect(readAll(store, key({ runId: 'a_b' }))).rejects.toBeInstanceOf(NotFoundError);
-    await write(store, key({ runId: 'c_d' }), Buffer.from('second\n'));
+    await writeLog(store, key({ runId: 'c_d' }), Buffer.from('second\n'));
     await expect(store.openWriter(key({ runId: 'c:d' }))).rejects.toBeInstanceOf(ConflictError);
   });
 });

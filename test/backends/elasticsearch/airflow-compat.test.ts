@@ -1,12 +1,13 @@
-import { createHash } from 'node:crypto';
 import { Client } from '@elastic/elasticsearch';
-import { type AttemptKey, attemptKey, type LogChunk } from '@tasklog/core';
+import { type AttemptKey, attemptKey } from '@tasklog/core';
+import { readAll } from '@tasklog/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ElasticsearchStore } from '../../packages/core/src/stores/elasticsearch/store.js';
+import { ElasticsearchStore } from '../../../packages/core/src/stores/elasticsearch/store.js';
 import {
   type ElasticsearchEmulator,
   startElasticsearchEmulator,
-} from '../emulators/elasticsearch/index.js';
+} from '../../emulators/elasticsearch/index.js';
+import { sha256 } from '../../support/hash.js';
 
 /**
  * Both directions against Airflow's Elasticsearch task handler (apache-airflow-providers-
@@ -16,18 +17,9 @@ import {
  * - a log tasklog shipped is found by the query Airflow's `_es_read` sends.
  */
 
-const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 const RUN_ID = 'manual__2024-05-01T10:00:00.123456+00:00';
 /** Airflow's default `[elasticsearch] index_patterns`. */
 const AIRFLOW_INDEX_PATTERNS = '_all';
-
-async function readAll(store: ElasticsearchStore, key: AttemptKey, offset = 0): Promise<string> {
-  const pieces: Buffer[] = [];
-  for await (const c of store.read(key, { offset }) as AsyncIterable<LogChunk>) {
-    pieces.push(Buffer.from(c.bytes));
-  }
-  return Buffer.concat(pieces).toString();
-}
 
 /** `_render_log_id` with the default `log_id_template`. */
 function airflowLogId(k: AttemptKey): string {
@@ -94,7 +86,7 @@ describe('Airflow’s Elasticsearch task handler and tasklog', () => {
       const messages = Array.from({ length: 250 }, (_, i) => `line ${i} é`);
       await indexLikeWriteToEs(k, messages, 'message', true);
       const text = messages.join('\n');
-      expect(await readAll(store, k)).toBe(text);
+      expect((await readAll(store, k)).toString()).toBe(text);
       expect(await store.stat(k)).toMatchObject({ size: Buffer.byteLength(text), complete: true });
     });
 
@@ -107,14 +99,14 @@ describe('Airflow’s Elasticsearch task handler and tasklog', () => {
         tryNumber: 2,
       });
       await indexLikeWriteToEs(k, ['first', 'second'], 'event', true);
-      expect(await readAll(store, k)).toBe('first\nsecond');
+      expect((await readAll(store, k)).toString()).toBe('first\nsecond');
     });
 
     it('reads a running Airflow log (no end mark yet) from a byte offset', async () => {
       const k = attemptKey({ dagId: 'a2', runId: RUN_ID, taskId: 'running', tryNumber: 1 });
       await indexLikeWriteToEs(k, ['alpha', 'beta', 'gamma'], 'message', false);
       expect(await store.stat(k)).toMatchObject({ size: 16, complete: false });
-      expect(await readAll(store, k, 8)).toBe('ta\ngamma');
+      expect((await readAll(store, k, { offset: 8 })).toString()).toBe('ta\ngamma');
     });
 
     it('orders Filebeat-shipped lines by their nanosecond offsets and ignores other attempts', async () => {
@@ -141,7 +133,7 @@ describe('Airflow’s Elasticsearch task handler and tasklog', () => {
         { pageSize: 2 },
       );
       try {
-        expect(await readAll(filebeat, k)).toBe('one\ntwo\nthree');
+        expect((await readAll(filebeat, k)).toString()).toBe('one\ntwo\nthree');
       } finally {
         await filebeat.close();
       }
@@ -165,7 +157,7 @@ describe('Airflow’s Elasticsearch task handler and tasklog', () => {
         operations: docs.flatMap((d) => [{ index: {} }, d]),
         refresh: true,
       });
-      expect(await readAll(store, k)).toBe('mine');
+      expect((await readAll(store, k)).toString()).toBe('mine');
       expect(await store.stat(k)).toMatchObject({ size: 4, complete: true });
       await store.delete(k);
       expect(await store.stat(k)).toBeUndefined();

@@ -1,14 +1,13 @@
-import { createHash } from 'node:crypto';
-import { attemptKey, digestStored } from '@tasklog/core';
+import { prng } from '@tasklog/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ElasticsearchStore } from '../../packages/core/src/stores/elasticsearch/store.js';
+import { digestStored } from '../../../packages/core/src/hashing.js';
+import { ElasticsearchStore } from '../../../packages/core/src/stores/elasticsearch/store.js';
 import {
   type ElasticsearchEmulator,
   startElasticsearchEmulator,
-} from '../emulators/elasticsearch/index.js';
-import { prng } from '../support/logs.js';
-
-const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+} from '../../emulators/elasticsearch/index.js';
+import { appendInRandomPieces, faultKey } from '../../support/faults.js';
+import { sha256 } from '../../support/hash.js';
 
 /** `lines` seeded log lines: multi-byte text, empty lines, CRLF, a few long ones. */
 function logOfLines(lines: number, seed: number): Buffer {
@@ -48,7 +47,7 @@ describe('Elasticsearch with 20% of requests failing and 20% of bulk items rejec
   });
 
   it('ships 100,000 lines byte-identical and stores each line exactly once', async () => {
-    const key = attemptKey({ dagId: 'faults', runId: 'r1', taskId: 'lines', tryNumber: 1 });
+    const key = faultKey({ taskId: 'lines' });
     const log = logOfLines(100_000, 21);
     emulator.faults.failRandomly({
       probability: 0.2,
@@ -57,14 +56,8 @@ describe('Elasticsearch with 20% of requests failing and 20% of bulk items rejec
     });
     emulator.failBulkItems({ probability: 0.2, seed: 8 });
 
-    const rand = prng(9);
     const writer = await store.openWriter(key);
-    for (let at = 0; at < log.length; ) {
-      const n = Math.min(log.length - at, 1 + Math.floor(rand() * 200_000));
-      await writer.append(log.subarray(at, at + n));
-      at += n;
-      if (rand() < 0.2) await writer.flush();
-    }
+    await appendInRandomPieces(writer, log, { seed: 9, maxPieceBytes: 200_000, flushChance: 0.2 });
     await writer.finish({ size: log.length, sha256: sha256(log) });
     expect(await digestStored(store, key)).toEqual({ size: log.length, sha256: sha256(log) });
     expect(await store.stat(key)).toMatchObject({ size: log.length, complete: true });

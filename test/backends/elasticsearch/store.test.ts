@@ -1,24 +1,20 @@
-import { createHash } from 'node:crypto';
 import { Client } from '@elastic/elasticsearch';
-import {
-  type AttemptKey,
-  attemptKey,
-  BackendUnavailableError,
-  InvalidInputError,
-  type LogChunk,
-} from '@tasklog/core';
+import { BackendUnavailableError, InvalidInputError } from '@tasklog/core';
+import { readAll } from '@tasklog/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   AIRFLOW_LOG_ID_TEMPLATE,
   ElasticsearchStore,
   type ElasticsearchStoreOptions,
-} from '../../packages/core/src/stores/elasticsearch/store.js';
+} from '../../../packages/core/src/stores/elasticsearch/store.js';
 import {
   type ElasticsearchEmulator,
   startElasticsearchEmulator,
-} from '../emulators/elasticsearch/index.js';
+} from '../../emulators/elasticsearch/index.js';
+import { attemptKeys } from '../../support/attempts.js';
+import { sha256 } from '../../support/hash.js';
+import { writeLog } from '../../support/stores.js';
 
-const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 const RUN_ID = 'scheduled__2024-01-01T00:00:00+00:00';
 
 interface Doc {
@@ -44,20 +40,6 @@ interface Doc {
   sha256?: string;
 }
 
-async function readAll(store: ElasticsearchStore, key: AttemptKey, offset = 0): Promise<Buffer> {
-  const pieces: Buffer[] = [];
-  for await (const c of store.read(key, { offset }) as AsyncIterable<LogChunk>) {
-    pieces.push(Buffer.from(c.bytes));
-  }
-  return Buffer.concat(pieces);
-}
-
-async function ship(store: ElasticsearchStore, key: AttemptKey, log: Buffer): Promise<void> {
-  const writer = await store.openWriter(key);
-  await writer.append(log);
-  await writer.finish({ size: log.length, sha256: sha256(log) });
-}
-
 describe('ElasticsearchStore', () => {
   let emulator: ElasticsearchEmulator;
   let n = 0;
@@ -76,8 +58,7 @@ describe('ElasticsearchStore', () => {
       { retryBaseDelayMs: 2, ...overrides },
     );
   }
-  const key = (overrides: Partial<AttemptKey> = {}) =>
-    attemptKey({ dagId: 'etl', runId: RUN_ID, taskId: 'load', tryNumber: 1, ...overrides });
+  const key = attemptKeys({ dagId: 'etl', runId: RUN_ID, taskId: 'load' });
   /** The attempt's documents straight from the emulator, in offset order. */
   const docsOf = (store: ElasticsearchStore) =>
     emulator
@@ -88,7 +69,7 @@ describe('ElasticsearchStore', () => {
   describe('documents', () => {
     it('writes one document per line with Airflow’s fields, offset counting from 1', async () => {
       const store = open({ hostName: 'worker-7' });
-      await ship(store, key({ mapIndex: 2 }), Buffer.from('first\nsecond é\n'));
+      await writeLog(store, key({ mapIndex: 2 }), Buffer.from('first\nsecond é\n'));
       const [start, first, second, end] = docsOf(store);
       expect(start).toMatchObject({ offset: 0, length: 0, start: true });
       expect(first).toMatchObject({
@@ -115,7 +96,7 @@ describe('ElasticsearchStore', () => {
 
     it('gives the documents timestamps that never go back along the log', async () => {
       const store = open();
-      await ship(store, key(), Buffer.from('a\nb\nc\nd\n'));
+      await writeLog(store, key(), Buffer.from('a\nb\nc\nd\n'));
       const times = docsOf(store).map((d) => Date.parse(d['@timestamp']));
       expect([...times].sort((a, b) => a - b)).toEqual(times);
     });
@@ -127,7 +108,7 @@ describe('ElasticsearchStore', () => {
         Buffer.from([0xff, 0xfe, 0x41, 0x0a]),
         Buffer.from('é'),
       ]);
-      await ship(store, key(), log);
+      await writeLog(store, key(), log);
       expect(docsOf(store)[2]).toMatchObject({
         message: '\ufffd\ufffdA',
         raw_base64: '//5B',
@@ -140,7 +121,7 @@ describe('ElasticsearchStore', () => {
       const store = open();
       expect(store.maxLineBytes).toBe(16 * 1024 * 1024);
       const line = `${'x€'.repeat(256 * 1024)}\n`;
-      await ship(store, key(), Buffer.from(`a\n${line}b\n`));
+      await writeLog(store, key(), Buffer.from(`a\n${line}b\n`));
       const lines = docsOf(store).filter((d) => !d.start && !d.end);
       expect(lines.map((d) => d.length)).toEqual([2, Buffer.byteLength(line), 2]);
       expect(lines[1]!.message).toBe(line.slice(0, -1));
@@ -153,14 +134,14 @@ describe('ElasticsearchStore', () => {
     it('splits a line longer than maxLineBytes into several documents and joins them on read', async () => {
       const store = open({ maxLineBytes: 1000 });
       const line = `${'€'.repeat(1200)}\n`; // 3,601 bytes, never cut inside a character
-      await ship(store, key(), Buffer.from(line));
+      await writeLog(store, key(), Buffer.from(line));
       const pieces = docsOf(store).filter((d) => !d.start && !d.end);
       expect(pieces.map((d) => d.length)).toEqual([999, 999, 999, 604]);
       // Each piece shows its own characters; only offsets and lengths join them.
       expect(pieces.map((d) => d.message).join('')).toBe(line.slice(0, -1));
       expect(pieces.every((d) => d.raw_base64 === undefined)).toBe(true);
       expect((await readAll(store, key())).toString()).toBe(line);
-      expect((await readAll(store, key(), 1500)).toString()).toBe(
+      expect((await readAll(store, key(), { offset: 1500 })).toString()).toBe(
         Buffer.from(line).subarray(1500).toString(),
       );
     });
@@ -168,7 +149,7 @@ describe('ElasticsearchStore', () => {
     it('round-trips empty lines, CRLF, a last line without newline and multi-byte text', async () => {
       const store = open();
       const log = Buffer.from('\n\nwin\r\n\r\n日本語 𝄞\nno newline é');
-      await ship(store, key(), log);
+      await writeLog(store, key(), log);
       expect((await readAll(store, key())).equals(log)).toBe(true);
       const lines = docsOf(store).filter((d) => !d.start && !d.end);
       // What Airflow shows: the lines without their CR; `crlf` keeps it.
@@ -200,7 +181,7 @@ describe('ElasticsearchStore', () => {
       expect(lines[1]).toMatchObject({ length: 5, head_skip: 1, tail_base64: 'DQ==' });
       expect(lines[2]).toMatchObject({ length: 1 });
       expect((await readAll(store, key())).equals(log)).toBe(true);
-      expect((await readAll(store, key(), 4)).equals(log.subarray(4))).toBe(true);
+      expect((await readAll(store, key(), { offset: 4 })).equals(log.subarray(4))).toBe(true);
       // A writer resumed after the cut shows the character whole too.
       await writer.abort();
       const resumed = await store.openWriter(key());
@@ -229,7 +210,7 @@ describe('ElasticsearchStore', () => {
       const json =
         '{"timestamp":"2025-08-12T15:05:58.123456Z","level":"info","event":"Task started","logger":"airflow.task"}';
       const log = Buffer.from(`${json}\nplain text\n{"event": 5}\n`);
-      await ship(store, key(), log);
+      await writeLog(store, key(), log);
       const lines = docsOf(store).filter((d) => !d.start && !d.end) as unknown as Record<
         string,
         unknown
@@ -272,7 +253,7 @@ describe('ElasticsearchStore', () => {
         endOfLogMark: ' done \n',
         logIdTemplate: '{{x}}{dag_id}/{task_id}/{run_id}/{map_index}/{try_number}',
       });
-      await ship(store, key(), Buffer.from('hello\n'));
+      await writeLog(store, key(), Buffer.from('hello\n'));
       const docs = docsOf(store);
       expect(docs[1]).toMatchObject({ log_id: `{x}etl/load/${RUN_ID}/-1/1`, event: 'hello' });
       expect(docs[1]!.message).toBeUndefined();
@@ -297,7 +278,7 @@ describe('ElasticsearchStore', () => {
       emulator.failBulkItems({ probability: 0.3, seed: 5 });
       const before = emulator.requestLog.length;
       try {
-        await ship(store, key(), log);
+        await writeLog(store, key(), log);
       } finally {
         emulator.failBulkItems(undefined);
       }
@@ -328,7 +309,7 @@ describe('ElasticsearchStore', () => {
       const slow = await startElasticsearchEmulator({ refreshIntervalMs: 400 });
       const store = ElasticsearchStore.fromUrl(`elasticsearch+${slow.url}/slow`, {});
       try {
-        await ship(store, key(), Buffer.from('x\n'));
+        await writeLog(store, key(), Buffer.from('x\n'));
         expect(await store.stat(key())).toMatchObject({ size: 2, complete: true });
       } finally {
         await store.close();
@@ -373,9 +354,9 @@ describe('ElasticsearchStore', () => {
     it('pages with search_after through logs longer than one page', async () => {
       const store = open({ pageSize: 7 });
       const log = Buffer.from(Array.from({ length: 50 }, (_, i) => `l${i}\n`).join(''));
-      await ship(store, key(), log);
+      await writeLog(store, key(), log);
       expect((await readAll(store, key())).equals(log)).toBe(true);
-      expect((await readAll(store, key(), 100)).equals(log.subarray(100))).toBe(true);
+      expect((await readAll(store, key(), { offset: 100 })).equals(log.subarray(100))).toBe(true);
     });
 
     it('reads long lines in pages bounded by log bytes, not only by document count', async () => {
@@ -383,14 +364,16 @@ describe('ElasticsearchStore', () => {
       const log = Buffer.from(
         Array.from({ length: 60 }, (_, i) => `${String(i).padEnd(1023, '.')}\n`).join(''),
       );
-      await ship(store, key(), log);
+      await writeLog(store, key(), log);
       const before = emulator.requestLog.length;
       expect((await readAll(store, key())).equals(log)).toBe(true);
       const searches = emulator.requestLog.slice(before).filter((r) => r.path.includes('_search'));
       // 60 KiB in windows of 10 KiB: 6 windows (and a query for where each next one starts),
       // although one page of 1000 could hold all 62 documents.
       expect(searches.length).toBeGreaterThanOrEqual(6);
-      expect((await readAll(store, key(), 30_000)).equals(log.subarray(30_000))).toBe(true);
+      expect((await readAll(store, key(), { offset: 30_000 })).equals(log.subarray(30_000))).toBe(
+        true,
+      );
     });
 
     it('lists attempts across several pages of the composite aggregation', async () => {
@@ -452,7 +435,7 @@ describe('ElasticsearchStore', () => {
       });
       const bad = ElasticsearchStore.fromUrl(url, {});
       try {
-        await ship(good, key(), Buffer.from('x\n'));
+        await writeLog(good, key(), Buffer.from('x\n'));
         const err = await bad.stat(key()).catch((e: unknown) => e);
         expect(err).toBeInstanceOf(BackendUnavailableError);
         expect((err as Error).message).toMatch(/access denied/);
@@ -475,7 +458,7 @@ describe('ElasticsearchStore', () => {
         const err = await plain.ping().catch((e: unknown) => e);
         expect(err).toBeInstanceOf(BackendUnavailableError);
         expect((err as Error).message).toMatch(/opensearch/);
-        await ship(os, key(), Buffer.from('from opensearch\n'));
+        await writeLog(os, key(), Buffer.from('from opensearch\n'));
         expect((await readAll(os, key())).toString()).toBe('from opensearch\n');
       } finally {
         await plain.close();

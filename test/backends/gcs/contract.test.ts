@@ -1,20 +1,15 @@
-import { randomBytes } from 'node:crypto';
-import { afterAll } from 'vitest';
-import { GcsStore } from '../../packages/core/src/stores/gcs/store.js';
-import { type GcsEmulator, startGcsEmulator } from '../emulators/gcs/index.js';
-import { describeStoreContract } from './store-contract.js';
+import { describeStoreContract } from '@tasklog/core/testing';
+import { GcsStore } from '../../../packages/core/src/stores/gcs/store.js';
+import { startGcsEmulator } from '../../emulators/gcs/index.js';
+import { freshName, sharedServer } from '../../support/servers.js';
 
-let emulator: Promise<GcsEmulator> | undefined;
-afterAll(async () => {
-  await (await emulator)?.close();
-});
+const emulator = sharedServer(() => startGcsEmulator());
 
 /** A fresh bucket per test on one shared emulator. */
 function setup(compression: 'none' | 'gzip') {
   return async (flushBytes?: number) => {
-    emulator ??= startGcsEmulator();
-    const emu = await emulator;
-    const bucket = `contract-${randomBytes(6).toString('hex')}`;
+    const emu = await emulator();
+    const bucket = freshName('contract');
     emu.createBucket(bucket);
     const store = GcsStore.fromUrl(
       `gs://${bucket}/airflow/logs`,
@@ -25,7 +20,7 @@ function setup(compression: 'none' | 'gzip') {
       },
       { maxRetryDelaySeconds: 1 },
     );
-    return { store, cleanup: async () => {} };
+    return { store };
   };
 }
 

@@ -1,23 +1,18 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Storage } from '@google-cloud/storage';
-import {
-  AbortedError,
-  type AttemptKey,
-  attemptKey,
-  ConflictError,
-  PathTemplate,
-  type UploadJournal,
-} from '@tasklog/core';
+import { AbortedError, type AttemptKey, ConflictError, PathTemplate } from '@tasklog/core';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { GcsStore, type GcsStoreOptions } from '../../packages/core/src/stores/gcs/store.js';
-import { runningPrefix } from '../../packages/core/src/stores/shared/chunk-layout.js';
-import { type GcsEmulator, startGcsEmulator } from '../emulators/gcs/index.js';
-import { journalState, recoverShip, runShipChild, type ShipJob } from '../support/killable-ship.js';
-import { prng } from '../support/logs.js';
+import { GcsStore, type GcsStoreOptions } from '../../../packages/core/src/stores/gcs/store.js';
+import { runningPrefix } from '../../../packages/core/src/stores/shared/chunk-layout.js';
+import { type GcsEmulator, startGcsEmulator } from '../../emulators/gcs/index.js';
+import { attemptKeys } from '../../support/attempts.js';
+import { sha256 } from '../../support/hash.js';
+import { itRecoversFromKills } from '../../support/killable-ship.js';
+import { noise } from '../../support/logs.js';
+import { freshName } from '../../support/servers.js';
+import { logFile, memoryJournal, splitEvery, writeRunning } from '../../support/stores.js';
+import { makeTempDir, removeTempDir } from '../../support/temp-dir.js';
 
 const PREFIX = 'airflow/logs';
 const KiB = 1024;
@@ -32,16 +27,16 @@ let bucket: string;
 beforeAll(async () => {
   emulator = await startGcsEmulator();
   sdk = new Storage({ apiEndpoint: emulator.url, projectId: 'tasklog-test' });
-  tmp = await mkdtemp(path.join(tmpdir(), 'tasklog-gcs-crash-'));
+  tmp = await makeTempDir('gcs-crash');
 });
 
 afterAll(async () => {
   await emulator?.close();
-  await rm(tmp, { recursive: true, force: true });
+  await removeTempDir(tmp);
 });
 
 beforeEach(() => {
-  bucket = `crash-${randomBytes(6).toString('hex')}`;
+  bucket = freshName('crash');
   emulator.createBucket(bucket);
   emulator.faults.clear();
 });
@@ -59,59 +54,17 @@ function storeOptions(overrides: Partial<GcsStoreOptions> = {}): GcsStoreOptions
   };
 }
 
-function key(overrides: Partial<AttemptKey> = {}): AttemptKey {
-  return attemptKey({
-    dagId: 'etl',
-    runId: 'scheduled__2024-01-01T00:00:00+00:00',
-    taskId: 'extract',
-    tryNumber: 1,
-    ...overrides,
-  });
-}
+const key = attemptKeys({
+  dagId: 'etl',
+  runId: 'scheduled__2024-01-01T00:00:00+00:00',
+  taskId: 'extract',
+});
 
 const finalName = (k: AttemptKey = key()) => `${PREFIX}/${template.render(k)}`;
-
-function sha256(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
-}
-
-/** Bytes that do not compress (seeded). */
-function noise(size: number, seed: number): Buffer {
-  const rand = prng(seed);
-  const out = Buffer.allocUnsafe(size);
-  for (let i = 0; i < size; i++) out[i] = Math.floor(rand() * 256);
-  return out;
-}
-
-function memoryJournal(): UploadJournal & { state: unknown } {
-  const journal = {
-    state: undefined as unknown,
-    load: async () => journal.state,
-    save: async (s: unknown) => {
-      journal.state = JSON.parse(JSON.stringify(s));
-    },
-  };
-  return journal;
-}
 
 async function objectNames(prefix: string): Promise<string[]> {
   const [files] = await sdk.bucket(bucket).getFiles({ prefix });
   return files.map((f) => f.name);
-}
-
-async function writeInChunks(store: GcsStore, k: AttemptKey, content: Buffer, pieceBytes: number) {
-  const writer = await store.openWriter(k);
-  for (let at = 0; at < content.length; at += pieceBytes) {
-    await writer.append(content.subarray(at, at + pieceBytes));
-    await writer.flush();
-  }
-  return writer;
-}
-
-async function fileOf(name: string, content: Buffer) {
-  const file = path.join(tmp, name);
-  await writeFile(file, content);
-  return { path: file, size: content.length, sha256: sha256(content) };
 }
 
 /** The custom metadata of each state the final object has had, oldest first. */
@@ -122,7 +75,7 @@ describe('GcsStore writes tasklog-sha256 only after checking the stored object',
   it('composes a finished log without it and patches it on, conditional on the metageneration it checked', async () => {
     const store = new GcsStore(storeOptions());
     const content = noise(300 * KiB, 1);
-    const writer = await writeInChunks(store, key(), content, 64 * KiB);
+    const writer = await writeRunning(store, key(), splitEvery(content, 64 * KiB));
     await writer.finish({ size: content.length, sha256: sha256(content) });
 
     const versions = versionsOfFinal();
@@ -139,7 +92,7 @@ describe('GcsStore writes tasklog-sha256 only after checking the stored object',
 
   it('uploads a file without it and patches it on once the object matched the file', async () => {
     const store = new GcsStore(storeOptions());
-    const log = await fileOf('upload-sha.log', noise(700 * KiB, 2));
+    const log = await logFile(tmp, 'upload-sha.log', noise(700 * KiB, 2));
     await store.upload(key(), log);
 
     const versions = versionsOfFinal();
@@ -151,7 +104,7 @@ describe('GcsStore writes tasklog-sha256 only after checking the stored object',
   it('keeps the gzip encoding and the uncompressed size of a gzip log', async () => {
     const store = new GcsStore(storeOptions({ compression: 'gzip' }));
     const content = noise(400 * KiB, 3);
-    const writer = await writeInChunks(store, key(), content, 100 * KiB);
+    const writer = await writeRunning(store, key(), splitEvery(content, 100 * KiB));
     await writer.finish({ size: content.length, sha256: sha256(content) });
 
     expect(versionsOfFinal()[0]).toEqual({ 'tasklog-size': String(content.length) });
@@ -167,7 +120,7 @@ describe('GcsStore writes tasklog-sha256 only after checking the stored object',
   it('leaves no sha256 for a resumed ship to trust when the patch after the check fails', async () => {
     const store = new GcsStore(storeOptions({ maxAttempts: 1 }));
     const content = noise(200 * KiB, 4);
-    const writer = await writeInChunks(store, key(), content, 50 * KiB);
+    const writer = await writeRunning(store, key(), splitEvery(content, 50 * KiB));
     emulator.faults.add({ match: { method: 'PATCH' }, action: { status: 503 } });
     await expect(
       writer.finish({ size: content.length, sha256: sha256(content) }),
@@ -182,7 +135,7 @@ describe('GcsStore writes tasklog-sha256 only after checking the stored object',
   it('refuses to patch an object that was replaced after the check', async () => {
     const store = new GcsStore(storeOptions());
     const content = noise(100 * KiB, 5);
-    const writer = await writeInChunks(store, key(), content, 50 * KiB);
+    const writer = await writeRunning(store, key(), splitEvery(content, 50 * KiB));
     const held = emulator.faults.add({
       match: { method: 'PATCH' },
       action: { delayMs: 500 },
@@ -200,7 +153,7 @@ describe('GcsStore writes tasklog-sha256 only after checking the stored object',
 describe('GcsStore.sweep', () => {
   it('removes the chunks, the running marker and compose leftovers beside a complete log', async () => {
     const store = new GcsStore(storeOptions());
-    const writer = await writeInChunks(store, key(), Buffer.from('one\ntwo\n'), 4);
+    const writer = await writeRunning(store, key(), splitEvery(Buffer.from('one\ntwo\n'), 4));
     await sdk
       .bucket(bucket)
       .file(`${runningPrefix(finalName())}compose-0-0`)
@@ -215,7 +168,7 @@ describe('GcsStore.sweep', () => {
 
   it('cancels the upload session a journal names once the log is complete, and empties the journal', async () => {
     const store = new GcsStore(storeOptions());
-    const log = await fileOf('sweep-session.log', noise(2 * MiB, 6));
+    const log = await logFile(tmp, 'sweep-session.log', noise(2 * MiB, 6));
     const journal = memoryJournal();
     const stop = new AbortController();
     await expect(
@@ -239,7 +192,7 @@ describe('GcsStore.sweep', () => {
 
   it('leaves a running attempt and its chunks alone', async () => {
     const store = new GcsStore(storeOptions());
-    const writer = await writeInChunks(store, key(), Buffer.from('still running\n'), 5);
+    const writer = await writeRunning(store, key(), splitEvery(Buffer.from('still running\n'), 5));
     await store.sweep(key());
     expect(await store.stat(key())).toMatchObject({ size: 14, complete: false });
     await writer.abort();
@@ -251,7 +204,11 @@ describe('GcsStore.upload with replace', () => {
     const store = new GcsStore(storeOptions());
     await sdk.bucket(bucket).file(finalName()).save('first part\n', { resumable: false });
     const [old] = await sdk.bucket(bucket).file(finalName()).getMetadata();
-    const grown = await fileOf('replace.log', Buffer.from('first part\nand what came later\n'));
+    const grown = await logFile(
+      tmp,
+      'replace.log',
+      Buffer.from('first part\nand what came later\n'),
+    );
     const logStart = emulator.requestLog.length;
 
     await store.upload(key(), grown, { replace: true });
@@ -277,50 +234,29 @@ describe.each([
 ] as const)(
   'GcsStore, a process killed inside %s() (compression %s)',
   (mode, compression, kills) => {
-    const content = noise(3 * MiB + 123, 7);
     let options: GcsStoreOptions;
-    let calibration: number;
-
-    const job = (tryNumber: number): ShipJob => ({
-      store: { kind: 'gcs', options },
-      key: key({ taskId: `${mode}_${compression}`, tryNumber }),
-      mode,
-      file: path.join(tmp, `killed-${mode}.log`),
-      size: content.length,
-      sha256: sha256(content),
-      journal: path.join(tmp, `journal-${mode}-${compression}-${tryNumber}.json`),
-      pieceBytes: 256 * KiB,
-    });
-
-    beforeAll(async () => {
-      const shared = `killed-${randomBytes(4).toString('hex')}`;
-      emulator.createBucket(shared);
-      options = { ...storeOptions({ compression }), bucket: shared };
-      await writeFile(job(1).file, content);
-      const run = await runShipChild(job(1000));
-      expect(run.done).toBe(true);
-      calibration = run.ms;
-    });
-
-    for (let k = 1; k <= kills; k++) {
-      it(`is resumed after a kill at ${k}/${kills} of the call to one verified object and nothing else`, async () => {
-        const j = job(k);
-        await runShipChild(j, (calibration * k) / kills);
-        const store = new GcsStore(options);
-        await recoverShip(store, j);
-
+    itRecoversFromKills({
+      kills,
+      content: noise(3 * MiB + 123, 7),
+      job: (tryNumber) => ({
+        store: { kind: 'gcs', options },
+        key: key({ taskId: `${mode}_${compression}`, tryNumber }),
+        mode,
+        file: path.join(tmp, `killed-${mode}.log`),
+        journal: path.join(tmp, `journal-${mode}-${compression}-${tryNumber}.json`),
+        pieceBytes: 256 * KiB,
+      }),
+      before: () => {
+        const shared = freshName('killed');
+        emulator.createBucket(shared);
+        options = { ...storeOptions({ compression }), bucket: shared };
+      },
+      open: () => new GcsStore(options),
+      check: async (_store, j) => {
         const final = finalName(j.key);
         const [files] = await sdk.bucket(options.bucket).getFiles({ prefix: final });
         expect(files.map((f) => f.name)).toEqual([final]);
-        const hash = createHash('sha256');
-        for await (const piece of store.read(j.key)) hash.update(piece.bytes);
-        expect(hash.digest('hex')).toBe(j.sha256);
-        const stat = await store.stat(j.key);
-        expect(stat).toMatchObject({ size: j.size, complete: true });
-        // A kill between writing the object and checking it leaves it without sha256.
-        expect([undefined, j.sha256]).toContain(stat?.sha256);
-        expect(await journalState(j)).toBeNull();
-      });
-    }
+      },
+    });
   },
 );

@@ -1,28 +1,23 @@
-import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import {
-  attemptKey,
-  type Catalog,
-  digestStored,
-  openCatalog,
-  PathTemplate,
-  Shipper,
-} from '@tasklog/core';
+import { PathTemplate } from '@tasklog/core';
+import { randomLogBytes } from '@tasklog/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GcsStore } from '../../packages/core/src/stores/gcs/store.js';
-import { type GcsEmulator, startGcsEmulator } from '../emulators/gcs/index.js';
-import { prng, randomLogBytes } from '../support/logs.js';
+import { digestStored } from '../../../packages/core/src/hashing.js';
+import { GcsStore } from '../../../packages/core/src/stores/gcs/store.js';
+import { type GcsEmulator, startGcsEmulator } from '../../emulators/gcs/index.js';
+import {
+  appendInRandomPieces,
+  faultKey,
+  openShipperHome,
+  type ShipperHome,
+} from '../../support/faults.js';
+import { sha256 } from '../../support/hash.js';
 
 const template = new PathTemplate();
-const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
 describe('GCS with 20% of requests failing (5xx, resets, answers lost after the work)', () => {
   let emulator: GcsEmulator;
   let store: GcsStore;
-  let home: string;
-  let catalog: Catalog;
+  let home: ShipperHome;
 
   beforeAll(async () => {
     emulator = await startGcsEmulator();
@@ -32,8 +27,7 @@ describe('GCS with 20% of requests failing (5xx, resets, answers lost after the 
       { flushBytes: 256 * 1024, gcs: { api_endpoint: emulator.url, max_attempts: 12 } },
       { maxRetryDelaySeconds: 1, uploadChunkSize: 1024 * 1024 },
     );
-    home = await mkdtemp(join(tmpdir(), 'tasklog-gcs-faults-'));
-    catalog = await openCatalog(`sqlite://${join(home, 'catalog.db')}`);
+    home = await openShipperHome('gcs-faults');
     emulator.faults.failRandomly({
       probability: 0.2,
       seed: 11,
@@ -42,10 +36,9 @@ describe('GCS with 20% of requests failing (5xx, resets, answers lost after the 
   });
 
   afterAll(async () => {
-    await catalog?.close();
+    await home?.close();
     await store?.close();
     await emulator?.close();
-    await rm(home, { recursive: true, force: true });
   });
 
   /** Object names under the attempt, straight from the emulator (callers turn faults off). */
@@ -58,16 +51,10 @@ describe('GCS with 20% of requests failing (5xx, resets, answers lost after the 
   }
 
   it('writes a running attempt chunk by chunk and finishes it byte-identical, leaving no chunk objects', async () => {
-    const key = attemptKey({ dagId: 'faults', runId: 'r1', taskId: 'writer', tryNumber: 1 });
+    const key = faultKey({ taskId: 'writer' });
     const log = randomLogBytes(2 * 1024 * 1024, 5);
-    const rand = prng(6);
     const writer = await store.openWriter(key);
-    for (let at = 0; at < log.length; ) {
-      const n = Math.min(log.length - at, 1 + Math.floor(rand() * 150_000));
-      await writer.append(log.subarray(at, at + n));
-      at += n;
-      if (rand() < 0.3) await writer.flush();
-    }
+    await appendInRandomPieces(writer, log, { seed: 6, maxPieceBytes: 150_000, flushChance: 0.3 });
     await writer.finish({ size: log.length, sha256: sha256(log) });
     expect(await digestStored(store, key)).toEqual({ size: log.length, sha256: sha256(log) });
 
@@ -77,21 +64,10 @@ describe('GCS with 20% of requests failing (5xx, resets, answers lost after the 
   });
 
   it('ships a finished 8 MB log byte-identical through the shipper', async () => {
-    const key = attemptKey({ dagId: 'faults', runId: 'r1', taskId: 'shipper', tryNumber: 1 });
+    const key = faultKey({ taskId: 'shipper' });
     const rel = template.render(key);
-    const file = join(home, 'logs', ...rel.split('/'));
-    await mkdir(dirname(file), { recursive: true });
     const log = randomLogBytes(8 * 1024 * 1024, 7);
-    await writeFile(file, log);
-    const shipper = new Shipper({
-      store,
-      catalog,
-      pathTemplate: template,
-      baseLogFolder: join(home, 'logs'),
-      stateFolder: join(home, 'state'),
-      deleteLocalCopy: false,
-    });
-    const result = await shipper.shipFile(file);
+    const result = await home.ship(store, key, log);
     expect(result).toMatchObject({ outcome: 'shipped', size: log.length, sha256: sha256(log) });
     expect(await digestStored(store, key)).toEqual({ size: log.length, sha256: sha256(log) });
     emulator.faults.clear();

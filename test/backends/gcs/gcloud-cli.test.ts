@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Storage } from '@google-cloud/storage';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type GcsEmulator, startGcsEmulator } from '../emulators/gcs/index.js';
-import { type ClientResult, gcloudFor, gcloudPath } from '../support/outside-clients.js';
+import { type GcsEmulator, startGcsEmulator } from '../../emulators/gcs/index.js';
+import { type ClientResult, gcloudFor, gcloudPath } from '../../support/outside-clients.js';
+import { makeTempDir, removeTempDir } from '../../support/temp-dir.js';
 
 /**
  * Google's own CLI against the emulator: what it sends (a multipart boundary in single quotes,
@@ -35,7 +35,7 @@ describe.skipIf(!gcloudPath)(
       emulator.createBucket(BUCKET);
       sdk = new Storage({ apiEndpoint: emulator.url, projectId: 'test' });
       ({ gcloud, close: closeGcloud } = await gcloudFor(emulator.url));
-      dir = await mkdtemp(path.join(tmpdir(), 'tasklog-gcloud-cli-'));
+      dir = await makeTempDir('gcloud-cli');
       await writeFile(path.join(dir, 'small.log'), small);
       await writeFile(path.join(dir, 'big.bin'), big);
     });
@@ -43,7 +43,7 @@ describe.skipIf(!gcloudPath)(
     afterAll(async () => {
       await closeGcloud?.();
       await emulator?.close();
-      await rm(dir, { recursive: true, force: true });
+      await removeTempDir(dir);
     });
 
     it('uploads a small file with `cp` as one multipart request, byte for byte', async () => {

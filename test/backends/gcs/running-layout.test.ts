@@ -1,10 +1,10 @@
-import { randomBytes } from 'node:crypto';
 import { Storage } from '@google-cloud/storage';
 import { PathTemplate } from '@tasklog/core';
 import { afterAll, beforeAll } from 'vitest';
-import { GcsStore } from '../../packages/core/src/stores/gcs/store.js';
-import { type GcsEmulator, startGcsEmulator } from '../emulators/gcs/index.js';
-import { describeRunningLayout } from '../support/running-layout.js';
+import { GcsStore } from '../../../packages/core/src/stores/gcs/store.js';
+import { type GcsEmulator, startGcsEmulator } from '../../emulators/gcs/index.js';
+import { describeRunningLayout } from '../../support/running-layout.js';
+import { freshName } from '../../support/servers.js';
 
 let emulator: GcsEmulator;
 let sdk: Storage;
@@ -19,7 +19,7 @@ afterAll(async () => {
 });
 
 describeRunningLayout('GcsStore', async () => {
-  const bucket = `layout-${randomBytes(6).toString('hex')}`;
+  const bucket = freshName('layout');
   emulator.createBucket(bucket);
   const template = new PathTemplate();
   return {

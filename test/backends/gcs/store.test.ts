@@ -1,8 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { finished } from 'node:stream/promises';
 import { gunzipSync } from 'node:zlib';
@@ -13,18 +12,20 @@ import {
   attemptKey,
   BackendUnavailableError,
   ConflictError,
-  chunkName,
-  digestFile,
   IntegrityError,
-  type LogStore,
   NotFoundError,
   PathTemplate,
-  type UploadJournal,
 } from '@tasklog/core';
+import { readAll } from '@tasklog/core/testing';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { GcsStore, type GcsStoreOptions } from '../../packages/core/src/stores/gcs/store.js';
-import { runningPrefix } from '../../packages/core/src/stores/shared/chunk-layout.js';
-import { type GcsEmulator, startGcsEmulator } from '../emulators/gcs/index.js';
+import { digestFile } from '../../../packages/core/src/hashing.js';
+import { GcsStore, type GcsStoreOptions } from '../../../packages/core/src/stores/gcs/store.js';
+import { chunkName, runningPrefix } from '../../../packages/core/src/stores/shared/chunk-layout.js';
+import { type GcsEmulator, startGcsEmulator } from '../../emulators/gcs/index.js';
+import { sha256 } from '../../support/hash.js';
+import { freshName } from '../../support/servers.js';
+import { memoryJournal } from '../../support/stores.js';
+import { makeTempDir, removeTempDir } from '../../support/temp-dir.js';
 
 const PREFIX = 'airflow/logs';
 const KEY = attemptKey({
@@ -45,16 +46,16 @@ let bucket: string;
 beforeAll(async () => {
   emulator = await startGcsEmulator();
   sdk = new Storage({ apiEndpoint: emulator.url, projectId: 'tasklog-test' });
-  tmp = await mkdtemp(path.join(tmpdir(), 'tasklog-gcs-'));
+  tmp = await makeTempDir('gcs');
 });
 
 afterAll(async () => {
   await emulator?.close();
-  await rm(tmp, { recursive: true, force: true });
+  await removeTempDir(tmp);
 });
 
 beforeEach(() => {
-  bucket = `gcs-${randomBytes(6).toString('hex')}`;
+  bucket = freshName('gcs');
   emulator.createBucket(bucket);
   emulator.faults.clear();
 });
@@ -65,16 +66,6 @@ function makeStore(overrides: Partial<GcsStoreOptions> = {}): GcsStore {
     { gcs: { api_endpoint: emulator.url, project_id: 'tasklog-test', max_attempts: 3 } },
     { maxRetryDelaySeconds: 1, ...overrides },
   );
-}
-
-function sha256(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
-}
-
-async function readAll(store: LogStore, key: AttemptKey, offset = 0): Promise<Buffer> {
-  const pieces: Buffer[] = [];
-  for await (const piece of store.read(key, { offset })) pieces.push(Buffer.from(piece.bytes));
-  return Buffer.concat(pieces);
 }
 
 async function objectNames(prefix: string): Promise<string[]> {
@@ -111,17 +102,6 @@ async function bigFile(name: string, size: number): Promise<string> {
   out.end();
   await finished(out);
   return file;
-}
-
-function memoryJournal(): UploadJournal & { state: unknown } {
-  const journal = {
-    state: undefined as unknown,
-    load: async () => journal.state,
-    save: async (s: unknown) => {
-      journal.state = JSON.parse(JSON.stringify(s));
-    },
-  };
-  return journal;
 }
 
 describe('GcsStore layout', () => {
@@ -402,7 +382,9 @@ describe('GcsStore.upload', () => {
     expect(Number(meta.size)).toBeLessThan(digest.size);
     expect(sha256(await readAll(store, KEY))).toBe(digest.sha256);
     expect(
-      (await readAll(store, KEY, 500_001)).equals((await readFile(file)).subarray(500_001)),
+      (await readAll(store, KEY, { offset: 500_001 })).equals(
+        (await readFile(file)).subarray(500_001),
+      ),
     ).toBe(true);
   });
 });
@@ -424,7 +406,7 @@ describe('GcsStore with gzip', () => {
     const [raw] = await sdk.bucket(bucket).file(FINAL).download({ decompress: false });
     expect(gunzipSync(raw).equals(content)).toBe(true);
     for (const offset of [0, 1, 9_999, 10_000, 54_321, content.length - 1, content.length]) {
-      expect((await readAll(store, KEY, offset)).equals(content.subarray(offset))).toBe(true);
+      expect((await readAll(store, KEY, { offset })).equals(content.subarray(offset))).toBe(true);
     }
     expect(await store.stat(KEY)).toMatchObject({ size: content.length, complete: true });
   });
@@ -440,7 +422,7 @@ describe('Airflow compatibility', () => {
     const store = makeStore();
 
     expect((await readAll(store, KEY)).equals(content)).toBe(true);
-    expect((await readAll(store, KEY, 27)).equals(content.subarray(27))).toBe(true);
+    expect((await readAll(store, KEY, { offset: 27 })).equals(content.subarray(27))).toBe(true);
     const stat = await store.stat(KEY);
     expect(stat).toMatchObject({ size: content.length, complete: true });
     expect(stat?.sha256).toBeUndefined();
@@ -478,7 +460,7 @@ describe('listing', () => {
 
 describe('errors', () => {
   it('reports a missing bucket as BackendUnavailableError naming the bucket', async () => {
-    const store = GcsStore.fromUrl(`gs://no-such-bucket-${randomBytes(4).toString('hex')}/x`, {
+    const store = GcsStore.fromUrl(`gs://${freshName('no-such-bucket')}/x`, {
       gcs: { api_endpoint: emulator.url, project_id: 'tasklog-test', max_attempts: 1 },
     });
     const ping = await store.ping().catch((e: unknown) => e);

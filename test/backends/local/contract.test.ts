@@ -1,14 +1,12 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { LocalStore } from '@tasklog/core';
-import { describeStoreContract } from './store-contract.js';
+import { describeStoreContract } from '@tasklog/core/testing';
+import { makeTempDir, removeTempDir } from '../../support/temp-dir.js';
 
 async function localStore(chunkSize?: number) {
-  const root = await mkdtemp(path.join(tmpdir(), 'tasklog-contract-'));
+  const root = await makeTempDir('contract');
   return {
     store: new LocalStore({ root, ...(chunkSize === undefined ? {} : { chunkSize }) }),
-    cleanup: () => rm(root, { recursive: true, force: true }),
+    cleanup: () => removeTempDir(root),
   };
 }
 

@@ -1,6 +1,4 @@
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import {
@@ -10,20 +8,25 @@ import {
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
-import { type AttemptKey, attemptKey, type UploadJournal } from '@tasklog/core';
+import type { AttemptKey, UploadJournal } from '@tasklog/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   S3Store,
   type S3StoreOptions,
   type SweepSkip,
-} from '../../packages/core/src/stores/s3/store.js';
-import { runningPrefix } from '../../packages/core/src/stores/shared/chunk-layout.js';
-import { journalState, recoverShip, runShipChild, type ShipJob } from '../support/killable-ship.js';
-import { prng } from '../support/logs.js';
-import { type RecordedRequest, type S3rverFixture, startS3rver } from '../support/s3rver.js';
+} from '../../../packages/core/src/stores/s3/store.js';
+import { runningPrefix } from '../../../packages/core/src/stores/shared/chunk-layout.js';
+import { attemptKeys } from '../../support/attempts.js';
+import { sha256 } from '../../support/hash.js';
+import { itRecoversFromKills } from '../../support/killable-ship.js';
+import { noise } from '../../support/logs.js';
+import { type RecordedRequest, type S3rverFixture, startS3rver } from '../../support/s3rver.js';
+import { logFile, memoryJournal, splitEvery, writeRunning } from '../../support/stores.js';
+import { makeTempDir, removeTempDir } from '../../support/temp-dir.js';
 
 const MiB = 1024 * 1024;
 const RUN_ID = 'scheduled__2024-01-01T00:00:00+00:00';
+// The logs are noise(): it does not compress, so a gzip log spans several parts too.
 
 /** s3rver with ListMultipartUploads, ListParts and AbortMultipartUpload (see startS3rver). */
 let server: S3rverFixture;
@@ -35,13 +38,13 @@ let prefixes = 0;
 beforeAll(async () => {
   server = await startS3rver('crash', { multipartApis: true });
   plain = await startS3rver('plain');
-  tmp = await mkdtemp(path.join(tmpdir(), 'tasklog-s3-crash-'));
+  tmp = await makeTempDir('s3-crash');
 });
 
 afterAll(async () => {
   await server?.close();
   await plain?.close();
-  await rm(tmp, { recursive: true, force: true });
+  await removeTempDir(tmp);
 });
 
 function storeOptions(on: S3rverFixture, options: Partial<S3StoreOptions> = {}): S3StoreOptions {
@@ -64,37 +67,10 @@ function rawClient(on: S3rverFixture): S3Client {
   });
 }
 
-function key(overrides: Partial<AttemptKey> = {}): AttemptKey {
-  return attemptKey({ dagId: 'etl', runId: RUN_ID, taskId: 'load', tryNumber: 1, ...overrides });
-}
+const key = attemptKeys({ dagId: 'etl', runId: RUN_ID, taskId: 'load' });
 
 function finalKey(store: S3Store, k: AttemptKey = key()): string {
   return `${store.prefix}/${store.pathTemplate.render(k)}`;
-}
-
-function sha256(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
-}
-
-/** Bytes that do not compress (seeded), so a gzip log spans several parts too. */
-function pattern(size: number, seed = 1): Buffer {
-  const rand = prng(seed);
-  const out = Buffer.allocUnsafe(size);
-  for (let i = 0; i < size; i++) out[i] = Math.floor(rand() * 256);
-  return out;
-}
-
-function memoryJournal(): UploadJournal & { state: unknown } {
-  const journal = {
-    state: undefined as unknown,
-    async load() {
-      return journal.state;
-    },
-    async save(state: unknown) {
-      journal.state = JSON.parse(JSON.stringify(state));
-    },
-  };
-  return journal;
 }
 
 /**
@@ -112,21 +88,6 @@ function dyingJournal(saves: number): UploadJournal & { state: unknown } {
     if (count === saves) throw new Error('the process died');
   };
   return journal;
-}
-
-async function writeInChunks(
-  store: S3Store,
-  k: AttemptKey,
-  content: Buffer,
-  pieceBytes: number,
-  journal?: UploadJournal,
-) {
-  const writer = await store.openWriter(k, { journal });
-  for (let at = 0; at < content.length; at += pieceBytes) {
-    await writer.append(content.subarray(at, at + pieceBytes));
-    await writer.flush();
-  }
-  return writer;
 }
 
 /**
@@ -182,8 +143,8 @@ function sha256Timeline(on: S3rverFixture, objectKey: string) {
 describe('S3Store writes tasklog-sha256 only after checking the stored object', () => {
   it('creates a log assembled from chunks without it and adds it by a conditional self-copy after the check', async () => {
     const store = new S3Store(storeOptions(server));
-    const content = pattern(12 * MiB + 5);
-    const writer = await writeInChunks(store, key(), content, MiB);
+    const content = noise(12 * MiB + 5);
+    const writer = await writeRunning(store, key(), splitEvery(content, MiB));
     await writer.finish({ size: content.length, sha256: sha256(content) });
 
     const t = sha256Timeline(server, finalKey(store));
@@ -202,10 +163,8 @@ describe('S3Store writes tasklog-sha256 only after checking the stored object', 
 
   it('stores a file with upload() without it and adds it only after the check', async () => {
     const store = new S3Store(storeOptions(server));
-    const content = pattern(11 * MiB, 2);
-    const file = path.join(tmp, 'sha-after-check.log');
-    await writeFile(file, content);
-    await store.upload(key(), { path: file, size: content.length, sha256: sha256(content) });
+    const content = noise(11 * MiB, 2);
+    await store.upload(key(), await logFile(tmp, 'sha-after-check.log', content));
 
     const t = sha256Timeline(server, finalKey(store));
     expect(t.created).toBeGreaterThanOrEqual(0);
@@ -220,10 +179,8 @@ describe('S3Store writes tasklog-sha256 only after checking the stored object', 
 
   it('keeps the content type, the gzip encoding and the uncompressed size when it adds it', async () => {
     const store = new S3Store(storeOptions(server, { compression: 'gzip' }));
-    const content = pattern(11 * MiB, 3);
-    const file = path.join(tmp, 'gzip-stamp.log');
-    await writeFile(file, content);
-    await store.upload(key(), { path: file, size: content.length, sha256: sha256(content) });
+    const content = noise(11 * MiB, 3);
+    await store.upload(key(), await logFile(tmp, 'gzip-stamp.log', content));
 
     const { res, body } = await objectOf(server, finalKey(store));
     expect(res.ContentType).toBe('text/plain; charset=utf-8');
@@ -241,7 +198,7 @@ describe('S3Store writes tasklog-sha256 only after checking the stored object', 
   it('stores a log of at most one part with one PutObject that carries Content-MD5 and tasklog-sha256', async () => {
     const store = new S3Store(storeOptions(server));
     const content = Buffer.from('a short log\n');
-    const writer = await writeInChunks(store, key(), content, 4);
+    const writer = await writeRunning(store, key(), splitEvery(content, 4));
     await writer.finish({ size: content.length, sha256: sha256(content) });
 
     const writes = requestsFor(server, finalKey(store)).filter((r) => r.method !== 'HEAD');
@@ -257,11 +214,11 @@ describe('S3Store writes tasklog-sha256 only after checking the stored object', 
 describe('S3Store journals the multipart upload finish() assembles', () => {
   it('resumes the upload of a writer that died in finish(), sending only the missing parts', async () => {
     const store = new S3Store(storeOptions(plain));
-    const content = pattern(12 * MiB, 4);
+    const content = noise(12 * MiB, 4);
     const expected = { size: content.length, sha256: sha256(content) };
     // Saves: the upload id, then part 1; the process dies right after recording part 1.
     const dying = dyingJournal(2);
-    const first = await writeInChunks(store, key(), content, MiB, dying);
+    const first = await writeRunning(store, key(), splitEvery(content, MiB), { journal: dying });
     await expect(first.finish(expected)).rejects.toThrow('the process died');
     const { uploadId } = dying.state as { uploadId: string };
     expect(await plain.openUploads()).toContainEqual({ uploadId, key: finalKey(store) });
@@ -287,10 +244,8 @@ describe('S3Store journals the multipart upload finish() assembles', () => {
 
   it('resumes a gzip upload() by compressing again and skipping the parts S3 holds', async () => {
     const store = new S3Store(storeOptions(plain, { compression: 'gzip' }));
-    const content = pattern(12 * MiB, 5);
-    const file = path.join(tmp, 'gzip-resume.log');
-    await writeFile(file, content);
-    const log = { path: file, size: content.length, sha256: sha256(content) };
+    const content = noise(12 * MiB, 5);
+    const log = await logFile(tmp, 'gzip-resume.log', content);
     const dying = dyingJournal(2);
     await expect(store.upload(key(), log, { journal: dying })).rejects.toThrow('the process died');
 
@@ -313,7 +268,7 @@ describe('S3Store.sweep', () => {
   it('removes the chunks left beside a complete log', async () => {
     const store = new S3Store(storeOptions(server));
     const content = Buffer.from('line one\nline two\n');
-    const writer = await writeInChunks(store, key(), content, 9);
+    const writer = await writeRunning(store, key(), splitEvery(content, 9));
     await completeBehindItsBack(server, finalKey(store), content);
     await writer.abort();
 
@@ -333,9 +288,9 @@ describe('S3Store.sweep', () => {
 
   it('aborts the upload a journal names once the log is complete, and empties the journal', async () => {
     const store = new S3Store(storeOptions(server));
-    const content = pattern(12 * MiB, 6);
+    const content = noise(12 * MiB, 6);
     const dying = dyingJournal(2);
-    const writer = await writeInChunks(store, key(), content, MiB, dying);
+    const writer = await writeRunning(store, key(), splitEvery(content, MiB), { journal: dying });
     await expect(
       writer.finish({ size: content.length, sha256: sha256(content) }),
     ).rejects.toThrow();
@@ -366,9 +321,9 @@ describe('S3Store.sweep', () => {
 
   it('leaves a running attempt, its chunks and its journaled upload alone', async () => {
     const store = new S3Store(storeOptions(server));
-    const content = pattern(12 * MiB, 7);
+    const content = noise(12 * MiB, 7);
     const dying = dyingJournal(2);
-    const writer = await writeInChunks(store, key(), content, MiB, dying);
+    const writer = await writeRunning(store, key(), splitEvery(content, MiB), { journal: dying });
     await expect(
       writer.finish({ size: content.length, sha256: sha256(content) }),
     ).rejects.toThrow();
@@ -385,9 +340,9 @@ describe('S3Store.sweep', () => {
 
   it('reports what s3rver cannot do as skipped, and still removes the chunks', async () => {
     const store = new S3Store(storeOptions(plain));
-    const content = pattern(12 * MiB, 8);
+    const content = noise(12 * MiB, 8);
     const dying = dyingJournal(2);
-    const writer = await writeInChunks(store, key(), content, MiB, dying);
+    const writer = await writeRunning(store, key(), splitEvery(content, MiB), { journal: dying });
     await expect(
       writer.finish({ size: content.length, sha256: sha256(content) }),
     ).rejects.toThrow();
@@ -414,17 +369,11 @@ describe('S3Store.upload with replace', () => {
   it('replaces a complete log with the new one, verified and with its own sha256', async () => {
     const store = new S3Store(storeOptions(server));
     const old = Buffer.from('deferred task, first part\n');
-    const grown = Buffer.concat([old, pattern(6 * MiB, 9)]);
-    await writeInChunks(store, key(), old, old.length).then((w) =>
+    const grown = Buffer.concat([old, noise(6 * MiB, 9)]);
+    await writeRunning(store, key(), splitEvery(old, old.length)).then((w) =>
       w.finish({ size: old.length, sha256: sha256(old) }),
     );
-    const file = path.join(tmp, 'replace.log');
-    await writeFile(file, grown);
-    await store.upload(
-      key(),
-      { path: file, size: grown.length, sha256: sha256(grown) },
-      { replace: true },
-    );
+    await store.upload(key(), await logFile(tmp, 'replace.log', grown), { replace: true });
     expect(await store.stat(key())).toMatchObject({ size: grown.length, sha256: sha256(grown) });
     expect(sha256((await objectOf(server, finalKey(store))).body)).toBe(sha256(grown));
   });
@@ -441,45 +390,27 @@ describe.each([
   ['finish', 8],
   ['upload', 6],
 ] as const)('S3Store, a process killed inside %s()', (mode, kills) => {
-  const content = pattern(12 * MiB + 321, 10);
   let options: S3StoreOptions;
-  let calibration: number;
-
-  const job = (tryNumber: number): ShipJob => ({
-    store: { kind: 's3', options },
-    key: key({ taskId: mode, tryNumber }),
-    mode,
-    file: path.join(tmp, `killed-${mode}.log`),
-    size: content.length,
-    sha256: sha256(content),
-    journal: path.join(tmp, `journal-${mode}-${tryNumber}.json`),
-    pieceBytes: MiB,
-  });
-
-  beforeAll(async () => {
-    options = storeOptions(server);
-    await writeFile(job(1).file, content);
-    const run = await runShipChild(job(1000));
-    expect(run.done).toBe(true);
-    calibration = run.ms;
-  });
-
-  for (let k = 1; k <= kills; k++) {
-    it(`is resumed after a kill at ${k}/${kills} of the call to one verified object and nothing else`, async () => {
-      const j = job(k);
-      await runShipChild(j, (calibration * k) / kills);
-      const store = new S3Store(options);
-      await recoverShip(store, j);
-
-      const final = finalKey(store, j.key);
+  itRecoversFromKills({
+    kills,
+    content: noise(12 * MiB + 321, 10),
+    job: (tryNumber) => ({
+      store: { kind: 's3', options },
+      key: key({ taskId: mode, tryNumber }),
+      mode,
+      file: path.join(tmp, `killed-${mode}.log`),
+      journal: path.join(tmp, `journal-${mode}-${tryNumber}.json`),
+      pieceBytes: MiB,
+    }),
+    before: () => {
+      options = storeOptions(server);
+    },
+    open: () => new S3Store(options),
+    check: async (store, j) => {
+      const final = finalKey(store as S3Store, j.key);
       expect(await keysBelow(server, final)).toEqual([final]);
       expect(sha256((await objectOf(server, final)).body)).toBe(j.sha256);
-      const stat = await store.stat(j.key);
-      expect(stat).toMatchObject({ size: j.size, complete: true });
-      // A kill between completing the object and checking it leaves it without sha256.
-      expect([undefined, j.sha256]).toContain(stat?.sha256);
       expect((await server.openUploads()).filter((u) => u.key === final)).toEqual([]);
-      expect(await journalState(j)).toBeNull();
-    });
-  }
+    },
+  });
 });

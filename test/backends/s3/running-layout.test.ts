@@ -1,8 +1,8 @@
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { PathTemplate } from '@tasklog/core';
 import { afterAll, beforeAll } from 'vitest';
-import { describeRunningLayout } from '../support/running-layout.js';
-import { type S3rverFixture, startS3rver } from '../support/s3rver.js';
+import { describeRunningLayout } from '../../support/running-layout.js';
+import { type S3rverFixture, startS3rver } from '../../support/s3rver.js';
 
 let server: S3rverFixture;
 let raw: S3Client;

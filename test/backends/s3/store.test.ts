@@ -1,6 +1,4 @@
-import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import {
@@ -13,19 +11,22 @@ import {
 import {
   AbortedError,
   type AttemptKey,
-  attemptKey,
   BackendUnavailableError,
   IntegrityError,
   InvalidInputError,
   type LogStore,
   NotFoundError,
-  type UploadJournal,
 } from '@tasklog/core';
+import { readAll } from '@tasklog/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { S3Store, type S3StoreOptions } from '../../packages/core/src/stores/s3/store.js';
-import { runningPrefix } from '../../packages/core/src/stores/shared/chunk-layout.js';
-import { writeTestLog } from '../support/logs.js';
-import { type S3rverFixture, startS3rver } from '../support/s3rver.js';
+import { S3Store, type S3StoreOptions } from '../../../packages/core/src/stores/s3/store.js';
+import { runningPrefix } from '../../../packages/core/src/stores/shared/chunk-layout.js';
+import { attemptKeys } from '../../support/attempts.js';
+import { sha256 } from '../../support/hash.js';
+import { noise, writeTestLog } from '../../support/logs.js';
+import { type S3rverFixture, startS3rver } from '../../support/s3rver.js';
+import { memoryJournal } from '../../support/stores.js';
+import { makeTempDir, removeTempDir } from '../../support/temp-dir.js';
 
 const MiB = 1024 * 1024;
 const RUN_ID = 'scheduled__2024-01-01T00:00:00+00:00';
@@ -45,14 +46,14 @@ beforeAll(async () => {
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
   });
-  tmp = await mkdtemp(path.join(tmpdir(), 'tasklog-s3-'));
+  tmp = await makeTempDir('s3');
 });
 
 afterAll(async () => {
   await Promise.all(open.map((s) => s.close()));
   raw.destroy();
   await server.close();
-  await rm(tmp, { recursive: true, force: true });
+  await removeTempDir(tmp);
 });
 
 /** A store on a prefix of its own, so every test starts empty. */
@@ -67,39 +68,12 @@ function makeStore(options: Partial<S3StoreOptions> = {}): S3Store {
   return store;
 }
 
-function key(overrides: Partial<AttemptKey> = {}): AttemptKey {
-  return attemptKey({ dagId: 'etl', runId: RUN_ID, taskId: 'load', tryNumber: 1, ...overrides });
-}
+const key = attemptKeys({ dagId: 'etl', runId: RUN_ID, taskId: 'load' });
 
 /** Airflow's S3 task handler key for `key()` below `prefix`. */
 function airflowKey(prefix: string, k: AttemptKey = key()): string {
   const map = k.mapIndex >= 0 ? `map_index=${k.mapIndex}/` : '';
   return `${prefix}/dag_id=${k.dagId}/run_id=${k.runId}/task_id=${k.taskId}/${map}attempt=${k.tryNumber}.log`;
-}
-
-function sha256(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
-}
-
-function pattern(size: number, seed = 1): Buffer {
-  const out = Buffer.allocUnsafe(size);
-  let x = seed;
-  for (let i = 0; i < size; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    out[i] = x >>> 24;
-  }
-  return out;
-}
-
-async function readAll(store: LogStore, k: AttemptKey, offset = 0, end?: number): Promise<Buffer> {
-  const pieces: Buffer[] = [];
-  let expected = offset;
-  for await (const piece of store.read(k, { offset, ...(end === undefined ? {} : { end }) })) {
-    expect(piece.offset).toBe(expected);
-    expected += piece.bytes.length;
-    pieces.push(Buffer.from(piece.bytes));
-  }
-  return Buffer.concat(pieces);
 }
 
 async function rawKeys(prefix: string): Promise<string[]> {
@@ -118,19 +92,6 @@ async function rawKeys(prefix: string): Promise<string[]> {
 async function rawGet(k: string) {
   const res = await raw.send(new GetObjectCommand({ Bucket: server.bucket, Key: k }));
   return { res, body: Buffer.from(await res.Body!.transformToByteArray()) };
-}
-
-function memoryJournal(): UploadJournal & { state: unknown } {
-  const journal = {
-    state: undefined as unknown,
-    async load() {
-      return journal.state;
-    },
-    async save(state: unknown) {
-      journal.state = JSON.parse(JSON.stringify(state));
-    },
-  };
-  return journal;
 }
 
 describe('S3Store URLs', () => {
@@ -199,7 +160,7 @@ describe('S3Store layout', () => {
 
   it('finishes a log larger than 5 MiB made of chunks of at least 5 MiB', async () => {
     const store = makeStore({ flushBytes: 6 * MiB });
-    const content = pattern(13 * MiB + 123);
+    const content = noise(13 * MiB + 123);
     const writer = await store.openWriter(key());
     for (let at = 0; at < content.length; at += MiB) {
       await writer.append(content.subarray(at, at + MiB));
@@ -220,7 +181,7 @@ describe('S3Store layout', () => {
 
   it('finishes a log made of many small chunks (time-based flushes)', async () => {
     const store = makeStore();
-    const content = pattern(6 * MiB + 777, 7);
+    const content = noise(6 * MiB + 777, 7);
     const writer = await store.openWriter(key());
     const piece = 64 * 1024 + 3;
     for (let at = 0; at < content.length; at += piece) {
@@ -232,7 +193,7 @@ describe('S3Store layout', () => {
     expect(await rawKeys(store.prefix)).toEqual([airflowKey(store.prefix)]);
     expect(sha256(await readAll(store, key()))).toBe(sha256(content));
     expect(
-      (await readAll(store, key(), 5 * MiB - 1, 5 * MiB + 2)).equals(
+      (await readAll(store, key(), { offset: 5 * MiB - 1, end: 5 * MiB + 2 })).equals(
         content.subarray(5 * MiB - 1, 5 * MiB + 2),
       ),
     ).toBe(true);
@@ -240,14 +201,14 @@ describe('S3Store layout', () => {
 
   it('reads a running attempt whose chunks span several listing pages', async () => {
     const store = makeStore({ listPageSize: 10 });
-    const content = pattern(25 * 100, 3);
+    const content = noise(25 * 100, 3);
     const writer = await store.openWriter(key());
     for (let at = 0; at < content.length; at += 100) {
       await writer.append(content.subarray(at, at + 100));
       await writer.flush();
     }
     expect(await store.stat(key())).toMatchObject({ size: content.length, complete: false });
-    expect((await readAll(store, key(), 950)).equals(content.subarray(950))).toBe(true);
+    expect((await readAll(store, key(), { offset: 950 })).equals(content.subarray(950))).toBe(true);
     const resumed = await makeStore({ prefix: store.prefix, listPageSize: 10 }).openWriter(key());
     expect(resumed.committedOffset).toBe(content.length);
     await resumed.abort();
@@ -353,9 +314,11 @@ describe('S3Store with gzip', () => {
     expect(gunzipSync(body).equals(content)).toBe(true);
     expect(await store.stat(key())).toMatchObject({ size: content.length, complete: true });
     for (const offset of [0, 1, 999, 1000, 20_000, content.length - 1, content.length]) {
-      expect((await readAll(store, key(), offset)).equals(content.subarray(offset))).toBe(true);
+      expect((await readAll(store, key(), { offset })).equals(content.subarray(offset))).toBe(true);
     }
-    expect((await readAll(store, key(), 10, 30)).equals(content.subarray(10, 30))).toBe(true);
+    expect(
+      (await readAll(store, key(), { offset: 10, end: 30 })).equals(content.subarray(10, 30)),
+    ).toBe(true);
   });
 
   it('uploads a finished file gzip-encoded', async () => {
@@ -387,7 +350,7 @@ describe('S3Store and Airflow', () => {
     expect(stat).toMatchObject({ size: content.length, complete: true });
     expect(stat?.sha256).toBeUndefined();
     expect((await readAll(store, k)).equals(content)).toBe(true);
-    expect((await readAll(store, k, 25)).equals(content.subarray(25))).toBe(true);
+    expect((await readAll(store, k, { offset: 25 })).equals(content.subarray(25))).toBe(true);
     const listed: AttemptKey[] = [];
     for await (const found of store.list({ dagId: 'etl' })) listed.push(found);
     expect(listed).toEqual([k]);
@@ -483,8 +446,8 @@ describe('S3Store errors', () => {
   it('stops a read when its signal is aborted', async () => {
     const store = makeStore();
     const writer = await store.openWriter(key());
-    await writer.append(pattern(1024));
-    await writer.finish({ size: 1024, sha256: sha256(pattern(1024)) });
+    await writer.append(noise(1024));
+    await writer.finish({ size: 1024, sha256: sha256(noise(1024)) });
     const stop = new AbortController();
     stop.abort();
     const it = store.read(key(), { signal: stop.signal })[Symbol.asyncIterator]();

@@ -2,25 +2,19 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import {
-  type AttemptKey,
-  attemptKey,
-  ConflictError,
-  IntegrityError,
-  type LocalLogFile,
-  type LogChunk,
-  type LogStore,
-  type LogWriter,
-  NotFoundError,
-  OffsetOutOfRangeError,
-  type ReadOptions,
-} from '@tasklog/core';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { type AttemptKey, attemptKey } from '../attempt-key.js';
+import { ConflictError, IntegrityError, NotFoundError, OffsetOutOfRangeError } from '../errors.js';
+import type { LocalLogFile, LogChunk, LogStore, LogWriter } from '../store.js';
+import { readAll } from './read-all.js';
 
+/** A store for one test, and how to remove what it stored once the test is over. */
 export interface StoreFixture {
+  /** A fresh store, holding none of the attempts the suite writes (see describeStoreContract). */
   store: LogStore;
-  cleanup: () => Promise<void>;
+  /** Called after `store.close()`, e.g. to remove a temporary folder; none needed by default. */
+  cleanup?: () => Promise<void>;
 }
 
 const RUN_ID = 'scheduled__2024-01-01T00:00:00+00:00';
@@ -38,21 +32,6 @@ function key(overrides: Partial<AttemptKey> = {}): AttemptKey {
 
 function sha256(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
-}
-
-/**
- * Reads a whole log into one Buffer (test logs are small enough), checking on the way that the
- * pieces arrive in order, back to back, starting at the requested offset.
- */
-async function readAll(store: LogStore, k: AttemptKey, options: ReadOptions = {}): Promise<Buffer> {
-  const pieces: Buffer[] = [];
-  let expected = options.offset ?? 0;
-  for await (const piece of store.read(k, options)) {
-    expect(piece.offset).toBe(expected);
-    expected += piece.bytes.length;
-    pieces.push(Buffer.from(piece.bytes));
-  }
-  return Buffer.concat(pieces);
 }
 
 /** Appends `content` split at `cuts` (sorted byte positions), flushing after every piece. */
@@ -79,9 +58,7 @@ async function writeLog(
 
 async function listAll(store: LogStore, filter: Partial<AttemptKey>): Promise<string[]> {
   const out: string[] = [];
-  for await (const k of store.list(filter)) {
-    out.push(`${k.dagId}|${k.runId}|${k.taskId}|${k.mapIndex}|${k.tryNumber}`);
-  }
+  for await (const k of store.list(filter)) out.push(id(k));
   return out.sort();
 }
 
@@ -96,12 +73,29 @@ function id(k: AttemptKey): string {
   return `${k.dagId}|${k.runId}|${k.taskId}|${k.mapIndex}|${k.tryNumber}`;
 }
 
+/** The optional parts of the contract, for stores that have what they test. */
 export interface ContractOptions {
   /**
    * A fresh, empty store whose writers flush by themselves once `bytes` bytes are buffered (the
-   * blob stores' `flushBytes` / `chunkSize`). Without it the automatic-flush tests skip.
+   * blob stores' `flushBytes` / `chunkSize`; the suite asks for 8 to 40 bytes). Without it the
+   * automatic-flush tests skip.
    */
   withFlushBytes?: (bytes: number) => Promise<StoreFixture>;
+}
+
+/** Closes a fixture's store and cleans up after it. */
+async function release(fixture: StoreFixture): Promise<void> {
+  await fixture.store.close();
+  await fixture.cleanup?.();
+}
+
+/** Runs `test` on the fixture's store, then releases the fixture whatever the outcome. */
+async function withFixture(fixture: StoreFixture, test: (store: LogStore) => Promise<void>) {
+  try {
+    await test(fixture.store);
+  } finally {
+    await release(fixture);
+  }
 }
 
 /** True when `bytes` is valid UTF-8 that does not end inside a character. */
@@ -115,8 +109,35 @@ function wholeCharacters(bytes: Buffer): boolean {
 }
 
 /**
- * The behaviour every LogStore promises. `setup` makes a fresh, empty store per test; it is
- * also called once while the suite is collected, to read the store's capabilities.
+ * Declares, with vitest's `describe`/`it`, the behaviour every LogStore promises: byte-exact
+ * round trips (empty logs, CRLF, a 5 MiB line, multi-byte characters cut by flushes), reads from
+ * any offset and up to an `end`, NotFoundError/OffsetOutOfRangeError, writers that resume at the
+ * committed offset after a crash or an abort, finish() verifying size and sha256, listing by
+ * dag/run/task/map index, deleting, and a fast-check property over content, flush points and
+ * offsets. Call it at the top level of a test file, once per store configuration:
+ *
+ * ```ts
+ * import { describeStoreContract } from '@tasklog/core/testing';
+ *
+ * describeStoreContract('MyStore', async () => {
+ *   const store = new MyStore({ bucket: await freshBucket() });
+ *   return { store, cleanup: () => dropBucket(store) };
+ * });
+ * ```
+ *
+ * @param name Names the suite in the report: `LogStore contract: <name>`.
+ * @param setup Makes a fresh store per test, empty of the attempts the suite writes (dags
+ *   `contract_dag`, `etl`, `etl_other`, `reports`); a new prefix, bucket, index or log name per
+ *   call on one shared server is the cheap way. It is also called once while the suite is
+ *   collected, to read the store's capabilities; the suite closes every store it gets and then
+ *   calls the fixture's `cleanup`.
+ * @param options Optional parts of the contract, see {@link ContractOptions}.
+ *
+ * What the store declares decides what runs: `capabilities.liveAppend` the tests that read a
+ * running attempt, `sweep` and `upload` (both optional on LogStore) the tests of those methods.
+ * Everything else applies to every store. Some tests move megabytes; give the suite a test
+ * timeout of about a minute for a store behind a network emulator. Needs vitest and fast-check,
+ * optional peer dependencies of @tasklog/core.
  */
 export function describeStoreContract(
   name: string,
@@ -128,17 +149,16 @@ export function describeStoreContract(
     const capabilities = probe.store.capabilities;
     const canSweep = typeof probe.store.sweep === 'function';
     const canUpload = typeof probe.store.upload === 'function';
-    await probe.store.close();
-    await probe.cleanup();
+    await release(probe);
 
+    let fixture: StoreFixture;
     let store: LogStore;
-    let cleanup: () => Promise<void>;
     beforeEach(async () => {
-      ({ store, cleanup } = await setup());
+      fixture = await setup();
+      store = fixture.store;
     });
     afterEach(async () => {
-      await store.close();
-      await cleanup();
+      await release(fixture);
     });
 
     describe('round trip', () => {
@@ -621,78 +641,64 @@ export function describeStoreContract(
       it.skipIf(!withFlushBytes)(
         'end on the last line end and keep the unfinished line buffered',
         async () => {
-          const fixture = await withFlushBytes!(40);
-          try {
+          await withFixture(await withFlushBytes!(40), async (store) => {
             const lines = Array.from(
               { length: 24 },
               (_, i) => `${i} é€ line${'x'.repeat(i % 7)}\n`,
             );
             const content = Buffer.from(`${lines.join('')}unfinished 𝄞`);
-            const writer = await fixture.store.openWriter(key());
+            const writer = await store.openWriter(key());
             const committed = await appendStepwise(writer, content, 7);
             const cuts = [...new Set(committed)].filter((c) => c > 0);
             expect(cuts.length).toBeGreaterThan(3);
             for (const cut of cuts) expect(content[cut - 1]).toBe(0x0a);
             const stored = writer.committedOffset;
-            expect(await fixture.store.stat(key())).toMatchObject({
+            expect(await store.stat(key())).toMatchObject({
               size: stored,
               complete: false,
             });
-            if (fixture.store.capabilities.liveAppend) {
-              expect(
-                (await readAll(fixture.store, key())).equals(content.subarray(0, stored)),
-              ).toBe(true);
+            if (store.capabilities.liveAppend) {
+              expect((await readAll(store, key())).equals(content.subarray(0, stored))).toBe(true);
             }
             await writer.finish({ size: content.length, sha256: sha256(content) });
-            expect((await readAll(fixture.store, key())).equals(content)).toBe(true);
-          } finally {
-            await fixture.store.close();
-            await fixture.cleanup();
-          }
+            expect((await readAll(store, key())).equals(content)).toBe(true);
+          });
         },
       );
 
       it.skipIf(!withFlushBytes)(
         'cut a line longer than the buffer only between characters',
         async () => {
-          const fixture = await withFlushBytes!(10);
-          try {
+          await withFixture(await withFlushBytes!(10), async (store) => {
             const content = Buffer.from(`${'é€𝄞日'.repeat(12)}\nend`);
-            const writer = await fixture.store.openWriter(key());
+            const writer = await store.openWriter(key());
             // 3-byte pieces put the end of the buffer inside a character again and again.
             const committed = await appendStepwise(writer, content, 3);
             const cuts = [...new Set(committed)].filter((c) => c > 0);
             expect(cuts.length).toBeGreaterThan(3);
             for (const cut of cuts) expect(wholeCharacters(content.subarray(0, cut))).toBe(true);
             await writer.finish({ size: content.length, sha256: sha256(content) });
-            expect((await readAll(fixture.store, key())).equals(content)).toBe(true);
-          } finally {
-            await fixture.store.close();
-            await fixture.cleanup();
-          }
+            expect((await readAll(store, key())).equals(content)).toBe(true);
+          });
         },
       );
 
       it.skipIf(!withFlushBytes)(
         'leave flush() making every appended byte durable, half a character included',
         async () => {
-          const fixture = await withFlushBytes!(8);
-          try {
+          await withFixture(await withFlushBytes!(8), async (store) => {
             const content = Buffer.from('one\ntwo three €');
-            const writer = await fixture.store.openWriter(key());
+            const writer = await store.openWriter(key());
             await writer.append(content.subarray(0, 10));
             expect(writer.committedOffset).toBe(4); // "one\n" stored, "two th" waits for its line end
             const half = content.length - 1; // inside the €
             await writer.append(content.subarray(10, half));
             expect(await writer.flush()).toBe(half);
-            expect(await fixture.store.stat(key())).toMatchObject({ size: half, complete: false });
+            expect(await store.stat(key())).toMatchObject({ size: half, complete: false });
             await writer.append(content.subarray(half));
             await writer.finish({ size: content.length, sha256: sha256(content) });
-            expect((await readAll(fixture.store, key())).equals(content)).toBe(true);
-          } finally {
-            await fixture.store.close();
-            await fixture.cleanup();
-          }
+            expect((await readAll(store, key())).equals(content)).toBe(true);
+          });
         },
       );
     });
