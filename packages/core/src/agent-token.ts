@@ -12,6 +12,7 @@ import { ForbiddenError, InvalidInputError, UnauthorizedError } from './errors.j
 /** HS* share one secret between proxy and agents; EdDSA (Ed25519) and ES256 let agents hold only a public key. */
 export type AgentTokenAlgorithm = 'HS256' | 'HS512' | 'EdDSA' | 'ES256';
 
+/** Every AgentTokenAlgorithm, e.g. to validate a configured one. */
 export const AGENT_TOKEN_ALGORITHMS: readonly AgentTokenAlgorithm[] = [
   'HS256',
   'HS512',
@@ -45,6 +46,7 @@ export interface AgentTokenKeys {
   readonly algorithm: AgentTokenAlgorithm;
   /** Absent on an agent that holds only a public key; `signAgentToken` then throws. */
   readonly signingKey?: CryptoKey | Uint8Array;
+  /** Checks a token's signature. */
   readonly verificationKey: CryptoKey | Uint8Array;
 }
 
@@ -53,6 +55,7 @@ export interface AgentTokenKeys {
  * Key strings are PEM (PKCS#8 / SEC1 private keys, SPKI public keys) or a JWK as JSON.
  */
 export interface AgentTokenKeySource {
+  /** One of AGENT_TOKEN_ALGORITHMS. */
   algorithm: AgentTokenAlgorithm;
   /** HS256/HS512: the shared secret, as UTF-8; at least 32 bytes (HS256) or 64 bytes (HS512). */
   secret?: string;
@@ -60,9 +63,11 @@ export interface AgentTokenKeySource {
   secretFile?: string;
   /** EdDSA/ES256: the private key (proxy). The public key is derived from it when not given. */
   privateKeyPem?: string;
+  /** EdDSA/ES256: file holding the private key. */
   privateKeyFile?: string;
   /** EdDSA/ES256: the public key (agent). Must match the private key when both are given. */
   publicKeyPem?: string;
+  /** EdDSA/ES256: file holding the public key. */
   publicKeyFile?: string;
 }
 
@@ -122,6 +127,7 @@ export async function loadAgentTokenKeys(source: AgentTokenKeySource): Promise<A
   });
 }
 
+/** Options of `signAgentToken`. */
 export interface SignAgentTokenOptions {
   /** The attempt's log path relative to the store root, exactly as the agent will be asked for it. */
   relativePath: string;
@@ -167,6 +173,7 @@ export async function signAgentToken(
   return jwt.sign(keys.signingKey);
 }
 
+/** Options of `verifyAgentToken`. */
 export interface VerifyAgentTokenOptions {
   /** The path the agent was asked for; the token's `path` must equal it exactly. */
   relativePath: string;
@@ -180,6 +187,7 @@ export interface VerifyAgentTokenOptions {
 
 /** The verified claims of an agent token. */
 export interface AgentTokenClaims extends JWTPayload {
+  /** The attempt's log path relative to the store root: the only log the token opens. */
   path: string;
   aud: string | string[];
   iat: number;

@@ -2,8 +2,11 @@ import { InvalidInputError } from './errors.js';
 
 /** One attempt of one task instance: Airflow's (dag_id, run_id, task_id, map_index, try_number). */
 export interface AttemptKey {
+  /** Airflow's `dag_id`. */
   readonly dagId: string;
+  /** Airflow's `run_id`, e.g. `scheduled__2024-01-01T00:00:00+00:00`. */
   readonly runId: string;
+  /** Airflow's `task_id`. */
   readonly taskId: string;
   /** -1 for a task that is not mapped. */
   readonly mapIndex: number;
@@ -79,6 +82,7 @@ export function parseIntStrict(field: string, text: string): number {
   return n;
 }
 
+/** Whether two keys name the same attempt (all five fields equal). */
 export function sameAttempt(a: AttemptKey, b: AttemptKey): boolean {
   return (
     a.dagId === b.dagId &&

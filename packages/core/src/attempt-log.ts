@@ -9,11 +9,13 @@ import { assertRealPathInside, resolveInside } from './fs-paths.js';
 import { PathTemplate } from './path-template.js';
 import type { MaskingStream, SecretMasker } from './secret-masker.js';
 
+/** Options of `openAttemptLog`. */
 export interface AttemptLogOptions {
   /** Folder the attempt logs live under (config `core.base_log_folder`); absolute. */
   baseLogFolder: string;
   /** Where under the base folder the attempt's log goes. */
   pathTemplate: PathTemplate | string;
+  /** The attempt whose log this is. */
   key: AttemptKey;
   /** Secrets replaced by `***` before any byte reaches the file. Default: none. */
   masker?: SecretMasker;
@@ -23,6 +25,7 @@ export interface AttemptLogOptions {
 
 /** How an attempt ended; written to the completion marker. */
 export interface AttemptOutcome {
+  /** Whether the task succeeded. */
   state: 'success' | 'failed';
   /** The task process's exit code (128 + n for a signal), when there was a process. */
   exitCode?: number;

@@ -8,6 +8,7 @@ export const COMPLETION_MARKER_SUFFIX = '.done';
 
 /** Content of `<log>.done` as `tasklog run` writes it; any other content (or none) still marks the end. */
 export interface CompletionMarker {
+  /** Whether the task succeeded. */
   state: 'success' | 'failed';
   /** The task process's exit code (128 + n for a signal), when there was a process. */
   exitCode: number | null;

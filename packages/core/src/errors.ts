@@ -16,7 +16,9 @@ export type ErrorCode =
   | 'UNAUTHORIZED'
   | 'FORBIDDEN';
 
+/** The base of every error tasklog throws; test with `isTasklogError` and switch on `code`. */
 export abstract class TasklogError extends Error {
+  /** Stable across versions: the server maps it to an HTTP status, the CLI to an exit code. */
   abstract readonly code: ErrorCode;
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
@@ -26,19 +28,24 @@ export abstract class TasklogError extends Error {
 
 /** The attempt, object or record asked for does not exist. */
 export class NotFoundError extends TasklogError {
+  /** {@inheritDoc TasklogError.code} */
   readonly code = 'NOT_FOUND' as const;
 }
 
 /** A caller gave a value that can never be valid (bad key, bad path, bad option). */
 export class InvalidInputError extends TasklogError {
+  /** {@inheritDoc TasklogError.code} */
   readonly code = 'INVALID_INPUT' as const;
 }
 
 /** A read was asked to start past the end of a log. */
 export class OffsetOutOfRangeError extends TasklogError {
+  /** {@inheritDoc TasklogError.code} */
   readonly code = 'OFFSET_OUT_OF_RANGE' as const;
   constructor(
+    /** The offset asked for. */
     readonly offset: number,
+    /** The log's size: the largest valid offset. */
     readonly size: number,
     options?: { cause?: unknown },
   ) {
@@ -46,6 +53,7 @@ export class OffsetOutOfRangeError extends TasklogError {
   }
 }
 
+/** One problem of a configuration, as ConfigError lists them. */
 export interface ConfigIssue {
   /** Dotted key, e.g. `store.url`. */
   key: string;
@@ -57,8 +65,10 @@ export interface ConfigIssue {
 
 /** The configuration is invalid; `issues` names every bad key, its source and what is expected. */
 export class ConfigError extends TasklogError {
+  /** {@inheritDoc TasklogError.code} */
   readonly code = 'CONFIG_INVALID' as const;
   constructor(
+    /** Every problem found, not just the first. */
     readonly issues: ConfigIssue[],
     options?: { cause?: unknown },
   ) {
@@ -71,34 +81,41 @@ export class ConfigError extends TasklogError {
 
 /** A backend (store, catalog, agent) could not be reached or failed; retrying later may help. */
 export class BackendUnavailableError extends TasklogError {
+  /** {@inheritDoc TasklogError.code} */
   readonly code = 'BACKEND_UNAVAILABLE' as const;
 }
 
 /** Stored bytes do not match their expected size or checksum. */
 export class IntegrityError extends TasklogError {
+  /** {@inheritDoc TasklogError.code} */
   readonly code = 'INTEGRITY' as const;
 }
 
 /** The operation conflicts with the current state (e.g. writing to a finished log). */
 export class ConflictError extends TasklogError {
+  /** {@inheritDoc TasklogError.code} */
   readonly code = 'CONFLICT' as const;
 }
 
 /** The operation was cancelled through its AbortSignal. */
 export class AbortedError extends TasklogError {
+  /** {@inheritDoc TasklogError.code} */
   readonly code = 'ABORTED' as const;
 }
 
 /** The caller did not prove who it is: no credential, or one that is garbled, forged or expired. */
 export class UnauthorizedError extends TasklogError {
+  /** {@inheritDoc TasklogError.code} */
   readonly code = 'UNAUTHORIZED' as const;
 }
 
 /** The caller's credential is valid but does not grant this resource (e.g. a token for another attempt). */
 export class ForbiddenError extends TasklogError {
+  /** {@inheritDoc TasklogError.code} */
   readonly code = 'FORBIDDEN' as const;
 }
 
+/** Whether `err` is one of tasklog's coded errors (narrows it to TasklogError). */
 export function isTasklogError(err: unknown): err is TasklogError {
   return err instanceof TasklogError;
 }

@@ -1,25 +1,134 @@
-export * from './agent-token.js';
-export * from './airflow/airflow-db.js';
-export * from './attempt-key.js';
+/**
+ * @tasklog/core: task attempts' logs in a remote store, written by a shipper, found through a
+ * catalog. The cloud backends live at their own subpaths (`@tasklog/core/stores/s3`, …) and need
+ * their SDK installed; `openStore(url)` picks one by URL scheme. See docs/LIBRARY.md.
+ *
+ * @packageDocumentation
+ */
+
+// Agents and proxies: tokens between them, Airflow's database, safe paths, backoff.
+export {
+  AGENT_TOKEN_ALGORITHMS,
+  AGENT_TOKEN_AUDIENCE,
+  type AgentTokenAlgorithm,
+  type AgentTokenClaims,
+  type AgentTokenKeySource,
+  type AgentTokenKeys,
+  loadAgentTokenKeys,
+  MAX_AGENT_TOKEN_LIFETIME_SECONDS,
+  type SignAgentTokenOptions,
+  signAgentToken,
+  type VerifyAgentTokenOptions,
+  verifyAgentToken,
+} from './agent-token.js';
+export {
+  type AirflowDb,
+  type AirflowRunRef,
+  type AirflowTryStatus,
+  openAirflowDb,
+} from './airflow/airflow-db.js';
+// Attempts and where their logs live.
+export {
+  type AttemptKey,
+  attemptKey,
+  formatAttempt,
+  parseIntStrict,
+  sameAttempt,
+  validateId,
+} from './attempt-key.js';
 export { AttemptBusyError } from './attempt-lock.js';
-export * from './attempt-log.js';
-export * from './catalog/catalog.js';
-export * from './catalog/migrations.js';
-export * from './catalog/open-catalog.js';
-export * from './catalog/sql-catalog.js';
-export * from './completion-marker.js';
-export * from './config/load-config.js';
-export * from './config/types.js';
-export * from './errors.js';
-export * from './fs-paths.js';
-export * from './hashing.js';
-export * from './path-template.js';
+// Writing and shipping logs.
+export {
+  type AttemptLog,
+  type AttemptLogOptions,
+  type AttemptOutcome,
+  openAttemptLog,
+} from './attempt-log.js';
+// The catalog of attempts.
+export type {
+  AttemptPatch,
+  AttemptRecord,
+  AttemptState,
+  Catalog,
+  CatalogListOptions,
+} from './catalog/catalog.js';
+export { migrateCatalogUrl, type OpenCatalogOptions, openCatalog } from './catalog/open-catalog.js';
+export {
+  COMPLETION_MARKER_SUFFIX,
+  type CompletionMarker,
+  hasCompletionMarker,
+  readCompletionMarker,
+} from './completion-marker.js';
+// Configuration.
+export {
+  type ConfigValueSource,
+  configSecrets,
+  defaultHome,
+  describeConfig,
+  type LoadConfigOptions,
+  type LoadedConfig,
+  loadConfig,
+} from './config/load-config.js';
+export { type SettingReference, settingsReference } from './config/reference.js';
+export type { TasklogConfig } from './config/types.js';
+// Errors: every failure is one of these, with the cause kept.
+export {
+  AbortedError,
+  BackendUnavailableError,
+  ConfigError,
+  type ConfigIssue,
+  ConflictError,
+  type ErrorCode,
+  errorFromCode,
+  ForbiddenError,
+  IntegrityError,
+  InvalidInputError,
+  isTasklogError,
+  NotFoundError,
+  OffsetOutOfRangeError,
+  TasklogError,
+  UnauthorizedError,
+} from './errors.js';
+export { assertRealPathInside, openInside, resolveInside } from './fs-paths.js';
+export { AIRFLOW_PATH_TEMPLATE, type AttemptFilter, PathTemplate } from './path-template.js';
 export { maskUrlPasswords, urlPasswords } from './redact.js';
-export * from './retry.js';
-export * from './secret-masker.js';
-export * from './shipper.js';
-export * from './store.js';
-export * from './stores/local/store.js';
-export * from './stores/registry.js';
-export * from './stores/shared/chunk-layout.js';
-export * from './stores/shared/log-records.js';
+export { backoffDelay, type RetryOptions, withRetry } from './retry.js';
+export {
+  DEFAULT_SENSITIVE_NAMES,
+  isSensitiveName,
+  MaskingStream,
+  SecretMasker,
+  type SecretMaskerOptions,
+} from './secret-masker.js';
+export {
+  type AttemptEnd,
+  type FollowOptions,
+  type FollowResult,
+  type ShipOptions,
+  Shipper,
+  type ShipperOptions,
+  type ShipResult,
+} from './shipper.js';
+// The store contract, the registry and the built-in local store.
+export type {
+  ListOptions,
+  LocalLogFile,
+  LogChunk,
+  LogStat,
+  LogStore,
+  LogWriter,
+  OpenWriterOptions,
+  ReadOptions,
+  StoreCapabilities,
+  SweepOptions,
+  UploadJournal,
+  UploadOptions,
+} from './store.js';
+export { BACKENDS, type Backend, STORE_SCHEMES } from './stores/backends.js';
+export { LocalStore, type LocalStoreOptions } from './stores/local/store.js';
+export {
+  type BackendSettings,
+  type OpenStoreOptions,
+  openStore,
+  storeOptionsFromConfig,
+} from './stores/registry.js';

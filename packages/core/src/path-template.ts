@@ -43,6 +43,7 @@ export type AttemptFilter = Partial<AttemptKey>;
  * unambiguously fails loudly instead of writing a log where it will never be found again.
  */
 export class PathTemplate {
+  /** The template as given, e.g. AIRFLOW_PATH_TEMPLATE. */
   readonly source: string;
   private readonly sections: Section[];
   private readonly pattern: RegExp;

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AbortedError } from './errors.js';
 
+/** Options of `withRetry`. */
 export interface RetryOptions {
   /** Tries in all, the first included; default 8. */
   maxAttempts?: number;
@@ -12,6 +13,7 @@ export interface RetryOptions {
   retryable?: (err: unknown) => boolean;
   /** Called before each sleep, e.g. to log; `attempt` is the try that just failed (1-based). */
   onRetry?: (err: unknown, attempt: number, delayMs: number) => void;
+  /** Stops retrying: the last failure is thrown, or AbortedError when it aborts a sleep. */
   signal?: AbortSignal;
   /** Source of randomness in [0, 1); default Math.random (tests may seed it). */
   random?: () => number;

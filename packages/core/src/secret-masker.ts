@@ -43,6 +43,7 @@ const SKIPPED_SECRETS = new Set(['airflow']);
 
 const REPLACEMENT = Buffer.from('***');
 
+/** Options of `SecretMasker`. */
 export interface SecretMaskerOptions {
   /** Secrets with fewer code points are ignored. Default MIN_SECRET_LENGTH (5). */
   minLength?: number;

@@ -23,9 +23,13 @@ import type { LogStat, LogStore } from './store.js';
 
 export type { AttemptEnd } from './follow-loop.js';
 
+/** What a Shipper works with. */
 export interface ShipperOptions {
+  /** The archive logs are shipped to. */
   store: LogStore;
+  /** Where each attempt's state, size and sha256 are recorded. */
   catalog: Catalog;
+  /** How paths under `baseLogFolder` map to attempt keys (and keys to paths in the store). */
   pathTemplate: PathTemplate;
   /** Folder the workers write logs under; keys are parsed from paths relative to it. */
   baseLogFolder: string;
@@ -37,20 +41,27 @@ export interface ShipperOptions {
   retryMaxIntervalMs?: number;
 }
 
+/** What a ship did. */
 export interface ShipResult {
+  /** The attempt, parsed from the file's path. */
   key: AttemptKey;
+  /** The file's path under the base log folder (`/`-separated). */
   relativePath: string;
   /** `shipped`: uploaded now; `already-shipped`: the archive already held this exact log. */
   outcome: 'shipped' | 'already-shipped';
+  /** Bytes in the log. */
   size: number;
+  /** Lower-case hex sha256 of the log, verified in the store. */
   sha256: string;
   /** Bytes sent in this run (less than size when an interrupted ship was resumed). */
   uploaded: number;
+  /** Whether the local file was removed (`deleteLocalCopy`). */
   deletedLocalCopy: boolean;
   /** Size of the shorter complete copy this ship replaced (the log grew after it was finished). */
   replacedSize?: number;
 }
 
+/** Options of `Shipper.follow`. */
 export interface FollowOptions {
   /** Stops following: what was read is flushed, the attempt stays running and resumable. */
   signal?: AbortSignal;
@@ -72,11 +83,26 @@ export interface FollowOptions {
   lock?: 'wait' | 'fail';
 }
 
+/**
+ * How a follow ended: shipped like `shipFile` once the attempt finished, or `stopped` by its signal
+ * with `committedOffset` bytes durable in the store (a later follow resumes there).
+ */
 export type FollowResult =
   | ShipResult
-  | { key: AttemptKey; relativePath: string; outcome: 'stopped'; committedOffset: number };
+  | {
+      /** The attempt, parsed from the file's path. */
+      key: AttemptKey;
+      /** The file's path under the base log folder. */
+      relativePath: string;
+      /** The follow was stopped before the attempt finished. */
+      outcome: 'stopped';
+      /** Bytes durable in the store. */
+      committedOffset: number;
+    };
 
+/** Options of `Shipper.ship` and `Shipper.shipFile`. */
 export interface ShipOptions {
+  /** Cancels the ship; a later ship of the file resumes from its journal. */
   signal?: AbortSignal;
   /** Called as bytes are handed to the store: (bytes of this file sent so far, file size). */
   onProgress?: (done: number, total: number) => void;

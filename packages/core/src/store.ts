@@ -4,10 +4,13 @@ import type { AttemptFilter } from './path-template.js';
 
 /** A piece of a log: `bytes` start at byte `offset` of the attempt's log. */
 export interface LogChunk {
+  /** Byte offset of `bytes[0]` in the whole log. */
   readonly offset: number;
+  /** The bytes from `offset` on. */
   readonly bytes: Uint8Array;
 }
 
+/** What `LogStore.stat` knows about an attempt's stored log. */
 export interface LogStat {
   /** Bytes durably stored: the whole log when `complete`, else what the last flush committed. */
   readonly size: number;
@@ -22,6 +25,7 @@ export interface LogStat {
   readonly modifiedAt?: Date;
 }
 
+/** What a store can do beyond the contract's minimum; callers and the contract suite read these. */
 export interface StoreCapabilities {
   /** Bytes flushed by a writer of a running attempt are readable before it finishes. */
   readonly liveAppend: boolean;
@@ -29,7 +33,9 @@ export interface StoreCapabilities {
   readonly seekableReads: boolean;
 }
 
+/** Options of `LogStore.openWriter`. */
 export interface OpenWriterOptions {
+  /** Cancels opening the writer (AbortedError). */
   signal?: AbortSignal;
   /**
    * Where the writer keeps the resume state of its `finish()` (e.g. the S3 multipart upload that
@@ -41,13 +47,16 @@ export interface OpenWriterOptions {
 
 /** A finished log in a local file, with the size and sha256 the shipper measured. */
 export interface LocalLogFile {
+  /** Absolute path of the file. */
   path: string;
   /**
    * The file as the shipper opened (and checked) it: a store reads through this handle when it
    * is given (`createReadStream(path, { fd: handle, autoClose: false })`), never the path again.
    */
   handle?: FileHandle;
+  /** Its size in bytes, as measured by the shipper. */
   size: number;
+  /** Lower-case hex sha256 of its bytes. */
   sha256: string;
 }
 
@@ -57,17 +66,22 @@ export interface LocalLogFile {
  * it with its journal file; the state must be JSON.
  */
 export interface UploadJournal {
+  /** The state saved last, or undefined when there is none. */
   load(): Promise<unknown>;
+  /** Replaces the saved state durably before it resolves. */
   save(state: unknown): Promise<void>;
 }
 
+/** Options of `LogStore.upload`. */
 export interface UploadOptions {
+  /** Cancels the upload (AbortedError); a later upload resumes through `journal`. */
   signal?: AbortSignal;
   /**
    * Called as bytes are stored: (bytes of the file stored so far, file size); first with the
    * bytes an earlier, interrupted upload already stored (0 for a fresh one).
    */
   onProgress?: (done: number, total: number) => void;
+  /** Where the upload keeps its resume state (e.g. a multipart upload's id and parts). */
   journal?: UploadJournal;
   /**
    * Replace a log that is already complete (it grew after it was finished: a late writer, a
@@ -77,21 +91,27 @@ export interface UploadOptions {
   replace?: boolean;
 }
 
+/** Options of `LogStore.sweep`. */
 export interface SweepOptions {
+  /** Cancels the sweep (AbortedError); running it again finishes the job. */
   signal?: AbortSignal;
   /** The journal an interrupted writer or upload of this attempt kept its resume state in. */
   journal?: UploadJournal;
 }
 
+/** Options of `LogStore.read`. */
 export interface ReadOptions {
   /** First byte to return; default 0. A value past the end throws OffsetOutOfRangeError. */
   offset?: number;
   /** Stop before this byte (exclusive); default: the end of what is stored. */
   end?: number;
+  /** Stops the read: the iterator throws AbortedError. */
   signal?: AbortSignal;
 }
 
+/** Options of `LogStore.list`. */
 export interface ListOptions {
+  /** Stops the listing: the iterator throws AbortedError. */
   signal?: AbortSignal;
 }
 
@@ -102,6 +122,7 @@ export interface ListOptions {
 export interface LogStore {
   /** The store's URL as configured, e.g. `file:///var/log/archive`; never contains secrets. */
   readonly url: string;
+  /** What this store supports beyond the minimum, e.g. reading a running attempt. */
   readonly capabilities: StoreCapabilities;
 
   /**
@@ -154,6 +175,10 @@ export interface LogStore {
   close(): Promise<void>;
 }
 
+/**
+ * Writes one attempt's log, resumably: appended bytes are buffered, `flush()` makes them durable,
+ * `finish()` makes the log complete. Opened by `LogStore.openWriter`.
+ */
 export interface LogWriter {
   /** Bytes durably stored in the backend; a new writer after a crash resumes here. */
   readonly committedOffset: number;

@@ -5,12 +5,12 @@ import {
   attemptKey,
   COMPLETION_MARKER_SUFFIX,
   ConflictError,
-  MIN_SECRET_LENGTH,
   openAttemptLog,
   SecretMasker,
 } from '@tasklog/core';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { MIN_SECRET_LENGTH } from '../src/secret-masker.js';
 
 const KEY = attemptKey({
   dagId: 'etl',

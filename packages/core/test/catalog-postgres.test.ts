@@ -1,16 +1,15 @@
 import {
   BackendUnavailableError,
-  type CatalogDatabase,
-  catalogMigrations,
   InvalidInputError,
   migrateCatalogUrl,
   openCatalog,
-  schemaStatus,
 } from '@tasklog/core';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { type PostgresFixture, startPostgres } from '../../../test/support/postgres.js';
+import { catalogMigrations, schemaStatus } from '../src/catalog/migrations.js';
+import type { CatalogDatabase } from '../src/catalog/sql-catalog.js';
 import { catalogSuite } from './catalog-suite.js';
 
 // One PostgreSQL for the file (PGlite takes seconds to start); each test empties its schema.

@@ -2,17 +2,14 @@ import {
   type AttemptKey,
   attemptKey,
   BackendUnavailableError,
-  type CatalogDatabase,
-  catalogMigrations,
   InvalidInputError,
-  migrateCatalog,
   migrateCatalogUrl,
   openCatalog,
-  type SqlCatalog,
-  schemaStatus,
 } from '@tasklog/core';
 import type { Kysely } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { catalogMigrations, migrateCatalog, schemaStatus } from '../src/catalog/migrations.js';
+import type { CatalogDatabase, SqlCatalog } from '../src/catalog/sql-catalog.js';
 
 /** One catalog backend the shared suite runs against. */
 export interface CatalogBackend {
@@ -58,7 +55,7 @@ export function catalogSuite(backend: CatalogBackend): void {
     /** A migrated catalog, closed after the test. */
     async function open(): Promise<SqlCatalog> {
       await migrateCatalogUrl(url);
-      const catalog = await openCatalog(url, { migrate: 'never' });
+      const catalog = (await openCatalog(url, { migrate: 'never' })) as SqlCatalog;
       opened.push(catalog);
       return catalog;
     }

@@ -6,16 +6,18 @@ import {
   type AttemptKey,
   attemptKey,
   BackendUnavailableError,
-  type CatalogDatabase,
   InvalidInputError,
   migrateCatalogUrl,
   openCatalog,
-  type SqlCatalog,
-  SqlCatalog as SqlCatalogClass,
 } from '@tasklog/core';
 import Database from 'better-sqlite3';
 import { Kysely, SqliteDialect } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  type CatalogDatabase,
+  type SqlCatalog,
+  SqlCatalog as SqlCatalogClass,
+} from '../src/catalog/sql-catalog.js';
 import { catalogSuite } from './catalog-suite.js';
 
 let dir: string;
@@ -33,7 +35,8 @@ afterEach(async () => {
 const fileUrl = (name = 'catalog.db') => `sqlite://${join(dir, name)}`;
 
 async function open(url = fileUrl(), migrate?: 'auto' | 'never'): Promise<SqlCatalog> {
-  const catalog = await openCatalog(url, migrate === undefined ? {} : { migrate });
+  // The SQL catalog behind the contract: these tests also look at its tables.
+  const catalog = (await openCatalog(url, migrate === undefined ? {} : { migrate })) as SqlCatalog;
   opened.push(catalog);
   return catalog;
 }

@@ -1,12 +1,12 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { IntegrityError } from '../src/index.js';
 import {
-  IntegrityError,
   type LogRecord,
   RecordAssembler,
   RecordSplitter,
   recordBytes,
-} from '../src/index.js';
+} from '../src/stores/shared/log-records.js';
 
 /** Splits `bytes` pushed in `cuts` pieces, flushing where `flushes` says, then ends. */
 function split(bytes: Buffer, cuts: number[], flushes: boolean[], max: number): LogRecord[] {

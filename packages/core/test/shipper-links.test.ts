@@ -2,10 +2,10 @@ import { mkdir, mkdtemp, readdir, rename, rm, symlink, writeFile } from 'node:fs
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { digestStored } from '../src/hashing.js';
 import {
   attemptKey,
   type Catalog,
-  digestStored,
   InvalidInputError,
   LocalStore,
   openCatalog,

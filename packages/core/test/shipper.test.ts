@@ -3,12 +3,12 @@ import { appendFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { digestStored } from '../src/hashing.js';
 import {
   AttemptBusyError,
   attemptKey,
   type Catalog,
   ConflictError,
-  digestStored,
   InvalidInputError,
   LocalStore,
   type LogStore,

@@ -1,22 +1,33 @@
-export * from './agent/agent.js';
-export * from './agent/agent-app.js';
-export * from './agent/agent-log-route.js';
-export * from './agent/completion.js';
-export * from './app.js';
-export * from './auth/authenticator.js';
-export * from './auth/from-config.js';
-export * from './auth/principal.js';
-export * from './auth/tokens-file.js';
-export * from './etag.js';
-export * from './hardening.js';
-export * from './http-errors.js';
-export * from './http-range.js';
-export * from './live/agent-url-policy.js';
-export * from './live/follow-log.js';
-export * from './live/follow-route.js';
-export * from './live/live-hub.js';
-export * from './ndjson.js';
-export * from './request-logger.js';
-export * from './routes/attempts-route.js';
-export * from './server.js';
-export * from './store-resolver.js';
+/**
+ * @tasklog/server: the log proxy behind a UI (`startServer`, `createApp`) and the agent on each
+ * worker (`Agent`, `createAgentApp`), with their authentication.
+ *
+ * @packageDocumentation
+ */
+
+export { Agent, type AgentOptions, type AgentStatus } from './agent/agent.js';
+export { type AgentAppDeps, createAgentApp } from './agent/agent-app.js';
+export {
+  airflowDbRule,
+  type CompletionRule,
+  idleRule,
+  type TrackedAttempt,
+  type Verdict,
+} from './agent/completion.js';
+export { type AppDeps, createApp, type TasklogApp } from './app.js';
+export {
+  type Authenticator,
+  type JwtAuthOptions,
+  jwtAuthenticator,
+  readTokensFile,
+  type StoredToken,
+  tokensAuthenticator,
+} from './auth/authenticator.js';
+export { assertAuthFor, authenticatorFromConfig, isLoopback } from './auth/from-config.js';
+export { mayRead, type Principal } from './auth/principal.js';
+export { createToken, revokeToken } from './auth/tokens-file.js';
+export { LOOPBACK_HOSTS } from './hardening.js';
+export { AgentUrlPolicy } from './live/agent-url-policy.js';
+export type { FollowerLimits } from './live/follow-route.js';
+export { type RunningServer, type StartServerOptions, startServer } from './server.js';
+export { StoreResolver } from './store-resolver.js';

@@ -3,14 +3,17 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 
+/** Options of `startServer`. */
 export interface StartServerOptions {
   /** Any request listener; normally the app from createApp(). */
   app: http.RequestListener;
+  /** The address to listen on, e.g. `127.0.0.1` or `0.0.0.0`. */
   host: string;
   /** 0 picks a free port; `RunningServer.url` tells which. */
   port: number;
   /** How long in-flight responses may run after close() before their sockets are destroyed. */
   shutdownTimeoutMs: number;
+  /** Where the server logs its own events: listening, shutting down. */
   logger: Logger;
   /** PEM certificate chain and private key; when given, the server speaks HTTPS. */
   tls?: { cert: string | Buffer; key: string | Buffer };
@@ -18,9 +21,11 @@ export interface StartServerOptions {
   maxConnections?: number;
 }
 
+/** A server started by `startServer`. */
 export interface RunningServer {
   /** `http://host:port` (`https://` with `tls`), with the port actually bound. */
   readonly url: string;
+  /** The Node server (an `https.Server` with `tls`). */
   readonly server: http.Server;
   /**
    * Graceful stop: accepts no more connections, closes idle keep-alive sockets at once, lets

@@ -29,7 +29,7 @@ import { pino } from 'pino';
 import { HS512_SECRET } from './agent-fixture.js';
 
 // Seeded, so a failing case can be replayed.
-export { prng } from '../../../test/support/logs.js';
+export { prng } from '@tasklog/core/testing';
 
 export interface LiveFixture {
   dir: string;

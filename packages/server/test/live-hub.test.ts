@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { LaggingError, LiveHub } from '@tasklog/server';
 import { afterEach, describe, expect, it } from 'vitest';
+import { LaggingError, LiveHub } from '../src/live/live-hub.js';
 import { followPath, type LiveFixture, liveKey, startLiveFixture } from './live-fixture.js';
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');

@@ -1,6 +1,6 @@
-import { NDJSON_MAX_RECORD_BYTES, NdjsonEncoder, type NdjsonRecord } from '@tasklog/server';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { NDJSON_MAX_RECORD_BYTES, NdjsonEncoder, type NdjsonRecord } from '../src/ndjson.js';
 
 function decode(ndjson: string): NdjsonRecord[] {
   return ndjson

@@ -20,7 +20,9 @@ export interface AirflowTryStatus {
 
 /** A dag run: Airflow's (dag_id, run_id). */
 export interface AirflowRunRef {
+  /** Airflow's `dag_id`. */
   dagId: string;
+  /** Airflow's `run_id`. */
   runId: string;
 }
 
@@ -53,6 +55,7 @@ export interface AirflowDb {
     runs: readonly AirflowRunRef[],
     options?: { signal?: AbortSignal },
   ): Promise<(string | null | undefined)[]>;
+  /** Closes the database connection. */
   close(): Promise<void>;
 }
 

@@ -9,10 +9,13 @@ import type { AttemptFilter } from '../path-template.js';
  */
 export type AttemptState = 'running' | 'shipping' | 'shipped' | 'failed' | 'abandoned';
 
+/** One attempt as the catalog records it. */
 export interface AttemptRecord {
+  /** The attempt. */
   readonly key: AttemptKey;
   /** Relative path under the base log folder / the store's prefix. */
   readonly relativePath: string;
+  /** Where the attempt is in its life. */
   readonly state: AttemptState;
   /** Bytes in the log, once known. */
   readonly size: number | null;
@@ -22,9 +25,13 @@ export interface AttemptRecord {
   readonly storeUrl: string | null;
   /** URL of the agent serving the live log (issue 5). */
   readonly agentUrl: string | null;
+  /** When the catalog first saw the attempt. */
   readonly createdAt: Date;
+  /** When the record last changed. */
   readonly updatedAt: Date;
+  /** When the archive copy was verified. */
   readonly shippedAt: Date | null;
+  /** When the shipper following the attempt last said it was alive. */
   readonly heartbeatAt: Date | null;
   /** Airflow's state of this try when it ended (`success`, `failed`, `up_for_retry`…), where known. */
   readonly airflowState: string | null;
@@ -34,18 +41,29 @@ export interface AttemptRecord {
 
 /** Fields a writer may set; omitted fields keep their stored value. */
 export interface AttemptPatch {
+  /** See AttemptRecord.relativePath. */
   relativePath?: string;
+  /** See AttemptRecord.state. */
   state?: AttemptState;
+  /** See AttemptRecord.size. */
   size?: number | null;
+  /** See AttemptRecord.sha256. */
   sha256?: string | null;
+  /** See AttemptRecord.storeUrl. */
   storeUrl?: string | null;
+  /** See AttemptRecord.agentUrl. */
   agentUrl?: string | null;
+  /** See AttemptRecord.shippedAt. */
   shippedAt?: Date | null;
+  /** See AttemptRecord.heartbeatAt. */
   heartbeatAt?: Date | null;
+  /** See AttemptRecord.airflowState. */
   airflowState?: string | null;
+  /** See AttemptRecord.exitCode. */
   exitCode?: number | null;
 }
 
+/** Options of `Catalog.list`. */
 export interface CatalogListOptions {
   /** At most this many records (default 1000). */
   limit?: number;
@@ -57,6 +75,7 @@ export interface Catalog {
   readonly url: string;
   /** Inserts the attempt or updates the given fields; `relativePath` is required on insert. */
   upsert(key: AttemptKey, patch: AttemptPatch & { relativePath: string }): Promise<AttemptRecord>;
+  /** The attempt's record, or undefined when the catalog has none. */
   get(key: AttemptKey): Promise<AttemptRecord | undefined>;
   /** Ordered by dagId, runId, taskId, mapIndex, tryNumber. */
   list(filter: AttemptFilter, options?: CatalogListOptions): Promise<AttemptRecord[]>;
@@ -75,5 +94,6 @@ export interface Catalog {
   abandonIfStale(key: AttemptKey, heartbeatBefore: Date): Promise<AttemptRecord | undefined>;
   /** Throws BackendUnavailableError when the database cannot be queried. */
   ping(): Promise<void>;
+  /** Closes the database connection(s). */
   close(): Promise<void>;
 }

@@ -4,6 +4,8 @@ import { fileURLToPath } from 'node:url';
 import type BetterSqlite3 from 'better-sqlite3';
 import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
 import { BackendUnavailableError, InvalidInputError } from '../errors.js';
+import { importOptional } from '../optional-import.js';
+import type { Catalog } from './catalog.js';
 import { migrateCatalog, newerSchemaError, schemaStatus } from './migrations.js';
 import {
   type CatalogDatabase,
@@ -13,6 +15,7 @@ import {
   type SqlCatalogOptions,
 } from './sql-catalog.js';
 
+/** Options of `openCatalog`. */
 export interface OpenCatalogOptions {
   /**
    * `auto` (the default for embedded SQLite) applies pending migrations at open; `never` refuses
@@ -41,10 +44,7 @@ const POSTGRES_CONNECT_TIMEOUT_MS = 10_000;
  * cannot be opened, its schema is not migrated (with `migrate: 'never'`, and always on
  * PostgreSQL) or was migrated by a newer tasklog.
  */
-export async function openCatalog(
-  url: string,
-  options: OpenCatalogOptions = {},
-): Promise<SqlCatalog> {
+export async function openCatalog(url: string, options: OpenCatalogOptions = {}): Promise<Catalog> {
   const masked = maskCatalogUrl(url);
   const postgres = POSTGRES_URL.test(url);
   const migrate = postgres ? 'never' : (options.migrate ?? 'auto');
@@ -110,9 +110,9 @@ function sqlitePath(url: string, masked: string): string {
 
 async function openSqlite(path: string, masked: string): Promise<BetterSqlite3.Database> {
   // Imported lazily: a native module, and only the SQLite catalog needs it.
-  const { default: Database } = await wrap(
-    masked,
-    'load better-sqlite3',
+  const { default: Database } = await importOptional(
+    'better-sqlite3',
+    'the SQLite catalog',
     () => import('better-sqlite3'),
   );
   if (path !== ':memory:') {
@@ -146,7 +146,7 @@ async function openPostgres(url: string, masked: string): Promise<Kysely<Catalog
     );
   }
   // Imported lazily: only PostgreSQL catalogs need node-postgres.
-  const { default: pg } = await wrap(masked, 'load pg', () => import('pg'));
+  const { default: pg } = await importOptional('pg', 'the PostgreSQL catalog', () => import('pg'));
   const pool = new pg.Pool({
     connectionString: url,
     connectionTimeoutMillis: POSTGRES_CONNECT_TIMEOUT_MS,

@@ -1,128 +1,28 @@
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { AIRFLOW_PATH_TEMPLATE } from '../path-template.js';
-import type { TasklogConfig } from './types.js';
+import { configSchema } from './schema.js';
 
-/** Every key's built-in default, as `section.key` → value; folders under `home` (`TASKLOG_HOME`). */
-export function defaults(home: string): Record<string, unknown> {
-  const config: TasklogConfig = {
-    core: {
-      base_log_folder: join(home, 'logs'),
-      path_template: AIRFLOW_PATH_TEMPLATE,
-      delete_local_copy: false,
-      state_folder: join(home, 'state'),
-      sensitive_names: '',
-      umask: '027',
-    },
-    store: {
-      url: pathToFileURL(join(home, 'archive')).href,
-      compression: 'none',
-      flush_interval: 5,
-      flush_bytes: 8 * 1024 * 1024,
-      read_urls: '',
-      retry_max_interval: 10,
-      finish_grace: 30,
-    },
-    s3: {
-      region: undefined,
-      endpoint: undefined,
-      force_path_style: false,
-      role_arn: undefined,
-      role_session_name: 'tasklog',
-      external_id: undefined,
-      sse: undefined,
-      kms_key_id: undefined,
-      storage_class: undefined,
-      checksum_algorithm: undefined,
-      max_attempts: 8,
-    },
-    gcs: {
-      project_id: undefined,
-      api_endpoint: undefined,
-      impersonation_chain: undefined,
-      max_attempts: 8,
-    },
-    cloudwatch: { region: undefined, endpoint: undefined, max_attempts: 8 },
-    stackdriver: {
-      project_id: undefined,
-      resource_type: 'global',
-      resource_labels: undefined,
-      api_endpoint: undefined,
-      transport: 'grpc',
-      max_attempts: 8,
-    },
-    elasticsearch: {
-      log_id_template: '{dag_id}-{task_id}-{run_id}-{map_index}-{try_number}',
-      end_of_log_mark: 'end_of_log',
-      message_field: 'message',
-      host_field: 'host',
-      username: undefined,
-      password: undefined,
-      api_key: undefined,
-      ca_file: undefined,
-      request_timeout_seconds: 30,
-      max_retries: 8,
-      bulk_bytes: 5 * 1024 * 1024,
-      bulk_count: 10_000,
-      max_line_bytes: 16 * 1024 * 1024,
-      distribution: 'elasticsearch',
-    },
-    agent: {
-      host: '127.0.0.1',
-      port: 8795,
-      url: undefined,
-      token_algorithm: 'HS512',
-      token_secret: undefined,
-      token_secret_file: undefined,
-      token_public_key: undefined,
-      token_public_key_file: undefined,
-      token_private_key: undefined,
-      token_private_key_file: undefined,
-      tls_cert: undefined,
-      tls_key: undefined,
-      idle_timeout: 3600,
-      heartbeat_interval: 30,
-      heartbeat_timeout: 90,
-      shutdown_timeout: 10,
-      completion: 'marker',
-      airflow_db_url: undefined,
-      airflow_secret_key: undefined,
-      airflow_clock_grace: 30,
-      allowed_urls: '',
-      ship_concurrency: 4,
-      scan_interval: 2,
-    },
-    auth: {
-      mode: 'none',
-      jwks_url: undefined,
-      public_key: undefined,
-      secret: undefined,
-      issuer: undefined,
-      audience: undefined,
-      algorithms: 'RS256,ES256,EdDSA',
-      clock_tolerance: 30,
-      jwks_cache: 300,
-      name_claim: 'sub',
-      dags_claim: 'tasklog_dags',
-      admin_claim: 'tasklog_admin',
-      tokens_file: join(home, 'tokens.json'),
-    },
+/**
+ * The defaults that depend on `home` (`TASKLOG_HOME`); every other key's default is declared
+ * with the key, in the schema.
+ */
+export function homeDefaults(home: string) {
+  return {
+    core: { base_log_folder: join(home, 'logs'), state_folder: join(home, 'state') },
+    store: { url: pathToFileURL(join(home, 'archive')).href },
+    auth: { tokens_file: join(home, 'tokens.json') },
     catalog: { url: `sqlite://${join(home, 'catalog.db')}` },
-    server: {
-      host: '127.0.0.1',
-      port: 8794,
-      shutdown_timeout: 10,
-      allowed_hosts: '',
-      max_connections: 10_000,
-      max_followers: 5_000,
-      max_followers_per_attempt: 1_000,
-      send_timeout: 30,
-    },
-    logging: { level: 'info' },
   };
+}
+
+/** Every key's built-in default, as `section.key` → value (undefined: no default). */
+export function defaults(home: string): Record<string, unknown> {
+  const input: Record<string, object> = homeDefaults(home);
+  for (const section of Object.keys(configSchema.shape)) input[section] ??= {};
+  const config = configSchema.parse(input) as Record<string, Record<string, unknown>>;
   return Object.fromEntries(
-    Object.entries(config).flatMap(([section, values]) =>
-      Object.entries(values).map(([name, value]) => [`${section}.${name}`, value]),
+    Object.entries(configSchema.shape).flatMap(([section, schema]) =>
+      Object.keys(schema.shape).map((name) => [`${section}.${name}`, config[section]?.[name]]),
     ),
   );
 }

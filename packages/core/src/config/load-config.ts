@@ -9,6 +9,7 @@ import { defaults } from './defaults.js';
 import { CONFIG_KEYS, CONFIG_SECTIONS, configSchema, MESSAGE_QUOTES_VALUE } from './schema.js';
 import type { TasklogConfig } from './types.js';
 
+/** Where one configuration value came from. */
 export interface ConfigValueSource {
   /**
    * Where the value came from: `default`, `file /etc/tasklog.toml`, `env TASKLOG__STORE__URL`,
@@ -19,7 +20,9 @@ export interface ConfigValueSource {
   secret: boolean;
 }
 
+/** The result of `loadConfig`. */
 export interface LoadedConfig {
+  /** The validated configuration, relative folders made absolute. */
   config: TasklogConfig;
   /** By dotted key (`store.url`); every key has an entry. */
   sources: Record<string, ConfigValueSource>;
@@ -27,6 +30,7 @@ export interface LoadedConfig {
   configPath?: string;
 }
 
+/** Options of `loadConfig`; all optional. */
 export interface LoadConfigOptions {
   /** From `--config`; wins over `env.TASKLOG_CONFIG`. Relative to `cwd`. */
   configPath?: string;
@@ -179,6 +183,8 @@ export function configSecrets(loaded: LoadedConfig): string[] {
     for (const [name, value] of Object.entries(values as Record<string, unknown>)) {
       if (typeof value !== 'string') continue;
       const key = `${section}.${name}`;
+      // A built-in default is no secret (`agent.token_algorithm = "HS512"` must not be masked).
+      if (loaded.sources[key]?.source === 'default') continue;
       if (loaded.sources[key]?.secret || SECRET_NAME.test(key)) found.add(value);
       for (const password of urlPasswords(value)) found.add(password);
     }
@@ -363,8 +369,17 @@ function runCommand(command: string, cwd: string, run: CommandRunner): string | 
   }
 }
 
+/** Sections that had another name, so an old file gets told the new one. */
+const RENAMED_SECTIONS: Record<string, string> = { stackdriver: 'cloud_logging' };
+
 function unknownMessage(given: string, spell: (k: string) => string, isSection: boolean): string {
   const what = isSection ? 'section' : 'key';
+  const [section, ...rest] = given.split('.');
+  const renamed = RENAMED_SECTIONS[section!];
+  if (renamed !== undefined) {
+    const now = [renamed, ...rest].join('.');
+    return `unknown ${what} ${spell(given)}: the section is now called ${renamed}, write ${spell(now)}`;
+  }
   const isCommand = !isSection && given.endsWith(CMD_SUFFIX);
   const base = isCommand ? given.slice(0, -CMD_SUFFIX.length) : given;
   const candidates = isSection ? CONFIG_SECTIONS : CONFIG_KEYS;

@@ -1,62 +1,32 @@
 import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
 import { InvalidInputError } from '../errors.js';
-import { PathTemplate } from '../path-template.js';
-import type { TasklogConfig } from './types.js';
+import { AIRFLOW_PATH_TEMPLATE, PathTemplate } from '../path-template.js';
+import { BACKENDS, STORE_SCHEMES } from '../stores/backends.js';
+import {
+  bool,
+  httpUrl,
+  integer,
+  MESSAGE_QUOTES_VALUE,
+  optionalText,
+  port,
+  seconds,
+  text,
+} from './fields.js';
 
 /**
- * Set on a zod issue whose message already quotes the offending value, so the loader does not
- * append `, got "..."` a second time.
+ * The whole configuration, declared once: each key's type, check, default and meaning. The
+ * backends' sections come from the store registry (`stores/<backend>/settings.ts`). Keys whose
+ * default is a folder under `TASKLOG_HOME` have theirs in defaults.ts. Input values may be
+ * strings (environment, flags) and are coerced; relative folders are kept as given, because the
+ * folder they are relative to depends on where each value came from (the loader resolves them).
  */
-export const MESSAGE_QUOTES_VALUE = 'messageQuotesValue';
+
+export { MESSAGE_QUOTES_VALUE };
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 
-export const STORE_SCHEMES = [
-  'file:',
-  's3:',
-  'gs:',
-  'cloudwatch:',
-  'elasticsearch+http:',
-  'elasticsearch+https:',
-  'stackdriver:',
-] as const;
-
-const folder = (what: string) =>
-  z
-    .string({ error: `expected ${what} (a non-empty path)` })
-    .min(1, { error: `expected ${what} (a non-empty path)` });
-
-const bool = z.preprocess(
-  // Environment values are strings; `1`/`0` is what shell scripts and compose files tend to use.
-  (v) => {
-    if (typeof v !== 'string') return v;
-    const s = v.trim().toLowerCase();
-    if (s === 'true' || s === '1') return true;
-    if (s === 'false' || s === '0') return false;
-    return v;
-  },
-  z.boolean({ error: 'expected a boolean (true, false, 1 or 0)' }),
-);
-
-const numeric = (v: unknown) =>
-  typeof v === 'string' && /^\s*[-+]?\d+(\.\d+)?\s*$/.test(v) ? Number(v) : v;
-
-const PORT = 'expected a port number 0-65535 (0 = any free port)';
-const port = z.preprocess(
-  numeric,
-  z
-    .number({ error: PORT })
-    .int({ error: PORT })
-    .min(0, { error: PORT })
-    .max(65535, { error: PORT }),
-);
-
-const SECONDS = 'expected a number of seconds >= 0';
-const seconds = z.preprocess(
-  numeric,
-  z.number({ error: SECONDS }).min(0, { error: SECONDS }).finite({ error: SECONDS }),
-);
+const folder = (what: string) => text(`${what} (a non-empty path)`);
 
 const pathTemplate = z
   .string({ error: 'expected a path template string' })
@@ -84,8 +54,7 @@ const storeUrl = z.string({ error: STORE_EXPECTED }).transform((v, ctx) => {
   // Not `new URL(...)` for the scheme: a CloudWatch log group ARN (`arn:aws:logs:...`) in the
   // authority position is not a valid WHATWG URL.
   const scheme = /^([a-z][a-z0-9+.-]*:)\/\//i.exec(v)?.[1]?.toLowerCase();
-  if (!scheme || !(STORE_SCHEMES as readonly string[]).includes(scheme))
-    return fail(STORE_EXPECTED);
+  if (!scheme || !STORE_SCHEMES.includes(scheme)) return fail(STORE_EXPECTED);
   if (scheme === 'cloudwatch:') {
     if (v.length <= 'cloudwatch://'.length) return fail('expected cloudwatch://<log group ARN>');
     return v;
@@ -125,207 +94,229 @@ const catalogUrl = z.string({ error: CATALOG_EXPECTED }).superRefine((v, ctx) =>
   ctx.addIssue({ code: 'custom', message: CATALOG_EXPECTED });
 });
 
-const BYTES = 'expected a number of bytes >= 1';
-const ES_LINE_BYTES = 'expected a number of bytes from 1024 to 16777216 (16 MiB)';
-const positiveInt = (what: string) =>
-  z.preprocess(numeric, z.number({ error: what }).int({ error: what }).min(1, { error: what }));
-
-const optionalText = (what: string) =>
-  z.preprocess(
-    (v) => (typeof v === 'string' && v.trim() === '' ? undefined : v),
-    z.string({ error: `expected ${what}` }).optional(),
-  );
-
-const host = z
-  .string({ error: 'expected a host name or IP address to listen on' })
-  .min(1, { error: 'expected a host name or IP address to listen on' });
+const host = text('a host name or IP address to listen on');
+const claim = text('a claim name');
 
 const level = z.preprocess(
   (v) => (typeof v === 'string' ? v.trim().toLowerCase() : v),
   z.enum(LOG_LEVELS, { error: `expected one of ${LOG_LEVELS.join(', ')}` }),
 );
 
-/**
- * The whole configuration. Input values may be strings (environment, flags) and are coerced;
- * relative folders are kept as given, because the folder they are relative to depends on where
- * each value came from (the loader resolves them).
- */
+const core = z.object({
+  base_log_folder: folder('a log folder').describe(
+    "Folder under which workers write attempt logs (Airflow's `base_log_folder`).",
+  ),
+  path_template: pathTemplate
+    .default(AIRFLOW_PATH_TEMPLATE)
+    .describe(
+      "Path template relative to base_log_folder and the store prefix (Airflow's layout by default).",
+    ),
+  delete_local_copy: bool
+    .default(false)
+    .describe("Remove the worker's copy after the archive copy is verified."),
+  state_folder: folder('a state folder').describe("Folder for the shipper's journals."),
+  sensitive_names: z
+    .string({ error: 'expected names separated by commas' })
+    .default('')
+    .describe(
+      "Names (comma-separated) that mark an environment variable as secret, besides Airflow's list.",
+    ),
+  umask: z
+    .string({ error: 'expected an octal file mode mask such as 027' })
+    .regex(/^0?[0-7]{3}$/, { error: 'expected an octal file mode mask such as 027' })
+    .default('027')
+    .describe(
+      "File mode mask of the CLI's processes (octal): `027` creates files 0640, folders 0750.",
+    ),
+});
+
+const store = z.object({
+  url: storeUrl.describe(
+    'Archive URL: `file:///abs/path`, `s3://bucket/prefix`, `gs://bucket/prefix`, `cloudwatch://ARN`, `elasticsearch+https://host/INDEX`, `cloud-logging://LOG_NAME`.',
+  ),
+  compression: z
+    .enum(['none', 'gzip'], { error: 'expected "none" or "gzip"' })
+    .default('none')
+    .describe('`gzip` stores finished logs compressed (blob stores); offsets stay uncompressed.'),
+  flush_interval: seconds
+    .default(5)
+    .describe("Seconds between flushes of a running attempt's new bytes to the store."),
+  flush_bytes: integer('expected a number of bytes >= 1')
+    .default(8 * 1024 * 1024)
+    .describe("Buffered bytes at which a running attempt's writer flushes a chunk."),
+  read_urls: z
+    .string({ error: 'expected store URLs separated by commas' })
+    .default('')
+    .describe(
+      'Other archives the proxy may read, comma-separated store URLs (archives being migrated).',
+    ),
+  retry_max_interval: seconds
+    .default(10)
+    .describe('Longest wait in seconds between two tries while the store is unavailable.'),
+  finish_grace: seconds
+    .default(30)
+    .describe('Seconds `tasklog run` keeps trying to archive a finished attempt before it exits.'),
+});
+
+const agent = z.object({
+  host: host.default('127.0.0.1').describe('Where `tasklog agent` listens.'),
+  port: port.default(8795).describe('Port of `tasklog agent`.'),
+  url: httpUrl('URL').describe('URL the proxy reaches this agent at; default the bound URL.'),
+  token_algorithm: z
+    .enum(['HS256', 'HS512', 'EdDSA', 'ES256'], { error: 'expected HS256, HS512, EdDSA or ES256' })
+    .default('HS512')
+    .describe("Algorithm of the proxy's tokens to agents."),
+  token_secret: optionalText('a shared secret').describe(
+    'Shared secret (HS256: ≥ 32 bytes, HS512: ≥ 64 bytes); give it as `token_secret_cmd`.',
+  ),
+  token_secret_file: optionalText('a file holding the shared secret').describe(
+    'File holding the shared secret.',
+  ),
+  token_public_key: optionalText('a public key (PEM or JWK)').describe(
+    "Public key (PEM or JWK) the proxy's tokens are verified with (EdDSA, ES256).",
+  ),
+  token_public_key_file: optionalText('a public key file').describe('File of `token_public_key`.'),
+  token_private_key: optionalText('a private key (PEM or JWK)').describe(
+    'Private key (PEM or JWK) the proxy signs tokens with (EdDSA, ES256); agents never hold it.',
+  ),
+  token_private_key_file: optionalText('a private key file').describe(
+    'File of `token_private_key`.',
+  ),
+  tls_cert: optionalText('a PEM certificate file').describe('TLS certificate of the agent.'),
+  tls_key: optionalText('a PEM private key file').describe('TLS key of the agent.'),
+  idle_timeout: seconds
+    .default(3600)
+    .describe(
+      'Seconds without growth (and without a completion marker) before an attempt is abandoned.',
+    ),
+  heartbeat_interval: seconds.default(30).describe("Seconds between a writer's heartbeats."),
+  heartbeat_timeout: seconds
+    .default(90)
+    .describe(
+      "Seconds without a heartbeat after which the proxy counts an attempt's writer as lost.",
+    ),
+  shutdown_timeout: seconds.default(10).describe('Seconds the agent drains for on SIGTERM.'),
+  completion: z
+    .enum(['marker', 'airflow-db', 'idle'], { error: 'expected marker, airflow-db or idle' })
+    .default('marker')
+    .describe('How the agent knows that an attempt without a completion marker has finished.'),
+  airflow_db_url: optionalText("Airflow's sql_alchemy_conn URL")
+    .refine((v) => v === undefined || /^(postgres(ql)?(\+[a-z0-9]+)?|sqlite):\/\//i.test(v), {
+      error: "expected a postgresql:// or sqlite:// URL (Airflow's sql_alchemy_conn)",
+    })
+    .describe("Airflow's `sql_alchemy_conn` (PostgreSQL or SQLite), read only."),
+  airflow_secret_key: optionalText("Airflow's secret key").describe(
+    "Airflow's `[api] secret_key` (`[webserver] secret_key` in 2.x): answer Airflow's log-server requests.",
+  ),
+  airflow_clock_grace: seconds
+    .default(30)
+    .describe("Seconds of clock skew allowed on Airflow's tokens."),
+  allowed_urls: z
+    .string({ error: 'expected origins or CIDRs separated by commas' })
+    .default('')
+    .describe('Agent URLs the proxy may reach, comma-separated origins or CIDRs; empty: any.'),
+  ship_concurrency: integer('expected a number of ships >= 1')
+    .default(4)
+    .describe("Finished logs shipped at once by the agent's sweep."),
+  scan_interval: seconds
+    .default(2)
+    .describe(
+      'Seconds between full scans of the base folder (the safety net behind folder watches).',
+    ),
+});
+
+const auth = z.object({
+  mode: z
+    .enum(['none', 'jwt', 'tokens'], { error: 'expected none, jwt or tokens' })
+    .default('none')
+    .describe(
+      '`jwt` (OIDC bearer tokens), `tokens` (static API tokens) or `none` (loopback only).',
+    ),
+  jwks_url: httpUrl('JWKS URL').describe("The OIDC provider's JWKS endpoint."),
+  public_key: optionalText('a public key (PEM or JWK)').describe(
+    'Instead of `jwks_url`: a public key (PEM or JWK).',
+  ),
+  secret: optionalText('a shared secret').describe(
+    'Instead of `jwks_url`: a shared secret for HS256/HS384/HS512.',
+  ),
+  issuer: optionalText('an issuer').describe('Required `iss`.'),
+  audience: optionalText('an audience').describe('Required `aud`.'),
+  algorithms: z
+    .string()
+    .refine(
+      (v) => v.split(',').every((a) => /^(HS|RS|PS|ES)(256|384|512)$|^EdDSA$/.test(a.trim())),
+      { error: 'expected JWS algorithms separated by commas, e.g. RS256,ES256 (never none)' },
+    )
+    .default('RS256,ES256,EdDSA')
+    .describe('Accepted signature algorithms, comma-separated.'),
+  clock_tolerance: seconds.default(30).describe('Seconds of clock skew allowed on `exp`/`nbf`.'),
+  jwks_cache: seconds
+    .default(300)
+    .describe('Seconds fetched JWKS keys are trusted before they are fetched again.'),
+  name_claim: claim.default('sub').describe('Claim naming the principal.'),
+  dags_claim: claim
+    .default('tasklog_dags')
+    .describe('Claim with the DAG id patterns a principal may read.'),
+  admin_claim: claim
+    .default('tasklog_admin')
+    .describe('Claim that is `true` for principals with the admin grant.'),
+  tokens_file: folder('a tokens file').describe(
+    "Where `tasklog token create` keeps the API tokens' digests.",
+  ),
+});
+
+const server = z.object({
+  host: host.default('127.0.0.1').describe('Where `tasklog serve` listens.'),
+  port: port.default(8794).describe('Port of `tasklog serve`.'),
+  shutdown_timeout: seconds
+    .default(10)
+    .describe('Seconds in-flight requests get to finish on SIGTERM before they are closed.'),
+  allowed_hosts: z
+    .string({ error: 'expected host names separated by commas' })
+    .default('')
+    .describe(
+      'Host names the proxy answers to, comma-separated; empty: loopback names on loopback, else any.',
+    ),
+  max_connections: integer('expected a number of connections >= 1')
+    .default(10_000)
+    .describe('Open connections at most; more are refused.'),
+  max_followers: integer('expected a number of followers >= 1')
+    .default(5_000)
+    .describe('Followers of running logs at once.'),
+  max_followers_per_attempt: integer('expected a number of followers >= 1')
+    .default(1_000)
+    .describe('Followers of one running log at once.'),
+  send_timeout: seconds
+    .default(30)
+    .describe('Seconds a client may take no byte of its response before it is cut off.'),
+});
+
+const backendSections = Object.fromEntries(
+  BACKENDS.flatMap((b) => ('section' in b ? [[b.section, b.settings]] : [])),
+) as {
+  [B in (typeof BACKENDS)[number] as B extends { section: string }
+    ? B['section']
+    : never]: B extends {
+    settings: infer S;
+  }
+    ? S
+    : never;
+};
+
 export const configSchema = z.object({
-  core: z.object({
-    base_log_folder: folder('a log folder'),
-    path_template: pathTemplate,
-    delete_local_copy: bool,
-    state_folder: folder('a state folder'),
-    sensitive_names: z.string({ error: 'expected names separated by commas' }),
-    umask: z
-      .string({ error: 'expected an octal file mode mask such as 027' })
-      .regex(/^0?[0-7]{3}$/, { error: 'expected an octal file mode mask such as 027' }),
-  }),
-  store: z.object({
-    url: storeUrl,
-    compression: z.enum(['none', 'gzip'], { error: 'expected "none" or "gzip"' }),
-    flush_interval: seconds,
-    flush_bytes: positiveInt(BYTES),
-    read_urls: z.string({ error: 'expected store URLs separated by commas' }),
-    retry_max_interval: seconds,
-    finish_grace: seconds,
-  }),
-  s3: z.object({
-    region: optionalText('an AWS region such as eu-west-1'),
-    endpoint: optionalText('an endpoint URL such as https://minio.example:9000').refine(
-      (v) => v === undefined || /^https?:\/\/[^/]/.test(v),
-      { error: 'expected an http:// or https:// endpoint URL' },
+  core,
+  store,
+  ...backendSections,
+  agent,
+  auth,
+  catalog: z.object({
+    url: catalogUrl.describe(
+      '`sqlite:///abs/path.db` or `postgres://user@host:5432/db` (give a password with `url_cmd`).',
     ),
-    force_path_style: bool,
-    role_arn: optionalText('a role ARN such as arn:aws:iam::123456789012:role/tasklog'),
-    role_session_name: z.string().min(2, { error: 'expected a session name' }),
-    external_id: optionalText('an external id'),
-    sse: z.enum(['AES256', 'aws:kms'], { error: 'expected AES256 or aws:kms' }).optional(),
-    kms_key_id: optionalText('a KMS key id or ARN'),
-    storage_class: optionalText('an S3 storage class such as STANDARD_IA'),
-    checksum_algorithm: z
-      .enum(['CRC32', 'CRC32C', 'SHA1', 'SHA256', 'CRC64NVME'], {
-        error: 'expected CRC32, CRC32C, SHA1, SHA256 or CRC64NVME',
-      })
-      .optional(),
-    max_attempts: positiveInt('expected a number of attempts >= 1'),
   }),
-  gcs: z.object({
-    project_id: optionalText('a Google Cloud project id'),
-    api_endpoint: optionalText('an endpoint URL').refine(
-      (v) => v === undefined || /^https?:\/\/[^/]/.test(v),
-      { error: 'expected an http:// or https:// endpoint URL' },
-    ),
-    impersonation_chain: optionalText('service account e-mails, comma-separated'),
-    max_attempts: positiveInt('expected a number of attempts >= 1'),
-  }),
-  cloudwatch: z.object({
-    region: optionalText('an AWS region such as eu-west-1'),
-    endpoint: optionalText('an endpoint URL').refine(
-      (v) => v === undefined || /^https?:\/\/[^/]/.test(v),
-      { error: 'expected an http:// or https:// endpoint URL' },
-    ),
-    max_attempts: positiveInt('expected a number of attempts >= 1'),
-  }),
-  stackdriver: z.object({
-    project_id: optionalText('a Google Cloud project id'),
-    resource_type: z
-      .string()
-      .min(1, { error: 'expected a monitored resource type such as global' }),
-    resource_labels: optionalText('key=value pairs separated by commas').refine(
-      (v) => v === undefined || v.split(',').every((pair) => /^[^=,\s]+=[^,]*$/.test(pair.trim())),
-      { error: 'expected key=value pairs separated by commas' },
-    ),
-    api_endpoint: optionalText('host:port or http://host:port'),
-    transport: z.enum(['grpc', 'rest'], { error: 'expected grpc or rest' }),
-    max_attempts: positiveInt('expected a number of attempts >= 1'),
-  }),
-  elasticsearch: z.object({
-    log_id_template: z.string().min(1, { error: 'expected a log_id template' }),
-    end_of_log_mark: z.string().min(1, { error: 'expected an end-of-log mark' }),
-    message_field: z.enum(['message', 'event'], { error: 'expected message or event' }),
-    host_field: z.string().min(1, { error: 'expected a field name' }),
-    username: optionalText('a user name'),
-    password: optionalText('a password'),
-    api_key: optionalText('an API key'),
-    ca_file: optionalText('a CA certificate file'),
-    request_timeout_seconds: seconds,
-    max_retries: z.preprocess(
-      numeric,
-      z
-        .number({ error: 'expected a number >= 0' })
-        .int()
-        .min(0, { error: 'expected a number >= 0' }),
-    ),
-    bulk_bytes: positiveInt(BYTES),
-    bulk_count: positiveInt('expected a number of documents >= 1'),
-    // One document per request at worst, and JSON can make it 6x the line: 6 x 16 MiB fits
-    // Elasticsearch's default http.max_content_length (100 MB).
-    max_line_bytes: z.preprocess(
-      numeric,
-      z
-        .number({ error: ES_LINE_BYTES })
-        .int({ error: ES_LINE_BYTES })
-        .min(1024, { error: ES_LINE_BYTES })
-        .max(16 * 1024 * 1024, { error: ES_LINE_BYTES }),
-    ),
-    distribution: z.enum(['elasticsearch', 'opensearch'], {
-      error: 'expected elasticsearch or opensearch',
-    }),
-  }),
-  agent: z.object({
-    host,
-    port,
-    url: optionalText('the URL the proxy reaches this agent at').refine(
-      (v) => v === undefined || /^https?:\/\/[^/]/.test(v),
-      { error: 'expected an http:// or https:// URL' },
-    ),
-    token_algorithm: z.enum(['HS256', 'HS512', 'EdDSA', 'ES256'], {
-      error: 'expected HS256, HS512, EdDSA or ES256',
-    }),
-    token_secret: optionalText('a shared secret'),
-    token_secret_file: optionalText('a file holding the shared secret'),
-    token_public_key: optionalText('a public key (PEM or JWK)'),
-    token_public_key_file: optionalText('a public key file'),
-    token_private_key: optionalText('a private key (PEM or JWK)'),
-    token_private_key_file: optionalText('a private key file'),
-    tls_cert: optionalText('a PEM certificate file'),
-    tls_key: optionalText('a PEM private key file'),
-    idle_timeout: seconds,
-    heartbeat_interval: seconds,
-    heartbeat_timeout: seconds,
-    shutdown_timeout: seconds,
-    completion: z.enum(['marker', 'airflow-db', 'idle'], {
-      error: 'expected marker, airflow-db or idle',
-    }),
-    airflow_db_url: optionalText("Airflow's sql_alchemy_conn URL").refine(
-      (v) => v === undefined || /^(postgres(ql)?(\+[a-z0-9]+)?|sqlite):\/\//i.test(v),
-      { error: "expected a postgresql:// or sqlite:// URL (Airflow's sql_alchemy_conn)" },
-    ),
-    airflow_secret_key: optionalText("Airflow's secret key"),
-    airflow_clock_grace: seconds,
-    allowed_urls: z.string({ error: 'expected origins or CIDRs separated by commas' }),
-    ship_concurrency: positiveInt('expected a number of ships >= 1'),
-    scan_interval: seconds,
-  }),
-  auth: z.object({
-    mode: z.enum(['none', 'jwt', 'tokens'], { error: 'expected none, jwt or tokens' }),
-    jwks_url: optionalText('a JWKS URL').refine(
-      (v) => v === undefined || /^https?:\/\/[^/]/.test(v),
-      { error: 'expected an http:// or https:// JWKS URL' },
-    ),
-    public_key: optionalText('a public key (PEM or JWK)'),
-    secret: optionalText('a shared secret'),
-    issuer: optionalText('an issuer'),
-    audience: optionalText('an audience'),
-    algorithms: z
-      .string()
-      .refine(
-        (v) => v.split(',').every((a) => /^(HS|RS|PS|ES)(256|384|512)$|^EdDSA$/.test(a.trim())),
-        {
-          error: 'expected JWS algorithms separated by commas, e.g. RS256,ES256 (never none)',
-        },
-      ),
-    clock_tolerance: seconds,
-    jwks_cache: seconds,
-    name_claim: z.string().min(1, { error: 'expected a claim name' }),
-    dags_claim: z.string().min(1, { error: 'expected a claim name' }),
-    admin_claim: z.string().min(1, { error: 'expected a claim name' }),
-    tokens_file: folder('a tokens file'),
-  }),
-  catalog: z.object({ url: catalogUrl }),
-  server: z.object({
-    host,
-    port,
-    shutdown_timeout: seconds,
-    allowed_hosts: z.string({ error: 'expected host names separated by commas' }),
-    max_connections: positiveInt('expected a number of connections >= 1'),
-    max_followers: positiveInt('expected a number of followers >= 1'),
-    max_followers_per_attempt: positiveInt('expected a number of followers >= 1'),
-    send_timeout: seconds,
-  }),
-  logging: z.object({ level }),
-}) satisfies z.ZodType<TasklogConfig>;
+  server,
+  logging: z.object({ level: level.default('info').describe('`trace` … `fatal`, `silent`.') }),
+});
 
 /** Every configuration key as `section.key`, in the order `describeConfig` lists them. */
 export const CONFIG_KEYS: readonly string[] = Object.entries(configSchema.shape).flatMap(

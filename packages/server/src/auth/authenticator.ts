@@ -14,6 +14,7 @@ import type { Principal } from './principal.js';
 
 /** Turns a request's `Authorization` header into a principal, or throws UnauthorizedError. */
 export interface Authenticator {
+  /** The principal the header proves; UnauthorizedError when it proves none. */
   authenticate(authorization: string | undefined): Promise<Principal>;
 }
 
@@ -113,10 +114,15 @@ function patternsOf(claim: unknown): string[] {
 
 /** One API token as `auth.tokens_file` keeps it: only the token's sha256, never the token. */
 export interface StoredToken {
+  /** The principal's name. */
   name: string;
+  /** Lower-case hex sha256 of the token. */
   sha256: string;
+  /** DAG id patterns the token may read (see Principal.dags). */
   dags: string[];
+  /** See Principal.admin. */
   admin: boolean;
+  /** When the token was created, ISO-8601 UTC. */
   created: string;
 }
 
@@ -158,6 +164,10 @@ export function tokensAuthenticator(file: string): Authenticator {
   };
 }
 
+/**
+ * The tokens of `auth.tokens_file`; none when the file does not exist, malformed entries skipped.
+ * Throws InvalidInputError when the file cannot be read or is not JSON.
+ */
 export async function readTokensFile(file: string): Promise<StoredToken[]> {
   let text: string;
   try {

@@ -1,6 +1,10 @@
 import type { AttemptKey } from '../../attempt-key.js';
+import { NotFoundError, OffsetOutOfRangeError } from '../../errors.js';
+import type { LogChunk, LogStat } from '../../store.js';
+import type { LogCalls, PageReader } from './calls.js';
 import {
   type AirflowDateLabels,
+  ALL_TIME,
   type ApiEntry,
   airflowMessage,
   decimal,
@@ -9,6 +13,8 @@ import {
   quote,
   timestampMicros,
 } from './entries.js';
+import type { LogicalDates } from './logical-date.js';
+import { latestTombstone } from './tombstones.js';
 
 /**
  * Reading entries that Airflow's StackdriverTaskHandler wrote itself: labels `dag_id`,
@@ -20,16 +26,6 @@ import {
  * the task, as in Airflow's UI.
  */
 
-/** One ListLogEntries page. */
-export type PageReader = (
-  filter: string,
-  orderBy: string,
-  pageSize: number,
-  pageToken: string | undefined,
-  signal: AbortSignal | undefined,
-) => Promise<{ entries: ApiEntry[]; next: string | undefined }>;
-
-const ALL_TIME = 'timestamp >= "1970-01-01T00:00:00Z"';
 /** Past this, list() stops excluding the tries it found and pages through the rest instead. */
 const MAX_EXCLUDING_FILTER = 15_000;
 
@@ -183,4 +179,88 @@ export async function* airflowTries(
     for (const entry of result.entries) yield* take(entry);
     token = result.next;
   } while (token);
+}
+
+/**
+ * Airflow's own entries of an attempt tasklog holds none of, as bytes (newer than its tombstone).
+ * Throws NotFoundError when Airflow shows nothing either, OffsetOutOfRangeError.
+ */
+export async function* readAirflow(
+  calls: LogCalls,
+  dates: LogicalDates,
+  key: AttemptKey,
+  range: { tombstone: number | undefined; offset: number; end: number | undefined; where: string },
+  signal: AbortSignal | undefined,
+): AsyncGenerator<LogChunk> {
+  const { tombstone, offset, end } = range;
+  const resolved = await dates.resolve(key);
+  const messages = airflowMessages(
+    calls.page,
+    calls.logName,
+    key,
+    resolved.labels,
+    tombstone,
+    calls.pageSize,
+    signal,
+  );
+  const log = airflowLog(messages, offset, end);
+  let step = await log.next();
+  while (!step.done) {
+    yield step.value;
+    step = await log.next();
+  }
+  const { size, found } = step.value;
+  if (!found) throw new NotFoundError(`no log stored for ${range.where}`);
+  if (offset > size) throw new OffsetOutOfRangeError(offset, size);
+}
+
+/**
+ * Whether Airflow's own entries of the attempt show anything (after a tombstone tasklog wrote
+ * for it: a deleted attempt stays hidden unless Airflow wrote again).
+ */
+export async function hasAirflow(
+  calls: LogCalls,
+  key: AttemptKey,
+  dates: AirflowDateLabels,
+  signal: AbortSignal | undefined,
+): Promise<boolean> {
+  const tombstone = await latestTombstone(calls, key, signal);
+  const messages = airflowMessages(
+    calls.page,
+    calls.logName,
+    key,
+    dates,
+    tombstone,
+    calls.pageSize,
+    signal,
+  );
+  for await (const _ of messages) return true;
+  return false;
+}
+
+/** Size and newest timestamp of Airflow's own entries of the attempt, or undefined. */
+export async function statAirflow(
+  calls: LogCalls,
+  dates: LogicalDates,
+  key: AttemptKey,
+  signal: AbortSignal | undefined,
+): Promise<LogStat | undefined> {
+  const labels = (await dates.resolve(key)).labels;
+  const tombstone = await latestTombstone(calls, key, signal);
+  let size = -1;
+  let newest = 0;
+  for await (const { message, micros } of airflowMessages(
+    calls.page,
+    calls.logName,
+    key,
+    labels,
+    tombstone,
+    calls.pageSize,
+    signal,
+  )) {
+    size += Buffer.byteLength(message) + 1;
+    newest = Math.max(newest, micros);
+  }
+  if (size < 0) return undefined;
+  return { size, complete: false, modifiedAt: new Date(Math.floor(newest / 1000)) };
 }

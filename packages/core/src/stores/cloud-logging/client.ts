@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import { InvalidInputError } from '../../errors.js';
+import { importOptional } from '../../optional-import.js';
 import type { ApiEntry } from './entries.js';
 
 // The part of `@google-cloud/logging` the store uses: its generated LoggingServiceV2Client
@@ -38,21 +39,25 @@ export async function connectLogging(options: {
   logName: string;
   projectId?: string;
   apiEndpoint?: string;
-  transport?: 'grpc' | 'rest';
+  transport: 'grpc' | 'rest';
 }): Promise<Context> {
-  const sdk = (await import('@google-cloud/logging')) as unknown as {
+  const sdk = (await importOptional(
+    '@google-cloud/logging',
+    'the cloud-logging store',
+    () => import('@google-cloud/logging'),
+  )) as unknown as {
     v2: { LoggingServiceV2Client: new (options: object) => LoggingClient };
   };
   const settings: Record<string, unknown> = {};
   if (options.projectId) settings.projectId = options.projectId;
-  const transport = options.transport ?? 'grpc';
+  const transport = options.transport;
   if (transport === 'rest') settings.fallback = 'rest';
   const endpoint = options.apiEndpoint;
   if (endpoint) {
     const m = /^(?:(https?):\/\/)?([^/:]+|\[[^\]]+\])(?::(\d+))?\/?$/i.exec(endpoint);
     if (!m) {
       throw new InvalidInputError(
-        `stackdriver api_endpoint must be host[:port] or http(s)://host[:port], got ${endpoint}`,
+        `cloud_logging.api_endpoint must be host[:port] or http(s)://host[:port], got ${endpoint}`,
       );
     }
     const plain = m[1]?.toLowerCase() === 'http';

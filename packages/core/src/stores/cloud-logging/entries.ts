@@ -295,6 +295,21 @@ export function airflowMessage(entry: ApiEntry): string | undefined {
   return entry.textPayload ? entry.textPayload : undefined;
 }
 
+/** A marker entry (no payload Airflow shows) in the generated client's protobuf object form. */
+export function markerEntry(
+  labels: Record<string, string>,
+  micros: number,
+  id: string,
+  extra: Record<string, string>,
+): ApiEntryOut {
+  return {
+    timestamp: { seconds: Math.floor(micros / 1e6), nanos: (micros % 1e6) * 1000 },
+    insertId: id,
+    labels: { ...labels, ...extra },
+    textPayload: '',
+  };
+}
+
 /** Deterministic, so a retried or resent entry de-duplicates in the service. */
 export function insertId(rel: string, kind: string, offset: number, length: number): string {
   return createHash('sha256')
@@ -302,6 +317,12 @@ export function insertId(rel: string, kind: string, offset: number, length: numb
     .digest('hex')
     .slice(0, 32);
 }
+
+/**
+ * `log.getEntries` (and the service) restrict a filter without a timestamp condition to the last
+ * 24 hours; this explicit condition keeps older attempts readable.
+ */
+export const ALL_TIME = 'timestamp >= "1970-01-01T00:00:00Z"';
 
 /** A string literal of the Logging query language. */
 export function quote(value: string): string {

@@ -1,4 +1,5 @@
 import { AbortedError, BackendUnavailableError, TasklogError } from '../../errors.js';
+import { networkErrorCode } from '../shared/network-errors.js';
 
 // How Cloud Logging's failures become tasklog's errors, for the store and its writer. The SDK
 // speaks gRPC status codes; its REST transport reports HTTP statuses or socket codes instead.
@@ -50,14 +51,6 @@ const RETRYABLE_CODES = new Set<number>([
   G.INTERNAL,
   G.UNAVAILABLE,
 ]);
-const NETWORK_CODES = new Set([
-  'ECONNRESET',
-  'ECONNREFUSED',
-  'EPIPE',
-  'ETIMEDOUT',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-]);
 const HTTP_TO_GRPC: Record<number, number> = {
   400: G.INVALID_ARGUMENT,
   401: G.UNAUTHENTICATED,
@@ -84,10 +77,10 @@ function grpcCode(err: unknown): number | string | undefined {
 
 export function isRetryable(err: unknown): boolean {
   if (err instanceof TasklogError) return false;
+  // The REST transport reports a failed connection with Node's socket codes, as every SDK does.
+  if (networkErrorCode(err) !== undefined) return true;
   const code = grpcCode(err);
-  if (typeof code === 'number') return RETRYABLE_CODES.has(code);
-  if (typeof code === 'string') return NETWORK_CODES.has(code);
-  return false;
+  return typeof code === 'number' && RETRYABLE_CODES.has(code);
 }
 
 /** Every SDK failure becomes one of tasklog's errors here, with the SDK's error as `cause`. */
@@ -109,7 +102,7 @@ export function cloudLoggingError(err: unknown, where: string, action: string): 
   }
   if (/project id/i.test(message) && code === undefined) {
     return new BackendUnavailableError(
-      `cannot ${action} ${where}: no Google Cloud project; set stackdriver.project_id or GOOGLE_CLOUD_PROJECT`,
+      `cannot ${action} ${where}: no Google Cloud project; set cloud_logging.project_id or GOOGLE_CLOUD_PROJECT`,
       cause,
     );
   }

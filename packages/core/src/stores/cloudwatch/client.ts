@@ -1,4 +1,5 @@
 import type { CloudWatchLogsClient } from '@aws-sdk/client-cloudwatch-logs';
+import { importOptional } from '../../optional-import.js';
 
 /** The SDK and its clients, built on first use (`tasklog fetch` from a folder never loads it). */
 export interface CloudWatchContext {
@@ -19,7 +20,11 @@ export async function createCloudWatchContext(options: {
   maxAttempts: number;
   requestTimeoutMs: number;
 }): Promise<CloudWatchContext> {
-  const sdk = await import('@aws-sdk/client-cloudwatch-logs');
+  const sdk = await importOptional(
+    '@aws-sdk/client-cloudwatch-logs',
+    'the cloudwatch store',
+    () => import('@aws-sdk/client-cloudwatch-logs'),
+  );
   // Credentials: the SDK's default chain only (env, profile, web identity, ECS/EC2 roles).
   const common = {
     region: options.region,

@@ -1,8 +1,9 @@
 import type { OutputLogEvent } from '@aws-sdk/client-cloudwatch-logs';
 import { type AttemptKey, attemptKey, sameAttempt } from '../../attempt-key.js';
-import { IntegrityError } from '../../errors.js';
-import type { LogStat } from '../../store.js';
+import { IntegrityError, NotFoundError, OffsetOutOfRangeError } from '../../errors.js';
+import type { LogChunk, LogStat } from '../../store.js';
 import { RecordAssembler } from '../shared/log-records.js';
+import { throwIfAborted } from '../shared/store-checks.js';
 import { isNotFound } from './errors.js';
 import {
   classifyStream,
@@ -11,12 +12,24 @@ import {
   type StreamItem,
   type StreamLayout,
 } from './events.js';
-import { eventsFromHead, eventsFromTail, lastEvents, type StreamRef } from './pages.js';
+import {
+  envelopesFrom,
+  eventsFromHead,
+  eventsFromTail,
+  lastEvents,
+  type StreamRef,
+  streamLayout,
+} from './pages.js';
 
 // What a stream holds, read back: its items in order, its size, what a writer resumes from.
 
 /** Events read from the end of an envelope stream to learn its tail. */
 const TAIL_EVENTS = 25;
+/**
+ * No record of any configuration covers more than one event's 1 MiB, so the envelope holding
+ * byte N starts at N - 1 MiB or later.
+ */
+const MAX_RECORD_BYTES = 1024 * 1024;
 
 /** A decoded event with its layout and time. */
 export type Stored = StreamItem & { layout: StreamLayout; timestamp: number };
@@ -59,6 +72,88 @@ export async function resumeState(ref: StreamRef) {
   }
   state.committed = assembler.next;
   return state;
+}
+
+/**
+ * The log of the stream from `range.offset` (to `range.end`), each byte once, in order. A stream
+ * in the envelope layout is read from 1 MiB before the offset (no record covers more) when the
+ * offset is at least `filterFromOffset`; `stat` then says whether the attempt exists and how
+ * far it goes. Throws NotFoundError (another attempt's stream, or none), OffsetOutOfRangeError,
+ * IntegrityError (a finished log with a gap).
+ */
+export async function* readStream(
+  ref: StreamRef,
+  key: AttemptKey,
+  range: {
+    offset: number;
+    end: number | undefined;
+    filterFromOffset: number;
+    stat: () => Promise<LogStat | undefined>;
+  },
+): AsyncGenerator<LogChunk> {
+  const { group, stream, signal } = ref;
+  const { offset } = range;
+  const from = offset - MAX_RECORD_BYTES;
+  const filtered =
+    offset >= range.filterFromOffset && from > 0 && (await streamLayout(ref)) === 'envelope';
+  const items = filtered
+    ? decodeAll(envelopesFrom(ref, from), 'envelope')
+    : decodeAll(eventsFromHead(ref));
+  const assembler = new RecordAssembler(offset);
+  let stop = range.end ?? Number.POSITIVE_INFINITY;
+  let size: number | undefined;
+  let highest = 0;
+  for await (const item of items) {
+    throwIfAborted(signal);
+    if (item.kind === 'header') {
+      if (!namesAttempt(item.key, key)) {
+        throw new NotFoundError(
+          `log stream ${stream} in ${group} holds another attempt's log (${JSON.stringify(item.key)}), whose name differs only in ":" and "_"`,
+        );
+      }
+      continue;
+    }
+    if (item.kind === 'end') {
+      size = item.size;
+      if (offset > size) throw new OffsetOutOfRangeError(offset, size);
+      stop = Math.min(stop, size);
+    } else {
+      const r = item.record;
+      highest = Math.max(highest, r.offset + r.length);
+      // Records past `stop` are not needed; keeping them out spares the assembler's buffer.
+      if (r.offset >= stop) continue;
+      for (const chunk of assembler.add(r)) {
+        const room = stop - chunk.offset;
+        if (room <= 0) break;
+        yield room < chunk.bytes.length
+          ? { offset: chunk.offset, bytes: chunk.bytes.subarray(0, room) }
+          : chunk;
+      }
+    }
+    if (assembler.next >= stop) return;
+  }
+  if (size !== undefined) {
+    if (assembler.next < stop) {
+      throw new IntegrityError(
+        `log stream ${stream} in ${group} is complete at ${size} bytes but its records stop at byte ${assembler.next}`,
+      );
+    }
+    return;
+  }
+  if (filtered) {
+    // The filter sent only events near and after `offset`; the tail says whether the
+    // attempt exists and how far it goes.
+    if (assembler.next === offset) {
+      const stat = await range.stat();
+      if (!stat) throw new NotFoundError(`no log stream ${stream} in ${group}`);
+      if (offset > stat.size) throw new OffsetOutOfRangeError(offset, stat.size);
+    }
+    return;
+  }
+  // A running log (an empty stream is one whose writer has flushed nothing yet): it ends where its records end (at the first gap, should there be one).
+  if (assembler.next === offset && offset > highest) {
+    throw new OffsetOutOfRangeError(offset, highest);
+  }
 }
 
 /** The items of a stream's events, in order; the layout comes from the first event. */

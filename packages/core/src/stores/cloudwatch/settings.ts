@@ -1,15 +1,24 @@
+import { z } from 'zod';
+import { attempts, httpUrl, optionalText } from '../../config/fields.js';
 import { InvalidInputError } from '../../errors.js';
 import { PathTemplate } from '../../path-template.js';
 
-/** The `[cloudwatch]` config section. Credentials come from the AWS SDK's default chain only. */
-export interface CloudWatchSettings {
-  /** Overrides the region of the log group ARN. */
-  region?: string;
-  /** Endpoint override, e.g. an emulator or a VPC endpoint: `http://127.0.0.1:4566`. */
-  endpoint?: string;
-  /** Tries per request (the first included), with exponential backoff and full jitter. */
-  max_attempts?: number;
-}
+/**
+ * The `[cloudwatch]` section: CloudWatch Logs. The only declaration of these settings and their
+ * defaults. Credentials come from the AWS SDK's default chain only.
+ */
+export const cloudwatchSettings = z.object({
+  region: optionalText('an AWS region such as eu-west-1').describe(
+    'Overrides the region in the log group ARN.',
+  ),
+  endpoint: httpUrl('endpoint URL').describe('Endpoint override (a VPC endpoint or an emulator).'),
+  max_attempts: attempts
+    .default(8)
+    .describe('Tries per request, retried with exponential backoff and full jitter.'),
+});
+
+export type CloudWatchSettings = z.output<typeof cloudwatchSettings>;
+export const cloudwatchDefaults: CloudWatchSettings = cloudwatchSettings.parse({});
 
 export interface CloudWatchStoreOptions {
   /** The log group. Created on the first write when missing (needs `logs:CreateLogGroup`). */
@@ -22,7 +31,7 @@ export interface CloudWatchStoreOptions {
   endpoint?: string;
   /** Where each attempt's log lives; the stream name is its rendering with `:` → `_`. */
   pathTemplate?: PathTemplate;
-  /** Tries per request, the first included. Default 8. */
+  /** Tries per request, the first included. Default `max_attempts` of the settings. */
   maxAttempts?: number;
   /** First backoff cap of tasklog's own retries (writes), in ms. Default 100. */
   retryBaseDelayMs?: number;
@@ -106,7 +115,7 @@ export function resolveCloudWatchOptions(
     accountId: options.accountId ?? '',
     endpoint: options.endpoint,
     pathTemplate: options.pathTemplate ?? new PathTemplate(),
-    maxAttempts: int('maxAttempts', options.maxAttempts, 8, 1, 100),
+    maxAttempts: int('maxAttempts', options.maxAttempts, cloudwatchDefaults.max_attempts, 1, 100),
     retryBaseDelayMs: int('retryBaseDelayMs', options.retryBaseDelayMs, 100, 1, 60_000),
     maxRetryDelayMs: int('maxRetryDelayMs', options.maxRetryDelayMs, 20_000, 1, 600_000),
     maxPieceBytes,

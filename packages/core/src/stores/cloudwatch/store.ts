@@ -1,12 +1,5 @@
-import type { OutputLogEvent } from '@aws-sdk/client-cloudwatch-logs';
 import type { AttemptKey } from '../../attempt-key.js';
-import {
-  ConflictError,
-  IntegrityError,
-  InvalidInputError,
-  NotFoundError,
-  OffsetOutOfRangeError,
-} from '../../errors.js';
+import { ConflictError, InvalidInputError } from '../../errors.js';
 import type { AttemptFilter, PathTemplate } from '../../path-template.js';
 import { withRetry } from '../../retry.js';
 import type {
@@ -20,37 +13,25 @@ import type {
   StoreCapabilities,
 } from '../../store.js';
 import type { OpenStoreOptions } from '../registry.js';
-import { matchesFilter } from '../shared/chunk-layout.js';
-import { RecordAssembler } from '../shared/log-records.js';
-import { throwIfAborted, validateFilter } from '../shared/store-checks.js';
+import { operation, streamOperation } from '../shared/operation.js';
+import { RecordWriter } from '../shared/record-writer.js';
+import { checkReadRange, validateFilter } from '../shared/store-checks.js';
 import { type CloudWatchContext, createCloudWatchContext } from './client.js';
-import { cloudwatchError, errorName, isNotFound, isTransient } from './errors.js';
-import { classifyStream, peekEvent, StreamDecoder } from './events.js';
-import { impliedKey, listedKey, needsHeader, sanitize, streamNameOf } from './names.js';
-import {
-  describeStreams,
-  envelopesFrom,
-  eventsFromHead,
-  firstEvent,
-  lastEvents,
-  type StreamRef,
-  streamLayout,
-} from './pages.js';
-import { countBack, decodeAll, envelopeStat, keyOf, namesAttempt, resumeState } from './reads.js';
+import { cloudwatchError, errorName, isNotFound, isTransient, unlessNotFound } from './errors.js';
+import { peekEvent } from './events.js';
+import { listAttempts } from './listing.js';
+import { needsHeader, sanitize, streamNameOf } from './names.js';
+import { lastEvents, type StreamRef, streamLayout } from './pages.js';
+import { countBack, envelopeStat, namesAttempt, readStream, resumeState } from './reads.js';
 import {
   type CloudWatchSettings,
   type CloudWatchStoreOptions,
   resolveCloudWatchOptions,
 } from './settings.js';
-import { CloudWatchLogWriter } from './writer.js';
+import { CloudWatchSink, digestPrefix } from './sink.js';
 
 export type { CloudWatchSettings, CloudWatchStoreOptions } from './settings.js';
 
-/**
- * No record of any configuration covers more than one event's 1 MiB, so the envelope holding
- * byte N starts at N - 1 MiB or later.
- */
-const MAX_RECORD_BYTES = 1024 * 1024;
 const URL_PATTERN = /^cloudwatch:\/\/arn:([^:]+):logs:([^:]*):([^:]*):log-group:([^:]+)(?::\*)?$/i;
 
 /**
@@ -160,8 +141,9 @@ export class CloudWatchStore implements LogStore {
     const { signal } = options;
     const stream = this.streamName(key);
     const where = `log stream ${stream} in ${this.logGroup}`;
-    try {
-      throwIfAborted(signal);
+    const mapError = (err: unknown) =>
+      cloudwatchError(err, this.logGroup, stream, 'open a writer for');
+    return operation(signal, mapError, async () => {
       const ctx = await this.#ctx();
       const state = await resumeState({ ctx, group: this.logGroup, stream, signal });
       const header = needsHeader(this.pathTemplate, key);
@@ -177,18 +159,20 @@ export class CloudWatchStore implements LogStore {
       }
       if (state.complete) throw new ConflictError(`${where} is already complete`);
       if (!state.exists) await this.#createStream(ctx, stream, signal);
-      const writer = new CloudWatchLogWriter(this, ctx, key, stream, {
+      const sink = new CloudWatchSink(this, ctx, stream, {
         layout: state.layout === 'envelope' ? 'envelope' : 'lines',
-        committed: state.committed,
         lastTimestamp: state.lastTimestamp,
       });
+      const writer = new RecordWriter(sink, {
+        committed: state.committed,
+        // Resumed: the bytes before this writer are only in CloudWatch.
+        prefix: (size) => digestPrefix(this, key, size),
+      });
       if (state.header === undefined && (header || state.layout === 'envelope')) {
-        await writer.writeHeader();
+        await writer.sendFirst([sink.header(key)]);
       }
       return writer;
-    } catch (err) {
-      throw cloudwatchError(err, this.logGroup, stream, 'open a writer for');
-    }
+    });
   }
 
   /**
@@ -199,83 +183,12 @@ export class CloudWatchStore implements LogStore {
    */
   async *read(key: AttemptKey, options: ReadOptions = {}): AsyncGenerator<LogChunk> {
     const { signal } = options;
-    const offset = options.offset ?? 0;
-    if (!Number.isSafeInteger(offset) || offset < 0) {
-      throw new InvalidInputError(`read offset must be an integer >= 0, got ${offset}`);
-    }
-    if (options.end !== undefined && (!Number.isSafeInteger(options.end) || options.end < offset)) {
-      throw new InvalidInputError(
-        `read end must be an integer >= offset (${offset}), got ${options.end}`,
-      );
-    }
+    const { offset } = checkReadRange(options);
     const stream = this.streamName(key);
-    try {
-      throwIfAborted(signal);
-      const ref: StreamRef = { ctx: await this.#ctx(), group: this.logGroup, stream, signal };
-      const from = offset - MAX_RECORD_BYTES;
-      const filtered =
-        offset >= this.filterFromOffset && from > 0 && (await streamLayout(ref)) === 'envelope';
-      const items = filtered
-        ? decodeAll(envelopesFrom(ref, from), 'envelope')
-        : decodeAll(eventsFromHead(ref));
-      const assembler = new RecordAssembler(offset);
-      let stop = options.end ?? Number.POSITIVE_INFINITY;
-      let size: number | undefined;
-      let highest = 0;
-      for await (const item of items) {
-        throwIfAborted(signal);
-        if (item.kind === 'header') {
-          if (!namesAttempt(item.key, key)) {
-            throw new NotFoundError(
-              `log stream ${stream} in ${this.logGroup} holds another attempt's log (${JSON.stringify(item.key)}), whose name differs only in ":" and "_"`,
-            );
-          }
-          continue;
-        }
-        if (item.kind === 'end') {
-          size = item.size;
-          if (offset > size) throw new OffsetOutOfRangeError(offset, size);
-          stop = Math.min(stop, size);
-        } else {
-          const r = item.record;
-          highest = Math.max(highest, r.offset + r.length);
-          // Records past `stop` are not needed; keeping them out spares the assembler's buffer.
-          if (r.offset >= stop) continue;
-          for (const chunk of assembler.add(r)) {
-            const room = stop - chunk.offset;
-            if (room <= 0) break;
-            yield room < chunk.bytes.length
-              ? { offset: chunk.offset, bytes: chunk.bytes.subarray(0, room) }
-              : chunk;
-          }
-        }
-        if (assembler.next >= stop) return;
-      }
-      if (size !== undefined) {
-        if (assembler.next < stop) {
-          throw new IntegrityError(
-            `log stream ${stream} in ${this.logGroup} is complete at ${size} bytes but its records stop at byte ${assembler.next}`,
-          );
-        }
-        return;
-      }
-      if (filtered) {
-        // The filter sent only events near and after `offset`; the tail says whether the
-        // attempt exists and how far it goes.
-        if (assembler.next === offset) {
-          const stat = await this.stat(key, { signal });
-          if (!stat) throw new NotFoundError(`no log stream ${stream} in ${this.logGroup}`);
-          if (offset > stat.size) throw new OffsetOutOfRangeError(offset, stat.size);
-        }
-        return;
-      }
-      // A running log (an empty stream is one whose writer has flushed nothing yet): it ends where its records end (at the first gap, should there be one).
-      if (assembler.next === offset && offset > highest) {
-        throw new OffsetOutOfRangeError(offset, highest);
-      }
-    } catch (err) {
-      throw cloudwatchError(err, this.logGroup, stream, 'read');
-    }
+    const mapError = (err: unknown) => cloudwatchError(err, this.logGroup, stream, 'read');
+    yield* streamOperation(signal, mapError, () =>
+      this.#readFrom(key, stream, offset, options.end, signal),
+    );
   }
 
   /**
@@ -290,8 +203,8 @@ export class CloudWatchStore implements LogStore {
   ): Promise<LogStat | undefined> {
     const { signal } = options;
     const stream = this.streamName(key);
-    try {
-      throwIfAborted(signal);
+    const mapError = (err: unknown) => cloudwatchError(err, this.logGroup, stream, 'stat');
+    return operation(signal, mapError, async () => {
       const ref: StreamRef = { ctx: await this.#ctx(), group: this.logGroup, stream, signal };
       // A finished log in today's layout ends with its end escape: one request.
       const newest = await lastEvents(ref, 1);
@@ -305,9 +218,7 @@ export class CloudWatchStore implements LogStore {
       const layout = await streamLayout(ref);
       if (layout === undefined) return undefined;
       return layout === 'envelope' ? await envelopeStat(ref) : await countBack(ref, layout);
-    } catch (err) {
-      throw cloudwatchError(err, this.logGroup, stream, 'stat');
-    }
+    });
   }
 
   /**
@@ -320,49 +231,27 @@ export class CloudWatchStore implements LogStore {
     const { signal } = options;
     const wanted = validateFilter(filter);
     const prefix = sanitize(this.pathTemplate.prefix(wanted));
-    try {
-      const ctx = await this.#ctx();
-      let token: string | undefined;
-      do {
-        throwIfAborted(signal);
-        let page: Awaited<ReturnType<typeof describeStreams>>;
-        try {
-          page = await describeStreams(ctx, this.logGroup, prefix, token, signal);
-        } catch (err) {
-          if (isNotFound(err)) return; // no group: nothing was ever written
-          throw err;
-        }
-        for (const s of page.logStreams ?? []) {
-          const name = s.logStreamName;
-          if (!name) continue;
-          const key = await this.#streamKey(
-            { ctx, group: this.logGroup, stream: name, signal },
-            wanted,
-          );
-          if (key && matchesFilter(key, wanted)) yield key;
-        }
-        token = page.nextToken;
-      } while (token);
-    } catch (err) {
-      throw cloudwatchError(err, this.logGroup, prefix, 'list');
-    }
+    const mapError = (err: unknown) => cloudwatchError(err, this.logGroup, prefix, 'list');
+    yield* streamOperation(signal, mapError, () => this.#listFrom(wanted, prefix, signal));
   }
 
   /** DeleteLogStream; a missing stream or group is not an error. */
   async delete(key: AttemptKey, options: { signal?: AbortSignal } = {}): Promise<void> {
     const { signal } = options;
     const stream = this.streamName(key);
-    try {
-      throwIfAborted(signal);
+    const mapError = (err: unknown) => cloudwatchError(err, this.logGroup, stream, 'delete');
+    return operation(signal, mapError, async () => {
       const ctx = await this.#ctx();
-      await ctx.client.send(
-        new ctx.sdk.DeleteLogStreamCommand({ logGroupName: this.logGroup, logStreamName: stream }),
-        { abortSignal: signal },
-      );
-    } catch (err) {
-      if (isNotFound(err)) return;
-      throw cloudwatchError(err, this.logGroup, stream, 'delete');
-    }
+      await ctx.client
+        .send(
+          new ctx.sdk.DeleteLogStreamCommand({
+            logGroupName: this.logGroup,
+            logStreamName: stream,
+          }),
+          { abortSignal: signal },
+        )
+        .catch(unlessNotFound);
+    });
   }
 
   /**
@@ -370,17 +259,16 @@ export class CloudWatchStore implements LogStore {
    * missing group is fine: the first write creates it. Throws BackendUnavailableError.
    */
   async ping(options: { signal?: AbortSignal } = {}): Promise<void> {
-    try {
-      throwIfAborted(options.signal);
+    const { signal } = options;
+    const mapError = (err: unknown) => cloudwatchError(err, this.logGroup, undefined, 'reach');
+    return operation(signal, mapError, async () => {
       const ctx = await this.#ctx();
-      await ctx.client.send(
-        new ctx.sdk.DescribeLogStreamsCommand({ logGroupName: this.logGroup, limit: 1 }),
-        { abortSignal: options.signal },
-      );
-    } catch (err) {
-      if (isNotFound(err)) return;
-      throw cloudwatchError(err, this.logGroup, undefined, 'reach');
-    }
+      await ctx.client
+        .send(new ctx.sdk.DescribeLogStreamsCommand({ logGroupName: this.logGroup, limit: 1 }), {
+          abortSignal: signal,
+        })
+        .catch(unlessNotFound);
+    });
   }
 
   async close(): Promise<void> {
@@ -441,28 +329,21 @@ export class CloudWatchStore implements LogStore {
     return withRetry(fn, { ...this.retryOptions(), retryable: isTransient, signal });
   }
 
-  /**
-   * The attempt a listed stream holds: its header's (which must name this stream), else the
-   * one its name stands for; undefined for one deleted since it was listed.
-   */
-  async #streamKey(ref: StreamRef, filter: AttemptFilter): Promise<AttemptKey | undefined> {
-    let first: OutputLogEvent | undefined;
-    try {
-      first = await firstEvent(ref);
-    } catch (err) {
-      if (isNotFound(err)) return undefined;
-      throw err;
-    }
-    // An empty stream: a writer opened it and has flushed nothing yet.
-    const layout = classifyStream(first?.message);
-    const item = new StreamDecoder(layout).decode(first?.message);
-    if (item?.kind === 'header') {
-      const key = keyOf(item.key);
-      return key && this.streamName(key) === ref.stream ? key : undefined;
-    }
-    if (layout === 'envelope') return undefined;
-    const implied = impliedKey(this.pathTemplate, ref.stream);
-    return implied && listedKey(implied, filter);
+  async *#readFrom(
+    key: AttemptKey,
+    stream: string,
+    offset: number,
+    end: number | undefined,
+    signal: AbortSignal | undefined,
+  ): AsyncGenerator<LogChunk> {
+    const ref: StreamRef = { ctx: await this.#ctx(), group: this.logGroup, stream, signal };
+    const stat = () => this.stat(key, { signal });
+    yield* readStream(ref, key, { offset, end, filterFromOffset: this.filterFromOffset, stat });
+  }
+
+  async *#listFrom(filter: AttemptFilter, prefix: string, signal: AbortSignal | undefined) {
+    const where = { group: this.logGroup, prefix, pathTemplate: this.pathTemplate };
+    yield* listAttempts(await this.#ctx(), where, filter, signal);
   }
 
   /** The SDK and the clients, created on first use. */

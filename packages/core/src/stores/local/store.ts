@@ -1,4 +1,3 @@
-import { createHash, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import {
   access,
@@ -8,7 +7,6 @@ import {
   open,
   opendir,
   readdir,
-  rename,
   rm,
   stat,
 } from 'node:fs/promises';
@@ -16,10 +14,8 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { type AttemptKey, attemptKey } from '../../attempt-key.js';
 import {
-  AbortedError,
   BackendUnavailableError,
   ConflictError,
-  IntegrityError,
   InvalidInputError,
   NotFoundError,
   OffsetOutOfRangeError,
@@ -40,15 +36,29 @@ import type {
   SweepOptions,
   UploadOptions,
 } from '../../store.js';
-import { ChunkBuffer } from '../shared/chunk-buffer.js';
+import { CHUNKS_SUFFIX, matchesFilter } from '../shared/chunk-layout.js';
+import { ChunkedWriter } from '../shared/chunked-writer.js';
 import {
-  CHUNKS_SUFFIX,
-  chunkName,
-  contiguousRun,
-  matchesFilter,
-  parseChunkName,
-} from '../shared/chunk-layout.js';
-import { readLocalFile, throwIfAborted, validateFilter } from '../shared/store-checks.js';
+  checkReadRange,
+  readLocalFile,
+  throwIfAborted,
+  validateFilter,
+} from '../shared/store-checks.js';
+import {
+  type ChunkScan,
+  exists,
+  fsError,
+  isMissing,
+  isTempOf,
+  type Location,
+  publishFinal,
+  READ_SIZE,
+  readRange,
+  scanChunks,
+  syncDir,
+  TEMP_PREFIX,
+} from './files.js';
+import { LocalChunkSink } from './sink.js';
 
 export interface LocalStoreOptions {
   /** Absolute path of the archive folder (a local disk, NFS or a mounted volume). Created by the first writer. */
@@ -60,45 +70,6 @@ export interface LocalStoreOptions {
 }
 
 const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
-/** Largest piece read() yields and the copy buffer of finish(). */
-const READ_SIZE = 64 * 1024;
-/**
- * Temp files are `.tmp-<name of the file they become>.<16 hex digits>`, beside that file: they
- * never match a path template (templates have no leading-dot segments) nor a chunk name, and
- * `sweep()` can tell one attempt's from another's.
- */
-const TEMP_PREFIX = '.tmp-';
-const TEMP_SUFFIX = /^\.[0-9a-f]{16}$/;
-/** Longest file name most file systems take (NAME_MAX), in bytes. */
-const NAME_MAX = 255;
-const STAT_CONCURRENCY = 32;
-
-interface Location {
-  /** Relative path of the finished log, as the template renders it. */
-  rel: string;
-  /** Absolute path of the finished log. */
-  final: string;
-  /** Absolute path of the running attempt's chunk folder. */
-  chunks: string;
-}
-
-interface ChunkFile {
-  name: string;
-  offset: number;
-  size: number;
-}
-
-interface ChunkScan {
-  /** The contiguous run of chunks starting at byte 0, in order. */
-  chunks: ChunkFile[];
-  /** Bytes covered by `chunks`. */
-  committed: number;
-  /** Chunk files outside that run. */
-  discarded: string[];
-  /** Leftover temp files of a writer that died mid-write. */
-  temps: string[];
-}
-
 /**
  * The `file://` archive: a folder, laid out like Airflow's own log folder.
  *
@@ -191,7 +162,11 @@ export class LocalStore implements LogStore {
       for (const name of [...scan.temps, ...scan.discarded]) {
         await rm(path.join(loc.chunks, name), { force: true });
       }
-      return new LocalLogWriter(this.root, loc, scan.committed, this.chunkSize);
+      return new ChunkedWriter(new LocalChunkSink(this.root, loc), {
+        committed: scan.committed,
+        flushBytes: this.chunkSize,
+        sha256: false,
+      });
     } catch (err) {
       throw fsError(err, loc.rel, 'open writer for');
     }
@@ -236,14 +211,7 @@ export class LocalStore implements LogStore {
    */
   async *read(key: AttemptKey, options: ReadOptions = {}): AsyncGenerator<LogChunk> {
     const { signal } = options;
-    const offset = options.offset ?? 0;
-    const end = options.end;
-    if (!Number.isSafeInteger(offset) || offset < 0) {
-      throw new InvalidInputError(`read offset must be an integer >= 0, got ${offset}`);
-    }
-    if (end !== undefined && (!Number.isSafeInteger(end) || end < offset)) {
-      throw new InvalidInputError(`read end must be an integer >= offset (${offset}), got ${end}`);
-    }
+    const { offset, end } = checkReadRange(options);
     throwIfAborted(signal);
     const loc = this.#locate(key);
     try {
@@ -481,216 +449,6 @@ export class LocalStore implements LogStore {
   }
 }
 
-class LocalLogWriter implements LogWriter {
-  #committed: number;
-  readonly #buffer = new ChunkBuffer();
-  #state: 'open' | 'finished' | 'aborted' = 'open';
-  /** Operations run one at a time, in call order, even if a caller does not await each one. */
-  #tail: Promise<unknown> = Promise.resolve();
-
-  constructor(
-    private readonly root: string,
-    private readonly loc: Location,
-    committed: number,
-    private readonly chunkSize: number,
-  ) {
-    this.#committed = committed;
-  }
-
-  get committedOffset(): number {
-    return this.#committed;
-  }
-
-  get offset(): number {
-    return this.#committed + this.#buffer.size;
-  }
-
-  /**
-   * Throws ConflictError after finish/abort. Once `chunkSize` bytes are buffered, writes a chunk
-   * that ends on the last line end (see ChunkBuffer); a failed auto-flush keeps the bytes buffered.
-   */
-  append(bytes: Uint8Array): Promise<void> {
-    return this.#serial(async () => {
-      this.#assertOpen();
-      if (bytes.length === 0) return;
-      // Copied: callers may reuse their buffer as soon as append resolves.
-      this.#buffer.push(Buffer.from(bytes));
-      if (this.#buffer.size >= this.chunkSize) await this.#flushNow('lines');
-    });
-  }
-
-  flush(): Promise<number> {
-    return this.#serial(async () => {
-      this.#assertOpen();
-      return this.#flushNow();
-    });
-  }
-
-  finish(expected: { size: number; sha256: string }): Promise<void> {
-    return this.#serial(async () => {
-      this.#assertOpen();
-      if (!Number.isSafeInteger(expected.size) || expected.size < 0) {
-        throw new InvalidInputError(`expected size must be an integer >= 0, got ${expected.size}`);
-      }
-      if (!/^[0-9a-fA-F]{64}$/.test(expected.sha256)) {
-        throw new InvalidInputError('expected sha256 must be 64 hex digits');
-      }
-      await this.#flushNow();
-      try {
-        await this.#assemble(expected.size, expected.sha256.toLowerCase());
-      } catch (err) {
-        throw fsError(err, this.loc.rel, 'finish');
-      }
-      this.#state = 'finished';
-      // The log is complete once the rename is durable. If removing the chunks fails, readers
-      // already prefer the final file, and delete() / the next openWriter() remove them.
-      await rm(this.loc.chunks, { recursive: true, force: true }).catch(() => undefined);
-    });
-  }
-
-  async abort(): Promise<void> {
-    if (this.#state === 'open') this.#state = 'aborted';
-    this.#buffer.clear();
-    await this.#tail;
-  }
-
-  /** `all`: every buffered byte (flush, finish); `lines`: while full, up to the last line end. */
-  async #flushNow(mode: 'all' | 'lines' = 'all'): Promise<number> {
-    while (this.#buffer.size >= (mode === 'all' ? 1 : this.chunkSize)) {
-      const data = this.#buffer.next(mode);
-      if (data.length === 0) break; // only the first bytes of one character: wait for the rest
-      try {
-        // No mkdir here: if the chunk folder is gone the attempt was deleted, and recreating it
-        // would publish a log missing its first bytes.
-        await writeAtomic(this.loc.chunks, chunkName(this.#committed), data);
-      } catch (err) {
-        throw fsError(err, this.loc.rel, 'flush');
-      }
-      this.#committed += data.length;
-      this.#buffer.commit(data.length);
-    }
-    return this.#committed;
-  }
-
-  /** Concatenates the chunks into the final file while hashing; IntegrityError on mismatch. */
-  async #assemble(expectedSize: number, expectedSha256: string): Promise<void> {
-    const { loc } = this;
-    if (await exists(loc.final)) throw new ConflictError(`log ${loc.rel} is already complete`);
-    const scan = await scanChunks(loc.chunks);
-    const pieces = async function* () {
-      for (const chunk of scan.chunks) {
-        const src = await open(path.join(loc.chunks, chunk.name), 'r');
-        try {
-          yield* readRange(src, 0, 0, chunk.size, undefined);
-        } finally {
-          await src.close();
-        }
-      }
-    };
-    await publishFinal(this.root, loc, pieces(), { size: expectedSize, sha256: expectedSha256 });
-  }
-
-  #assertOpen(): void {
-    if (this.#state !== 'open') {
-      throw new ConflictError(`writer of ${this.loc.rel} is already ${this.#state}`);
-    }
-  }
-
-  #serial<T>(op: () => Promise<T>): Promise<T> {
-    const run = this.#tail.then(op, op);
-    this.#tail = run.catch(() => undefined);
-    return run;
-  }
-}
-
-/**
- * Writes `pieces` as the finished log: into a temp file beside the final path while hashing,
- * and only if size and sha256 match `expected` is it fsynced and renamed into place, so the
- * final name never holds a partial or wrong log. Throws IntegrityError on a mismatch.
- */
-async function publishFinal(
-  root: string,
-  loc: Location,
-  pieces: AsyncIterable<LogChunk | Uint8Array>,
-  expected: { size: number; sha256: string },
-): Promise<void> {
-  const folder = path.dirname(loc.final);
-  await assertRealPathInside(root, folder);
-  await mkdir(folder, { recursive: true });
-  const temp = path.join(folder, tempName(path.basename(loc.final)));
-  const out = await open(temp, 'wx');
-  let renamed = false;
-  try {
-    const hash = createHash('sha256');
-    let size = 0;
-    for await (const piece of pieces) {
-      const bytes = piece instanceof Uint8Array ? piece : piece.bytes;
-      hash.update(bytes);
-      await writeAll(out, bytes);
-      size += bytes.length;
-    }
-    const sha256 = hash.digest('hex');
-    if (size !== expected.size || sha256 !== expected.sha256) {
-      throw new IntegrityError(
-        `log ${loc.rel} holds ${size} bytes with sha256 ${sha256}, expected ${expected.size} bytes with sha256 ${expected.sha256}`,
-      );
-    }
-    await out.sync();
-    await out.close();
-    await assertRealPathInside(root, folder);
-    await rename(temp, loc.final);
-    renamed = true;
-    await syncDir(folder);
-  } finally {
-    await out.close().catch(() => undefined);
-    if (!renamed) await rm(temp, { force: true });
-  }
-}
-
-/**
- * Lists a chunk folder: the contiguous run from byte 0 (see `contiguousRun`), what lies outside
- * it, and temp files. Symlinks and foreign files are not chunks.
- */
-async function scanChunks(dir: string): Promise<ChunkScan> {
-  const entries = await readdir(dir, { withFileTypes: true });
-  const temps: string[] = [];
-  const candidates: { name: string; offset: number }[] = [];
-  for (const entry of entries) {
-    if (entry.name.startsWith(TEMP_PREFIX)) {
-      temps.push(entry.name);
-      continue;
-    }
-    const offset = parseChunkName(entry.name);
-    if (offset !== undefined && entry.isFile()) candidates.push({ name: entry.name, offset });
-  }
-  candidates.sort((a, b) => a.offset - b.offset);
-  const sized: ChunkFile[] = [];
-  for (let i = 0; i < candidates.length; i += STAT_CONCURRENCY) {
-    const batch = candidates.slice(i, i + STAT_CONCURRENCY);
-    const stats = await Promise.all(
-      batch.map(async (c) => {
-        try {
-          return (await lstat(path.join(dir, c.name))).size;
-        } catch (err) {
-          if (isMissing(err)) return undefined;
-          throw err;
-        }
-      }),
-    );
-    batch.forEach((c, j) => {
-      const size = stats[j];
-      if (size !== undefined) sized.push({ ...c, size });
-    });
-  }
-  const run = contiguousRun(sized);
-  return {
-    chunks: run.chunks,
-    committed: run.committed,
-    discarded: run.discarded.map((c) => c.name),
-    temps,
-  };
-}
-
 async function* readWholeFile(
   fh: FileHandle,
   offset: number,
@@ -703,70 +461,6 @@ async function* readWholeFile(
     yield* readRange(fh, 0, offset, Math.min(end ?? size, size), signal);
   } finally {
     await fh.close();
-  }
-}
-
-/** Yields bytes [from, to) of the log from a file whose first byte is log byte `base`. */
-async function* readRange(
-  fh: FileHandle,
-  base: number,
-  from: number,
-  to: number,
-  signal: AbortSignal | undefined,
-): AsyncGenerator<LogChunk> {
-  let pos = from;
-  while (pos < to) {
-    throwIfAborted(signal);
-    // A fresh buffer per piece: the consumer keeps the bytes we yield.
-    const buf = Buffer.allocUnsafe(Math.min(READ_SIZE, to - pos));
-    const { bytesRead } = await fh.read(buf, 0, buf.length, pos - base);
-    if (bytesRead === 0) {
-      throw new IntegrityError(`stored file ended at byte ${pos}, before ${to}`);
-    }
-    yield { offset: pos, bytes: buf.subarray(0, bytesRead) };
-    pos += bytesRead;
-  }
-}
-
-async function writeAtomic(dir: string, name: string, data: Uint8Array): Promise<void> {
-  const temp = path.join(dir, tempName(name));
-  const fh = await open(temp, 'wx');
-  let renamed = false;
-  try {
-    await writeAll(fh, data);
-    await fh.sync();
-    await fh.close();
-    await rename(temp, path.join(dir, name));
-    renamed = true;
-    await syncDir(dir);
-  } finally {
-    await fh.close().catch(() => undefined);
-    if (!renamed) await rm(temp, { force: true });
-  }
-}
-
-async function writeAll(fh: FileHandle, data: Uint8Array): Promise<void> {
-  let done = 0;
-  while (done < data.length) {
-    const { bytesWritten } = await fh.write(data, done, data.length - done, null);
-    done += bytesWritten;
-  }
-}
-
-/** Makes a rename or a new entry in `dir` durable. */
-async function syncDir(dir: string): Promise<void> {
-  let fh: FileHandle | undefined;
-  try {
-    fh = await open(dir, 'r');
-    await fh.sync();
-  } catch (err) {
-    // Some platforms (Windows) and file systems cannot fsync a folder; nothing more to do there.
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'EISDIR' && code !== 'EINVAL' && code !== 'EPERM' && code !== 'ENOTSUP') {
-      throw err;
-    }
-  } finally {
-    await fh?.close();
   }
 }
 
@@ -790,60 +484,6 @@ async function openIfExists(file: string): Promise<FileHandle | undefined> {
   }
 }
 
-async function exists(file: string): Promise<boolean> {
-  try {
-    await lstat(file);
-    return true;
-  } catch (err) {
-    if (isMissing(err)) return false;
-    throw err;
-  }
-}
-
-/** A fresh temp name for a file that will become `name` (see TEMP_PREFIX). */
-function tempName(name: string): string {
-  return `${tempStem(name)}.${randomBytes(8).toString('hex')}`;
-}
-
-/** Whether `entry` is a temp file of the file `name`. */
-function isTempOf(entry: string, name: string): boolean {
-  const stem = tempStem(name);
-  return entry.startsWith(stem) && TEMP_SUFFIX.test(entry.slice(stem.length));
-}
-
-/**
- * `.tmp-<name>`; for a name too long for that within NAME_MAX, `.tmp-<sha256 of the name>`, so a
- * temp name always fits and still names its file.
- */
-function tempStem(name: string): string {
-  const plain = `${TEMP_PREFIX}${name}`;
-  if (Buffer.byteLength(plain) + 17 <= NAME_MAX) return plain;
-  return `${TEMP_PREFIX}${createHash('sha256').update(name).digest('hex')}`;
-}
-
 function relativeTo(root: string, full: string): string {
   return path.relative(root, full).split(path.sep).join('/');
-}
-
-function isMissing(err: unknown): boolean {
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  return code === 'ENOENT' || code === 'ENOTDIR';
-}
-
-/** The one place file system errors become tasklog errors; `rel` is relative to the root. */
-function fsError(err: unknown, rel: string, action: string): TasklogError {
-  if (err instanceof TasklogError) return err;
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  const message = `cannot ${action} ${rel}: ${code ?? (err instanceof Error ? err.message : String(err))}`;
-  switch (code) {
-    case 'ENOENT':
-      return new NotFoundError(message, { cause: err });
-    case 'ABORT_ERR':
-      return new AbortedError(message, { cause: err });
-    case 'ENAMETOOLONG':
-    case 'EINVAL':
-      return new InvalidInputError(message, { cause: err });
-    default:
-      return new BackendUnavailableError(message, { cause: err });
-  }
 }

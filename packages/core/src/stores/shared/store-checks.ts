@@ -4,7 +4,7 @@ import type { Readable } from 'node:stream';
 import { type AttemptKey, validateId } from '../../attempt-key.js';
 import { AbortedError, InvalidInputError } from '../../errors.js';
 import type { AttemptFilter } from '../../path-template.js';
-import type { LocalLogFile } from '../../store.js';
+import type { LocalLogFile, ReadOptions } from '../../store.js';
 
 // Argument checks every store makes the same way, and how a store reads a local log it uploads.
 
@@ -62,4 +62,17 @@ export async function localFileHandle(
   if (file.handle) return { fh: file.handle, release: async () => {} };
   const fh = await open(file.path, 'r');
   return { fh, release: () => fh.close() };
+}
+
+/** The byte range a `read()` asks for, checked: `offset` (default 0) up to `end` (exclusive). */
+export function checkReadRange(options: ReadOptions): { offset: number; end: number | undefined } {
+  const offset = options.offset ?? 0;
+  const end = options.end;
+  if (!Number.isSafeInteger(offset) || offset < 0) {
+    throw new InvalidInputError(`read offset must be an integer >= 0, got ${offset}`);
+  }
+  if (end !== undefined && (!Number.isSafeInteger(end) || end < offset)) {
+    throw new InvalidInputError(`read end must be an integer >= offset (${offset}), got ${end}`);
+  }
+  return { offset, end };
 }

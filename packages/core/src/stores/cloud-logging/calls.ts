@@ -1,0 +1,96 @@
+import { withRetry } from '../../retry.js';
+import type { CallOptions, Context } from './client.js';
+import type { ApiEntry, ApiEntryOut } from './entries.js';
+import { abortable, isRetryable } from './errors.js';
+import type { ResolvedCloudLoggingOptions } from './settings.js';
+
+/** One ListLogEntries page. */
+export type PageReader = (
+  filter: string,
+  orderBy: string,
+  pageSize: number,
+  pageToken: string | undefined,
+  signal: AbortSignal | undefined,
+) => Promise<{ entries: ApiEntry[]; next: string | undefined }>;
+
+type CallSettings = Pick<
+  ResolvedCloudLoggingOptions,
+  'resource' | 'pageSize' | 'maxAttempts' | 'maxRetryDelayMs' | 'requestTimeoutMs'
+>;
+
+/**
+ * The two calls the backend makes on its log, WriteLogEntries and ListLogEntries, each with
+ * tasklog's deadline and retries: the SDK's own retries are off, so a retried write resends the
+ * same entries (same insertIds and timestamps) and nothing else.
+ */
+export class LogCalls {
+  /** `projects/P/logs/NAME` with NAME URL-encoded. */
+  readonly logName: string;
+  /** Entries per ListLogEntries page of a scan. */
+  readonly pageSize: number;
+
+  constructor(
+    readonly ctx: Context,
+    readonly settings: CallSettings,
+  ) {
+    this.logName = ctx.logName;
+    this.pageSize = settings.pageSize;
+  }
+
+  /** One WriteLogEntries call, retried with backoff; the same entries on every try. */
+  async write(entries: ApiEntryOut[], signal: AbortSignal | undefined): Promise<void> {
+    await withRetry(() => this.writeOnce(entries, signal), this.retryOptions(signal));
+  }
+
+  /** One try of WriteLogEntries (a writer retries it with retryOptions too). */
+  async writeOnce(entries: ApiEntryOut[], signal: AbortSignal | undefined): Promise<void> {
+    // partialSuccess false: a batch is stored whole or not at all, so committedOffset is exact.
+    const request = {
+      logName: this.ctx.logName,
+      resource: this.settings.resource,
+      entries,
+      partialSuccess: false,
+    };
+    await this.#once((options) => this.ctx.client.writeLogEntries(request, options), signal);
+  }
+
+  /** One ListLogEntries page, retried. */
+  readonly page: PageReader = async (filter, orderBy, pageSize, pageToken, signal) => {
+    const request = {
+      resourceNames: [`projects/${this.ctx.project}`],
+      filter,
+      orderBy,
+      pageSize,
+      ...(pageToken ? { pageToken } : {}),
+    };
+    const [entries, , response] = await this.#retry(
+      (options) => this.ctx.client.listLogEntries(request, { ...options, autoPaginate: false }),
+      signal,
+    );
+    return { entries: entries ?? [], next: response?.nextPageToken || undefined };
+  };
+
+  retryOptions(signal: AbortSignal | undefined) {
+    return {
+      maxAttempts: this.settings.maxAttempts,
+      maxDelayMs: this.settings.maxRetryDelayMs,
+      retryable: isRetryable,
+      signal,
+    };
+  }
+
+  async #retry<T>(
+    call: (options: CallOptions) => Promise<T>,
+    signal: AbortSignal | undefined,
+  ): Promise<T> {
+    return withRetry(() => this.#once(call, signal), this.retryOptions(signal));
+  }
+
+  /** One try of a call: the SDK's own retries off, tasklog's timeout. */
+  #once<T>(
+    call: (options: CallOptions) => Promise<T>,
+    signal: AbortSignal | undefined,
+  ): Promise<T> {
+    return abortable(call({ retry: null, timeout: this.settings.requestTimeoutMs }), signal);
+  }
+}
