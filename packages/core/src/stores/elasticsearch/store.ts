@@ -1,5 +1,5 @@
 import { type AttemptKey, attemptKey } from '../../attempt-key.js';
-import { InvalidInputError, NotFoundError } from '../../errors.js';
+import { NotFoundError } from '../../errors.js';
 import type { AttemptFilter } from '../../path-template.js';
 import type {
   ListOptions,
