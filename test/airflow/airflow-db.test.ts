@@ -1,7 +1,4 @@
 import { createRequire } from 'node:module';
-import { createServer } from 'node:net';
-import { dirname, join } from 'node:path';
-import { inspect } from 'node:util';
 import {
   AbortedError,
   type AirflowDb,
@@ -12,23 +9,17 @@ import {
 } from '@tasklog/core';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { AIRFLOW_STATUS_BATCH_SIZE } from '../../packages/core/src/airflow/airflow-db.js';
-import { startPostgres } from '../support/postgres.js';
-import { makeTempDir, removeTempDir } from '../support/temp-dir.js';
 import {
   AirflowDbFixture,
   type AirflowDbKind,
   type AirflowVersion,
+  Sqlite,
   type TaskInstanceRef,
 } from './airflow-fixture.js';
 
-// The drivers the reader loads, to count the statements it sends (the spies pass every call on).
+// node-postgres, the driver the reader loads for PostgreSQL, to count the statements it sends.
 const pg = createRequire(import.meta.url)('pg') as {
   Client: { prototype: { query(...args: unknown[]): unknown } };
-};
-const coreRequire = createRequire(new URL('../../packages/core/package.json', import.meta.url));
-const Sqlite = coreRequire('better-sqlite3') as {
-  new (path: string): { exec(sql: string): unknown; close(): unknown };
-  prototype: { prepare(...args: unknown[]): unknown };
 };
 
 /** PGlite ignores startup parameters, so session settings can only be checked on a server. */
@@ -95,6 +86,13 @@ describe.each(combinations)('Airflow %s on %s', (version, kind) => {
     await airflow.addTaskInstance(ti);
     await airflow.startNextTry(ti);
     return ti;
+  }
+
+  /** Counts the statements the reader sends through its driver; the spy passes each one on. */
+  function spyOnStatements() {
+    return kind === 'postgres'
+      ? vi.spyOn(pg.Client.prototype, 'query')
+      : vi.spyOn(Sqlite.prototype, 'prepare');
   }
 
   it(`detects the ${version} schema`, () => {
@@ -235,10 +233,7 @@ describe.each(combinations)('Airflow %s on %s', (version, kind) => {
       key({ ...ti, taskId: `${ti.taskId}_gone` }, 1),
     ]);
     expect(keys).toHaveLength(1200);
-    const statements =
-      kind === 'postgres'
-        ? vi.spyOn(pg.Client.prototype, 'query')
-        : vi.spyOn(Sqlite.prototype, 'prepare');
+    const statements = spyOnStatements();
     const statuses = await db.statusOf(keys);
     expect(statements).toHaveBeenCalledTimes(Math.ceil(1200 / AIRFLOW_STATUS_BATCH_SIZE));
     expect(statuses).toEqual(
@@ -251,25 +246,12 @@ describe.each(combinations)('Airflow %s on %s', (version, kind) => {
     );
   });
 
-  /** Dag runs written as Airflow stores them, each with its logical date (SQL text). */
-  async function addRuns(dagId: string, runs: [runId: string, date: string | null][]) {
-    const column = version === '2.10' ? 'execution_date' : 'logical_date';
-    const rows = runs.map(([runId, date]) => ({
-      dag_id: dagId,
-      run_id: runId,
-      run_type: 'manual',
-      [column]: date,
-      ...(version === '3.x' ? { run_after: date ?? '2024-06-01 00:00:00' } : {}),
-    }));
-    await writeAirflow(airflow.url, kind, 'dag_run', rows);
-  }
-
   it("reads runs' logical dates as Airflow prints them in its labels, microseconds and offsets included", async () => {
     dags += 1;
     const dagId = `dated_${dags}`;
     // SQLAlchemy stores UTC without an offset in SQLite; PostgreSQL keeps the instant.
     const utc = (text: string) => (kind === 'sqlite' ? text : `${text}+00`);
-    await addRuns(dagId, [
+    await airflow.addRuns(dagId, [
       ['manual__a', utc('2024-03-05 10:20:30.123456')],
       ['manual__b', utc('2024-03-06 00:00:00')],
       [
@@ -303,7 +285,7 @@ describe.each(combinations)('Airflow %s on %s', (version, kind) => {
   it.skipIf(version !== '3.x')('answers null for a 3.x run without a logical date', async () => {
     dags += 1;
     const dagId = `undated_${dags}`;
-    await addRuns(dagId, [['asset_triggered__2024-06-01T00:00:00+00:00_abc', null]]);
+    await airflow.addRuns(dagId, [['asset_triggered__2024-06-01T00:00:00+00:00_abc', null]]);
     expect(
       await db.logicalDates([{ dagId, runId: 'asset_triggered__2024-06-01T00:00:00+00:00_abc' }]),
     ).toEqual([null]);
@@ -312,7 +294,7 @@ describe.each(combinations)('Airflow %s on %s', (version, kind) => {
   it('answers 1,200 runs with one query per 500, aligned with the runs', async () => {
     dags += 1;
     const dagId = `many_${dags}`;
-    await addRuns(
+    await airflow.addRuns(
       dagId,
       Array.from({ length: 300 }, (_, i) => {
         const minute = String(i % 60).padStart(2, '0');
@@ -325,10 +307,7 @@ describe.each(combinations)('Airflow %s on %s', (version, kind) => {
       dagId,
       runId: n % 4 === 0 ? `missing__${n}` : `manual__${n % 300}`,
     }));
-    const statements =
-      kind === 'postgres'
-        ? vi.spyOn(pg.Client.prototype, 'query')
-        : vi.spyOn(Sqlite.prototype, 'prepare');
+    const statements = spyOnStatements();
     const dates = await db.logicalDates(runs);
     expect(statements).toHaveBeenCalledTimes(Math.ceil(1200 / AIRFLOW_STATUS_BATCH_SIZE));
     expect(dates).toEqual(
@@ -367,10 +346,7 @@ describe.each(combinations)('Airflow %s on %s', (version, kind) => {
 
   it('gives AbortedError for an aborted signal without querying', async () => {
     const ti = await running();
-    const statements =
-      kind === 'postgres'
-        ? vi.spyOn(pg.Client.prototype, 'query')
-        : vi.spyOn(Sqlite.prototype, 'prepare');
+    const statements = spyOnStatements();
     const err = await db
       .statusOf([key(ti, 1)], { signal: AbortSignal.abort() })
       .catch((e: unknown) => e);
@@ -427,165 +403,3 @@ describe.each(combinations)('Airflow %s on %s', (version, kind) => {
     },
   );
 });
-
-describe('openAirflowDb', () => {
-  it('gives BackendUnavailableError for an unreachable PostgreSQL, with the password masked', async () => {
-    const port = await freePort();
-    const url = `postgresql+psycopg2://airflow:Sup3r-s3cret@127.0.0.1:${port}/airflow`;
-    const err = await openAirflowDb(url).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(BackendUnavailableError);
-    expect((err as Error).message).toContain(`postgresql+psycopg2://airflow:***@127.0.0.1:${port}`);
-    expect((err as Error).cause).toBeDefined();
-    // Nowhere: not in the message, not in the cause chain.
-    expect(inspect(err, { depth: 10 })).not.toContain('Sup3r-s3cret');
-  });
-
-  it('masks a password holding an unescaped @', async () => {
-    const port = await freePort();
-    const err = await openAirflowDb(`postgres://airflow:p@ss-w0rd@127.0.0.1:${port}/airflow`).catch(
-      (e: unknown) => e,
-    );
-    expect(err).toBeInstanceOf(BackendUnavailableError);
-    expect(inspect(err, { depth: 10 })).not.toContain('ss-w0rd');
-    expect((err as Error).message).toContain(`postgres://airflow:***@127.0.0.1:${port}/airflow`);
-  });
-
-  it('refuses a MySQL URL with InvalidInputError', async () => {
-    const err = await openAirflowDb('mysql+mysqldb://airflow:secret@db/airflow').catch(
-      (e: unknown) => e,
-    );
-    expect(err).toBeInstanceOf(InvalidInputError);
-    expect((err as Error).message).not.toContain('secret');
-  });
-
-  it('refuses an in-memory SQLite URL with InvalidInputError', async () => {
-    await expect(openAirflowDb('sqlite://')).rejects.toBeInstanceOf(InvalidInputError);
-    await expect(openAirflowDb('sqlite:///:memory:')).rejects.toBeInstanceOf(InvalidInputError);
-  });
-
-  it('gives BackendUnavailableError for a SQLite file that does not exist', async () => {
-    const err = await openAirflowDb('sqlite:////nonexistent/tasklog/airflow.db').catch(
-      (e: unknown) => e,
-    );
-    expect(err).toBeInstanceOf(BackendUnavailableError);
-    expect((err as Error).message).toContain('/nonexistent/tasklog/airflow.db');
-  });
-
-  it('refuses a SQLite database without a task_instance table, saying what to do', async () => {
-    await withSqlite('CREATE TABLE other (a INTEGER)', async (url) => {
-      const err = await openAirflowDb(url).catch((e: unknown) => e);
-      expect(err).toBeInstanceOf(InvalidInputError);
-      expect((err as Error).message).toMatch(/no task_instance table.*sql_alchemy_conn/);
-    });
-  });
-
-  it('refuses an Airflow older than 2.10, which has no task_instance_history', async () => {
-    await withSqlite(
-      `CREATE TABLE task_instance (dag_id VARCHAR(250), run_id VARCHAR(250),
-         task_id VARCHAR(250), map_index INTEGER, try_number INTEGER, state VARCHAR(20))`,
-      async (url) => {
-        const err = await openAirflowDb(url).catch((e: unknown) => e);
-        expect(err).toBeInstanceOf(InvalidInputError);
-        expect((err as Error).message).toContain('older than Airflow 2.10');
-      },
-    );
-  });
-
-  it('refuses a PostgreSQL database without a task_instance table', async () => {
-    const postgres = await startPostgres();
-    try {
-      const err = await openAirflowDb(postgres.url).catch((e: unknown) => e);
-      expect(err).toBeInstanceOf(InvalidInputError);
-      expect((err as Error).message).toContain('no task_instance table');
-    } finally {
-      await postgres.close();
-    }
-  });
-
-  it('reads a relative sqlite:/// URL from the working directory', async () => {
-    const airflow = await AirflowDbFixture.create('2.10', 'sqlite');
-    const cwd = process.cwd();
-    try {
-      const path = airflow.url.slice('sqlite:///'.length);
-      process.chdir(dirname(path));
-      const db = await openAirflowDb('sqlite:///airflow.db');
-      await db.close();
-      expect(db.schema).toBe('2');
-    } finally {
-      process.chdir(cwd);
-      await airflow.close();
-    }
-  });
-});
-
-/** Inserts rows through a connection of the test's own (the reader under test only reads). */
-async function writeAirflow(
-  url: string,
-  kind: AirflowDbKind,
-  table: string,
-  rows: Record<string, unknown>[],
-): Promise<void> {
-  const columns = Object.keys(rows[0]!);
-  if (kind === 'sqlite') {
-    const sqlite = new Sqlite(url.slice('sqlite:///'.length)) as unknown as {
-      prepare(sql: string): { run(...params: unknown[]): unknown };
-      close(): unknown;
-    };
-    try {
-      const insert = sqlite.prepare(
-        `INSERT INTO ${table} (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`,
-      );
-      for (const row of rows) insert.run(...columns.map((c) => row[c]));
-    } finally {
-      sqlite.close();
-    }
-    return;
-  }
-  const { Client } = createRequire(import.meta.url)('pg') as {
-    Client: new (o: {
-      connectionString: string;
-    }) => {
-      connect(): Promise<void>;
-      query(sql: string, params: unknown[]): Promise<unknown>;
-      end(): Promise<void>;
-    };
-  };
-  const client = new Client({
-    connectionString: url.replace(/^postgresql\+psycopg2:/, 'postgres:'),
-  });
-  await client.connect();
-  try {
-    const sql = `INSERT INTO ${table} (${columns.join(', ')}) VALUES (${columns.map((_, i) => `$${i + 1}`).join(', ')})`;
-    await client.query('BEGIN', []);
-    for (const row of rows)
-      await client.query(
-        sql,
-        columns.map((c) => row[c]),
-      );
-    await client.query('COMMIT', []);
-  } finally {
-    await client.end();
-  }
-}
-
-async function withSqlite(ddl: string, fn: (url: string) => Promise<void>): Promise<void> {
-  const dir = await makeTempDir('airflow');
-  try {
-    const path = join(dir, 'airflow.db');
-    const sqlite = new Sqlite(path);
-    sqlite.exec(ddl);
-    sqlite.close();
-    await fn(`sqlite:///${path}`);
-  } finally {
-    await removeTempDir(dir);
-  }
-}
-
-/** A port nothing listens on: the OS hands one out, the server closes it again. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { type PostgresFixture, startPostgres } from '../support/postgres.js';
 import { makeTempDir, removeTempDir } from '../support/temp-dir.js';
+import { airflowSchema } from './schema/dialects.js';
 
 export type AirflowVersion = '2.10' | '3.x';
 export type AirflowDbKind = 'postgres' | 'sqlite';
@@ -34,8 +34,9 @@ export interface HistoryRow {
 
 /**
  * An Airflow metadata database (dag_run, task_instance, task_instance_history as Airflow's DDL
- * leaves them, from ./schema/) that a test moves the way Airflow does, for code that reads it
- * through `url`, Airflow's `sql_alchemy_conn`.
+ * leaves them: ./schema/ holds one file per version, written out for each database by
+ * schema/dialects.ts) that a test moves the way Airflow does, for code that reads it through
+ * `url`, Airflow's `sql_alchemy_conn`.
  *
  *   const airflow = await AirflowDbFixture.create('3.x', 'postgres');
  *   const ti = { dagId: 'etl', runId: 'manual__1', taskId: 'load' };
@@ -60,10 +61,10 @@ export class AirflowDbFixture {
   ) {}
 
   static async create(version: AirflowVersion, kind: AirflowDbKind): Promise<AirflowDbFixture> {
-    const ddl = await readFile(new URL(`./schema/airflow-${version}.${kind}.sql`, import.meta.url));
+    const ddl = await airflowSchema(version, kind);
     const { url, db } = kind === 'postgres' ? await postgresWriter() : await sqliteWriter();
     try {
-      await db.script(ddl.toString('utf8'));
+      await db.script(ddl);
     } catch (err) {
       await db.close();
       throw err;
@@ -172,6 +173,25 @@ export class AirflowDbFixture {
         [],
         false,
       );
+    });
+  }
+
+  /**
+   * Dag runs of `dagId` as Airflow stores them, each with its logical date as SQL text (null: a
+   * 3.x run without one, triggered by an asset), in one transaction.
+   */
+  async addRuns(dagId: string, runs: [runId: string, date: string | null][]): Promise<void> {
+    const column = this.version === '2.10' ? 'execution_date' : 'logical_date';
+    await this.db.transaction(async () => {
+      for (const [runId, date] of runs) {
+        await this.#insert('dag_run', {
+          dag_id: dagId,
+          run_id: runId,
+          run_type: 'manual',
+          [column]: date,
+          ...(this.version === '3.x' ? { run_after: date ?? '2024-06-01 00:00:00' } : {}),
+        });
+      }
     });
   }
 
@@ -391,11 +411,16 @@ interface SqliteDatabase {
 // than declaring a second copy of a native module.
 const coreRequire = createRequire(new URL('../../packages/core/package.json', import.meta.url));
 
+/** better-sqlite3, the driver the reader under test loads for SQLite too. */
+export const Sqlite = coreRequire('better-sqlite3') as {
+  new (path: string): SqliteDatabase;
+  prototype: SqliteDatabase;
+};
+
 async function sqliteWriter(): Promise<{ url: string; db: SqlWriter }> {
-  const Database = coreRequire('better-sqlite3') as new (path: string) => SqliteDatabase;
   const dir = await makeTempDir('airflow');
   const path = join(dir, 'airflow.db');
-  const sqlite = new Database(path);
+  const sqlite = new Sqlite(path);
   sqlite.pragma('foreign_keys = ON'); // as Airflow's settings.py does for every SQLite connection
   sqlite.pragma('synchronous = OFF'); // a test database need not survive a power loss
   const db: SqlWriter = {

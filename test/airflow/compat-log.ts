@@ -1,4 +1,7 @@
 import { type AttemptKey, attemptKey, type LogStore, type LogWriter } from '@tasklog/core';
+import { readAll } from '@tasklog/core/testing';
+import { expect } from 'vitest';
+import { runCli } from '../support/cli.js';
 import { sha256 } from '../support/hash.js';
 import { writeRunning } from '../support/stores.js';
 
@@ -81,4 +84,26 @@ export async function finishedCompatAttempt(
 ): Promise<void> {
   const writer = await runningCompatAttempt(store, key, log);
   await writer.finish({ size: log.length, sha256: sha256(log) });
+}
+
+/**
+ * Checks that tasklog gives back `body`, the object Airflow's writer stored for `key` (a `compat`
+ * attempt), byte for byte through every way in: stat, read, list and `tasklog fetch`, the CLI
+ * run with `cliEnv`.
+ */
+export async function expectReadWhole(
+  store: LogStore,
+  key: AttemptKey,
+  body: Buffer,
+  cliEnv: NodeJS.ProcessEnv,
+): Promise<void> {
+  expect(await store.stat(key)).toMatchObject({ size: body.length, complete: true });
+  expect((await readAll(store, key)).equals(body)).toBe(true);
+  const listed: AttemptKey[] = [];
+  for await (const found of store.list({ dagId: 'compat', taskId: key.taskId })) listed.push(found);
+  expect(listed).toEqual([key]);
+  const fetched = await runCli(['fetch', 'compat', COMPAT_RUN_ID, key.taskId], cliEnv);
+  expect(fetched.stderr).toBe('');
+  expect(fetched.code).toBe(0);
+  expect(fetched.stdout.equals(body)).toBe(true);
 }

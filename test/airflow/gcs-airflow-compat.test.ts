@@ -11,15 +11,15 @@ import {
   runningPrefix,
 } from '../../packages/core/src/stores/shared/chunk-layout.js';
 import { type GcsEmulator, startGcsEmulator } from '../emulators/gcs/index.js';
-import { runCli, shipWithCli } from '../support/cli.js';
+import { shipWithCli } from '../support/cli.js';
 import { type ClientResult, gcloudFor, gcloudPath } from '../support/outside-clients.js';
 import { makeTempDir, removeTempDir } from '../support/temp-dir.js';
 import {
-  COMPAT_RUN_ID,
   compatKey,
   compatLog,
   compatLogPieces,
   compatText,
+  expectReadWhole,
   finishedCompatAttempt,
   runningCompatAttempt,
 } from './compat-log.js';
@@ -155,15 +155,7 @@ describe('Airflow’s GCS writer → tasklog', () => {
       const body = golden();
       await put(finalName(k), body);
       await put(`${finalName(k)}.trigger.7.log`, 'trigger log\n');
-      expect(await store.stat(k)).toMatchObject({ size: body.length, complete: true });
-      expect((await readAll(store, k)).equals(body)).toBe(true);
-      const listed: AttemptKey[] = [];
-      for await (const found of store.list({ dagId: 'compat', taskId })) listed.push(found);
-      expect(listed).toEqual([k]);
-      const fetched = await runCli(['fetch', 'compat', COMPAT_RUN_ID, taskId], cliEnv);
-      expect(fetched.stderr).toBe('');
-      expect(fetched.code).toBe(0);
-      expect(fetched.stdout.equals(body)).toBe(true);
+      await expectReadWhole(store, k, body, cliEnv);
     });
   }
 });

@@ -16,6 +16,20 @@ const SCRIPT = [
   'process.exitCode = 3;',
 ].join(' ');
 
+/** `tasklog run` of task `task` of dag d, run r, with `flags`; its command is `node -e script`. */
+function runNodeTask(
+  task: string,
+  script: string,
+  env: NodeJS.ProcessEnv,
+  flags: string[] = [],
+): Promise<CliResult> {
+  const command = [process.execPath, '-e', script];
+  return runCli(
+    ['run', '--dag', 'd', '--run', 'r', '--task', task, ...flags, '--', ...command],
+    env,
+  );
+}
+
 describe('tasklog run on the embedded default (local archive + SQLite catalog)', () => {
   let home: string;
   let env: NodeJS.ProcessEnv;
@@ -29,10 +43,7 @@ describe('tasklog run on the embedded default (local archive + SQLite catalog)',
       TASKLOG__STORE__FLUSH_INTERVAL: '0.2',
       MY_API_KEY: SECRET,
     };
-    run = await runCli(
-      ['run', '--dag', 'd', '--run', 'r', '--task', 't', '--', process.execPath, '-e', SCRIPT],
-      env,
-    );
+    run = await runNodeTask('t', SCRIPT, env);
   });
 
   afterAll(async () => {
@@ -88,10 +99,7 @@ describe('tasklog run on the embedded default (local archive + SQLite catalog)',
   });
 
   it('numbers the next run of the same task as the next try', async () => {
-    const again = await runCli(
-      ['run', '--dag', 'd', '--run', 'r', '--task', 't', '--', process.execPath, '-e', ''],
-      env,
-    );
+    const again = await runNodeTask('t', '', env);
     expect(again.code).toBe(0);
     const fetched = await runCli(['fetch', 'd', 'r', 't', '--try', '2'], env);
     expect(fetched.code).toBe(0);
@@ -121,25 +129,7 @@ describe('tasklog run masks every secret it can know of (CVE-2024-45784)', () =>
     try {
       const env = { PATH: process.env.PATH, TASKLOG_HOME: home, ...secrets };
       const script = `for (const s of ${JSON.stringify(leaked)}) console.log("value: " + s);`;
-      const run = await runCli(
-        [
-          'run',
-          '--dag',
-          'd',
-          '--run',
-          'r',
-          '--task',
-          'mask',
-          '--try',
-          '1',
-          '--no-ship',
-          '--',
-          process.execPath,
-          '-e',
-          script,
-        ],
-        env,
-      );
+      const run = await runNodeTask('mask', script, env, ['--try', '1', '--no-ship']);
       expect(run.code).toBe(0);
       const log = await readFile(
         join(
@@ -167,24 +157,7 @@ describe('files tasklog creates', () => {
     const home = await makeTempDir('run-modes');
     try {
       const env = { PATH: process.env.PATH, TASKLOG_HOME: home };
-      const run = await runCli(
-        [
-          'run',
-          '--dag',
-          'd',
-          '--run',
-          'r',
-          '--task',
-          'modes',
-          '--try',
-          '1',
-          '--',
-          process.execPath,
-          '-e',
-          '1',
-        ],
-        env,
-      );
+      const run = await runNodeTask('modes', '1', env, ['--try', '1']);
       expect(run.code).toBe(0);
       const rel = new PathTemplate().render(
         attemptKey({ dagId: 'd', runId: 'r', taskId: 'modes', tryNumber: 1 }),

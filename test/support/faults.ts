@@ -12,6 +12,7 @@ import {
 } from '@tasklog/core';
 import { prng } from '@tasklog/core/testing';
 import { attemptKeys } from './attempts.js';
+import { sha256 } from './hash.js';
 import { makeTempDir, removeTempDir } from './temp-dir.js';
 
 /** The attempts the fault tests write: `faultKey({ taskId: 'writer' })`. */
@@ -34,6 +35,18 @@ export async function appendInRandomPieces(
     at += n;
     if (rand() < options.flushChance) await writer.flush();
   }
+}
+
+/** Stores `log` as a running attempt that then finishes: appended as appendInRandomPieces does. */
+export async function writeInRandomPieces(
+  store: LogStore,
+  key: AttemptKey,
+  log: Buffer,
+  options: { seed: number; maxPieceBytes: number; flushChance: number },
+): Promise<void> {
+  const writer = await store.openWriter(key);
+  await appendInRandomPieces(writer, log, options);
+  await writer.finish({ size: log.length, sha256: sha256(log) });
 }
 
 /** A shipper's home (log folder, state folder, SQLite catalog) in a temporary folder. */

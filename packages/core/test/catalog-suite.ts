@@ -22,7 +22,8 @@ export interface CatalogBackend {
   separateSessions: boolean;
 }
 
-const key = (over: Partial<AttemptKey> = {}): AttemptKey =>
+/** The attempts of the catalog tests: the first try of an unmapped `etl.extract`, but for `over`. */
+export const key = (over: Partial<AttemptKey> = {}): AttemptKey =>
   attemptKey({
     dagId: 'etl',
     runId: 'scheduled__2024-01-01T00:00:00+00:00',

@@ -3,8 +3,6 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  type AttemptKey,
-  attemptKey,
   BackendUnavailableError,
   InvalidInputError,
   migrateCatalogUrl,
@@ -18,7 +16,7 @@ import {
   type SqlCatalog,
   SqlCatalog as SqlCatalogClass,
 } from '../src/catalog/sql-catalog.js';
-import { catalogSuite } from './catalog-suite.js';
+import { catalogSuite, key } from './catalog-suite.js';
 
 let dir: string;
 const opened: Array<{ close(): Promise<void> }> = [];
@@ -46,16 +44,6 @@ function rawSqlite(path: string): Database.Database {
   opened.push({ close: async () => void db.close() });
   return db;
 }
-
-const key = (over: Partial<AttemptKey> = {}): AttemptKey =>
-  attemptKey({
-    dagId: 'etl',
-    runId: 'scheduled__2024-01-01T00:00:00+00:00',
-    taskId: 'extract',
-    mapIndex: -1,
-    tryNumber: 1,
-    ...over,
-  });
 
 // The behaviours every backend shares (catalog-postgres.test.ts runs them on PostgreSQL); the
 // tests below are SQLite's own.

@@ -1,8 +1,8 @@
-import { createHash } from 'node:crypto';
 import { appendFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { sha256 } from '../../../test/support/hash.js';
 import { digestStored } from '../src/hashing.js';
 import {
   AttemptBusyError,
@@ -48,7 +48,17 @@ function withoutUpload(store: LogStore): LogStore {
   });
 }
 
-const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+/** Ships `file` and aborts once 700 kB went out: the ship fails half-way through. */
+async function shipUntilAborted(options: ShipperOptions, file: string): Promise<void> {
+  const abort = new AbortController();
+  const first = new Shipper(options).shipFile(file, {
+    signal: abort.signal,
+    onProgress: (done) => {
+      if (done >= 700_000) abort.abort();
+    },
+  });
+  await expect(first).rejects.toThrow();
+}
 
 describe('Shipper', () => {
   let dir: string;
@@ -121,14 +131,7 @@ describe('Shipper', () => {
     options = { ...options, store: chunked };
     const log = content(2_000_000);
     await writeFile(file, log);
-    const abort = new AbortController();
-    const first = new Shipper(options).shipFile(file, {
-      signal: abort.signal,
-      onProgress: (done) => {
-        if (done >= 700_000) abort.abort();
-      },
-    });
-    await expect(first).rejects.toThrow();
+    await shipUntilAborted(options, file);
     const partial = await store.stat(key);
     expect(partial?.complete).toBe(false);
     expect(partial!.size).toBeGreaterThan(0);
@@ -144,14 +147,7 @@ describe('Shipper', () => {
   it('ships again from the start after an interrupted one-pass upload, byte-identical', async () => {
     const log = content(2_000_000);
     await writeFile(file, log);
-    const abort = new AbortController();
-    const first = new Shipper(options).shipFile(file, {
-      signal: abort.signal,
-      onProgress: (done) => {
-        if (done >= 700_000) abort.abort();
-      },
-    });
-    await expect(first).rejects.toThrow();
+    await shipUntilAborted(options, file);
     expect((await store.stat(key))?.complete).not.toBe(true);
 
     const second = await new Shipper(options).shipFile(file);

@@ -5,12 +5,19 @@ import { dirname, join } from 'node:path';
 import {
   type AgentTokenKeys,
   type AttemptKey,
+  LocalStore,
   loadAgentTokenKeys,
   PathTemplate,
   type SignAgentTokenOptions,
   signAgentToken,
 } from '@tasklog/core';
-import { createAgentApp, type RunningServer, startServer } from '@tasklog/server';
+import {
+  type AgentAppDeps,
+  createAgentApp,
+  type RunningServer,
+  type StartServerOptions,
+  startServer,
+} from '@tasklog/server';
 import { pino } from 'pino';
 
 export interface AgentFixture {
@@ -21,6 +28,8 @@ export interface AgentFixture {
   keys: AgentTokenKeys;
   url: string;
   running: RunningServer;
+  /** The archive at `<dir>/archive`, with the option `archive`. */
+  archive: LocalStore | undefined;
   /** Absolute path of an attempt's log under the base folder. */
   fileOf(k: AttemptKey): string;
   writeLog(k: AttemptKey, bytes: Uint8Array | string): Promise<string>;
@@ -41,6 +50,12 @@ export async function startAgentFixture(
     keys?: AgentTokenKeys;
     signingKeys?: AgentTokenKeys;
     isFinished?: (file: string) => Promise<boolean>;
+    /** Serves Airflow's own log requests too, with Airflow's secret key. */
+    airflow?: AgentAppDeps['airflow'];
+    /** Gives the agent an archive to serve shipped logs from (`archive`, closed by `close`). */
+    archive?: boolean;
+    /** Serves HTTPS with this certificate and key. */
+    tls?: StartServerOptions['tls'];
   } = {},
 ): Promise<AgentFixture> {
   const dir = await mkdtemp(join(tmpdir(), 'tasklog-agent-'));
@@ -51,12 +66,17 @@ export async function startAgentFixture(
     options.keys ?? (await loadAgentTokenKeys({ algorithm: 'HS512', secret: HS512_SECRET }));
   const signingKeys = options.signingKeys ?? keys;
   const logger = pino({ level: 'silent' });
+  const archive = options.archive
+    ? new LocalStore({ root: join(dir, 'archive'), pathTemplate })
+    : undefined;
   const app = createAgentApp({
     baseLogFolder: base,
     pathTemplate,
     keys,
     logger,
     isFinished: options.isFinished,
+    airflow: options.airflow,
+    archive,
   });
   const running = await startServer({
     app,
@@ -64,6 +84,7 @@ export async function startAgentFixture(
     port: 0,
     shutdownTimeoutMs: 1000,
     logger,
+    tls: options.tls,
   });
   const fileOf = (k: AttemptKey) => join(base, ...pathTemplate.render(k).split('/'));
   return {
@@ -73,6 +94,7 @@ export async function startAgentFixture(
     keys,
     url: running.url,
     running,
+    archive,
     fileOf,
     async writeLog(k, bytes) {
       const file = fileOf(k);
@@ -83,6 +105,7 @@ export async function startAgentFixture(
     token: (relativePath, extra = {}) => signAgentToken(signingKeys, { relativePath, ...extra }),
     async close() {
       await running.close();
+      await archive?.close();
       await rm(dir, { recursive: true, force: true });
     },
   };

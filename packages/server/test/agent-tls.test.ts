@@ -3,11 +3,8 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadAgentTokenKeys, PathTemplate } from '@tasklog/core';
-import { createAgentApp, startServer } from '@tasklog/server';
-import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { HS512_SECRET } from './agent-fixture.js';
+import { startAgentFixture } from './agent-fixture.js';
 
 function hasOpenssl(): boolean {
   try {
@@ -21,7 +18,6 @@ function hasOpenssl(): boolean {
 describe('agent over TLS', () => {
   it.skipIf(!hasOpenssl())('serves over HTTPS when given a certificate and key', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'tasklog-agent-tls-'));
-    const logger = pino({ level: 'silent' });
     try {
       const [certFile, keyFile] = [join(dir, 'cert.pem'), join(dir, 'key.pem')];
       execFileSync(
@@ -32,25 +28,14 @@ describe('agent over TLS', () => {
         { stdio: 'ignore' },
       );
       const cert = await readFile(certFile, 'utf8');
-      const app = createAgentApp({
-        baseLogFolder: dir,
-        pathTemplate: new PathTemplate(),
-        keys: await loadAgentTokenKeys({ algorithm: 'HS512', secret: HS512_SECRET }),
-        logger,
-      });
-      const running = await startServer({
-        app,
-        host: '127.0.0.1',
-        port: 0,
-        shutdownTimeoutMs: 1000,
-        logger,
+      const agent = await startAgentFixture({
         tls: { cert, key: await readFile(keyFile, 'utf8') },
       });
       try {
-        expect(running.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+        expect(agent.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
         const body = await new Promise<string>((resolve, reject) => {
           https
-            .get(`${running.url}/health`, { ca: cert, agent: false }, (res) => {
+            .get(`${agent.url}/health`, { ca: cert, agent: false }, (res) => {
               let text = '';
               res.setEncoding('utf8');
               res.on('data', (s: string) => {
@@ -62,7 +47,7 @@ describe('agent over TLS', () => {
         });
         expect(JSON.parse(body)).toEqual({ status: 'ok' });
       } finally {
-        await running.close();
+        await agent.close();
       }
     } finally {
       await rm(dir, { recursive: true, force: true });

@@ -5,7 +5,7 @@ import {
   type CloudLoggingEmulator,
   startCloudLoggingEmulator,
 } from '../../emulators/cloud-logging/index.js';
-import { appendInRandomPieces, faultKey } from '../../support/faults.js';
+import { faultKey, writeInRandomPieces } from '../../support/faults.js';
 import { sha256 } from '../../support/hash.js';
 
 process.env.METADATA_SERVER_DETECTION = 'none';
@@ -54,9 +54,11 @@ describe('Cloud Logging with 20% of calls failing (UNAVAILABLE, INTERNAL, RESOUR
   it('ships 100,000 lines byte-identical, each line once through the reader', async () => {
     const key = faultKey({ taskId: 'writer' });
     const log = randomLines(100_000, 5);
-    const writer = await store.openWriter(key);
-    await appendInRandomPieces(writer, log, { seed: 6, maxPieceBytes: 200_000, flushChance: 0.3 });
-    await writer.finish({ size: log.length, sha256: sha256(log) });
+    await writeInRandomPieces(store, key, log, {
+      seed: 6,
+      maxPieceBytes: 200_000,
+      flushChance: 0.3,
+    });
 
     const back = await readAll(store, key);
     expect(back.length).toBe(log.length);

@@ -1,6 +1,4 @@
 import { readFile } from 'node:fs/promises';
-import { Logging } from '@google-cloud/logging';
-import * as grpc from '@grpc/grpc-js';
 import {
   AbortedError,
   type AttemptKey,
@@ -22,6 +20,8 @@ import {
   type StoredEntry,
   startCloudLoggingEmulator,
 } from '../../emulators/cloud-logging/index.js';
+import { sdkLogging } from '../../emulators/cloud-logging/sdk-client.js';
+import type { FaultAction } from '../../emulators/shared/fault-injector.js';
 import { attemptKeys } from '../../support/attempts.js';
 import { sha256 } from '../../support/hash.js';
 import { freshName } from '../../support/servers.js';
@@ -94,12 +94,7 @@ describe('CloudLoggingStore specifics', () => {
   it('shows why the explicit timestamp condition matters: Log.getEntries alone sees nothing', async () => {
     const old = open({ now: () => Date.now() - 7 * DAY });
     await writeLog(old, key(), Buffer.from('hidden by the 24 h default\n'));
-    const logging = new Logging({
-      projectId: PROJECT,
-      apiEndpoint: emu.host,
-      port: emu.port,
-      sslCreds: grpc.credentials.createInsecure(),
-    } as ConstructorParameters<typeof Logging>[0]);
+    const logging = sdkLogging(emu, PROJECT);
     const [entries] = await logging
       .log(old.logName)
       .getEntries({ filter: 'labels.dag_id="etl"', autoPaginate: false });
@@ -265,12 +260,7 @@ describe('CloudLoggingStore specifics', () => {
     const store = open();
     const k = key();
     await writeLog(store, k, Buffer.from('tasklog line\n'));
-    const logging = new Logging({
-      projectId: PROJECT,
-      apiEndpoint: emu.host,
-      port: emu.port,
-      sslCreds: grpc.credentials.createInsecure(),
-    } as ConstructorParameters<typeof Logging>[0]);
+    const logging = sdkLogging(emu, PROJECT);
     const log = logging.log(store.logName);
     const labels = {
       dag_id: k.dagId,
@@ -286,32 +276,37 @@ describe('CloudLoggingStore specifics', () => {
     expect(await store.stat(k)).toMatchObject({ size: 13, complete: true });
   });
 
-  it('retries transient failures and resends the same entries, which the service stores once', async () => {
-    const store = open();
-    emu.faults.add({
-      match: { method: 'WriteLogEntries' },
-      action: [{ reset: true, resetAfterCommit: true }, { status: 503 }, { status: 429 }],
-      times: 6,
-    });
-    const content = Buffer.from(Array.from({ length: 300 }, (_, i) => `retried ${i}\n`).join(''));
+  /**
+   * Writes 300 lines while WriteLogEntries answers the first six calls with `actions` in turn,
+   * then checks the log reads back whole and the service holds each record once.
+   */
+  async function expectStoredOnceThrough(
+    store: CloudLoggingStore,
+    actions: FaultAction[],
+    line: string,
+  ): Promise<void> {
+    emu.faults.add({ match: { method: 'WriteLogEntries' }, action: actions, times: 6 });
+    const content = Buffer.from(Array.from({ length: 300 }, (_, i) => `${line} ${i}\n`).join(''));
     await writeLog(store, key(), content);
     expect((await readAll(store, key())).equals(content)).toBe(true);
     const raw = emu.store.all(`projects/${PROJECT}/logs/${store.logName}`);
     expect(new Set(raw.map((e) => `${e.labels.offset}+${e.labels.length}`)).size).toBe(raw.length);
+  }
+
+  it('retries transient failures and resends the same entries, which the service stores once', async () => {
+    await expectStoredOnceThrough(
+      open(),
+      [{ reset: true, resetAfterCommit: true }, { status: 503 }, { status: 429 }],
+      'retried',
+    );
   });
 
   it('retries resets and 5xx over REST too, storing each record once', async () => {
-    const store = open({ apiEndpoint: emu.restUrl, transport: 'rest' });
-    emu.faults.add({
-      match: { method: 'WriteLogEntries' },
-      action: [{ reset: true, resetAfterCommit: true }, { reset: true }, { status: 500 }],
-      times: 6,
-    });
-    const content = Buffer.from(Array.from({ length: 300 }, (_, i) => `rest ${i}\n`).join(''));
-    await writeLog(store, key(), content);
-    expect((await readAll(store, key())).equals(content)).toBe(true);
-    const raw = emu.store.all(`projects/${PROJECT}/logs/${store.logName}`);
-    expect(new Set(raw.map((e) => `${e.labels.offset}+${e.labels.length}`)).size).toBe(raw.length);
+    await expectStoredOnceThrough(
+      open({ apiEndpoint: emu.restUrl, transport: 'rest' }),
+      [{ reset: true, resetAfterCommit: true }, { reset: true }, { status: 500 }],
+      'rest',
+    );
   });
 
   it('fails a writer whose batch cannot be stored, and a new writer resumes after the stored bytes', async () => {

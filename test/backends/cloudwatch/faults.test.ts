@@ -6,7 +6,7 @@ import {
   type CloudWatchEmulator,
   startCloudWatchEmulator,
 } from '../../emulators/cloudwatch/index.js';
-import { appendInRandomPieces, faultKey } from '../../support/faults.js';
+import { appendInRandomPieces, faultKey, writeInRandomPieces } from '../../support/faults.js';
 import { sha256 } from '../../support/hash.js';
 
 process.env.AWS_ACCESS_KEY_ID ??= 'AKIDTASKLOGTEST';
@@ -72,9 +72,7 @@ describe('CloudWatch Logs with 20% of requests failing (throttling, 5xx, resets 
   it(`ships ${LINES.toLocaleString('en')} lines byte-identical, each line once through the reader`, async () => {
     const key = faultKey({ taskId: 'writer' });
     const log = makeLog(LINES, 5);
-    const writer = await store.openWriter(key);
-    await appendInRandomPieces(writer, log, { ...PIECES, seed: 6 });
-    await writer.finish({ size: log.length, sha256: sha256(log) });
+    await writeInRandomPieces(store, key, log, { ...PIECES, seed: 6 });
 
     const back = await readAll(store, key);
     expect(back.length).toBe(log.length);

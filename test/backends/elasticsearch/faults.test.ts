@@ -6,7 +6,7 @@ import {
   type ElasticsearchEmulator,
   startElasticsearchEmulator,
 } from '../../emulators/elasticsearch/index.js';
-import { appendInRandomPieces, faultKey } from '../../support/faults.js';
+import { faultKey, writeInRandomPieces } from '../../support/faults.js';
 import { sha256 } from '../../support/hash.js';
 
 /** `lines` seeded log lines: multi-byte text, empty lines, CRLF, a few long ones. */
@@ -56,9 +56,11 @@ describe('Elasticsearch with 20% of requests failing and 20% of bulk items rejec
     });
     emulator.failBulkItems({ probability: 0.2, seed: 8 });
 
-    const writer = await store.openWriter(key);
-    await appendInRandomPieces(writer, log, { seed: 9, maxPieceBytes: 200_000, flushChance: 0.2 });
-    await writer.finish({ size: log.length, sha256: sha256(log) });
+    await writeInRandomPieces(store, key, log, {
+      seed: 9,
+      maxPieceBytes: 200_000,
+      flushChance: 0.2,
+    });
     expect(await digestStored(store, key)).toEqual({ size: log.length, sha256: sha256(log) });
     expect(await store.stat(key)).toMatchObject({ size: log.length, complete: true });
 

@@ -1,45 +1,30 @@
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Storage } from '@google-cloud/storage';
 import { AbortedError, type AttemptKey, ConflictError, PathTemplate } from '@tasklog/core';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { GcsStore, type GcsStoreOptions } from '../../../packages/core/src/stores/gcs/store.js';
 import { runningPrefix } from '../../../packages/core/src/stores/shared/chunk-layout.js';
-import { type GcsEmulator, startGcsEmulator } from '../../emulators/gcs/index.js';
 import { attemptKeys } from '../../support/attempts.js';
 import { sha256 } from '../../support/hash.js';
 import { itRecoversFromKills } from '../../support/killable-ship.js';
 import { noise } from '../../support/logs.js';
 import { freshName } from '../../support/servers.js';
 import { logFile, memoryJournal, splitEvery, writeRunning } from '../../support/stores.js';
-import { makeTempDir, removeTempDir } from '../../support/temp-dir.js';
+import {
+  bucket,
+  emulator,
+  objectNames,
+  PREFIX,
+  sdk,
+  tmp,
+  useBucketPerTest,
+} from './gcs-fixture.js';
 
-const PREFIX = 'airflow/logs';
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const template = new PathTemplate();
 
-let emulator: GcsEmulator;
-let sdk: Storage;
-let tmp: string;
-let bucket: string;
-
-beforeAll(async () => {
-  emulator = await startGcsEmulator();
-  sdk = new Storage({ apiEndpoint: emulator.url, projectId: 'tasklog-test' });
-  tmp = await makeTempDir('gcs-crash');
-});
-
-afterAll(async () => {
-  await emulator?.close();
-  await removeTempDir(tmp);
-});
-
-beforeEach(() => {
-  bucket = freshName('crash');
-  emulator.createBucket(bucket);
-  emulator.faults.clear();
-});
+useBucketPerTest('crash');
 
 function storeOptions(overrides: Partial<GcsStoreOptions> = {}): GcsStoreOptions {
   return {
@@ -61,11 +46,6 @@ const key = attemptKeys({
 });
 
 const finalName = (k: AttemptKey = key()) => `${PREFIX}/${template.render(k)}`;
-
-async function objectNames(prefix: string): Promise<string[]> {
-  const [files] = await sdk.bucket(bucket).getFiles({ prefix });
-  return files.map((f) => f.name);
-}
 
 /** The custom metadata of each state the final object has had, oldest first. */
 const versionsOfFinal = (k?: AttemptKey) =>

@@ -5,10 +5,10 @@ import { digestStored } from '../../../packages/core/src/hashing.js';
 import { GcsStore } from '../../../packages/core/src/stores/gcs/store.js';
 import { type GcsEmulator, startGcsEmulator } from '../../emulators/gcs/index.js';
 import {
-  appendInRandomPieces,
   faultKey,
   openShipperHome,
   type ShipperHome,
+  writeInRandomPieces,
 } from '../../support/faults.js';
 import { sha256 } from '../../support/hash.js';
 
@@ -53,9 +53,11 @@ describe('GCS with 20% of requests failing (5xx, resets, answers lost after the 
   it('writes a running attempt chunk by chunk and finishes it byte-identical, leaving no chunk objects', async () => {
     const key = faultKey({ taskId: 'writer' });
     const log = randomLogBytes(2 * 1024 * 1024, 5);
-    const writer = await store.openWriter(key);
-    await appendInRandomPieces(writer, log, { seed: 6, maxPieceBytes: 150_000, flushChance: 0.3 });
-    await writer.finish({ size: log.length, sha256: sha256(log) });
+    await writeInRandomPieces(store, key, log, {
+      seed: 6,
+      maxPieceBytes: 150_000,
+      flushChance: 0.3,
+    });
     expect(await digestStored(store, key)).toEqual({ size: log.length, sha256: sha256(log) });
 
     emulator.faults.clear();

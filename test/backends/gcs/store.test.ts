@@ -5,7 +5,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { finished } from 'node:stream/promises';
 import { gunzipSync } from 'node:zlib';
-import { CRC32C, Storage } from '@google-cloud/storage';
+import { CRC32C } from '@google-cloud/storage';
 import {
   AbortedError,
   type AttemptKey,
@@ -17,17 +17,23 @@ import {
   PathTemplate,
 } from '@tasklog/core';
 import { readAll } from '@tasklog/core/testing';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { digestFile } from '../../../packages/core/src/hashing.js';
 import { GcsStore, type GcsStoreOptions } from '../../../packages/core/src/stores/gcs/store.js';
 import { chunkName, runningPrefix } from '../../../packages/core/src/stores/shared/chunk-layout.js';
-import { type GcsEmulator, startGcsEmulator } from '../../emulators/gcs/index.js';
 import { sha256 } from '../../support/hash.js';
 import { freshName } from '../../support/servers.js';
 import { memoryJournal } from '../../support/stores.js';
-import { makeTempDir, removeTempDir } from '../../support/temp-dir.js';
+import {
+  bucket,
+  emulator,
+  objectNames,
+  PREFIX,
+  sdk,
+  tmp,
+  useBucketPerTest,
+} from './gcs-fixture.js';
 
-const PREFIX = 'airflow/logs';
 const KEY = attemptKey({
   dagId: 'etl',
   runId: 'scheduled__2024-01-01T00:00:00+00:00',
@@ -38,27 +44,7 @@ const KEY = attemptKey({
 const REL = new PathTemplate().render(KEY);
 const FINAL = `${PREFIX}/${REL}`;
 
-let emulator: GcsEmulator;
-let sdk: Storage;
-let tmp: string;
-let bucket: string;
-
-beforeAll(async () => {
-  emulator = await startGcsEmulator();
-  sdk = new Storage({ apiEndpoint: emulator.url, projectId: 'tasklog-test' });
-  tmp = await makeTempDir('gcs');
-});
-
-afterAll(async () => {
-  await emulator?.close();
-  await removeTempDir(tmp);
-});
-
-beforeEach(() => {
-  bucket = freshName('gcs');
-  emulator.createBucket(bucket);
-  emulator.faults.clear();
-});
+useBucketPerTest('store');
 
 function makeStore(overrides: Partial<GcsStoreOptions> = {}): GcsStore {
   return GcsStore.fromUrl(
@@ -66,11 +52,6 @@ function makeStore(overrides: Partial<GcsStoreOptions> = {}): GcsStore {
     { gcs: { api_endpoint: emulator.url, project_id: 'tasklog-test', max_attempts: 3 } },
     { maxRetryDelaySeconds: 1, ...overrides },
   );
-}
-
-async function objectNames(prefix: string): Promise<string[]> {
-  const [files] = await sdk.bucket(bucket).getFiles({ prefix });
-  return files.map((f) => f.name);
 }
 
 async function download(name: string): Promise<Buffer> {

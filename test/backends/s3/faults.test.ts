@@ -6,10 +6,10 @@ import { digestStored } from '../../../packages/core/src/hashing.js';
 import { S3Store } from '../../../packages/core/src/stores/s3/store.js';
 import { type FaultProxy, startFaultProxy } from '../../emulators/fault-proxy.js';
 import {
-  appendInRandomPieces,
   faultKey,
   openShipperHome,
   type ShipperHome,
+  writeInRandomPieces,
 } from '../../support/faults.js';
 import { sha256 } from '../../support/hash.js';
 import { type S3rverFixture, startS3rver } from '../../support/s3rver.js';
@@ -54,9 +54,11 @@ describe('S3 with 20% of requests failing (5xx, resets before and after the work
   it('writes a running attempt chunk by chunk and finishes it byte-identical, leaving no chunk objects', async () => {
     const key = faultKey({ taskId: 'writer' });
     const log = randomLogBytes(3 * 1024 * 1024, 1);
-    const writer = await store.openWriter(key);
-    await appendInRandomPieces(writer, log, { seed: 2, maxPieceBytes: 200_000, flushChance: 0.3 });
-    await writer.finish({ size: log.length, sha256: sha256(log) });
+    await writeInRandomPieces(store, key, log, {
+      seed: 2,
+      maxPieceBytes: 200_000,
+      flushChance: 0.3,
+    });
 
     expect(await digestStored(store, key)).toEqual({ size: log.length, sha256: sha256(log) });
     expect(await objectsOf(template.render(key))).toEqual([`logs/${template.render(key)}`]);

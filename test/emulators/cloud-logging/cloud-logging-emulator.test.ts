@@ -1,8 +1,9 @@
 import { createRequire } from 'node:module';
-import { Logging, v2 } from '@google-cloud/logging';
+import { v2 } from '@google-cloud/logging';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type CloudLoggingEmulator, startCloudLoggingEmulator } from './index.js';
+import { sdkLogging } from './sdk-client.js';
 
 process.env.METADATA_SERVER_DETECTION = 'none';
 
@@ -83,13 +84,7 @@ async function list(filter: string, extra: object = {}) {
 
 describe('Cloud Logging emulator over gRPC with the official SDK', () => {
   it('stores what Log.write sends and returns it through Log.getEntries', async () => {
-    // `sslCreds` is a gax option the SDK passes through but does not declare.
-    const logging = new Logging({
-      projectId: PROJECT,
-      apiEndpoint: emu.host,
-      port: emu.port,
-      sslCreds: grpc.credentials.createInsecure(),
-    } as ConstructorParameters<typeof Logging>[0]);
+    const logging = sdkLogging(emu, PROJECT);
     const log = logging.log('airflow');
     await log.write(
       log.entry(

@@ -4,7 +4,7 @@
  * test/cloudwatch/cloudwatch-awscli.test.ts): `POST /` with
  * `X-Amz-Target: Logs_20140328.<Operation>` and `Content-Type: application/x-amz-json-1.1`.
  * Operations: CreateLogGroup, CreateLogStream, DescribeLogStreams, PutLogEvents, GetLogEvents,
- * FilterLogEvents, DeleteLogStream, DeleteLogGroup (see log-service.ts for their limits).
+ * FilterLogEvents, DeleteLogStream, DeleteLogGroup (see limits.ts for their limits).
  *
  * A SigV4 `Authorization` header is required but its signature is not checked; an access key
  * listed in `deniedAccessKeys` is refused with UnrecognizedClientException, as AWS refuses an
@@ -36,7 +36,8 @@ import {
 import { startHttpServer } from '../shared/http-server.js';
 import { appendBounded, whenAnswered } from '../shared/request-log.js';
 import { CloudWatchApiError, errors } from './api-error.js';
-import { LogService, type StoredEvent } from './log-service.js';
+import { LogService } from './log-service.js';
+import type { StoredEvent } from './stream-state.js';
 
 export interface CloudWatchEmulatorOptions {
   /** Interface to listen on. Default `127.0.0.1`. */

@@ -11,5 +11,5 @@ export {
   MAX_BATCH_BYTES,
   MAX_BATCH_EVENTS,
   MAX_EVENT_MESSAGE_BYTES,
-  type StoredEvent,
-} from './log-service.js';
+} from './limits.js';
+export type { StoredEvent } from './stream-state.js';

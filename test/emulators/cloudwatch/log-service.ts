@@ -1,58 +1,35 @@
 /**
  * The emulator's model of CloudWatch Logs: log groups holding log streams holding events,
- * with the operations' documented validation and limits. Pure and synchronous; the HTTP layer
- * (cloudwatch-emulator.ts) decodes requests and encodes answers.
+ * with the operations' documented validation and limits (limits.ts). Pure and synchronous; the
+ * HTTP layer (cloudwatch-emulator.ts) decodes requests and encodes answers, the reads
+ * (GetLogEvents, FilterLogEvents) are in event-reads.ts.
  *
  * Reference: https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/
  */
-import { CloudWatchApiError, errors } from './api-error.js';
-import { compileFilterPattern } from './filter-pattern.js';
-
-/** PutLogEvents: at most this many events per call. */
-export const MAX_BATCH_EVENTS = 10_000;
-/** PutLogEvents: sum of UTF-8 message bytes + EVENT_OVERHEAD per event. */
-export const MAX_BATCH_BYTES = 1_048_576;
-export const EVENT_OVERHEAD = 26;
-/** One event: 1 MiB including its 26 bytes of overhead (the current PutLogEvents page). */
-export const MAX_EVENT_MESSAGE_BYTES = 1_048_576 - EVENT_OVERHEAD;
-const DAY_MS = 24 * 60 * 60 * 1000;
-/** Valid events of one batch may span at most 24 hours. */
-export const MAX_BATCH_SPAN_MS = DAY_MS;
-/** Events older than this are rejected (reported, dropped), not the whole batch. */
-export const MAX_EVENT_AGE_MS = 14 * DAY_MS;
-/** Events further ahead than this are rejected (reported, dropped). */
-export const MAX_EVENT_FUTURE_MS = 2 * 60 * 60 * 1000;
-/** GetLogEvents / FilterLogEvents answer at most 10,000 events and about 1 MB. */
-const MAX_READ_EVENTS = 10_000;
-const MAX_READ_BYTES = 1_048_576;
-const MAX_DESCRIBE_LIMIT = 50;
+import { errors } from './api-error.js';
+import { filterGroupEvents, getStreamEvents } from './event-reads.js';
+import {
+  EVENT_OVERHEAD,
+  MAX_BATCH_BYTES,
+  MAX_BATCH_EVENTS,
+  MAX_BATCH_SPAN_MS,
+  MAX_DESCRIBE_LIMIT,
+  MAX_EVENT_AGE_MS,
+  MAX_EVENT_FUTURE_MS,
+  MAX_EVENT_MESSAGE_BYTES,
+} from './limits.js';
+import { decodeToken, encodeToken, int, type Json, str } from './request-fields.js';
+import {
+  insertSorted,
+  type LogGroupState,
+  type LogStreamState,
+  lastEventTime,
+  type StoredEvent,
+  sequenceToken,
+} from './stream-state.js';
 
 const GROUP_NAME = /^[.\-_/#A-Za-z0-9]{1,512}$/;
 const GROUP_ARN = /^arn:[^:]+:logs:[^:]*:[^:]*:log-group:([^:]+)(?::\*)?$/;
-
-export interface StoredEvent {
-  readonly timestamp: number;
-  readonly message: string;
-  readonly ingestionTime: number;
-  /** Ingestion order within the stream: ties of `timestamp` keep it. */
-  readonly seq: number;
-  readonly bytes: number;
-}
-
-interface LogStreamState {
-  readonly name: string;
-  readonly creationTime: number;
-  /** Sorted by (timestamp, seq). */
-  readonly events: StoredEvent[];
-  nextSeq: number;
-  lastIngestionTime?: number;
-}
-
-interface LogGroupState {
-  readonly name: string;
-  readonly creationTime: number;
-  readonly streams: Map<string, LogStreamState>;
-}
 
 export interface LogServiceOptions {
   region: string;
@@ -60,8 +37,6 @@ export interface LogServiceOptions {
   /** The service's clock in ms (decides too old / too new); default Date.now. */
   now?: () => number;
 }
-
-type Json = Record<string, unknown>;
 
 export class LogService {
   readonly #groups = new Map<string, LogGroupState>();
@@ -265,161 +240,11 @@ export class LogService {
 
   getLogEvents(input: Json): Json {
     const group = this.#group(input);
-    const stream = this.#stream(group, input);
-    const limit = int(input, 'limit', 1, MAX_READ_EVENTS) ?? MAX_READ_EVENTS;
-    const { from, to } = timeRange(input);
-    const token = str(input, 'nextToken');
-    let direction: 'f' | 'b';
-    let position: [number, number];
-    if (token !== undefined) {
-      const m = /^([fb])\/(-?\d+)\/(-?\d+)$/.exec(token);
-      if (!m) throw errors.invalid('The specified nextToken is invalid.');
-      direction = m[1] as 'f' | 'b';
-      position = [Number(m[2]), Number(m[3])];
-    } else if (input.startFromHead === true) {
-      direction = 'f';
-      position = [-1, -1];
-    } else {
-      direction = 'b';
-      position = [Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER];
-    }
-    const events = stream.events;
-    const inRange = (e: StoredEvent) => e.timestamp >= from && e.timestamp < to;
-    const picked: StoredEvent[] = [];
-    let bytes = 0;
-    const fits = (e: StoredEvent) => {
-      if (picked.length >= limit) return false;
-      if (picked.length > 0 && bytes + e.bytes + EVENT_OVERHEAD > MAX_READ_BYTES) return false;
-      bytes += e.bytes + EVENT_OVERHEAD;
-      return true;
-    };
-    if (direction === 'f') {
-      for (let i = upperBound(events, position); i < events.length; i++) {
-        const e = events[i]!;
-        if (e.timestamp >= to) break;
-        if (!inRange(e)) continue;
-        if (!fits(e)) break;
-        picked.push(e);
-      }
-    } else {
-      for (let i = lowerBound(events, position) - 1; i >= 0; i--) {
-        const e = events[i]!;
-        if (e.timestamp < from) break;
-        if (!inRange(e)) continue;
-        if (!fits(e)) break;
-        picked.push(e);
-      }
-      picked.reverse();
-    }
-    // At the end of the stream the token that was sent comes back: that is how a reader
-    // knows it is done (the forward token is never null).
-    const first = picked[0];
-    const last = picked.at(-1);
-    const here = `${position[0]}/${position[1]}`;
-    return {
-      events: picked.map((e) => ({
-        timestamp: e.timestamp,
-        message: e.message,
-        ingestionTime: e.ingestionTime,
-      })),
-      nextForwardToken: last
-        ? `f/${last.timestamp}/${last.seq}`
-        : direction === 'f'
-          ? (token ?? `f/${here}`)
-          : `f/${here}`,
-      nextBackwardToken: first
-        ? `b/${first.timestamp}/${first.seq}`
-        : direction === 'b'
-          ? (token ?? `b/${here}`)
-          : `b/${here}`,
-    };
+    return getStreamEvents(this.#stream(group, input), input);
   }
 
   filterLogEvents(input: Json): Json {
-    const group = this.#group(input);
-    const names = input.logStreamNames;
-    const prefix = str(input, 'logStreamNamePrefix');
-    if (names !== undefined && prefix !== undefined) {
-      throw errors.invalid('logStreamNames and logStreamNamePrefix are mutually exclusive');
-    }
-    let streams: LogStreamState[];
-    if (names !== undefined) {
-      if (!Array.isArray(names) || names.length < 1 || names.length > 100) {
-        throw errors.validation(
-          'logStreamNames',
-          String(names),
-          'Member must have length between 1 and 100',
-        );
-      }
-      streams = names.map((n) => {
-        const s = group.streams.get(String(n));
-        if (!s) throw errors.streamNotFound();
-        return s;
-      });
-    } else {
-      streams = [...group.streams.values()].filter(
-        (s) => prefix === undefined || s.name.startsWith(prefix),
-      );
-    }
-    streams.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    const limit = int(input, 'limit', 1, MAX_READ_EVENTS) ?? MAX_READ_EVENTS;
-    const { from, to } = timeRange(input);
-    const matches = compileFilterPattern(str(input, 'filterPattern'));
-    const token = str(input, 'nextToken');
-    let after: [number, string, number] = [-1, '', -1];
-    if (token !== undefined) {
-      const t = decodeToken(token);
-      if (!Array.isArray(t) || t.length !== 3) throw errors.invalid('Invalid nextToken');
-      after = t as [number, string, number];
-    }
-    // A k-way merge over the streams in (timestamp, stream name, ingestion order).
-    const cursors = streams.map((s) => {
-      const key = (e: StoredEvent): [number, string, number] => [e.timestamp, s.name, e.seq];
-      let i = lowerBound(s.events, [Math.max(from, after[0]), -1]);
-      while (i < s.events.length && compareKeys(key(s.events[i]!), after) <= 0) i++;
-      return { stream: s, i, key };
-    });
-    const out: Json[] = [];
-    let bytes = 0;
-    let last: [number, string, number] | undefined;
-    let more = false;
-    for (;;) {
-      let best: (typeof cursors)[number] | undefined;
-      for (const c of cursors) {
-        const e = c.stream.events[c.i];
-        if (!e || e.timestamp >= to) continue;
-        if (!best || compareKeys(c.key(e), best.key(best.stream.events[best.i]!)) < 0) best = c;
-      }
-      if (!best) break;
-      const e = best.stream.events[best.i]!;
-      if (
-        out.length >= limit ||
-        (out.length > 0 && bytes + e.bytes + EVENT_OVERHEAD > MAX_READ_BYTES)
-      ) {
-        more = true;
-        break;
-      }
-      best.i++;
-      last = best.key(e);
-      if (e.timestamp < from || !matches(e.message)) continue;
-      bytes += e.bytes + EVENT_OVERHEAD;
-      out.push({
-        logStreamName: best.stream.name,
-        timestamp: e.timestamp,
-        message: e.message,
-        ingestionTime: e.ingestionTime,
-        eventId: `${e.timestamp}-${e.seq}-${encodeURIComponent(best.stream.name)}`,
-      });
-    }
-    const result: Json = {
-      events: out,
-      searchedLogStreams: streams.map((s) => ({
-        logStreamName: s.name,
-        searchedCompletely: !more,
-      })),
-    };
-    if (more && last) result.nextToken = encodeToken(last);
-    return result;
+    return filterGroupEvents(this.#group(input), input);
   }
 
   #group(input: Json): LogGroupState {
@@ -458,97 +283,5 @@ export class LogService {
     }
     if (s.lastIngestionTime !== undefined) out.lastIngestionTime = s.lastIngestionTime;
     return out;
-  }
-}
-
-function lastEventTime(s: LogStreamState): number | undefined {
-  return s.events.at(-1)?.timestamp;
-}
-
-function sequenceToken(s: LogStreamState): string {
-  return String(s.nextSeq).padStart(56, '0');
-}
-
-/** Stable: an event goes after every stored event with the same timestamp. */
-function insertSorted(stream: LogStreamState, event: StoredEvent): void {
-  const events = stream.events;
-  if (events.length === 0 || events.at(-1)!.timestamp <= event.timestamp) {
-    events.push(event);
-    return;
-  }
-  events.splice(upperBound(events, [event.timestamp, Number.MAX_SAFE_INTEGER]), 0, event);
-}
-
-/** Index of the first event whose (timestamp, seq) is greater than `key`. */
-function upperBound(events: readonly StoredEvent[], key: [number, number]): number {
-  let lo = 0;
-  let hi = events.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    const e = events[mid]!;
-    if (e.timestamp < key[0] || (e.timestamp === key[0] && e.seq <= key[1])) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-/** Index of the first event whose (timestamp, seq) is not less than `key`. */
-function lowerBound(events: readonly StoredEvent[], key: [number, number]): number {
-  let lo = 0;
-  let hi = events.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    const e = events[mid]!;
-    if (e.timestamp < key[0] || (e.timestamp === key[0] && e.seq < key[1])) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-function compareKeys(a: [number, string, number], b: [number, string, number]): number {
-  return a[0] - b[0] || (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0) || a[2] - b[2];
-}
-
-function timeRange(input: Json): { from: number; to: number } {
-  const from = int(input, 'startTime', 0, Number.MAX_SAFE_INTEGER) ?? 0;
-  const to = int(input, 'endTime', 0, Number.MAX_SAFE_INTEGER) ?? Number.MAX_SAFE_INTEGER;
-  return { from, to };
-}
-
-function str(input: Json, field: string, required = false): string | undefined {
-  const v = input[field];
-  if (v === undefined || v === null) {
-    if (required) throw errors.validation(field, 'null', 'Member must not be null');
-    return undefined;
-  }
-  if (typeof v !== 'string') throw errors.serialization(`${field} must be a string`);
-  return v;
-}
-
-function int(input: Json, field: string, min: number, max: number): number | undefined {
-  const v = input[field];
-  if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'number' || !Number.isSafeInteger(v)) {
-    throw errors.serialization(`${field} must be an integer`);
-  }
-  if (v < min || v > max) {
-    throw errors.validation(
-      field,
-      String(v),
-      `Member must have value ${v < min ? `greater than or equal to ${min}` : `less than or equal to ${max}`}`,
-    );
-  }
-  return v;
-}
-
-function encodeToken(value: unknown): string {
-  return Buffer.from(JSON.stringify(value)).toString('base64url');
-}
-
-function decodeToken(token: string): unknown {
-  try {
-    return JSON.parse(Buffer.from(token, 'base64url').toString('utf8'));
-  } catch (err) {
-    throw new CloudWatchApiError('InvalidParameterException', `Invalid nextToken: ${String(err)}`);
   }
 }

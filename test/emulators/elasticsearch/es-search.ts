@@ -1,24 +1,23 @@
 /**
  * `_search`, `_count` and `_delete_by_query` over the refreshed snapshot of each target index:
  * the Query DSL subset, sort and `search_after`, `from`/`size` within `index.max_result_window`,
- * `_source` filtering and aggregations (see es-query.ts).
+ * `_source` filtering and aggregations (see es-query.ts, es-sort.ts and es-aggs.ts).
  */
 import { drain } from '../shared/http-exchange.js';
+import { compileAggs } from './es-aggs.js';
 import { type EsCluster, wildcardRegExp } from './es-cluster.js';
 import { EsApiError, esErrors } from './es-errors.js';
 import { type Ctx, readEsJson, send } from './es-http.js';
 import type { EsIndex, StoredDoc } from './es-index.js';
 import { stringifyJson } from './es-json.js';
+import { compileQuery, ShardError } from './es-query.js';
 import {
   compareSortValues,
-  compileAggs,
-  compileQuery,
   compileSort,
   parseSearchAfter,
-  ShardError,
   type SortKey,
   sortValues,
-} from './es-query.js';
+} from './es-sort.js';
 
 interface Hit {
   index: EsIndex;
