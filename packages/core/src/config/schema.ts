@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { InvalidInputError } from '../errors.js';
 import { AIRFLOW_PATH_TEMPLATE, PathTemplate } from '../path-template.js';
 import { BACKENDS, STORE_SCHEMES } from '../stores/backends.js';
+import { DEFAULT_FLUSH_BYTES } from '../stores/shared/chunk-buffer.js';
 import {
   bool,
   httpUrl,
@@ -142,7 +143,7 @@ const store = z.object({
     .default(5)
     .describe("Seconds between flushes of a running attempt's new bytes to the store."),
   flush_bytes: integer('expected a number of bytes >= 1')
-    .default(8 * 1024 * 1024)
+    .default(DEFAULT_FLUSH_BYTES)
     .describe("Buffered bytes at which a running attempt's writer flushes a chunk."),
   read_urls: z
     .string({ error: 'expected store URLs separated by commas' })

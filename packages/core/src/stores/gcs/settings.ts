@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { attempts, httpUrl, optionalText } from '../../config/fields.js';
 import { InvalidInputError } from '../../errors.js';
 import { PathTemplate } from '../../path-template.js';
+import { DEFAULT_FLUSH_BYTES } from '../shared/chunk-buffer.js';
 
 /**
  * The `[gcs]` section: Google Cloud Storage. The only declaration of these settings and their
@@ -63,7 +64,6 @@ export type ResolvedGcsOptions = Required<Omit<GcsStoreOptions, SdkDefaulted>> &
   Pick<GcsStoreOptions, SdkDefaulted>;
 
 const MIB = 1024 * 1024;
-const DEFAULT_FLUSH_BYTES = 8 * MIB;
 const DEFAULT_UPLOAD_CHUNK_SIZE = 8 * MIB;
 /** Resumable upload requests must carry a multiple of 256 KiB (all but the last). */
 const UPLOAD_CHUNK_QUANTUM = 256 * 1024;

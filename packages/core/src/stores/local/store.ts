@@ -36,6 +36,7 @@ import type {
   SweepOptions,
   UploadOptions,
 } from '../../store.js';
+import { DEFAULT_FLUSH_BYTES } from '../shared/chunk-buffer.js';
 import { CHUNKS_SUFFIX, matchesFilter } from '../shared/chunk-layout.js';
 import { ChunkedWriter } from '../shared/chunked-writer.js';
 import {
@@ -69,7 +70,6 @@ export interface LocalStoreOptions {
   chunkSize?: number;
 }
 
-const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
 /**
  * The `file://` archive: a folder, laid out like Airflow's own log folder.
  *
@@ -98,7 +98,7 @@ export class LocalStore implements LogStore {
     if (options.root.includes('\u0000')) {
       throw new InvalidInputError('local store root must not contain NUL');
     }
-    const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
+    const chunkSize = options.chunkSize ?? DEFAULT_FLUSH_BYTES;
     if (!Number.isSafeInteger(chunkSize) || chunkSize < 1) {
       throw new InvalidInputError(
         `local store chunkSize must be a positive integer, got ${chunkSize}`,

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { attempts, bool, httpUrl, optionalText } from '../../config/fields.js';
 import { InvalidInputError } from '../../errors.js';
 import { PathTemplate } from '../../path-template.js';
+import { DEFAULT_FLUSH_BYTES } from '../shared/chunk-buffer.js';
 import { MAX_LIST_PAGE_SIZE, MIN_PART_SIZE } from './limits.js';
 
 // The S3 store's settings: the `[s3]` config section, and the options of an S3Store (the config
@@ -85,7 +86,6 @@ export interface S3StoreOptions {
 /** Every option checked, and defaulted where the store has a default of its own. */
 export type ResolvedS3Options = Required<S3StoreOptions>;
 
-const DEFAULT_FLUSH_BYTES = 8 * 1024 * 1024;
 const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
 const BUCKET_NAME = /^[a-zA-Z0-9][a-zA-Z0-9._-]{2,254}$/;
 

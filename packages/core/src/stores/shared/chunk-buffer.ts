@@ -11,6 +11,12 @@
  *   for byte, before anything else: a retried chunk is the same object as the failed try, which
  *   may have been stored after all (GCS refuses a different one at the same name).
  */
+/**
+ * Buffered bytes at which a blob writer stores a chunk by itself: the default of
+ * `store.flush_bytes` and of every blob store's `flushBytes`, declared here once.
+ */
+export const DEFAULT_FLUSH_BYTES = 8 * 1024 * 1024;
+
 export class ChunkBuffer {
   #pieces: Buffer[] = [];
   #size = 0;
