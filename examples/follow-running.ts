@@ -8,56 +8,19 @@
  *     --store file:///var/log/airflow-archive
  *
  * Without --file the example runs a demo task itself: it writes a line every 300 ms and then
- * closes its log, which creates the marker. Options default as in ship-finished.ts.
+ * closes its log, which creates the marker. Options default as shipper-from-args.ts says.
  */
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
-import {
-  type AttemptLog,
-  attemptKey,
-  openAttemptLog,
-  openCatalog,
-  openStore,
-  PathTemplate,
-  Shipper,
-} from '@tasklog/core';
+import { type AttemptLog, attemptKey, openAttemptLog, type PathTemplate } from '@tasklog/core';
+import { shipperFromArgs } from './shipper-from-args.js';
 
-const { values: args } = parseArgs({
-  options: {
-    base: { type: 'string' },
-    file: { type: 'string' },
-    store: { type: 'string' },
-    catalog: { type: 'string' },
-    state: { type: 'string' },
-  },
-});
-
-const temp = await mkdtemp(join(tmpdir(), 'tasklog-example-'));
-const baseLogFolder = args.base ?? join(temp, 'logs');
-const pathTemplate = new PathTemplate();
+const { file: given, baseLogFolder, pathTemplate, shipper, close } = await shipperFromArgs();
 // follow() opens the file when it starts, so the task must have created it already.
-const demo = args.file === undefined ? await startDemoTask(baseLogFolder, pathTemplate) : undefined;
-const file = args.file ?? demo!.log.path;
-
-const store = await openStore(args.store ?? pathToFileURL(join(temp, 'archive')).href, {
-  pathTemplate,
-});
-const catalog = await openCatalog(args.catalog ?? `sqlite://${join(temp, 'catalog.db')}`);
+const demo = given === undefined ? await startDemoTask(baseLogFolder, pathTemplate) : undefined;
+const file = given ?? demo!.log.path;
 const stop = new AbortController();
 process.once('SIGINT', () => stop.abort());
 try {
-  const shipper = new Shipper({
-    store,
-    catalog,
-    pathTemplate,
-    baseLogFolder,
-    stateFolder: args.state ?? join(temp, 'state'),
-    deleteLocalCopy: false,
-  });
   const result = await shipper.follow(file, {
     signal: stop.signal,
     // A worker that dies loses at most one interval: everything flushed is durable and readable.
@@ -71,8 +34,7 @@ try {
   console.log(JSON.stringify(result, null, 2));
 } finally {
   await demo?.done;
-  await catalog.close();
-  await store.close();
+  await close();
 }
 
 /** Opens a demo task's log and keeps writing to it in the background until it closes it. */

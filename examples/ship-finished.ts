@@ -6,55 +6,16 @@
  *     --store s3://my-bucket/airflow-logs --catalog sqlite:///var/lib/tasklog/catalog.db \
  *     --state /var/lib/tasklog/state
  *
- * Every option has a default below a new temporary folder; without --file the example writes a
- * demo log first. The SQLite catalog needs `better-sqlite3` installed (`npm i better-sqlite3`).
+ * Every option has a default below a new temporary folder (see shipper-from-args.ts); without
+ * --file the example writes a demo log first. The SQLite catalog needs `better-sqlite3` installed
+ * (`npm i better-sqlite3`).
  */
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
-import {
-  attemptKey,
-  openAttemptLog,
-  openCatalog,
-  openStore,
-  PathTemplate,
-  Shipper,
-} from '@tasklog/core';
+import { attemptKey, openAttemptLog, type PathTemplate } from '@tasklog/core';
+import { shipperFromArgs } from './shipper-from-args.js';
 
-const { values: args } = parseArgs({
-  options: {
-    base: { type: 'string' },
-    file: { type: 'string' },
-    store: { type: 'string' },
-    catalog: { type: 'string' },
-    state: { type: 'string' },
-  },
-});
-
-const temp = await mkdtemp(join(tmpdir(), 'tasklog-example-'));
-// The folder the workers write logs under: attempt keys are parsed from paths below it.
-const baseLogFolder = args.base ?? join(temp, 'logs');
-// Airflow's default layout: dag_id=…/run_id=…/task_id=…/[map_index=…/]attempt=N.log
-const pathTemplate = new PathTemplate();
-const file = args.file ?? (await demoLog(baseLogFolder, pathTemplate));
-
-const store = await openStore(args.store ?? pathToFileURL(join(temp, 'archive')).href, {
-  pathTemplate,
-});
-// The catalog records each attempt's state, size and sha256 (what `tasklog` and the server list).
-const catalog = await openCatalog(args.catalog ?? `sqlite://${join(temp, 'catalog.db')}`);
+const { file: given, baseLogFolder, pathTemplate, store, shipper, close } = await shipperFromArgs();
 try {
-  const shipper = new Shipper({
-    store,
-    catalog,
-    pathTemplate,
-    baseLogFolder,
-    // Journals and locks: a ship killed half-way resumes from here instead of starting over.
-    stateFolder: args.state ?? join(temp, 'state'),
-    deleteLocalCopy: false,
-  });
+  const file = given ?? (await demoLog(baseLogFolder, pathTemplate));
   // Upload, verify (size and sha256 of what the store holds), record in the catalog. Running it
   // again is a no-op that answers `already-shipped`.
   const result = await shipper.shipFile(file, {
@@ -63,8 +24,7 @@ try {
   console.error(`shipped to ${store.url}`);
   console.log(JSON.stringify(result, null, 2));
 } finally {
-  await catalog.close();
-  await store.close();
+  await close();
 }
 
 /** Writes a finished demo log where a worker would, and returns its path. */

@@ -104,21 +104,25 @@ describe.each(combinations)('Airflow %s on %s', (version, kind) => {
     expect(await statusOf(ti, 1)).toEqual({ finished: false, state: 'running' });
   });
 
-  it.each(['success', 'failed', 'skipped', 'upstream_failed', 'removed', 'up_for_retry'])(
-    'reports a try that sits at %s as finished, with that state',
-    async (state) => {
+  // The states a try ends at, and those of a try still on its way.
+  const endStates = ['success', 'failed', 'skipped', 'upstream_failed', 'removed', 'up_for_retry'];
+  const openStates = [
+    'deferred',
+    'up_for_reschedule',
+    'queued',
+    'scheduled',
+    'running',
+    'restarting',
+  ];
+  it.each([
+    ...endStates.map((state) => ({ state, finished: true })),
+    ...openStates.map((state) => ({ state, finished: false })),
+  ])(
+    'reports a try that sits at $state with that state, finished: $finished',
+    async ({ state, finished }) => {
       const ti = await running();
       await airflow.setState(ti, state);
-      expect(await statusOf(ti, 1)).toEqual({ finished: true, state });
-    },
-  );
-
-  it.each(['deferred', 'up_for_reschedule', 'queued', 'scheduled', 'running', 'restarting'])(
-    'reports a try that sits at %s as not finished',
-    async (state) => {
-      const ti = await running();
-      await airflow.setState(ti, state);
-      expect(await statusOf(ti, 1)).toEqual({ finished: false, state });
+      expect(await statusOf(ti, 1)).toEqual({ finished, state });
     },
   );
 
@@ -139,25 +143,20 @@ describe.each(combinations)('Airflow %s on %s', (version, kind) => {
     expect(await statusOf(ti, 2)).toEqual({ finished: true, state: null });
   });
 
-  it('keeps a deferred try open while it waits and after it resumes, until it succeeds', async () => {
-    const ti = await running();
-    await airflow.setState(ti, 'deferred');
-    expect(await statusOf(ti, 1)).toEqual({ finished: false, state: 'deferred' });
-    await airflow.resume(ti);
-    expect(await airflow.row(ti)).toMatchObject({ tryNumber: 1, state: 'running' });
-    expect(await statusOf(ti, 1)).toEqual({ finished: false, state: 'running' });
-    await airflow.setState(ti, 'success');
-    expect(await statusOf(ti, 1)).toEqual({ finished: true, state: 'success' });
-  });
-
-  it('keeps a rescheduled sensor try open when it is poked again, in the same try', async () => {
-    const ti = await running();
-    await airflow.setState(ti, 'up_for_reschedule');
-    expect(await statusOf(ti, 1)).toEqual({ finished: false, state: 'up_for_reschedule' });
-    await airflow.resume(ti);
-    expect(await airflow.row(ti)).toMatchObject({ tryNumber: 1, state: 'running' });
-    expect(await statusOf(ti, 1)).toEqual({ finished: false, state: 'running' });
-  });
+  // A deferred task resumes on the triggerer's event; a sensor in reschedule mode is poked again.
+  it.each(['deferred', 'up_for_reschedule'])(
+    'keeps a try open while it sits at %s and after it resumes in the same try, until it succeeds',
+    async (state) => {
+      const ti = await running();
+      await airflow.setState(ti, state);
+      expect(await statusOf(ti, 1)).toEqual({ finished: false, state });
+      await airflow.resume(ti);
+      expect(await airflow.row(ti)).toMatchObject({ tryNumber: 1, state: 'running' });
+      expect(await statusOf(ti, 1)).toEqual({ finished: false, state: 'running' });
+      await airflow.setState(ti, 'success');
+      expect(await statusOf(ti, 1)).toEqual({ finished: true, state: 'success' });
+    },
+  );
 
   it('reports a try that was cleared after it ended as finished, with its recorded state', async () => {
     const ti = await running();

@@ -120,6 +120,14 @@ describe.each(['2.10', '3.x'] as const)('Airflow %s', (version) => {
     const keyOf = (ti: TaskInstanceRef, tryNumber: number) =>
       attemptKey({ ...ti, mapIndex: ti.mapIndex ?? -1, tryNumber });
 
+    /** A task instance of run RUN_ID, added and at its first try, and that try's attempt key. */
+    async function startFirstTry(taskId: string) {
+      const ti = { dagId: 'sim', runId: RUN_ID, taskId };
+      await airflow.addTaskInstance(ti);
+      await airflow.startNextTry(ti);
+      return { ti, key: keyOf(ti, 1) };
+    }
+
     /** Waits until the attempt is recorded shipped; returns how long it took. */
     async function shippedWithin(key: AttemptKey, limitMs: number): Promise<number> {
       const start = Date.now();
@@ -128,6 +136,11 @@ describe.each(['2.10', '3.x'] as const)('Airflow %s', (version) => {
         if (Date.now() - start > limitMs + 10_000) return Date.now() - start;
         await sleep(50);
       }
+    }
+
+    /** The attempt is recorded shipped within two scans of its end (and the time to ship it). */
+    async function expectShippedInTwoScans(key: AttemptKey): Promise<void> {
+      expect(await shippedWithin(key, 2 * SCAN_MS + SHIP_MS)).toBeLessThan(2 * SCAN_MS + SHIP_MS);
     }
 
     /** Exactly one final object at Airflow's key, byte-identical to the local log. */
@@ -165,25 +178,19 @@ describe.each(['2.10', '3.x'] as const)('Airflow %s', (version) => {
     }
 
     it('a task that succeeds is archived within two scans of its state change', async () => {
-      const ti = { dagId: 'sim', runId: RUN_ID, taskId: 'succeeds' };
-      await airflow.addTaskInstance(ti);
-      await airflow.startNextTry(ti);
-      const key = keyOf(ti, 1);
+      const { ti, key } = await startFirstTry('succeeds');
       await write(key, 'Started', 'Running command', 'Done. Returned value was: None');
       await airflow.setState(ti, 'success');
-      expect(await shippedWithin(key, 2 * SCAN_MS + SHIP_MS)).toBeLessThan(2 * SCAN_MS + SHIP_MS);
+      await expectShippedInTwoScans(key);
       expect(await catalog.get(key)).toMatchObject({ airflowState: 'success' });
       await expectOneFinalObject(key);
     });
 
     it('a failed try goes up for retry and its log ends; the retry writes attempt=2.log', async () => {
-      const ti = { dagId: 'sim', runId: RUN_ID, taskId: 'retries' };
-      await airflow.addTaskInstance(ti);
-      await airflow.startNextTry(ti);
-      const first = keyOf(ti, 1);
+      const { ti, key: first } = await startFirstTry('retries');
       await write(first, 'Started', 'Traceback (most recent call last):', 'ValueError: boom');
       await airflow.failIntoRetry(ti);
-      expect(await shippedWithin(first, 2 * SCAN_MS + SHIP_MS)).toBeLessThan(2 * SCAN_MS + SHIP_MS);
+      await expectShippedInTwoScans(first);
       expect(await catalog.get(first)).toMatchObject({ airflowState: 'up_for_retry' });
       await expectOneFinalObject(first);
 
@@ -191,18 +198,13 @@ describe.each(['2.10', '3.x'] as const)('Airflow %s', (version) => {
       const second = keyOf(ti, 2);
       await write(second, 'Started (try 2)', 'Done.');
       await airflow.setState(ti, 'success');
-      expect(await shippedWithin(second, 2 * SCAN_MS + SHIP_MS)).toBeLessThan(
-        2 * SCAN_MS + SHIP_MS,
-      );
+      await expectShippedInTwoScans(second);
       await expectOneFinalObject(second);
       await expectOneFinalObject(first);
     });
 
     it('a deferred task is archived up to date but not finished, and ends when it resumes and succeeds', async () => {
-      const ti = { dagId: 'sim', runId: RUN_ID, taskId: 'defers' };
-      await airflow.addTaskInstance(ti);
-      await airflow.startNextTry(ti);
-      const key = keyOf(ti, 1);
+      const { ti, key } = await startFirstTry('defers');
       await write(key, 'Started', 'Pausing task as DEFERRED.');
       await airflow.setState(ti, 'deferred');
       await sleep(3 * SCAN_MS);
@@ -211,15 +213,12 @@ describe.each(['2.10', '3.x'] as const)('Airflow %s', (version) => {
       await airflow.resume(ti);
       await write(key, 'Resuming after deferral', 'Done.');
       await airflow.setState(ti, 'success');
-      expect(await shippedWithin(key, 2 * SCAN_MS + SHIP_MS)).toBeLessThan(2 * SCAN_MS + SHIP_MS);
+      await expectShippedInTwoScans(key);
       await expectOneFinalObject(key);
     });
 
     it('a sensor in reschedule mode keeps one try through its pokes and ends when it succeeds', async () => {
-      const ti = { dagId: 'sim', runId: RUN_ID, taskId: 'sensor' };
-      await airflow.addTaskInstance(ti);
-      await airflow.startNextTry(ti);
-      const key = keyOf(ti, 1);
+      const { ti, key } = await startFirstTry('sensor');
       for (let poke = 1; poke <= 2; poke++) {
         await write(key, `Poking for file (poke ${poke})`, 'Rescheduling task');
         await airflow.setState(ti, 'up_for_reschedule');
@@ -230,7 +229,7 @@ describe.each(['2.10', '3.x'] as const)('Airflow %s', (version) => {
       expect((await airflow.row(ti)).tryNumber).toBe(1);
       await write(key, 'Poking for file (poke 3)', 'Success criteria met. Exiting.');
       await airflow.setState(ti, 'success');
-      expect(await shippedWithin(key, 2 * SCAN_MS + SHIP_MS)).toBeLessThan(2 * SCAN_MS + SHIP_MS);
+      await expectShippedInTwoScans(key);
       await expectOneFinalObject(key);
     });
   });

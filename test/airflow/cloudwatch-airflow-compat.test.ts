@@ -7,9 +7,10 @@ import {
 import { type AttemptKey, attemptKey, type LogWriter } from '@tasklog/core';
 import { readAll } from '@tasklog/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CloudWatchStore } from '../../packages/core/src/stores/cloudwatch/store.js';
+import type { CloudWatchStore } from '../../packages/core/src/stores/cloudwatch/store.js';
 import { type CloudWatchEmulator, startCloudWatchEmulator } from '../emulators/cloudwatch/index.js';
 import { runCli } from '../support/cli.js';
+import { cloudWatchStoreOn, cloudWatchUrl } from '../support/cloudwatch.js';
 import { sha256 } from '../support/hash.js';
 import { makeTempDir, removeTempDir } from '../support/temp-dir.js';
 import {
@@ -34,10 +35,7 @@ let client: CloudWatchLogsClient;
 
 beforeAll(async () => {
   emulator = await startCloudWatchEmulator();
-  store = CloudWatchStore.fromUrl(
-    `cloudwatch://arn:aws:logs:us-east-1:000000000000:log-group:${GROUP}`,
-    { cloudwatch: { endpoint: emulator.url, max_attempts: 3 } },
-  );
+  store = cloudWatchStoreOn(emulator, GROUP, 3);
   client = new CloudWatchLogsClient({ region: 'us-east-1', endpoint: emulator.url });
 });
 
@@ -50,6 +48,10 @@ afterAll(async () => {
 function key(taskId: string, runId = 'scheduled__2024-01-01T00:00:00+00:00'): AttemptKey {
   return attemptKey({ dagId: 'compat', runId, taskId, tryNumber: 1 });
 }
+
+/** The stream Airflow's handler reads for `key(taskId)`: the log's path, its ':' as '_'. */
+const airflowStream = (taskId: string) =>
+  `dag_id=compat/run_id=scheduled__2024-01-01T00_00_00+00_00/task_id=${taskId}/attempt=1.log`;
 
 /** A line of the log: its bytes without the `\n`, where it starts, and whether a `\n` ends it. */
 interface Line {
@@ -113,8 +115,7 @@ describe('tasklog → Airflow over CloudWatch: a running attempt (the compatibil
   const log = compatLog();
   const pieces = compatLogPieces(log);
   const k = key('running');
-  const stream =
-    'dag_id=compat/run_id=scheduled__2024-01-01T00_00_00+00_00/task_id=running/attempt=1.log';
+  const stream = airflowStream('running');
   let writer: LogWriter;
   let events: CloudWatchLogEvent[];
   /** Where a flush cut the log. */
@@ -194,8 +195,7 @@ describe('tasklog → Airflow over CloudWatch: a finished attempt (the compatibi
   const log = compatLog();
   const lines = linesOf(log);
   const k = key('finished');
-  const stream =
-    'dag_id=compat/run_id=scheduled__2024-01-01T00_00_00+00_00/task_id=finished/attempt=1.log';
+  const stream = airflowStream('finished');
   let events: CloudWatchLogEvent[];
   const endText = `tasklog: end of log, ${log.length} bytes, sha256 ${sha256(log)}`;
 
@@ -309,10 +309,7 @@ describe('Airflow → tasklog over CloudWatch: streams Airflow wrote itself (gol
       );
     }
     put.destroy();
-    golden = CloudWatchStore.fromUrl(
-      `cloudwatch://arn:aws:logs:us-east-1:000000000000:log-group:${GROUP}`,
-      { cloudwatch: { endpoint: goldenEmulator.url, max_attempts: 2 } },
-    );
+    golden = cloudWatchStoreOn(goldenEmulator, GROUP, 2);
     home = await makeTempDir('cloudwatch-golden');
   });
 
@@ -392,7 +389,7 @@ describe('Airflow → tasklog over CloudWatch: streams Airflow wrote itself (gol
         AWS_ACCESS_KEY_ID: 'AKIDTASKLOGTEST',
         AWS_SECRET_ACCESS_KEY: 'tasklog-test-secret',
         AWS_REGION: 'us-east-1',
-        TASKLOG__STORE__URL: `cloudwatch://arn:aws:logs:us-east-1:000000000000:log-group:${GROUP}`,
+        TASKLOG__STORE__URL: cloudWatchUrl(GROUP),
         TASKLOG__CLOUDWATCH__ENDPOINT: goldenEmulator.url,
       });
       expect(got.stderr).toBe('');

@@ -1,7 +1,7 @@
-import { mkdtemp, readdir, readFile } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import path from 'node:path';
 import { Storage } from '@google-cloud/storage';
-import { type AttemptKey, type LogStore, PathTemplate } from '@tasklog/core';
+import type { AttemptKey, LogStore } from '@tasklog/core';
 import { readAll } from '@tasklog/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GcsStore } from '../../packages/core/src/stores/gcs/store.js';
@@ -11,58 +11,55 @@ import {
   runningPrefix,
 } from '../../packages/core/src/stores/shared/chunk-layout.js';
 import { type GcsEmulator, startGcsEmulator } from '../emulators/gcs/index.js';
-import { shipWithCli } from '../support/cli.js';
 import { type ClientResult, gcloudFor, gcloudPath } from '../support/outside-clients.js';
 import { makeTempDir, removeTempDir } from '../support/temp-dir.js';
+import * as airflow from './blob-airflow-compat.js';
 import {
   compatKey,
-  compatLog,
   compatLogPieces,
-  compatText,
-  expectReadWhole,
   finishedCompatAttempt,
   runningCompatAttempt,
 } from './compat-log.js';
 import { airflowGcsRead } from './gcs-airflow-read.js';
-import { airflowUploadBody } from './s3-airflow-read.js';
 
 /**
  * tasklog's GCS archive as Airflow's GCS task handler sees it, and Airflow's objects as tasklog
  * reads them. `remote_base_log_folder = gs://airflow-logs/airflow/logs`.
  */
-const BUCKET = 'airflow-logs';
-const REMOTE_BASE = 'airflow/logs';
-const template = new PathTemplate();
-
-/** The compatibility log, bytes that are not UTF-8 included. */
-const LOG = compatLog();
-/** The same log as valid UTF-8 (each invalid sequence replaced by U+FFFD). */
-const TEXT_LOG = compatText();
-
 let emulator: GcsEmulator;
 let storage: Storage;
 let store: LogStore;
 let home: string;
-let cliEnv: NodeJS.ProcessEnv;
+let archive: airflow.Archive;
+
+const uriOf = (k: AttemptKey) => `gs://${airflow.BUCKET}/${airflow.objectName(k)}`;
+const airflowRead = (k: AttemptKey) =>
+  airflowGcsRead(storage, airflow.BUCKET, airflow.REMOTE_BASE, airflow.template.render(k));
+const put = (name: string, bytes: Buffer | string) =>
+  storage
+    .bucket(airflow.BUCKET)
+    .file(name)
+    .save(bytes, { resumable: false, contentType: 'text/plain' });
 
 beforeAll(async () => {
   emulator = await startGcsEmulator();
-  emulator.createBucket(BUCKET);
+  emulator.createBucket(airflow.BUCKET);
   storage = new Storage({ apiEndpoint: emulator.url, projectId: 'test' });
-  store = GcsStore.fromUrl(`gs://${BUCKET}/${REMOTE_BASE}`, {
+  store = GcsStore.fromUrl(`gs://${airflow.BUCKET}/${airflow.REMOTE_BASE}`, {
     gcs: { api_endpoint: emulator.url, project_id: 'test', max_attempts: 3 },
   });
   home = await makeTempDir('gcs-airflow');
-  cliEnv = {
+  const cliEnv = {
     PATH: process.env.PATH,
     TASKLOG_HOME: home,
     TASKLOG__LOGGING__LEVEL: 'silent',
     // Node's own warnings (the GCS SDK's MaxListeners notice) are not tasklog's output.
     NODE_NO_WARNINGS: '1',
-    TASKLOG__STORE__URL: `gs://${BUCKET}/${REMOTE_BASE}`,
+    TASKLOG__STORE__URL: `gs://${airflow.BUCKET}/${airflow.REMOTE_BASE}`,
     TASKLOG__GCS__API_ENDPOINT: emulator.url,
     TASKLOG__GCS__PROJECT_ID: 'test',
   };
+  archive = { store, cliEnv, uriOf, airflowRead, put };
 });
 
 afterAll(async () => {
@@ -71,62 +68,34 @@ afterAll(async () => {
   await removeTempDir(home);
 });
 
-const finalName = (k: AttemptKey) => `${REMOTE_BASE}/${template.render(k)}`;
-const uriOf = (k: AttemptKey) => `gs://${BUCKET}/${finalName(k)}`;
-const airflowRead = (k: AttemptKey) =>
-  airflowGcsRead(storage, BUCKET, REMOTE_BASE, template.render(k));
-const put = (name: string, bytes: Buffer | string) =>
-  storage.bucket(BUCKET).file(name).save(bytes, { resumable: false, contentType: 'text/plain' });
-
 describe('tasklog → Airflow’s GCS reader (list_blobs(prefix=key), decode() of each, first failure ends it)', () => {
-  it('finds nothing for a running attempt, whose flushes ended inside characters', async () => {
-    const k = compatKey('running');
-    const writer = await runningCompatAttempt(store, k, LOG);
-    expect(await airflowRead(k)).toEqual({ uris: [], logs: null });
-    // Airflow then reads the worker's log server (tasklog's agent); tasklog has every byte.
-    expect((await readAll(store, k)).equals(LOG)).toBe(true);
-    await writer.abort();
-  });
+  airflow.itShowsWhatTasklogWrote(() => archive);
 
   it('was broken by the layout before, which kept chunks at <key>.chunks/ (the reader’s own check)', async () => {
     const k = compatKey('old_layout');
-    const pieces = compatLogPieces(LOG);
+    const pieces = compatLogPieces(airflow.LOG);
     let offset = 0;
     for (const piece of pieces) {
-      await put(`${legacyRunningPrefix(finalName(k))}${chunkName(offset)}`, piece);
+      await put(`${legacyRunningPrefix(airflow.objectName(k))}${chunkName(offset)}`, piece);
       offset += piece.length;
     }
     const seen = await airflowRead(k);
     expect(seen.uris).toHaveLength(pieces.length);
     expect(seen.failure).toMatch(/^Unable to read remote log 'utf-8' codec can't decode/);
     // tasklog still reads what an older version left (see test/backends/gcs/running-layout.test.ts).
-    expect((await readAll(store, k)).equals(LOG)).toBe(true);
-  });
-
-  it('shows exactly the text of a finished attempt, from its one object', async () => {
-    const k = compatKey('finished');
-    await finishedCompatAttempt(store, k, TEXT_LOG);
-    expect(await airflowRead(k)).toEqual({ uris: [uriOf(k)], logs: [TEXT_LOG.toString('utf8')] });
+    expect((await readAll(store, k)).equals(airflow.LOG)).toBe(true);
   });
 
   it('shows nothing but, in 2.x, its decode error for a finished log that is not UTF-8 (as for any such object)', async () => {
     const k = compatKey('not_utf8');
-    await finishedCompatAttempt(store, k, LOG);
-    const at = LOG.indexOf(0xff);
+    await finishedCompatAttempt(store, k, airflow.LOG);
+    const at = airflow.LOG.indexOf(0xff);
     expect(await airflowRead(k)).toEqual({
       uris: [uriOf(k)],
       logs: [],
       failure: `Unable to read remote log 'utf-8' codec can't decode byte 0xff in position ${at}: invalid start byte`,
     });
-    expect((await readAll(store, k)).equals(LOG)).toBe(true);
-  });
-
-  it('shows exactly the text of a log `tasklog ship` archived', async () => {
-    const k = compatKey('shipped', 3);
-    const shipped = await shipWithCli(cliEnv, template.render(k), TEXT_LOG);
-    expect(shipped.stderr).toBe('');
-    expect(shipped.code).toBe(0);
-    expect(await airflowRead(k)).toEqual({ uris: [uriOf(k)], logs: [TEXT_LOG.toString('utf8')] });
+    expect((await readAll(store, k)).equals(airflow.LOG)).toBe(true);
   });
 });
 
@@ -144,20 +113,7 @@ describe('Airflow’s GCS writer → tasklog', () => {
       '\n[2024-05-01T10:10:00.000+0000] {taskinstance.py:2612} INFO - Resuming after deferral\n',
     ),
   ]);
-  const fixtures: [string, string, () => Buffer][] = [
-    ['one upload', 'golden_first', () => first],
-    ['an upload appended to an earlier one', 'golden_appended', () => appended],
-    ['the compatibility log', 'golden_compat', () => airflowUploadBody(TEXT_LOG)],
-  ];
-  for (const [label, taskId, golden] of fixtures) {
-    it(`reads ${label} byte for byte: read, stat, list and tasklog fetch`, async () => {
-      const k = compatKey(taskId);
-      const body = golden();
-      await put(finalName(k), body);
-      await put(`${finalName(k)}.trigger.7.log`, 'trigger log\n');
-      await expectReadWhole(store, k, body, cliEnv);
-    });
-  }
+  airflow.itReadsWhatItUploaded(() => archive, { first, appended });
 });
 
 describe.skipIf(!gcloudPath)(
@@ -179,35 +135,32 @@ describe.skipIf(!gcloudPath)(
 
     it('lists nothing under a running attempt’s key; its chunks, in their own folder, hold its bytes', async () => {
       const k = compatKey('gcloud_running');
-      const writer = await runningCompatAttempt(store, k, LOG);
+      const writer = await runningCompatAttempt(store, k, airflow.LOG);
       const atKey = await gcloud(['storage', 'ls', `${uriOf(k)}**`]);
       expect(atKey.stdout.toString()).toBe('');
       expect(atKey.code).not.toBe(0); // "One or more URLs matched no objects."
-      const running = `gs://${BUCKET}/${runningPrefix(finalName(k))}`;
+      const running = `gs://${airflow.BUCKET}/${runningPrefix(airflow.objectName(k))}`;
       const all = await gcloud(['storage', 'ls', `${running}**`]);
       expect(all.code).toBe(0);
       const chunks = lines(all).filter((u) => !u.endsWith('/running'));
-      expect(chunks).toHaveLength(compatLogPieces(LOG).length);
+      expect(chunks).toHaveLength(compatLogPieces(airflow.LOG).length);
       for (const uri of lines(all)) expect(uri.startsWith(uriOf(k))).toBe(false);
       const dir = await mkdtemp(path.join(home, 'gcloud-'));
       const copied = await gcloud(['storage', 'cp', `${running}*`, `${dir}/`]);
       expect(copied.code).toBe(0);
-      const names = (await readdir(dir)).filter((n) => n !== 'running').sort();
-      expect(names).toEqual(chunks.map((u) => u.slice(u.lastIndexOf('/') + 1)).sort());
-      const bytes = await Promise.all(names.map((n) => readFile(path.join(dir, n))));
-      expect(Buffer.concat(bytes).equals(LOG)).toBe(true);
+      await airflow.expectCopiedChunks(dir, [...chunks].sort());
       await writer.abort();
     });
 
     it('lists exactly the object of a finished attempt, whose bytes are the log', async () => {
       const k = compatKey('gcloud_finished');
-      await finishedCompatAttempt(store, k, LOG);
+      await finishedCompatAttempt(store, k, airflow.LOG);
       const atKey = await gcloud(['storage', 'ls', `${uriOf(k)}**`]);
       expect(atKey.code).toBe(0);
       expect(lines(atKey)).toEqual([uriOf(k)]);
       const got = await gcloud(['storage', 'cat', uriOf(k)]);
       expect(got.code).toBe(0);
-      expect(got.stdout.equals(LOG)).toBe(true);
+      expect(got.stdout.equals(airflow.LOG)).toBe(true);
     });
   },
 );

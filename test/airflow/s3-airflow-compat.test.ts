@@ -1,21 +1,18 @@
-import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { type AttemptKey, type LogStore, PathTemplate } from '@tasklog/core';
+import type { AttemptKey, LogStore } from '@tasklog/core';
 import { readAll } from '@tasklog/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runningPrefix } from '../../packages/core/src/stores/shared/chunk-layout.js';
-import { shipWithCli } from '../support/cli.js';
 import { awsCli, awsCliPath, python3Path, run } from '../support/outside-clients.js';
 import { pythonUtf8Decode } from '../support/python-text.js';
 import { type S3rverFixture, startS3rver } from '../support/s3rver.js';
 import { makeTempDir, removeTempDir } from '../support/temp-dir.js';
+import * as airflow from './blob-airflow-compat.js';
 import {
   compatKey,
-  compatLog,
   compatLogPieces,
-  compatText,
-  expectReadWhole,
   finishedCompatAttempt,
   runningCompatAttempt,
 } from './compat-log.js';
@@ -25,25 +22,27 @@ import { airflowS3Client, airflowS3Read, airflowUploadBody } from './s3-airflow-
  * tasklog's S3 archive as Airflow's S3 task handler sees it, and Airflow's objects as tasklog
  * reads them. `remote_base_log_folder = s3://airflow-logs/airflow/logs`.
  */
-const BUCKET = 'airflow-logs';
-const REMOTE_BASE = 'airflow/logs';
-const template = new PathTemplate();
-
-/** The compatibility log, bytes that are not UTF-8 included. */
-const LOG = compatLog();
-/** The same log as valid UTF-8 (each invalid sequence replaced by U+FFFD). */
-const TEXT_LOG = compatText();
-
 let s3: S3rverFixture;
 let client: S3Client;
 let store: LogStore;
 let home: string;
+let archive: airflow.Archive;
+
+const uriOf = (k: AttemptKey) => `s3://${airflow.BUCKET}/${airflow.objectName(k)}`;
+const airflowRead = (k: AttemptKey) =>
+  airflowS3Read(s3, client, airflow.REMOTE_BASE, airflow.template.render(k));
+/** As `load_string` stores an object. */
+const put = async (name: string, body: Buffer | string) => {
+  await client.send(new PutObjectCommand({ Bucket: airflow.BUCKET, Key: name, Body: body }));
+};
 
 beforeAll(async () => {
-  s3 = await startS3rver(BUCKET);
+  s3 = await startS3rver(airflow.BUCKET);
   client = airflowS3Client(s3.endpoint);
-  store = s3.openStore(REMOTE_BASE);
+  store = s3.openStore(airflow.REMOTE_BASE);
   home = await makeTempDir('s3-airflow');
+  const cliEnv = { PATH: process.env.PATH, TASKLOG_HOME: home, ...s3.cliEnv(airflow.REMOTE_BASE) };
+  archive = { store, cliEnv, uriOf, airflowRead, put };
 });
 
 afterAll(async () => {
@@ -53,65 +52,33 @@ afterAll(async () => {
   await removeTempDir(home);
 });
 
-const finalKey = (k: AttemptKey) => `${REMOTE_BASE}/${template.render(k)}`;
-const uriOf = (k: AttemptKey) => `s3://${BUCKET}/${finalKey(k)}`;
-const airflowRead = (k: AttemptKey) =>
-  airflowS3Read(client, BUCKET, REMOTE_BASE, template.render(k));
-
 describe('tasklog → Airflow’s S3 reader (list_keys(prefix=key), read_key of each, strict UTF-8)', () => {
-  it('finds nothing for a running attempt, whose flushes ended inside characters', async () => {
-    const k = compatKey('running');
-    const writer = await runningCompatAttempt(store, k, LOG);
-    expect(await airflowRead(k)).toEqual({ keys: [], logs: null });
-    // Airflow then reads the worker's log server (tasklog's agent); tasklog has every byte.
-    expect((await readAll(store, k)).equals(LOG)).toBe(true);
-    await writer.abort();
-  });
-
-  it('shows exactly the text of a finished attempt, from its one object', async () => {
-    const k = compatKey('finished');
-    await finishedCompatAttempt(store, k, TEXT_LOG);
-    expect(await airflowRead(k)).toEqual({ keys: [uriOf(k)], logs: [TEXT_LOG.toString('utf8')] });
-  });
+  airflow.itShowsWhatTasklogWrote(() => archive);
 
   it('shows its own decode error instead of a finished log that is not UTF-8 (as for any such object)', async () => {
     const k = compatKey('not_utf8');
-    await finishedCompatAttempt(store, k, LOG);
-    const at = LOG.indexOf(0xff);
+    await finishedCompatAttempt(store, k, airflow.LOG);
+    const at = airflow.LOG.indexOf(0xff);
     expect(await airflowRead(k)).toEqual({
-      keys: [uriOf(k)],
+      uris: [uriOf(k)],
       logs: [
         `Could not read logs from ${uriOf(k)} with error: 'utf-8' codec can't decode byte 0xff in position ${at}: invalid start byte`,
       ],
     });
-    expect((await readAll(store, k)).equals(LOG)).toBe(true);
-  });
-
-  it('shows exactly the text of a log `tasklog ship` archived', async () => {
-    const k = compatKey('shipped', 3);
-    const env = {
-      PATH: process.env.PATH,
-      TASKLOG_HOME: home,
-      TASKLOG__LOGGING__LEVEL: 'silent',
-      ...s3.cliEnv(REMOTE_BASE),
-    };
-    const shipped = await shipWithCli(env, template.render(k), TEXT_LOG);
-    expect(shipped.stderr).toBe('');
-    expect(shipped.code).toBe(0);
-    expect(await airflowRead(k)).toEqual({ keys: [uriOf(k)], logs: [TEXT_LOG.toString('utf8')] });
+    expect((await readAll(store, k)).equals(airflow.LOG)).toBe(true);
   });
 });
 
 describe('the replay of Airflow’s decoding', () => {
   const samples = [
-    LOG,
-    TEXT_LOG,
+    airflow.LOG,
+    airflow.TEXT_LOG,
     Buffer.from([0x78, 0xe2, 0x82]),
     Buffer.from([0xed, 0xa0, 0x80]),
     Buffer.from([0xf0, 0x9f, 0x99, 0x28]),
     Buffer.from([0xc0, 0xaf]),
     // A chunk of the old layout: the compatibility log cut inside its first 𝄞.
-    LOG.subarray(0, LOG.indexOf(Buffer.from('𝄞')) + 2),
+    airflow.LOG.subarray(0, airflow.LOG.indexOf(Buffer.from('𝄞')) + 2),
   ];
 
   it.skipIf(!python3Path)(
@@ -165,7 +132,7 @@ describe('Airflow’s S3 writer → tasklog', () => {
     expect(airflowUploadBody(LOCAL_FIRST).equals(GOLDEN_FIRST)).toBe(true);
     expect(airflowUploadBody(LOCAL_SECOND, GOLDEN_FIRST).equals(GOLDEN_APPENDED)).toBe(true);
     // read_text() is strict: Airflow uploads nothing for a local log that is not UTF-8.
-    expect(() => airflowUploadBody(LOG)).toThrow(/can't decode byte 0xff/);
+    expect(() => airflowUploadBody(airflow.LOG)).toThrow(/can't decode byte 0xff/);
   });
 
   it.skipIf(!python3Path)(
@@ -192,31 +159,7 @@ describe('Airflow’s S3 writer → tasklog', () => {
     },
   );
 
-  const fixtures: [string, string, () => Buffer][] = [
-    ['one upload', 'golden_first', () => GOLDEN_FIRST],
-    ['an upload appended to an earlier one', 'golden_appended', () => GOLDEN_APPENDED],
-    ['the compatibility log', 'golden_compat', () => airflowUploadBody(TEXT_LOG)],
-  ];
-  for (const [label, taskId, golden] of fixtures) {
-    it(`reads ${label} byte for byte: read, stat, list and tasklog fetch`, async () => {
-      const k = compatKey(taskId);
-      const body = golden();
-      // As `load_string` stores it, with Airflow's trigger log beside it.
-      await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: finalKey(k), Body: body }));
-      await client.send(
-        new PutObjectCommand({
-          Bucket: BUCKET,
-          Key: `${finalKey(k)}.trigger.7.log`,
-          Body: 'trigger log\n',
-        }),
-      );
-      await expectReadWhole(store, k, body, {
-        PATH: process.env.PATH,
-        TASKLOG_HOME: home,
-        ...s3.cliEnv(REMOTE_BASE),
-      });
-    });
-  }
+  airflow.itReadsWhatItUploaded(() => archive, { first: GOLDEN_FIRST, appended: GOLDEN_APPENDED });
 });
 
 describe.skipIf(!awsCliPath)(
@@ -232,49 +175,46 @@ describe.skipIf(!awsCliPath)(
 
     it('lists nothing under a running attempt’s key; its chunks, in their own folder, hold its bytes', async () => {
       const k = compatKey('aws_running');
-      const writer = await runningCompatAttempt(store, k, LOG);
+      const writer = await runningCompatAttempt(store, k, airflow.LOG);
       const atKey = await awsCli(s3.endpoint, ['s3', 'ls', '--recursive', uriOf(k)]);
       expect(atKey.stdout.toString()).toBe('');
       expect(atKey.code).toBe(1); // aws s3 ls: nothing matched
-      const folder = finalKey(k).slice(0, finalKey(k).lastIndexOf('/') + 1);
+      const folder = airflow.objectName(k).slice(0, airflow.objectName(k).lastIndexOf('/') + 1);
       const all = await awsCli(s3.endpoint, [
         's3',
         'ls',
         '--recursive',
-        `s3://${BUCKET}/${folder}`,
+        `s3://${airflow.BUCKET}/${folder}`,
       ]);
       expect(all.code).toBe(0);
       const keys = keysOf(all.stdout);
-      expect(keys.length).toBe(compatLogPieces(LOG).length);
+      expect(keys.length).toBe(compatLogPieces(airflow.LOG).length);
       for (const key of keys) {
-        expect(key.startsWith(runningPrefix(finalKey(k)))).toBe(true);
-        expect(key.startsWith(finalKey(k))).toBe(false);
+        expect(key.startsWith(runningPrefix(airflow.objectName(k)))).toBe(true);
+        expect(key.startsWith(airflow.objectName(k))).toBe(false);
       }
       const dir = await mkdtemp(path.join(home, 'aws-'));
       const copied = await awsCli(s3.endpoint, [
         's3',
         'cp',
         '--recursive',
-        `s3://${BUCKET}/${runningPrefix(finalKey(k))}`,
+        `s3://${airflow.BUCKET}/${runningPrefix(airflow.objectName(k))}`,
         dir,
       ]);
       expect(copied.code).toBe(0);
-      const names = (await readdir(dir)).sort();
-      expect(names).toEqual(keys.map((key) => key.slice(key.lastIndexOf('/') + 1)));
-      const bytes = await Promise.all(names.map((n) => readFile(path.join(dir, n))));
-      expect(Buffer.concat(bytes).equals(LOG)).toBe(true);
+      await airflow.expectCopiedChunks(dir, keys);
       await writer.abort();
     });
 
     it('lists exactly the object of a finished attempt, whose bytes are the log', async () => {
       const k = compatKey('aws_finished');
-      await finishedCompatAttempt(store, k, LOG);
+      await finishedCompatAttempt(store, k, airflow.LOG);
       const atKey = await awsCli(s3.endpoint, ['s3', 'ls', '--recursive', uriOf(k)]);
       expect(atKey.code).toBe(0);
-      expect(keysOf(atKey.stdout)).toEqual([finalKey(k)]);
+      expect(keysOf(atKey.stdout)).toEqual([airflow.objectName(k)]);
       const got = await awsCli(s3.endpoint, ['s3', 'cp', uriOf(k), '-']);
       expect(got.code).toBe(0);
-      expect(got.stdout.equals(LOG)).toBe(true);
+      expect(got.stdout.equals(airflow.LOG)).toBe(true);
     });
   },
 );

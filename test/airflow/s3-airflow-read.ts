@@ -1,5 +1,6 @@
-import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { pythonReadText, pythonUtf8Decode } from '../support/python-text.js';
+import type { S3rverFixture } from '../support/s3rver.js';
 
 /**
  * Airflow's S3 task handler, replayed with the AWS SDK: what it reads for an attempt and what it
@@ -8,7 +9,8 @@ import { pythonReadText, pythonUtf8Decode } from '../support/python-text.js';
  *   `S3RemoteLogIO.read`, used by Airflow 3.x and by 2.10 through `_read_remote_logs`), the same
  *   in `providers/src/…` (Airflow 2.10's provider): `list_keys(bucket, prefix=<key>)`, keys
  *   sorted as `s3://bucket/key`, then `s3_read(key, return_error=True)` of each.
- * - `S3Hook.list_keys` (`…/aws/hooks/s3.py`): ListObjectsV2 pages with that Prefix, no delimiter.
+ * - `S3Hook.list_keys` (`…/aws/hooks/s3.py`): ListObjectsV2 pages with that Prefix, no delimiter
+ *   (s3rver's `listKeys`).
  * - `S3Hook.read_key`: `obj.get()["Body"].read().decode("utf-8")`, strict. `s3_read` turns any
  *   exception into the text `Could not read logs from s3://… with error: …`, shown in place of
  *   that object's log.
@@ -18,40 +20,32 @@ import { pythonReadText, pythonUtf8Decode } from '../support/python-text.js';
  */
 export interface AirflowS3Read {
   /** `s3://bucket/key` of every object listed, sorted (Airflow 3 shows them as the sources). */
-  keys: string[];
+  uris: string[];
   /** One entry per key, in that order: its text, or the error text `s3_read` returns. */
   logs: string[] | null;
 }
 
+/** Airflow's read of the log at `relativePath` below `remoteBase` in s3rver's bucket. */
 export async function airflowS3Read(
+  s3: Pick<S3rverFixture, 'bucket' | 'listKeys'>,
   client: S3Client,
-  bucket: string,
   remoteBase: string,
   relativePath: string,
 ): Promise<AirflowS3Read> {
-  const prefix = `${remoteBase}/${relativePath}`;
-  const listed: string[] = [];
-  let token: string | undefined;
-  do {
-    const page = await client.send(
-      new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
-    );
-    for (const o of page.Contents ?? []) listed.push(o.Key!);
-    token = page.IsTruncated ? page.NextContinuationToken : undefined;
-  } while (token);
-  if (listed.length === 0) return { keys: [], logs: null };
-  const keys = listed.map((k) => `s3://${bucket}/${k}`).sort();
+  const listed = await s3.listKeys(`${remoteBase}/${relativePath}`);
+  if (listed.length === 0) return { uris: [], logs: null };
+  const uris = listed.map((k) => `s3://${s3.bucket}/${k}`).sort();
   const logs: string[] = [];
-  for (const uri of keys) {
-    const key = uri.slice(`s3://${bucket}/`.length);
+  for (const uri of uris) {
+    const key = uri.slice(`s3://${s3.bucket}/`.length);
     try {
-      const res = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      const res = await client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: key }));
       logs.push(pythonUtf8Decode(await res.Body!.transformToByteArray()));
     } catch (err) {
       logs.push(`Could not read logs from ${uri} with error: ${(err as Error).message}`);
     }
   }
-  return { keys, logs };
+  return { uris, logs };
 }
 
 /**

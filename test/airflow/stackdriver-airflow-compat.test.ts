@@ -90,6 +90,12 @@ describe("tasklog → Airflow's StackdriverTaskHandler", () => {
     logicalDate: LOGICAL,
     tryNumber: key.tryNumber,
   });
+  /** Airflow `version`'s read of an attempt, its entries:list calls sent with fetch. */
+  const airflowRead = (
+    version: AirflowVersion,
+    key: AttemptKey,
+    options?: { jsonOnly?: boolean },
+  ) => readLikeAirflow(fetchCall(emu.restUrl), settings, version, ti(key), options);
   const log = compatLog();
   let store: CloudLoggingStore;
 
@@ -114,12 +120,7 @@ describe("tasklog → Airflow's StackdriverTaskHandler", () => {
   it.each(versions)(
     'Airflow %s sends exactly this entries:list request for a try',
     async (version) => {
-      const { requests } = await readLikeAirflow(
-        fetchCall(emu.restUrl),
-        settings,
-        version,
-        ti(finished),
-      );
+      const { requests } = await airflowRead(version, finished);
       const date = version === '3.x' ? 'logical_date' : 'execution_date';
       expect(requests).toEqual([
         {
@@ -142,12 +143,7 @@ describe("tasklog → Airflow's StackdriverTaskHandler", () => {
   it.each(versions)(
     'Airflow %s shows a finished attempt line by line, empty lines included',
     async (version) => {
-      const { text } = await readLikeAirflow(
-        fetchCall(emu.restUrl),
-        settings,
-        version,
-        ti(finished),
-      );
+      const { text } = await airflowRead(version, finished);
       expect(text.split('\n')).toEqual(shownLines(log, false));
       // The differences, spelled out: CRLF shows as LF, bytes that are not UTF-8 as U+FFFD, the
       // 368 KB line as two lines, the missing final newline as nothing.
@@ -155,9 +151,7 @@ describe("tasklog → Airflow's StackdriverTaskHandler", () => {
       expect(text).toContain('not UTF-8: \ufffd\ufffd\ufffd(\n   \n{"event"');
       expect(text.endsWith('last line, no newline: 🙂')).toBe(true);
       // Providers older than the text_payload fallback read jsonPayload.message only: the same.
-      const old = await readLikeAirflow(fetchCall(emu.restUrl), settings, version, ti(finished), {
-        jsonOnly: true,
-      });
+      const old = await airflowRead(version, finished, { jsonOnly: true });
       expect(old.text).toBe(text);
     },
   );
@@ -165,12 +159,7 @@ describe("tasklog → Airflow's StackdriverTaskHandler", () => {
   it.each(versions)(
     'Airflow %s shows a running attempt whole line by whole line, not the line still being written',
     async (version) => {
-      const { text } = await readLikeAirflow(
-        fetchCall(emu.restUrl),
-        settings,
-        version,
-        ti(running),
-      );
+      const { text } = await airflowRead(version, running);
       // compatLogPieces() cuts inside lines and characters; none of those cuts shows.
       expect(text.split('\n')).toEqual(shownLines(log, true));
     },
@@ -178,7 +167,7 @@ describe("tasklog → Airflow's StackdriverTaskHandler", () => {
 
   it("replays Airflow 3.x's call with curl and sees the same", async () => {
     const viaCurl = await readLikeAirflow(curlCall(emu.restUrl), settings, '3.x', ti(running));
-    const viaFetch = await readLikeAirflow(fetchCall(emu.restUrl), settings, '3.x', ti(running));
+    const viaFetch = await airflowRead('3.x', running);
     expect(viaCurl.text).toBe(viaFetch.text);
     expect(viaCurl.text.split('\n')).toEqual(shownLines(log, true));
   });

@@ -1,7 +1,6 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   GetObjectCommand,
@@ -17,9 +16,9 @@ import {
   startElasticsearchEmulator,
 } from '../emulators/elasticsearch/index.js';
 import { type GcsEmulator, startGcsEmulator } from '../emulators/gcs/index.js';
-import { CLI, runCli, shipWithCli } from '../support/cli.js';
+import { CLI, runCli, shipWithCli, writeHomeLog } from '../support/cli.js';
 import { type S3rverFixture, startS3rver } from '../support/s3rver.js';
-import { makeTempDir, removeTempDir } from '../support/temp-dir.js';
+import { useTasklogHome } from '../support/tasklog-home.js';
 
 // Airflow's S3TaskHandler and GCSTaskHandler keep a log at
 // `<remote_base_log_folder>/<log_filename_template rendered>`, written in one piece.
@@ -48,18 +47,17 @@ function fetchAirflowAttempt(env: NodeJS.ProcessEnv, ...options: string[]) {
 }
 
 /**
- * Runs `tasklog ship --follow` on a log that grows, until `flushed()` reports stored bytes; then
- * `whileRunning()` looks at the archive, the marker ends the attempt, and the shipper must exit 0.
- * Resolves with the log's final bytes.
+ * Runs `tasklog ship --follow` on the log at `rel` below `$TASKLOG_HOME/logs` while it grows,
+ * until `flushed()` reports stored bytes; then `whileRunning()` looks at the archive, the marker
+ * ends the attempt, and the shipper must exit 0. Resolves with the log's final bytes.
  */
 async function followAttempt(
-  file: string,
+  rel: string,
   env: NodeJS.ProcessEnv,
   flushed: () => Promise<boolean>,
   whileRunning: () => Promise<void>,
 ): Promise<Buffer> {
-  await mkdir(dirname(file), { recursive: true });
-  await writeFile(file, '');
+  const file = await writeHomeLog(env.TASKLOG_HOME!, rel, '');
   const shipper = spawn(process.execPath, [CLI, 'ship', '--follow', file], {
     env: { ...env, TASKLOG__STORE__FLUSH_INTERVAL: '0.2', TASKLOG__LOGGING__LEVEL: 'silent' },
     stdio: 'ignore',
@@ -85,26 +83,19 @@ async function followAttempt(
 }
 
 describe('Airflow compatibility of the S3 layout', () => {
+  const cli = useTasklogHome('airflow-s3');
   let s3: S3rverFixture;
   let client: S3Client;
-  let home: string;
-  let env: NodeJS.ProcessEnv;
 
   beforeAll(async () => {
     s3 = await startS3rver('airflow-logs');
     client = new S3Client({ endpoint: s3.endpoint, forcePathStyle: true, region: 'us-east-1' });
-    home = await makeTempDir('airflow-s3');
-    env = {
-      PATH: process.env.PATH,
-      TASKLOG_HOME: home,
-      ...s3.cliEnv('airflow/logs'),
-    };
+    cli.configure(s3.cliEnv('airflow/logs'));
   });
 
   afterAll(async () => {
     client?.destroy();
     await s3?.close();
-    await removeTempDir(home);
   });
 
   it('fetches a log Airflow’s S3 handler wrote, picking the latest try', async () => {
@@ -115,14 +106,14 @@ describe('Airflow compatibility of the S3 layout', () => {
         Body: AIRFLOW_LOG,
       }),
     );
-    const got = await fetchAirflowAttempt(env);
+    const got = await fetchAirflowAttempt(cli.env);
     expect(got.stderr).toBe('');
     expect(got.code).toBe(0);
     expect(got.stdout.equals(AIRFLOW_LOG)).toBe(true);
   });
 
   it('ships a log to exactly the key Airflow’s S3 handler reads, as plain text', async () => {
-    const shipped = await shipWithCli(env, MAPPED_REL, AIRFLOW_LOG);
+    const shipped = await shipWithCli(cli.env, MAPPED_REL, AIRFLOW_LOG);
     expect(shipped.code).toBe(0);
     const object = await client.send(
       new GetObjectCommand({ Bucket: 'airflow-logs', Key: `airflow/logs/${MAPPED_REL}` }),
@@ -141,8 +132,8 @@ describe('Airflow compatibility of the S3 layout', () => {
       ).map((o) => o.Key);
     const folder = key.slice(0, key.lastIndexOf('/') + 1);
     const written = await followAttempt(
-      join(home, 'logs', ...rel.split('/')),
-      env,
+      rel,
+      cli.env,
       async () =>
         (
           (await client.send(new ListObjectsV2Command({ Bucket: 'airflow-logs', Prefix: folder })))
@@ -159,28 +150,22 @@ describe('Airflow compatibility of the S3 layout', () => {
 });
 
 describe('Airflow compatibility of the GCS layout', () => {
+  const cli = useTasklogHome('airflow-gcs', {
+    TASKLOG__STORE__URL: 'gs://airflow-logs/airflow/logs',
+    TASKLOG__GCS__PROJECT_ID: 'test',
+  });
   let emulator: GcsEmulator;
   let storage: Storage;
-  let home: string;
-  let env: NodeJS.ProcessEnv;
 
   beforeAll(async () => {
     emulator = await startGcsEmulator();
     emulator.createBucket('airflow-logs');
     storage = new Storage({ apiEndpoint: emulator.url, projectId: 'test' });
-    home = await makeTempDir('airflow-gcs');
-    env = {
-      PATH: process.env.PATH,
-      TASKLOG_HOME: home,
-      TASKLOG__STORE__URL: 'gs://airflow-logs/airflow/logs',
-      TASKLOG__GCS__API_ENDPOINT: emulator.url,
-      TASKLOG__GCS__PROJECT_ID: 'test',
-    };
+    cli.configure({ TASKLOG__GCS__API_ENDPOINT: emulator.url });
   });
 
   afterAll(async () => {
     await emulator?.close();
-    await removeTempDir(home);
   });
 
   it('fetches a log Airflow’s GCS handler wrote', async () => {
@@ -188,14 +173,14 @@ describe('Airflow compatibility of the GCS layout', () => {
       .bucket('airflow-logs')
       .file(`airflow/logs/${AIRFLOW_REL}`)
       .save(AIRFLOW_LOG, { resumable: false });
-    const got = await fetchAirflowAttempt(env, '--try', '2');
+    const got = await fetchAirflowAttempt(cli.env, '--try', '2');
     expect(got.stderr).toBe('');
     expect(got.code).toBe(0);
     expect(got.stdout.equals(AIRFLOW_LOG)).toBe(true);
   });
 
   it('ships a log to exactly the object Airflow’s GCS handler reads, as plain text', async () => {
-    const shipped = await shipWithCli(env, MAPPED_REL, AIRFLOW_LOG);
+    const shipped = await shipWithCli(cli.env, MAPPED_REL, AIRFLOW_LOG);
     expect(shipped.stderr).toBe('');
     expect(shipped.code).toBe(0);
     const [bytes] = await storage
@@ -213,8 +198,8 @@ describe('Airflow compatibility of the GCS layout', () => {
       (await storage.bucket('airflow-logs').getFiles({ prefix: name }))[0].map((f) => f.name);
     const folder = name.slice(0, name.lastIndexOf('/') + 1);
     const written = await followAttempt(
-      join(home, 'logs', ...rel.split('/')),
-      env,
+      rel,
+      cli.env,
       async () =>
         (await storage.bucket('airflow-logs').getFiles({ prefix: folder }))[0].some(
           (f) => Number(f.metadata.size) > 0,
@@ -230,26 +215,19 @@ describe('Airflow compatibility of the GCS layout', () => {
 });
 
 describe('Airflow compatibility of the Elasticsearch layout', () => {
+  const cli = useTasklogHome('airflow-es');
   let emulator: ElasticsearchEmulator;
   let client: Client;
-  let home: string;
-  let env: NodeJS.ProcessEnv;
 
   beforeAll(async () => {
     emulator = await startElasticsearchEmulator({ refreshIntervalMs: 20 });
     client = new Client({ node: emulator.url });
-    home = await makeTempDir('airflow-es');
-    env = {
-      PATH: process.env.PATH,
-      TASKLOG_HOME: home,
-      TASKLOG__STORE__URL: `elasticsearch+${emulator.url}/airflow-logs`,
-    };
+    cli.configure({ TASKLOG__STORE__URL: `elasticsearch+${emulator.url}/airflow-logs` });
   });
 
   afterAll(async () => {
     await client?.close();
     await emulator?.close();
-    await removeTempDir(home);
   });
 
   it('fetches a log indexed the way Airflow’s Elasticsearch handler writes it', async () => {
@@ -267,7 +245,7 @@ describe('Airflow compatibility of the Elasticsearch layout', () => {
       operations: docs.flatMap((doc) => [{ index: { _index: 'airflow-logs' } }, doc]),
       refresh: true,
     });
-    const got = await fetchAirflowAttempt(env, '--try', '2');
+    const got = await fetchAirflowAttempt(cli.env, '--try', '2');
     expect(got.stderr).toBe('');
     expect(got.code).toBe(0);
     // Documents Airflow's shippers indexed read as Airflow's UI joins them: "\n".join(messages).
@@ -275,7 +253,7 @@ describe('Airflow compatibility of the Elasticsearch layout', () => {
   });
 
   it('ships a log Airflow’s query finds: match_phrase on log_id, sorted by offset', async () => {
-    const shipped = await shipWithCli(env, MAPPED_REL, `${AIRFLOW_LOG.toString()}\n`);
+    const shipped = await shipWithCli(cli.env, MAPPED_REL, `${AIRFLOW_LOG.toString()}\n`);
     expect(shipped.stderr).toBe('');
     expect(shipped.code).toBe(0);
     const result = await client.search<{ message: string; offset: number }>({

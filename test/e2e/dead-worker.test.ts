@@ -1,13 +1,12 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import { attemptKey, PathTemplate } from '@tasklog/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { S3Store } from '../../packages/core/src/stores/s3/store.js';
-import { CLI, runCli } from '../support/cli.js';
+import { CLI, homeLogFile, runCli, writeHomeLog } from '../support/cli.js';
 import { type S3rverFixture, startS3rver } from '../support/s3rver.js';
-import { makeTempDir, removeTempDir } from '../support/temp-dir.js';
+import { useTasklogHome } from '../support/tasklog-home.js';
 
 const key = attemptKey({
   dagId: 'etl',
@@ -18,20 +17,13 @@ const key = attemptKey({
 const rel = new PathTemplate().render(key);
 
 describe('a worker that dies while its attempt runs (S3)', () => {
+  const cli = useTasklogHome('dead-worker', { TASKLOG__STORE__FLUSH_INTERVAL: '0.2' });
   let s3: S3rverFixture;
-  let home: string;
-  let env: NodeJS.ProcessEnv;
   let store: S3Store;
 
   beforeAll(async () => {
     s3 = await startS3rver('dead-worker');
-    home = await makeTempDir('dead-worker');
-    env = {
-      PATH: process.env.PATH,
-      TASKLOG_HOME: home,
-      ...s3.cliEnv('logs'),
-      TASKLOG__STORE__FLUSH_INTERVAL: '0.2',
-    };
+    cli.configure(s3.cliEnv('logs'));
     store = S3Store.fromUrl(`s3://${s3.bucket}/logs`, {
       s3: { endpoint: s3.endpoint, force_path_style: true },
     });
@@ -40,15 +32,12 @@ describe('a worker that dies while its attempt runs (S3)', () => {
   afterAll(async () => {
     await store?.close();
     await s3?.close();
-    await removeTempDir(home);
   });
 
   it('leaves every byte up to the last flush in the store, and tasklog fetch returns them', async () => {
-    const file = join(home, 'logs', ...rel.split('/'));
-    await mkdir(dirname(file), { recursive: true });
-    await writeFile(file, '');
+    const file = await writeHomeLog(cli.dir, rel, '');
     const shipper = spawn(process.execPath, [CLI, 'ship', '--follow', file], {
-      env,
+      env: cli.env,
       stdio: 'ignore',
     });
 
@@ -76,21 +65,21 @@ describe('a worker that dies while its attempt runs (S3)', () => {
     expect(stat!.size).toBeGreaterThanOrEqual(flushedBeforeKill);
     expect(stat!.size).toBeLessThanOrEqual(written.length);
 
-    const fetched = await runCli(['fetch', key.dagId, key.runId, key.taskId], env);
+    const fetched = await runCli(['fetch', key.dagId, key.runId, key.taskId], cli.env);
     expect(fetched.stderr).toBe('');
     expect(fetched.code).toBe(0);
     expect(fetched.stdout.equals(written.subarray(0, stat!.size))).toBe(true);
   });
 
   it('is finished byte-identical by a new shipper once the attempt has ended', async () => {
-    const file = join(home, 'logs', ...rel.split('/'));
+    const file = homeLogFile(cli.dir, rel);
     await writeFile(`${file}.done`, '');
-    const resumed = await runCli(['ship', '--follow', file, '--json'], env);
+    const resumed = await runCli(['ship', '--follow', file, '--json'], cli.env);
     expect(resumed.stderr).toBe('');
     expect(resumed.code).toBe(0);
     const written = await readFile(file);
     expect(await store.stat(key)).toMatchObject({ complete: true, size: written.length });
-    const fetched = await runCli(['fetch', key.dagId, key.runId, key.taskId], env);
+    const fetched = await runCli(['fetch', key.dagId, key.runId, key.taskId], cli.env);
     expect(fetched.stdout.equals(written)).toBe(true);
   });
 });

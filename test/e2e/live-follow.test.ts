@@ -1,43 +1,34 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, startService } from '../support/cli.js';
-import { makeTempDir, removeTempDir } from '../support/temp-dir.js';
+import { CLI, startService, writeHomeLog } from '../support/cli.js';
+import { useTasklogHome } from '../support/tasklog-home.js';
 
 const REL = 'dag_id=live/run_id=manual__2026-01-01T00:00:00+00:00/task_id=tail/attempt=1.log';
 
 describe('following a running attempt: agent → proxy → tasklog fetch --follow', () => {
-  let home: string;
-  let env: NodeJS.ProcessEnv;
+  const cli = useTasklogHome('live', {
+    // The proxy signs agent tokens with the secret the agents verify them with.
+    TASKLOG__AGENT__TOKEN_SECRET: randomBytes(64).toString('base64'),
+    TASKLOG__STORE__FLUSH_INTERVAL: '0.2',
+  });
   let agent: Awaited<ReturnType<typeof startService>>;
   let proxy: Awaited<ReturnType<typeof startService>>;
 
   beforeAll(async () => {
-    home = await makeTempDir('live');
-    env = {
-      PATH: process.env.PATH,
-      TASKLOG_HOME: home,
-      // The proxy signs agent tokens with the secret the agents verify them with.
-      TASKLOG__AGENT__TOKEN_SECRET: randomBytes(64).toString('base64'),
-      TASKLOG__STORE__FLUSH_INTERVAL: '0.2',
-    };
-    agent = await startService('agent', [], env);
-    proxy = await startService('serve', [], env);
+    agent = await startService('agent', [], cli.env);
+    proxy = await startService('serve', [], cli.env);
   });
 
   afterAll(async () => {
     await proxy?.stop();
     await agent?.stop();
-    await removeTempDir(home);
   });
 
   it('streams the log as it is written and ends with the whole log once the attempt finishes', async () => {
-    const file = join(home, 'logs', ...REL.split('/'));
-    await mkdir(dirname(file), { recursive: true });
-    await writeFile(file, 'first line é\n');
+    const file = await writeHomeLog(cli.dir, REL, 'first line é\n');
 
     // Wait until the agent has picked the attempt up and told the catalog where it runs.
     for (let i = 0; i < 300; i++) {
@@ -61,7 +52,7 @@ describe('following a running attempt: agent → proxy → tasklog fetch --follo
         '--server',
         proxy.url,
       ],
-      { env, stdio: ['ignore', 'pipe', 'pipe'] },
+      { env: cli.env, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     const out: Buffer[] = [];
     let stderr = '';

@@ -2,7 +2,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { attemptKey, COMPLETION_MARKER_SUFFIX, openCatalog, PathTemplate } from '@tasklog/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type CliResult, runCli } from '../support/cli.js';
+import { type CliResult, homeLogFile, runCli } from '../support/cli.js';
 import { makeTempDir, removeTempDir } from '../support/temp-dir.js';
 
 const SECRET = 'supersecretvalue';
@@ -93,7 +93,7 @@ describe('tasklog run on the embedded default (local archive + SQLite catalog)',
       attemptKey({ dagId: 'd', runId: 'r', taskId: 't', tryNumber: 1 }),
     );
     const marker = JSON.parse(
-      await readFile(join(home, 'logs', ...rel.split('/')) + COMPLETION_MARKER_SUFFIX, 'utf8'),
+      await readFile(homeLogFile(home, rel) + COMPLETION_MARKER_SUFFIX, 'utf8'),
     );
     expect(marker).toMatchObject({ state: 'failed', exitCode: 3 });
   });

@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli, runCliDigest, startServe } from '../support/cli.js';
+import { homeLogFile, runCli, runCliDigest, startServe } from '../support/cli.js';
 import { digestRange, writeTestLog } from '../support/logs.js';
 import { makeTempDir, removeTempDir } from '../support/temp-dir.js';
 
@@ -21,7 +21,7 @@ describe('ship → serve → fetch on the embedded default (local archive + SQLi
   beforeAll(async () => {
     home = await makeTempDir('e2e');
     env = { PATH: process.env.PATH, TASKLOG_HOME: home };
-    file = join(home, 'logs', ...REL.split('/'));
+    file = homeLogFile(home, REL);
     expected = await writeTestLog(file, SIZE, 42);
     const shipped = await runCli(['ship', join(home, 'logs'), '--json'], env);
     expect(shipped.stderr).toBe('');

@@ -33,14 +33,26 @@ export interface Launcher {
 const strings = (value: OptionValues[string]) =>
   (Array.isArray(value) ? value : []).filter((v): v is string => typeof v === 'string');
 
-/** Runs `setup` on a started emulator; if it throws (a bad name), the emulator is closed first. */
-async function setUp<T extends { close(): Promise<void> }>(emulator: T, setup: () => void) {
+/**
+ * A started HTTP emulator as `start` returns it (its url and port, and `extra`, as info), once
+ * `create` has made each of `names` in it; if that throws (a bad name), it is closed first.
+ */
+async function started(
+  emulator: { url: string; port: number; close(): Promise<void> },
+  names: string[],
+  create: (name: string) => void,
+  extra: Record<string, unknown> = {},
+): Promise<Started> {
   try {
-    setup();
+    for (const name of names) create(name);
   } catch (err) {
     await emulator.close();
     throw err;
   }
+  return {
+    info: { url: emulator.url, port: emulator.port, ...extra },
+    close: () => emulator.close(),
+  };
 }
 
 export const launchers: Record<string, Launcher> = {
@@ -55,10 +67,7 @@ export const launchers: Record<string, Launcher> = {
       const { startGcsEmulator } = await import('./gcs/index.js');
       const dataDir = typeof values['data-dir'] === 'string' ? values['data-dir'] : undefined;
       const emulator = await startGcsEmulator({ ...listen, ...(dataDir ? { dataDir } : {}) });
-      await setUp(emulator, () => {
-        for (const bucket of strings(values.bucket)) emulator.createBucket(bucket);
-      });
-      return { info: { url: emulator.url, port: emulator.port }, close: () => emulator.close() };
+      return started(emulator, strings(values.bucket), (bucket) => emulator.createBucket(bucket));
     },
   },
   cloudwatch: {
@@ -75,13 +84,8 @@ export const launchers: Record<string, Launcher> = {
       const { startCloudWatchEmulator } = await import('./cloudwatch/index.js');
       const region = String(values.region);
       const emulator = await startCloudWatchEmulator({ ...listen, region });
-      await setUp(emulator, () => {
-        for (const group of strings(values['log-group'])) emulator.createLogGroup(group);
-      });
-      return {
-        info: { url: emulator.url, port: emulator.port, region },
-        close: () => emulator.close(),
-      };
+      const groups = strings(values['log-group']);
+      return started(emulator, groups, (group) => emulator.createLogGroup(group), { region });
     },
   },
   elasticsearch: {
@@ -98,10 +102,7 @@ export const launchers: Record<string, Launcher> = {
       const { startElasticsearchEmulator } = await import('./elasticsearch/index.js');
       const refreshIntervalMs = integer('refresh-interval-ms', values['refresh-interval-ms'], -1);
       const emulator = await startElasticsearchEmulator({ ...listen, refreshIntervalMs });
-      await setUp(emulator, () => {
-        for (const index of strings(values.index)) emulator.createIndex(index);
-      });
-      return { info: { url: emulator.url, port: emulator.port }, close: () => emulator.close() };
+      return started(emulator, strings(values.index), (index) => emulator.createIndex(index));
     },
   },
   'cloud-logging': {

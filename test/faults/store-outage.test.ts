@@ -12,7 +12,7 @@ import { type FaultProxy, startFaultProxy } from '../emulators/fault-proxy.js';
 import { CLI, startService } from '../support/cli.js';
 import { sha256 } from '../support/hash.js';
 import { type S3rverFixture, startS3rver } from '../support/s3rver.js';
-import { makeTempDir, removeTempDir } from '../support/temp-dir.js';
+import { useTasklogHome } from '../support/tasklog-home.js';
 
 const OUTAGE_MS = 60_000;
 const template = new PathTemplate();
@@ -21,10 +21,15 @@ const viaRun = attemptKey({ dagId: 'outage', runId: run, taskId: 'tasklog_run', 
 const viaAgent = attemptKey({ dagId: 'outage', runId: run, taskId: 'airflow', tryNumber: 1 });
 
 describe('a 60 s store outage while attempts run and end (S3 behind a failing proxy)', () => {
+  const cli = useTasklogHome('outage', {
+    TASKLOG__STORE__FLUSH_INTERVAL: '0.5',
+    TASKLOG__STORE__FINISH_GRACE: '3',
+    TASKLOG__AGENT__TOKEN_SECRET: randomBytes(64).toString('base64'),
+    TASKLOG__AGENT__SCAN_INTERVAL: '1',
+    TASKLOG__LOGGING__LEVEL: 'warn',
+  });
   let s3: S3rverFixture;
   let proxy: FaultProxy;
-  let home: string;
-  let env: NodeJS.ProcessEnv;
   let store: S3Store;
 
   beforeAll(async () => {
@@ -34,17 +39,7 @@ describe('a 60 s store outage while attempts run and end (S3 behind a failing pr
       probability: 0,
       kinds: ['503', 'reset-before'],
     });
-    home = await makeTempDir('outage');
-    env = {
-      PATH: process.env.PATH,
-      TASKLOG_HOME: home,
-      ...s3.cliEnv('logs', proxy.url),
-      TASKLOG__STORE__FLUSH_INTERVAL: '0.5',
-      TASKLOG__STORE__FINISH_GRACE: '3',
-      TASKLOG__AGENT__TOKEN_SECRET: randomBytes(64).toString('base64'),
-      TASKLOG__AGENT__SCAN_INTERVAL: '1',
-      TASKLOG__LOGGING__LEVEL: 'warn',
-    };
+    cli.configure(s3.cliEnv('logs', proxy.url));
     store = s3.openStore('logs');
   });
 
@@ -52,11 +47,10 @@ describe('a 60 s store outage while attempts run and end (S3 behind a failing pr
     await store?.close();
     await proxy?.close();
     await s3?.close();
-    await removeTempDir(home);
   });
 
   it('tasklog run exits with the task’s code inside the outage, and the agent archives both logs within seconds of the store’s return', async () => {
-    const agent = await startService('agent', [], env);
+    const agent = await startService('agent', [], cli.env);
     try {
       // A task run by `tasklog run`: prints a line every 50 ms for 8 s, then exits 3.
       const task =
@@ -80,7 +74,7 @@ describe('a 60 s store outage while attempts run and end (S3 behind a failing pr
           '-e',
           task,
         ],
-        { env, stdio: ['ignore', 'ignore', 'pipe'] },
+        { env: cli.env, stdio: ['ignore', 'ignore', 'pipe'] },
       );
       let runnerStderr = '';
       runner.stderr.on('data', (b: Buffer) => {
@@ -89,7 +83,7 @@ describe('a 60 s store outage while attempts run and end (S3 behind a failing pr
       const runnerExit = once(runner, 'exit') as Promise<[number | null]>;
 
       // A log written as Airflow's task process writes it, followed by the agent alone.
-      const airflowFile = join(home, 'logs', template.render(viaAgent));
+      const airflowFile = join(cli.dir, 'logs', template.render(viaAgent));
       await mkdir(dirname(airflowFile), { recursive: true });
       const writer = (async () => {
         for (let i = 0; i < 160; i++) {
@@ -117,12 +111,12 @@ describe('a 60 s store outage while attempts run and end (S3 behind a failing pr
       proxy.setProbability(0);
       const back = Date.now();
 
-      const catalog = await openCatalog(`sqlite://${join(home, 'catalog.db')}`, {
+      const catalog = await openCatalog(`sqlite://${join(cli.dir, 'catalog.db')}`, {
         migrate: 'never',
       });
       try {
         for (const key of [viaRun, viaAgent]) {
-          const local = await readFile(join(home, 'logs', template.render(key)));
+          const local = await readFile(join(cli.dir, 'logs', template.render(key)));
           for (;;) {
             const record = await catalog.get(key);
             if (record?.state === 'shipped') {

@@ -26,18 +26,36 @@ export async function runCli(args: string[], env: NodeJS.ProcessEnv): Promise<Cl
   return { code, stdout: Buffer.concat(out), stderr };
 }
 
+/** Where Airflow writes the log whose relative path is `rel`: below `home`'s log folder, `logs`. */
+export function homeLogFile(home: string, rel: string): string {
+  return join(home, 'logs', ...rel.split('/'));
+}
+
 /**
  * Puts `content` where Airflow writes the log whose relative path is `rel` (below
- * `$TASKLOG_HOME/logs`, tasklog's default log folder) and runs `tasklog ship` on that file.
+ * `<home>/logs`, tasklog's default log folder), making its folders; returns the file's path.
+ */
+export async function writeHomeLog(
+  home: string,
+  rel: string,
+  content: Buffer | string,
+): Promise<string> {
+  const file = homeLogFile(home, rel);
+  await mkdir(dirname(file), { recursive: true });
+  await writeFile(file, content);
+  return file;
+}
+
+/**
+ * Puts `content` where Airflow writes the log whose relative path is `rel` (below
+ * `$TASKLOG_HOME/logs`) and runs `tasklog ship` on that file.
  */
 export async function shipWithCli(
   env: NodeJS.ProcessEnv,
   rel: string,
   content: Buffer | string,
 ): Promise<CliResult> {
-  const file = join(env.TASKLOG_HOME!, 'logs', ...rel.split('/'));
-  await mkdir(dirname(file), { recursive: true });
-  await writeFile(file, content);
+  const file = await writeHomeLog(env.TASKLOG_HOME!, rel, content);
   return runCli(['ship', file], env);
 }
 

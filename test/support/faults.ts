@@ -10,7 +10,9 @@ import {
   Shipper,
   type ShipResult,
 } from '@tasklog/core';
-import { prng } from '@tasklog/core/testing';
+import { prng, randomLogBytes } from '@tasklog/core/testing';
+import { expect, it } from 'vitest';
+import { digestStored } from '../../packages/core/src/hashing.js';
 import { attemptKeys } from './attempts.js';
 import { sha256 } from './hash.js';
 import { makeTempDir, removeTempDir } from './temp-dir.js';
@@ -82,4 +84,57 @@ export async function openShipperHome(label: string): Promise<ShipperHome> {
       await removeTempDir(home);
     },
   };
+}
+
+/** A blob store with a share of its requests failing, as a fault test file sets it up. */
+export interface BlobStoreUnderFaults {
+  store: LogStore;
+  home: ShipperHome;
+  /** The names of the objects under an attempt's relative path, seen past the faults. */
+  objectsOf(relativePath: string): Promise<string[]>;
+}
+
+/** The two logs `itEndsByteIdenticalThroughFaults` stores: sizes in MiB, seeds of their bytes. */
+export interface FaultLogs {
+  /** Written by a running attempt's writer, appended as appendInRandomPieces does, then finished. */
+  running: { mib: number; seed: number; pieces: { seed: number; maxPieceBytes: number } };
+  /** A finished log the shipper ships. */
+  shipped: { mib: number; seed: number };
+}
+
+/**
+ * Declares what a blob store must do with its requests failing: a running attempt written piece by
+ * piece and a finished log shipped by the shipper each end byte-identical, as exactly one object
+ * at the attempt's key (`logs/<relative path>`). `afterRunning` and `afterShipped` then check
+ * what the faults left to see.
+ */
+export function itEndsByteIdenticalThroughFaults(
+  logs: FaultLogs,
+  setup: () => BlobStoreUnderFaults,
+  checks: { afterRunning?(): void; afterShipped?(key: AttemptKey): Promise<void> } = {},
+): void {
+  const template = new PathTemplate();
+  const MiB = 1024 * 1024;
+
+  it('writes a running attempt chunk by chunk and finishes it byte-identical, leaving no chunk objects', async () => {
+    const { store, objectsOf } = setup();
+    const key = faultKey({ taskId: 'writer' });
+    const log = randomLogBytes(logs.running.mib * MiB, logs.running.seed);
+    await writeInRandomPieces(store, key, log, { ...logs.running.pieces, flushChance: 0.3 });
+    expect(await digestStored(store, key)).toEqual({ size: log.length, sha256: sha256(log) });
+    expect(await objectsOf(template.render(key))).toEqual([`logs/${template.render(key)}`]);
+    checks.afterRunning?.();
+  });
+
+  it(`ships a finished ${logs.shipped.mib} MB log byte-identical through the shipper`, async () => {
+    const { store, home, objectsOf } = setup();
+    const key = faultKey({ taskId: 'shipper' });
+    const rel = template.render(key);
+    const log = randomLogBytes(logs.shipped.mib * MiB, logs.shipped.seed);
+    const result = await home.ship(store, key, log);
+    expect(result).toMatchObject({ outcome: 'shipped', size: log.length, sha256: sha256(log) });
+    expect(await digestStored(store, key)).toEqual({ size: log.length, sha256: sha256(log) });
+    expect(await objectsOf(rel)).toEqual([`logs/${rel}`]);
+    await checks.afterShipped?.(key);
+  });
 }

@@ -26,22 +26,22 @@ export abstract class TasklogError extends Error {
   }
 }
 
-/** The attempt, object or record asked for does not exist. */
-export class NotFoundError extends TasklogError {
-  /** {@inheritDoc TasklogError.code} */
-  readonly code = 'NOT_FOUND' as const;
+/** The base of the error classes with the fixed code `code`. */
+function withCode<C extends ErrorCode>(code: C) {
+  return class extends TasklogError {
+    /** {@inheritDoc TasklogError.code} */
+    readonly code: C = code;
+  };
 }
+
+/** The attempt, object or record asked for does not exist. */
+export class NotFoundError extends withCode('NOT_FOUND') {}
 
 /** A caller gave a value that can never be valid (bad key, bad path, bad option). */
-export class InvalidInputError extends TasklogError {
-  /** {@inheritDoc TasklogError.code} */
-  readonly code = 'INVALID_INPUT' as const;
-}
+export class InvalidInputError extends withCode('INVALID_INPUT') {}
 
 /** A read was asked to start past the end of a log. */
-export class OffsetOutOfRangeError extends TasklogError {
-  /** {@inheritDoc TasklogError.code} */
-  readonly code = 'OFFSET_OUT_OF_RANGE' as const;
+export class OffsetOutOfRangeError extends withCode('OFFSET_OUT_OF_RANGE') {
   constructor(
     /** The offset asked for. */
     readonly offset: number,
@@ -64,9 +64,7 @@ export interface ConfigIssue {
 }
 
 /** The configuration is invalid; `issues` names every bad key, its source and what is expected. */
-export class ConfigError extends TasklogError {
-  /** {@inheritDoc TasklogError.code} */
-  readonly code = 'CONFIG_INVALID' as const;
+export class ConfigError extends withCode('CONFIG_INVALID') {
   constructor(
     /** Every problem found, not just the first. */
     readonly issues: ConfigIssue[],
@@ -80,68 +78,52 @@ export class ConfigError extends TasklogError {
 }
 
 /** A backend (store, catalog, agent) could not be reached or failed; retrying later may help. */
-export class BackendUnavailableError extends TasklogError {
-  /** {@inheritDoc TasklogError.code} */
-  readonly code = 'BACKEND_UNAVAILABLE' as const;
-}
+export class BackendUnavailableError extends withCode('BACKEND_UNAVAILABLE') {}
 
 /** Stored bytes do not match their expected size or checksum. */
-export class IntegrityError extends TasklogError {
-  /** {@inheritDoc TasklogError.code} */
-  readonly code = 'INTEGRITY' as const;
-}
+export class IntegrityError extends withCode('INTEGRITY') {}
 
 /** The operation conflicts with the current state (e.g. writing to a finished log). */
-export class ConflictError extends TasklogError {
-  /** {@inheritDoc TasklogError.code} */
-  readonly code = 'CONFLICT' as const;
-}
+export class ConflictError extends withCode('CONFLICT') {}
 
 /** The operation was cancelled through its AbortSignal. */
-export class AbortedError extends TasklogError {
-  /** {@inheritDoc TasklogError.code} */
-  readonly code = 'ABORTED' as const;
-}
+export class AbortedError extends withCode('ABORTED') {}
 
 /** The caller did not prove who it is: no credential, or one that is garbled, forged or expired. */
-export class UnauthorizedError extends TasklogError {
-  /** {@inheritDoc TasklogError.code} */
-  readonly code = 'UNAUTHORIZED' as const;
-}
+export class UnauthorizedError extends withCode('UNAUTHORIZED') {}
 
 /** The caller's credential is valid but does not grant this resource (e.g. a token for another attempt). */
-export class ForbiddenError extends TasklogError {
-  /** {@inheritDoc TasklogError.code} */
-  readonly code = 'FORBIDDEN' as const;
-}
+export class ForbiddenError extends withCode('FORBIDDEN') {}
 
 /** Whether `err` is one of tasklog's coded errors (narrows it to TasklogError). */
 export function isTasklogError(err: unknown): err is TasklogError {
   return err instanceof TasklogError;
 }
 
+/** The class each code is rebuilt as; codes a client cannot act on become the nearest kind. */
+const CLASS_OF_CODE: Record<
+  ErrorCode,
+  new (
+    message: string,
+    options?: { cause?: unknown },
+  ) => TasklogError
+> = {
+  NOT_FOUND: NotFoundError,
+  INVALID_INPUT: InvalidInputError,
+  OFFSET_OUT_OF_RANGE: InvalidInputError,
+  CONFIG_INVALID: BackendUnavailableError,
+  BACKEND_UNAVAILABLE: BackendUnavailableError,
+  INTEGRITY: IntegrityError,
+  CONFLICT: ConflictError,
+  ABORTED: AbortedError,
+  UNAUTHORIZED: UnauthorizedError,
+  FORBIDDEN: ForbiddenError,
+};
+
 /** Rebuilds a typed error from its code, e.g. from a server's `{ error: { code, message } }`. */
 export function errorFromCode(code: string, message: string, cause?: unknown): TasklogError {
-  switch (code as ErrorCode) {
-    case 'NOT_FOUND':
-      return new NotFoundError(message, { cause });
-    case 'INVALID_INPUT':
-    case 'OFFSET_OUT_OF_RANGE':
-      return new InvalidInputError(message, { cause });
-    case 'CONFIG_INVALID':
-    case 'BACKEND_UNAVAILABLE':
-      return new BackendUnavailableError(message, { cause });
-    case 'INTEGRITY':
-      return new IntegrityError(message, { cause });
-    case 'CONFLICT':
-      return new ConflictError(message, { cause });
-    case 'ABORTED':
-      return new AbortedError(message, { cause });
-    case 'UNAUTHORIZED':
-      return new UnauthorizedError(message, { cause });
-    case 'FORBIDDEN':
-      return new ForbiddenError(message, { cause });
-    default:
-      return new BackendUnavailableError(message, { cause });
-  }
+  const ErrorClass = Object.hasOwn(CLASS_OF_CODE, code)
+    ? CLASS_OF_CODE[code as ErrorCode]
+    : BackendUnavailableError;
+  return new ErrorClass(message, { cause });
 }

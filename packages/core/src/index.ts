@@ -110,20 +110,7 @@ export {
   type ShipResult,
 } from './shipper.js';
 // The store contract, the registry and the built-in local store.
-export type {
-  ListOptions,
-  LocalLogFile,
-  LogChunk,
-  LogStat,
-  LogStore,
-  LogWriter,
-  OpenWriterOptions,
-  ReadOptions,
-  StoreCapabilities,
-  SweepOptions,
-  UploadJournal,
-  UploadOptions,
-} from './store.js';
+export type * from './store.js';
 export { BACKENDS, type Backend, STORE_SCHEMES } from './stores/backends.js';
 export { LocalStore, type LocalStoreOptions } from './stores/local/store.js';
 export {

@@ -1,5 +1,4 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   type AgentTokenKeys,
@@ -11,7 +10,8 @@ import {
   verifyAgentToken,
 } from '@tasklog/core';
 import { errors, exportJWK, exportPKCS8, exportSPKI, generateKeyPair, SignJWT } from 'jose';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { useTempDir } from './temp-dir-fixture.js';
 
 const PATH = 'dag_id=a/run_id=r/task_id=t/attempt=1.log';
 const SECRET_64 = 'k'.repeat(64);
@@ -227,13 +227,7 @@ describe('refused as forbidden', () => {
 });
 
 describe('loading keys', () => {
-  let dir: string;
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'agent-token-'));
-  });
-  afterAll(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
+  const dir = useTempDir('agent-token', 'block');
 
   it('refuses an HS256 secret shorter than 32 bytes', async () => {
     await expect(
@@ -248,7 +242,7 @@ describe('loading keys', () => {
   });
 
   it('reads a secret from a file, ignoring its trailing line break', async () => {
-    const file = join(dir, 'secret');
+    const file = join(dir.path, 'secret');
     await writeFile(file, `${SECRET_64}\n`);
     const fromFile = await loadAgentTokenKeys({ algorithm: 'HS512', secretFile: file });
     const inline = await loadAgentTokenKeys({ algorithm: 'HS512', secret: SECRET_64 });
@@ -257,8 +251,8 @@ describe('loading keys', () => {
   });
 
   it('reads PEM keys from files', async () => {
-    const privateKeyFile = join(dir, 'agent.key');
-    const publicKeyFile = join(dir, 'agent.pub');
+    const privateKeyFile = join(dir.path, 'agent.key');
+    const publicKeyFile = join(dir.path, 'agent.pub');
     await writeFile(privateKeyFile, ed.privateKeyPem);
     await writeFile(publicKeyFile, ed.publicKeyPem);
     const signer = await loadAgentTokenKeys({ algorithm: 'EdDSA', privateKeyFile });

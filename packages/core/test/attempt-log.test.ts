@@ -1,5 +1,4 @@
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   attemptKey,
@@ -9,8 +8,10 @@ import {
   SecretMasker,
 } from '@tasklog/core';
 import fc from 'fast-check';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { MIN_SECRET_LENGTH } from '../src/secret-masker.js';
+import { splitAt } from '../src/testing/logs.js';
+import { useTempDir } from './temp-dir-fixture.js';
 
 const KEY = attemptKey({
   dagId: 'etl',
@@ -36,19 +37,6 @@ function maskReference(text: string, secrets: string[]): string {
     .sort((a, b) => Buffer.byteLength(b) - Buffer.byteLength(a))
     .map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
   return text.replace(new RegExp(alternatives.join('|'), 'gu'), '***');
-}
-
-/** Cuts `buf` at the given (sorted, in-range) offsets. */
-function cut(buf: Buffer, offsets: number[]): Buffer[] {
-  const points = [...new Set(offsets.map((o) => o % (buf.length + 1)))].sort((a, b) => a - b);
-  const chunks: Buffer[] = [];
-  let prev = 0;
-  for (const p of points) {
-    chunks.push(buf.subarray(prev, p));
-    prev = p;
-  }
-  chunks.push(buf.subarray(prev));
-  return chunks;
 }
 
 describe('SecretMasker', () => {
@@ -142,7 +130,7 @@ describe('SecretMasker', () => {
           });
           const masker = new SecretMasker();
           for (const s of secrets) masker.add(s);
-          const streamed = maskInChunks(masker, cut(Buffer.from(text), cuts));
+          const streamed = maskInChunks(masker, splitAt(Buffer.from(text), cuts));
           expect(streamed).toBe(maskReference(text, secrets));
           expect(streamed).toBe(masker.mask(text).toString());
           for (const s of secrets) expect(streamed).not.toContain(s);
@@ -154,18 +142,11 @@ describe('SecretMasker', () => {
 });
 
 describe('openAttemptLog', () => {
-  let base: string;
-
-  beforeEach(async () => {
-    base = await mkdtemp(join(tmpdir(), 'tasklog-attempt-log-'));
-  });
-  afterEach(async () => {
-    await rm(base, { recursive: true, force: true });
-  });
+  const base = useTempDir('attempt-log');
 
   const open = (extra: Partial<Parameters<typeof openAttemptLog>[0]> = {}) =>
     openAttemptLog({
-      baseLogFolder: base,
+      baseLogFolder: base.path,
       pathTemplate:
         'dag_id={dag_id}/run_id={run_id}/task_id={task_id}/[map_index={map_index}/]attempt={try_number}.log',
       key: KEY,
@@ -174,7 +155,7 @@ describe('openAttemptLog', () => {
 
   it('creates the log at the path template under the base folder', async () => {
     const log = await open();
-    expect(log.path).toBe(join(base, ...REL.split('/')));
+    expect(log.path).toBe(join(base.path, ...REL.split('/')));
     await log.write('hello\n');
     await log.close({ state: 'success', exitCode: 0 });
     expect(await readFile(log.path, 'utf8')).toBe('hello\n');

@@ -47,3 +47,19 @@ export function issuesOf(fn: () => unknown): ConfigIssue[] {
   }
   throw new Error('expected a ConfigError');
 }
+
+/**
+ * Expects loading with the one variable in `env` to fail with one issue only: `key`'s, its source
+ * that variable, its message containing `containing`.
+ */
+export function expectOneEnvIssue(
+  env: Record<string, string>,
+  key: string,
+  containing: string,
+  options: LoadConfigOptions = {},
+): void {
+  const [name] = Object.keys(env);
+  expect(issuesOf(() => load({ ...options, env }))).toEqual([
+    { key, source: `env ${name}`, message: expect.stringContaining(containing) },
+  ]);
+}

@@ -2,7 +2,15 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AIRFLOW_PATH_TEMPLATE, defaultHome } from '@tasklog/core';
 import { describe, expect, it } from 'vitest';
-import { dir, home, issuesOf, load, toml, useFolderPerTest } from './config-fixture.js';
+import {
+  dir,
+  expectOneEnvIssue,
+  home,
+  issuesOf,
+  load,
+  toml,
+  useFolderPerTest,
+} from './config-fixture.js';
 
 // Where loadConfig takes each value from: defaults, the file, the environment, commands and flags;
 // how it checks and shows them is in config-reporting.test.ts.
@@ -195,14 +203,11 @@ describe('environment', () => {
   });
 
   it('reports an unknown TASKLOG__ variable with the closest known one', () => {
-    const issues = issuesOf(() => load({ env: { TASKLOG__STORE__URLL: 'file:///x' } }));
-    expect(issues).toEqual([
-      {
-        key: 'store.urll',
-        source: 'env TASKLOG__STORE__URLL',
-        message: expect.stringContaining('did you mean store.url (TASKLOG__STORE__URL)?'),
-      },
-    ]);
+    expectOneEnvIssue(
+      { TASKLOG__STORE__URLL: 'file:///x' },
+      'store.urll',
+      'did you mean store.url (TASKLOG__STORE__URL)?',
+    );
   });
 });
 
@@ -249,16 +254,9 @@ describe('commands (_cmd)', () => {
   });
 
   it('reports a command that runs past its time limit', () => {
-    const issues = issuesOf(() =>
-      load({ env: { TASKLOG__SERVER__HOST_CMD: 'exec sleep 30' }, commandTimeoutMs: 200 }),
-    );
-    expect(issues).toEqual([
-      {
-        key: 'server.host',
-        source: 'env TASKLOG__SERVER__HOST_CMD',
-        message: expect.stringContaining('timed out'),
-      },
-    ]);
+    expectOneEnvIssue({ TASKLOG__SERVER__HOST_CMD: 'exec sleep 30' }, 'server.host', 'timed out', {
+      commandTimeoutMs: 200,
+    });
   });
 
   it('rejects a key given both directly and as a command in the same layer', () => {

@@ -1,6 +1,6 @@
 import { describeConfig } from '@tasklog/core';
 import { describe, expect, it } from 'vitest';
-import { issuesOf, load, toml, useFolderPerTest } from './config-fixture.js';
+import { expectOneEnvIssue, issuesOf, load, toml, useFolderPerTest } from './config-fixture.js';
 
 // What a user is told: the keys and sources describeConfig lists, masked where secret, and the
 // issues loadConfig reports for values that are not valid.
@@ -201,14 +201,11 @@ describe('validation', () => {
   });
 
   it('reports an invalid path template with the template’s own explanation', () => {
-    const issues = issuesOf(() => load({ env: { TASKLOG__CORE__PATH_TEMPLATE: '{dag_id}.log' } }));
-    expect(issues).toEqual([
-      {
-        key: 'core.path_template',
-        source: 'env TASKLOG__CORE__PATH_TEMPLATE',
-        message: expect.stringContaining('lacks'),
-      },
-    ]);
+    expectOneEnvIssue(
+      { TASKLOG__CORE__PATH_TEMPLATE: '{dag_id}.log' },
+      'core.path_template',
+      'lacks',
+    );
   });
 
   it('turns a bare absolute store path into a file URL', () => {
@@ -222,28 +219,24 @@ describe('validation', () => {
   });
 
   it.each([
-    's3://bucket/prefix',
-    'gs://bucket/prefix',
-    'cloudwatch://arn:aws:logs:eu-west-1:123456789012:log-group:airflow',
-    'elasticsearch+https://es.example:9200/logs',
-    'elasticsearch+http://localhost:9200/logs',
-    'stackdriver://airflow-tasks',
-  ])('accepts the store URL %s', (url) => {
-    expect(load({ env: { TASKLOG__STORE__URL: url } }).config.store.url).toBe(url);
+    ['store', 's3://bucket/prefix'],
+    ['store', 'gs://bucket/prefix'],
+    ['store', 'cloudwatch://arn:aws:logs:eu-west-1:123456789012:log-group:airflow'],
+    ['store', 'elasticsearch+https://es.example:9200/logs'],
+    ['store', 'elasticsearch+http://localhost:9200/logs'],
+    ['store', 'stackdriver://airflow-tasks'],
+    ['catalog', 'sqlite:///var/lib/tasklog/catalog.db'],
+    ['catalog', 'sqlite::memory:'],
+    ['catalog', 'postgres://tasklog@db/tasklog'],
+    ['catalog', 'postgresql://tasklog@db/tasklog'],
+  ] as const)('accepts the %s URL %s', (section, url) => {
+    const env = { [`TASKLOG__${section.toUpperCase()}__URL`]: url };
+    expect(load({ env }).config[section].url).toBe(url);
   });
 
   it.each(['ftp://host/x', 'archive', 's3:///no-bucket'])('rejects the store URL %s', (url) => {
     const issues = issuesOf(() => load({ env: { TASKLOG__STORE__URL: url } }));
     expect(issues[0]?.key).toBe('store.url');
-  });
-
-  it.each([
-    'sqlite:///var/lib/tasklog/catalog.db',
-    'sqlite::memory:',
-    'postgres://tasklog@db/tasklog',
-    'postgresql://tasklog@db/tasklog',
-  ])('accepts the catalog URL %s', (url) => {
-    expect(load({ env: { TASKLOG__CATALOG__URL: url } }).config.catalog.url).toBe(url);
   });
 
   it('rejects a relative sqlite URL, explaining the three slashes', () => {

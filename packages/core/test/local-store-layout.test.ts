@@ -7,74 +7,62 @@ import { attemptKey, ConflictError, LocalStore, NotFoundError, PathTemplate } fr
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { sha256 } from '../../../test/support/hash.js';
 import { recoverShip, runShipChild, type ShipJob } from '../../../test/support/killable-ship.js';
-import {
-  chunk,
-  chunkDir,
-  dir,
-  k,
-  listAll,
-  REL,
-  readAll,
-  root,
-  store,
-  useStorePerTest,
-  writeLog,
-} from './local-store-fixture.js';
+import * as fx from './local-store-fixture.js';
 
 // What LocalStore leaves on disk: its layout, how it recovers from what a crash left, sweeping,
 // and processes killed while storing; its boundaries are in local-store-paths.test.ts.
-useStorePerTest();
+fx.useStorePerTest();
 
 describe('LocalStore layout', () => {
   it("writes a finished log as one file at Airflow's path", async () => {
-    await writeLog(k, 'hello\n');
-    expect(await readFile(path.join(root, REL), 'utf8')).toBe('hello\n');
+    await fx.writeLog(fx.k, 'hello\n');
+    expect(await readFile(path.join(fx.root, fx.REL), 'utf8')).toBe('hello\n');
   });
 
   it('writes each flush of a running attempt as a chunk named by its zero-padded start offset', async () => {
-    const writer = await store.openWriter(k);
+    const writer = await fx.store.openWriter(fx.k);
     await writer.append(Buffer.from('12345'));
     await writer.flush();
     await writer.append(Buffer.from('678'));
     await writer.flush();
-    expect((await readdir(chunkDir())).sort()).toEqual([chunk(0), chunk(5)]);
-    expect(await readFile(path.join(chunkDir(), chunk(5)), 'utf8')).toBe('678');
+    expect((await readdir(fx.chunkDir())).sort()).toEqual([fx.chunk(0), fx.chunk(5)]);
+    expect(await readFile(path.join(fx.chunkDir(), fx.chunk(5)), 'utf8')).toBe('678');
   });
 
   it('makes a running attempt with no bytes yet visible to stat and list', async () => {
-    await store.openWriter(k);
-    expect(await store.stat(k)).toMatchObject({ size: 0, complete: false });
-    expect(await listAll(store)).toEqual([k]);
-    expect(await readAll(store, k)).toHaveLength(0);
+    await fx.store.openWriter(fx.k);
+    expect(await fx.store.stat(fx.k)).toMatchObject({ size: 0, complete: false });
+    expect(await fx.listAll(fx.store)).toEqual([fx.k]);
+    expect(await fx.readAll(fx.store, fx.k)).toHaveLength(0);
   });
 
   it('removes the chunk folder once the log is finished', async () => {
-    await writeLog(k, 'done\n');
-    expect(existsSync(chunkDir())).toBe(false);
+    await fx.writeLog(fx.k, 'done\n');
+    expect(existsSync(fx.chunkDir())).toBe(false);
   });
 
   it('leaves no temp files behind after writing', async () => {
-    const writer = await store.openWriter(k);
+    const writer = await fx.store.openWriter(fx.k);
     await writer.append(Buffer.from('a'));
     await writer.flush();
-    expect(await readdir(chunkDir())).toEqual([chunk(0)]);
+    expect(await readdir(fx.chunkDir())).toEqual([fx.chunk(0)]);
     await writer.finish({ size: 1, sha256: sha256(Buffer.from('a')) });
-    expect(await readdir(path.dirname(path.join(root, REL)))).toEqual(['attempt=1.log']);
+    expect(await readdir(path.dirname(path.join(fx.root, fx.REL)))).toEqual(['attempt=1.log']);
   });
 
   it('flushes by itself once the buffer reaches chunkSize', async () => {
-    const small = new LocalStore({ root, chunkSize: 10 });
-    const writer = await small.openWriter(k);
+    const small = new LocalStore({ root: fx.root, chunkSize: 10 });
+    const writer = await small.openWriter(fx.k);
     for (let i = 0; i < 5; i++) await writer.append(Buffer.from('abcde'));
     expect(writer.committedOffset).toBe(20);
     expect(writer.offset).toBe(25);
-    expect((await readdir(chunkDir())).sort()).toEqual([chunk(0), chunk(10)]);
+    expect((await readdir(fx.chunkDir())).sort()).toEqual([fx.chunk(0), fx.chunk(10)]);
   });
 
   it('reads in pieces of at most 64 KiB', async () => {
-    await writeLog(k, 'x'.repeat(200 * 1024));
+    await fx.writeLog(fx.k, 'x'.repeat(200 * 1024));
     const sizes: number[] = [];
-    for await (const piece of store.read(k)) sizes.push(piece.bytes.length);
+    for await (const piece of fx.store.read(fx.k)) sizes.push(piece.bytes.length);
     expect(Math.max(...sizes)).toBeLessThanOrEqual(64 * 1024);
     expect(sizes.reduce((a, b) => a + b, 0)).toBe(200 * 1024);
   });
@@ -82,126 +70,126 @@ describe('LocalStore layout', () => {
 
 describe('LocalStore recovery', () => {
   it('ignores temp files when reading, stating and listing', async () => {
-    const writer = await store.openWriter(k);
+    const writer = await fx.store.openWriter(fx.k);
     await writer.append(Buffer.from('real'));
     await writer.flush();
-    await writeFile(path.join(chunkDir(), '.tmp-deadbeef'), 'garbage');
-    await writeFile(path.join(path.dirname(chunkDir()), '.tmp-cafe'), 'garbage');
-    expect((await readAll(store, k)).toString()).toBe('real');
-    expect(await store.stat(k)).toMatchObject({ size: 4, complete: false });
-    expect(await listAll(store)).toEqual([k]);
+    await writeFile(path.join(fx.chunkDir(), '.tmp-deadbeef'), 'garbage');
+    await writeFile(path.join(path.dirname(fx.chunkDir()), '.tmp-cafe'), 'garbage');
+    expect((await fx.readAll(fx.store, fx.k)).toString()).toBe('real');
+    expect(await fx.store.stat(fx.k)).toMatchObject({ size: 4, complete: false });
+    expect(await fx.listAll(fx.store)).toEqual([fx.k]);
   });
 
   it('deletes stray temp files in the chunk folder when a writer opens', async () => {
-    await store.openWriter(k);
-    await writeFile(path.join(chunkDir(), '.tmp-deadbeef'), 'half a chunk');
-    await store.openWriter(k);
-    expect(await readdir(chunkDir())).toEqual([]);
+    await fx.store.openWriter(fx.k);
+    await writeFile(path.join(fx.chunkDir(), '.tmp-deadbeef'), 'half a chunk');
+    await fx.store.openWriter(fx.k);
+    expect(await readdir(fx.chunkDir())).toEqual([]);
   });
 
   it('stops the committed log at a gap between chunks and drops what lies past it', async () => {
-    await mkdir(chunkDir(), { recursive: true });
-    await writeFile(path.join(chunkDir(), chunk(0)), '0123456789');
-    await writeFile(path.join(chunkDir(), chunk(15)), 'after a gap');
-    expect(await store.stat(k)).toMatchObject({ size: 10, complete: false });
-    expect((await readAll(store, k)).toString()).toBe('0123456789');
-    const writer = await store.openWriter(k);
+    await mkdir(fx.chunkDir(), { recursive: true });
+    await writeFile(path.join(fx.chunkDir(), fx.chunk(0)), '0123456789');
+    await writeFile(path.join(fx.chunkDir(), fx.chunk(15)), 'after a gap');
+    expect(await fx.store.stat(fx.k)).toMatchObject({ size: 10, complete: false });
+    expect((await fx.readAll(fx.store, fx.k)).toString()).toBe('0123456789');
+    const writer = await fx.store.openWriter(fx.k);
     expect(writer.committedOffset).toBe(10);
-    expect(await readdir(chunkDir())).toEqual([chunk(0)]);
+    expect(await readdir(fx.chunkDir())).toEqual([fx.chunk(0)]);
   });
 
   it('drops a chunk that overlaps the previous one', async () => {
-    await mkdir(chunkDir(), { recursive: true });
-    await writeFile(path.join(chunkDir(), chunk(0)), '0123456789');
-    await writeFile(path.join(chunkDir(), chunk(5)), 'overlapping');
-    const writer = await store.openWriter(k);
+    await mkdir(fx.chunkDir(), { recursive: true });
+    await writeFile(path.join(fx.chunkDir(), fx.chunk(0)), '0123456789');
+    await writeFile(path.join(fx.chunkDir(), fx.chunk(5)), 'overlapping');
+    const writer = await fx.store.openWriter(fx.k);
     expect(writer.committedOffset).toBe(10);
-    expect(await readdir(chunkDir())).toEqual([chunk(0)]);
+    expect(await readdir(fx.chunkDir())).toEqual([fx.chunk(0)]);
   });
 
   describe('with a finished log next to leftover chunks (crash between rename and cleanup)', () => {
     beforeEach(async () => {
-      await writeLog(k, 'the final log\n');
-      await mkdir(chunkDir());
-      await writeFile(path.join(chunkDir(), chunk(0)), 'stale chunk bytes that differ\n');
+      await fx.writeLog(fx.k, 'the final log\n');
+      await mkdir(fx.chunkDir());
+      await writeFile(path.join(fx.chunkDir(), fx.chunk(0)), 'stale chunk bytes that differ\n');
     });
 
     it('reads the final file', async () => {
-      expect((await readAll(store, k)).toString()).toBe('the final log\n');
+      expect((await fx.readAll(fx.store, fx.k)).toString()).toBe('the final log\n');
     });
 
     it('stats the final file as complete', async () => {
-      expect(await store.stat(k)).toMatchObject({ size: 14, complete: true });
+      expect(await fx.store.stat(fx.k)).toMatchObject({ size: 14, complete: true });
     });
 
     it('lists the attempt once', async () => {
-      expect(await listAll(store)).toEqual([k]);
+      expect(await fx.listAll(fx.store)).toEqual([fx.k]);
     });
 
     it('refuses a new writer and removes the leftover chunks', async () => {
-      await expect(store.openWriter(k)).rejects.toBeInstanceOf(ConflictError);
-      expect(existsSync(chunkDir())).toBe(false);
+      await expect(fx.store.openWriter(fx.k)).rejects.toBeInstanceOf(ConflictError);
+      expect(existsSync(fx.chunkDir())).toBe(false);
     });
 
     it('deletes both', async () => {
-      await store.delete(k);
-      expect(existsSync(chunkDir())).toBe(false);
-      expect(existsSync(path.join(root, REL))).toBe(false);
+      await fx.store.delete(fx.k);
+      expect(existsSync(fx.chunkDir())).toBe(false);
+      expect(existsSync(path.join(fx.root, fx.REL))).toBe(false);
     });
   });
 
   it('fails a flush with NotFoundError when the attempt was deleted under the writer', async () => {
-    const writer = await store.openWriter(k);
-    await store.delete(k);
+    const writer = await fx.store.openWriter(fx.k);
+    await fx.store.delete(fx.k);
     await writer.append(Buffer.from('late'));
     await expect(writer.flush()).rejects.toBeInstanceOf(NotFoundError);
-    expect(await store.stat(k)).toBeUndefined();
+    expect(await fx.store.stat(fx.k)).toBeUndefined();
   });
 });
 
 describe('LocalStore.sweep', () => {
-  const folder = () => path.dirname(path.join(root, REL));
+  const folder = () => path.dirname(path.join(fx.root, fx.REL));
   const temp = (name: string) => `.tmp-${name}.${randomBytes(8).toString('hex')}`;
 
   it('removes the temp files killed writes of this log left beside it, and its chunk folder', async () => {
-    await writeLog(k, 'the finished log\n');
+    await fx.writeLog(fx.k, 'the finished log\n');
     const mine = [temp('attempt=1.log'), temp('attempt=1.log')];
     const others = [temp('attempt=2.log'), temp('attempt=1.log.other')];
     for (const name of [...mine, ...others]) await writeFile(path.join(folder(), name), 'half');
-    await mkdir(chunkDir());
-    await writeFile(path.join(chunkDir(), chunk(0)), 'stale chunk');
-    await writeFile(path.join(chunkDir(), temp(chunk(0))), 'half a chunk');
+    await mkdir(fx.chunkDir());
+    await writeFile(path.join(fx.chunkDir(), fx.chunk(0)), 'stale chunk');
+    await writeFile(path.join(fx.chunkDir(), temp(fx.chunk(0))), 'half a chunk');
 
-    await store.sweep(k);
+    await fx.store.sweep(fx.k);
     expect((await readdir(folder())).sort()).toEqual([...others, 'attempt=1.log'].sort());
-    expect((await readAll(store, k)).toString()).toBe('the finished log\n');
+    expect((await fx.readAll(fx.store, fx.k)).toString()).toBe('the finished log\n');
   });
 
   it('leaves the temp files of a log that is not finished', async () => {
-    const writer = await store.openWriter(k);
+    const writer = await fx.store.openWriter(fx.k);
     await writer.append(Buffer.from('running'));
     await writer.flush();
     const stale = temp('attempt=1.log');
     await writeFile(path.join(folder(), stale), 'half');
-    await store.sweep(k);
+    await fx.store.sweep(fx.k);
     expect(await readdir(folder())).toContain(stale);
-    expect(await store.stat(k)).toMatchObject({ size: 7, complete: false });
+    expect(await fx.store.stat(fx.k)).toMatchObject({ size: 7, complete: false });
   });
 
   it('names the temps of a file name too long to take a suffix by its sha256, and sweeps them', async () => {
     const long = new LocalStore({
-      root,
+      root: fx.root,
       pathTemplate: new PathTemplate(
         'dag_id={dag_id}/run_id={run_id}/{task_id}[.{map_index}]-{try_number}.log',
       ),
     });
-    const key = attemptKey({ ...k, taskId: 't'.repeat(240) });
+    const key = attemptKey({ ...fx.k, taskId: 't'.repeat(240) });
     const name = `${'t'.repeat(240)}-1.log`;
     const content = Buffer.from('a log with a long name\n');
-    const file = path.join(dir, 'long.log');
+    const file = path.join(fx.dir, 'long.log');
     await writeFile(file, content);
     await long.upload(key, { path: file, size: content.length, sha256: sha256(content) });
-    const logFolder = path.join(root, 'dag_id=etl', `run_id=${k.runId}`);
+    const logFolder = path.join(fx.root, 'dag_id=etl', `run_id=${fx.k.runId}`);
     const stale = temp(createHash('sha256').update(name).digest('hex'));
     await writeFile(path.join(logFolder, stale), 'half');
 
@@ -225,7 +213,7 @@ describe.each([
 
   const job = (tryNumber: number): ShipJob => ({
     store: { kind: 'local', root: path.join(home, 'archive') },
-    key: attemptKey({ ...k, taskId: mode, tryNumber }),
+    key: attemptKey({ ...fx.k, taskId: mode, tryNumber }),
     mode,
     file: path.join(home, 'killed.log'),
     size: content.length,
@@ -251,7 +239,7 @@ describe.each([
         home,
         'archive',
         'dag_id=etl',
-        `run_id=${k.runId}`,
+        `run_id=${fx.k.runId}`,
         `task_id=${mode}`,
       );
       const files = async () =>

@@ -13,111 +13,104 @@ import {
   resolveInside,
 } from '@tasklog/core';
 import { beforeEach, describe, expect, it } from 'vitest';
-import {
-  dir,
-  k,
-  listAll,
-  outside,
-  REL,
-  readAll,
-  root,
-  store,
-  useStorePerTest,
-  writeLog,
-} from './local-store-fixture.js';
+import * as fx from './local-store-fixture.js';
 
 // LocalStore's boundaries: it stays inside its root, maps its errors, opens from URLs; and the
 // path checks it is built on.
-useStorePerTest();
+fx.useStorePerTest();
 
 describe('LocalStore refuses to leave its root', () => {
   it('rejects a key whose fields would be path segments of their own', async () => {
     for (const dagId of ['..', '.', 'a/b', 'a\\b', 'a\u0000b']) {
-      const bad = { ...k, dagId } as AttemptKey;
-      await expect(store.stat(bad)).rejects.toBeInstanceOf(InvalidInputError);
-      await expect(store.openWriter(bad)).rejects.toBeInstanceOf(InvalidInputError);
-      await expect(readAll(store, bad)).rejects.toBeInstanceOf(InvalidInputError);
+      const bad = { ...fx.k, dagId } as AttemptKey;
+      await expect(fx.store.stat(bad)).rejects.toBeInstanceOf(InvalidInputError);
+      await expect(fx.store.openWriter(bad)).rejects.toBeInstanceOf(InvalidInputError);
+      await expect(fx.readAll(fx.store, bad)).rejects.toBeInstanceOf(InvalidInputError);
     }
   });
 
   it('rejects list filters that are not valid key fields', async () => {
-    await expect(listAll(store, { dagId: '../..' })).rejects.toBeInstanceOf(InvalidInputError);
+    await expect(fx.listAll(fx.store, { dagId: '../..' })).rejects.toBeInstanceOf(
+      InvalidInputError,
+    );
   });
 
   describe('through a symlinked folder', () => {
     beforeEach(async () => {
-      const secret = path.join(outside, REL.replace(/^dag_id=etl\//, ''));
+      const secret = path.join(fx.outside, fx.REL.replace(/^dag_id=etl\//, ''));
       await mkdir(path.dirname(secret), { recursive: true });
       await writeFile(secret, 'secret\n');
-      await symlink(outside, path.join(root, 'dag_id=etl'));
+      await symlink(fx.outside, path.join(fx.root, 'dag_id=etl'));
     });
 
     it('refuses to read', async () => {
-      await expect(readAll(store, k)).rejects.toBeInstanceOf(InvalidInputError);
+      await expect(fx.readAll(fx.store, fx.k)).rejects.toBeInstanceOf(InvalidInputError);
     });
 
     it('refuses to stat', async () => {
-      await expect(store.stat(k)).rejects.toBeInstanceOf(InvalidInputError);
+      await expect(fx.store.stat(fx.k)).rejects.toBeInstanceOf(InvalidInputError);
     });
 
     it('refuses to write', async () => {
-      await expect(store.openWriter(k)).rejects.toBeInstanceOf(InvalidInputError);
-      const inOutside = path.join(outside, `${REL.replace(/^dag_id=etl\//, '')}.chunks`);
+      await expect(fx.store.openWriter(fx.k)).rejects.toBeInstanceOf(InvalidInputError);
+      const inOutside = path.join(fx.outside, `${fx.REL.replace(/^dag_id=etl\//, '')}.chunks`);
       expect(existsSync(inOutside)).toBe(false);
     });
 
     it('refuses to delete and leaves the outside file alone', async () => {
-      await expect(store.delete(k)).rejects.toBeInstanceOf(InvalidInputError);
-      expect(existsSync(path.join(outside, REL.replace(/^dag_id=etl\//, '')))).toBe(true);
+      await expect(fx.store.delete(fx.k)).rejects.toBeInstanceOf(InvalidInputError);
+      expect(existsSync(path.join(fx.outside, fx.REL.replace(/^dag_id=etl\//, '')))).toBe(true);
     });
 
     it('refuses to list below it', async () => {
-      await expect(listAll(store, { dagId: 'etl' })).rejects.toBeInstanceOf(InvalidInputError);
+      await expect(fx.listAll(fx.store, { dagId: 'etl' })).rejects.toBeInstanceOf(
+        InvalidInputError,
+      );
     });
 
     it('does not follow it when listing everything', async () => {
-      expect(await listAll(store)).toEqual([]);
+      expect(await fx.listAll(fx.store)).toEqual([]);
     });
   });
 
   it('refuses to read a log file that is a symlink to a file outside', async () => {
-    await writeFile(path.join(outside, 'passwd'), 'root:x:0:0\n');
-    await mkdir(path.dirname(path.join(root, REL)), { recursive: true });
-    await symlink(path.join(outside, 'passwd'), path.join(root, REL));
-    await expect(readAll(store, k)).rejects.toBeInstanceOf(InvalidInputError);
+    await writeFile(path.join(fx.outside, 'passwd'), 'root:x:0:0\n');
+    await mkdir(path.dirname(path.join(fx.root, fx.REL)), { recursive: true });
+    await symlink(path.join(fx.outside, 'passwd'), path.join(fx.root, fx.REL));
+    await expect(fx.readAll(fx.store, fx.k)).rejects.toBeInstanceOf(InvalidInputError);
   });
 
   it('refuses to write through a dangling symlink', async () => {
-    await mkdir(path.dirname(path.join(root, REL)), { recursive: true });
-    await symlink(path.join(outside, 'not-yet'), `${path.join(root, REL)}.chunks`);
-    await expect(store.openWriter(k)).rejects.toBeInstanceOf(InvalidInputError);
-    expect(existsSync(path.join(outside, 'not-yet'))).toBe(false);
+    await mkdir(path.dirname(path.join(fx.root, fx.REL)), { recursive: true });
+    await symlink(path.join(fx.outside, 'not-yet'), `${path.join(fx.root, fx.REL)}.chunks`);
+    await expect(fx.store.openWriter(fx.k)).rejects.toBeInstanceOf(InvalidInputError);
+    expect(existsSync(path.join(fx.outside, 'not-yet'))).toBe(false);
   });
 });
 
 describe('LocalStore errors', () => {
   it('names the attempt path relative to the root in NotFoundError', async () => {
-    const err = await readAll(store, k).catch((e: unknown) => e);
+    const err = await fx.readAll(fx.store, fx.k).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(NotFoundError);
-    expect((err as Error).message).toContain(REL);
-    expect((err as Error).message).not.toContain(root);
+    expect((err as Error).message).toContain(fx.REL);
+    expect((err as Error).message).not.toContain(fx.root);
   });
 
   it('maps other file system failures to BackendUnavailableError with the cause', async () => {
-    const fileRoot = path.join(dir, 'a-file');
+    const fileRoot = path.join(fx.dir, 'a-file');
     await writeFile(fileRoot, '');
-    const err = await new LocalStore({ root: fileRoot }).openWriter(k).catch((e: unknown) => e);
+    const err = await new LocalStore({ root: fileRoot }).openWriter(fx.k).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(BackendUnavailableError);
     expect((err as Error).cause).toBeDefined();
   });
 
   it('throws AbortedError from a read whose signal is aborted', async () => {
-    await writeLog(k, 'x');
+    await fx.writeLog(fx.k, 'x');
     const controller = new AbortController();
     controller.abort();
     await expect(
       (async () => {
-        for await (const _ of store.read(k, { signal: controller.signal })) {
+        for await (const _ of fx.store.read(fx.k, { signal: controller.signal })) {
           // drain
         }
       })(),
@@ -129,14 +122,14 @@ describe('LocalStore errors', () => {
   });
 
   it('answers ping for an existing folder and fails it for a missing one', async () => {
-    await expect(store.ping()).resolves.toBeUndefined();
-    await expect(new LocalStore({ root: path.join(dir, 'missing') }).ping()).rejects.toBeInstanceOf(
-      BackendUnavailableError,
-    );
+    await expect(fx.store.ping()).resolves.toBeUndefined();
+    await expect(
+      new LocalStore({ root: path.join(fx.dir, 'missing') }).ping(),
+    ).rejects.toBeInstanceOf(BackendUnavailableError);
   });
 
   it('lists nothing when the root does not exist yet', async () => {
-    expect(await listAll(new LocalStore({ root: path.join(dir, 'missing') }))).toEqual([]);
+    expect(await fx.listAll(new LocalStore({ root: path.join(fx.dir, 'missing') }))).toEqual([]);
   });
 });
 
@@ -154,9 +147,9 @@ describe('LocalStore URLs', () => {
   });
 
   it('is what openStore returns for a file: URL', async () => {
-    const s = await openStore(`file://${root}`);
+    const s = await openStore(`file://${fx.root}`);
     expect(s).toBeInstanceOf(LocalStore);
-    expect(s.url).toBe(`file://${root}`);
+    expect(s.url).toBe(`file://${fx.root}`);
   });
 
   it('makes openStore open every supported scheme with its store, without connecting', async () => {
@@ -212,19 +205,23 @@ describe('resolveInside', () => {
 
 describe('assertRealPathInside', () => {
   it('accepts a path that does not exist yet below the root', async () => {
-    await expect(assertRealPathInside(root, path.join(root, 'a/b/c'))).resolves.toBeUndefined();
+    await expect(
+      assertRealPathInside(fx.root, path.join(fx.root, 'a/b/c')),
+    ).resolves.toBeUndefined();
   });
 
   it('rejects a path through a symlink that leads out of the root', async () => {
-    await symlink(outside, path.join(root, 'link'));
-    await expect(assertRealPathInside(root, path.join(root, 'link/x'))).rejects.toBeInstanceOf(
-      InvalidInputError,
-    );
+    await symlink(fx.outside, path.join(fx.root, 'link'));
+    await expect(
+      assertRealPathInside(fx.root, path.join(fx.root, 'link/x')),
+    ).rejects.toBeInstanceOf(InvalidInputError);
   });
 
   it('accepts a symlink that stays inside the root', async () => {
-    await mkdir(path.join(root, 'real'));
-    await symlink(path.join(root, 'real'), path.join(root, 'alias'));
-    await expect(assertRealPathInside(root, path.join(root, 'alias/x'))).resolves.toBeUndefined();
+    await mkdir(path.join(fx.root, 'real'));
+    await symlink(path.join(fx.root, 'real'), path.join(fx.root, 'alias'));
+    await expect(
+      assertRealPathInside(fx.root, path.join(fx.root, 'alias/x')),
+    ).resolves.toBeUndefined();
   });
 });

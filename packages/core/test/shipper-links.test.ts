@@ -1,56 +1,30 @@
-import { mkdir, mkdtemp, readdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readdir, rename, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { digestStored } from '../src/hashing.js';
-import {
-  attemptKey,
-  type Catalog,
-  InvalidInputError,
-  LocalStore,
-  openCatalog,
-  PathTemplate,
-  Shipper,
-} from '../src/index.js';
+import { attemptKey, InvalidInputError, PathTemplate, Shipper } from '../src/index.js';
+import { useShipperHomePerTest } from './shipper-fixture.js';
 
 const template = new PathTemplate();
 const SECRET = 'the agent’s own secret, readable by the agent but not by tasks\n';
 
 describe('shipping never reads through a link', () => {
-  let dir: string;
-  let base: string;
+  const home = useShipperHomePerTest('links', { pathTemplate: template });
   let secretFile: string;
-  let store: LocalStore;
-  let catalog: Catalog;
   let shipper: Shipper;
 
   beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'tasklog-links-'));
-    base = join(dir, 'logs');
-    secretFile = join(dir, 'secret.txt');
+    secretFile = join(home.dir, 'secret.txt');
     await writeFile(secretFile, SECRET);
-    store = new LocalStore({ root: join(dir, 'archive') });
-    catalog = await openCatalog(`sqlite://${join(dir, 'catalog.db')}`, { migrate: 'auto' });
-    shipper = new Shipper({
-      store,
-      catalog,
-      pathTemplate: template,
-      baseLogFolder: base,
-      stateFolder: join(dir, 'state'),
-      deleteLocalCopy: false,
-    });
-  });
-  afterEach(async () => {
-    await catalog.close();
-    await rm(dir, { recursive: true, force: true });
+    shipper = new Shipper(home.options);
   });
 
   const keyOf = (taskId: string) =>
     attemptKey({ dagId: 'etl', runId: 'manual__1', taskId, tryNumber: 1 });
-  const fileOf = (taskId: string) => join(base, template.render(keyOf(taskId)));
+  const fileOf = (taskId: string) => join(home.base, template.render(keyOf(taskId)));
 
   async function archived(): Promise<string[]> {
-    const entries = await readdir(join(dir, 'archive'), { recursive: true }).catch(() => []);
+    const entries = await readdir(join(home.dir, 'archive'), { recursive: true }).catch(() => []);
     return entries.map(String);
   }
 
@@ -59,14 +33,14 @@ describe('shipping never reads through a link', () => {
     await mkdir(dirname(file), { recursive: true });
     await symlink(secretFile, file);
     await expect(shipper.shipFile(file)).rejects.toBeInstanceOf(InvalidInputError);
-    expect(await store.stat(keyOf('linked'))).toBeUndefined();
+    expect(await home.store.stat(keyOf('linked'))).toBeUndefined();
   });
 
   it('refuses a log reached through a symlinked folder on the way', async () => {
-    const outside = join(dir, 'outside', 'task_id=t');
+    const outside = join(home.dir, 'outside', 'task_id=t');
     await mkdir(outside, { recursive: true });
     await writeFile(join(outside, 'attempt=1.log'), SECRET);
-    const runFolder = join(base, 'dag_id=etl', 'run_id=manual__1');
+    const runFolder = join(home.base, 'dag_id=etl', 'run_id=manual__1');
     await mkdir(runFolder, { recursive: true });
     await symlink(outside, join(runFolder, 'task_id=t'));
     await expect(
@@ -88,9 +62,9 @@ describe('shipping never reads through a link', () => {
       await new Promise((r) => setTimeout(r, i % 7));
       await rename(link, file);
       await ship;
-      const stat = await store.stat(keyOf(taskId));
+      const stat = await home.store.stat(keyOf(taskId));
       if (stat?.complete) {
-        const bytes = await digestStored(store, keyOf(taskId));
+        const bytes = await digestStored(home.store, keyOf(taskId));
         expect(bytes.size).not.toBe(Buffer.byteLength(SECRET));
       }
     }

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import {
   type AgentTokenKeys,
   type AttemptKey,
@@ -19,6 +19,7 @@ import {
   startServer,
 } from '@tasklog/server';
 import { pino } from 'pino';
+import { localLogFiles } from './fixture.js';
 
 export interface AgentFixture {
   /** Temp folder; the base log folder is `<dir>/logs`. */
@@ -86,7 +87,7 @@ export async function startAgentFixture(
     logger,
     tls: options.tls,
   });
-  const fileOf = (k: AttemptKey) => join(base, ...pathTemplate.render(k).split('/'));
+  const logs = localLogFiles(base, pathTemplate);
   return {
     dir,
     base,
@@ -95,13 +96,8 @@ export async function startAgentFixture(
     url: running.url,
     running,
     archive,
-    fileOf,
-    async writeLog(k, bytes) {
-      const file = fileOf(k);
-      await mkdir(dirname(file), { recursive: true });
-      await writeFile(file, bytes);
-      return file;
-    },
+    fileOf: logs.fileOf,
+    writeLog: (k, bytes) => logs.write(k, bytes),
     token: (relativePath, extra = {}) => signAgentToken(signingKeys, { relativePath, ...extra }),
     async close() {
       await running.close();

@@ -21,7 +21,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { attemptLockPath } from '../../core/src/attempt-lock.js';
 import { ShipJournal } from '../../core/src/ship-journal.js';
 import { airflowDbRule, type CompletionRule, idleRule } from '../src/agent/completion.js';
-import { key } from './fixture.js';
+import { key, localLogFiles, shipperOptions } from './fixture.js';
 
 const AGENT_URL = 'http://worker-1.example:8795';
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
@@ -64,15 +64,7 @@ describe('Agent', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  const newShipper = () =>
-    new Shipper({
-      store,
-      catalog,
-      pathTemplate,
-      baseLogFolder: base,
-      stateFolder: join(dir, 'state'),
-      deleteLocalCopy: false,
-    });
+  const newShipper = () => new Shipper(shipperOptions(dir, { store, catalog, pathTemplate }));
 
   function startAgent(
     overrides: {
@@ -100,12 +92,8 @@ describe('Agent', () => {
     return agent;
   }
 
-  async function writeLog(k: AttemptKey, bytes: Uint8Array): Promise<string> {
-    const file = join(base, ...pathTemplate.render(k).split('/'));
-    await mkdir(dirname(file), { recursive: true });
-    await writeFile(file, bytes);
-    return file;
-  }
+  const writeLog = (k: AttemptKey, bytes: Uint8Array) =>
+    localLogFiles(base, pathTemplate).write(k, bytes);
 
   const recordIn = (k: AttemptKey, state: AttemptRecord['state']) => async () => {
     const r = await catalog.get(k);

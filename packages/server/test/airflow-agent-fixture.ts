@@ -106,3 +106,15 @@ export function serveOneLogPerTest(): void {
     await agent.close();
   });
 }
+
+/**
+ * A GET as Airflow's webserver makes it: a token for `spec.filename` (the served log's unless
+ * given), sent for the Airflow path of `path` (the token's file unless given).
+ */
+export async function airflowGet(
+  spec: Omit<TokenSpec, 'filename'> & { filename?: string },
+  path?: string,
+): Promise<RawResponse> {
+  const filename = spec.filename ?? rel;
+  return agent.get(airflowPath(path ?? filename), await airflowToken({ ...spec, filename }));
+}

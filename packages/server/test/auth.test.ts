@@ -140,16 +140,18 @@ describe('auth.mode = "jwt" with an OIDC provider’s JWKS', () => {
       jwk: { ...(await exportJWK(publicKey)), kid, alg: 'ES256', use: 'sig' },
     };
   }
+  /** A token of `k` as the identity provider issues it, but for what a test changes. */
   const sign = (
     k: Awaited<ReturnType<typeof newKey>>,
     claims: Record<string, unknown> = {},
     exp: string | number = '5m',
+    { issuer = 'https://idp.example', audience = 'tasklog' } = {},
   ) =>
     new SignJWT({ tasklog_dags: ['etl_*'], ...claims })
       .setProtectedHeader({ alg: 'ES256', kid: k.kid })
       .setSubject('alice@example.com')
-      .setIssuer('https://idp.example')
-      .setAudience('tasklog')
+      .setIssuer(issuer)
+      .setAudience(audience)
       .setIssuedAt()
       .setExpirationTime(exp)
       .sign(k.privateKey);
@@ -197,20 +199,9 @@ describe('auth.mode = "jwt" with an OIDC provider’s JWKS', () => {
 
   it('refuses an expired token, another audience, another issuer and alg none with 401', async () => {
     const expired = await sign(first, {}, Math.floor(Date.now() / 1000) - 60);
-    const audience = await new SignJWT({ tasklog_dags: ['*'] })
-      .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
-      .setSubject('alice')
-      .setIssuer('https://idp.example')
-      .setAudience('another-app')
-      .setExpirationTime('5m')
-      .sign(first.privateKey);
-    const issuer = await new SignJWT({ tasklog_dags: ['*'] })
-      .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
-      .setSubject('alice')
-      .setIssuer('https://evil.example')
-      .setAudience('tasklog')
-      .setExpirationTime('5m')
-      .sign(first.privateKey);
+    const all = { tasklog_dags: ['*'] };
+    const audience = await sign(first, all, '5m', { audience: 'another-app' });
+    const issuer = await sign(first, all, '5m', { issuer: 'https://evil.example' });
     const header = Buffer.from('{"alg":"none","typ":"JWT"}').toString('base64url');
     const body = Buffer.from(
       JSON.stringify({ sub: 'x', tasklog_dags: ['*'], iss: 'https://idp.example', aud: 'tasklog' }),

@@ -1,20 +1,24 @@
-import { createHash } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import {
   type AttemptKey,
-  attemptKey,
   type Catalog,
   LocalStore,
   type LogStore,
   type LogWriter,
   openCatalog,
   PathTemplate,
+  type ShipperOptions,
 } from '@tasklog/core';
 import { type AppDeps, createApp, type RunningServer, startServer } from '@tasklog/server';
 import { pino } from 'pino';
+import { afterEach } from 'vitest';
+import { attemptKeys } from '../../../test/support/attempts.js';
+import { sha256 } from '../../../test/support/hash.js';
+
+export { sha256 };
 
 export interface Fixture {
   dir: string;
@@ -30,19 +34,64 @@ export interface Fixture {
   close(): Promise<void>;
 }
 
-export function key(overrides: Partial<AttemptKey> = {}): AttemptKey {
-  return attemptKey({
-    dagId: 'etl',
-    runId: 'manual__2024-05-01T10:00:00+00:00',
-    taskId: 'extract',
-    mapIndex: -1,
-    tryNumber: 1,
-    ...overrides,
+/** The attempts the server tests serve: the first try of etl's unmapped `extract` unless given. */
+export const key = attemptKeys({
+  dagId: 'etl',
+  runId: 'manual__2024-05-01T10:00:00+00:00',
+  taskId: 'extract',
+});
+
+/**
+ * `start`, wrapped so that whatever a test starts with it is closed after that test (this
+ * registers the afterEach): `const start = closedAfterEach(startFixture)` in a describe block.
+ */
+export function closedAfterEach<A extends unknown[], T extends { close(): Promise<void> }>(
+  start: (...args: A) => Promise<T>,
+): (...args: A) => Promise<T> {
+  let started: T[] = [];
+  afterEach(async () => {
+    const closing = started;
+    started = [];
+    for (const s of closing) await s.close();
   });
+  return async (...args) => {
+    const s = await start(...args);
+    started.push(s);
+    return s;
+  };
 }
 
-export function sha256(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
+/** A shipper's options: from `<dir>/logs`, its state in `<dir>/state`, local copies kept. */
+export function shipperOptions(
+  dir: string,
+  deps: Pick<ShipperOptions, 'store' | 'catalog' | 'pathTemplate'>,
+): ShipperOptions {
+  return {
+    ...deps,
+    baseLogFolder: join(dir, 'logs'),
+    stateFolder: join(dir, 'state'),
+    deleteLocalCopy: false,
+  };
+}
+
+/** The attempts' local log files below `base`, laid out by `pathTemplate`, as a worker's. */
+export function localLogFiles(base: string, pathTemplate: PathTemplate) {
+  const fileOf = (k: AttemptKey) => join(base, ...pathTemplate.render(k).split('/'));
+  return {
+    /** Absolute path of an attempt's log. */
+    fileOf,
+    /** Writes `data` to the attempt's log, or appends it, creating its folders; returns the path. */
+    async write(
+      k: AttemptKey,
+      data: Uint8Array | string,
+      how: 'replace' | 'append' = 'replace',
+    ): Promise<string> {
+      const file = fileOf(k);
+      await mkdir(dirname(file), { recursive: true });
+      await (how === 'append' ? appendFile : writeFile)(file, data);
+      return file;
+    },
+  };
 }
 
 /** The API path of an attempt's log, ids URL-encoded as a client must. */

@@ -1,15 +1,11 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { type Fixture, key, logPath, sha256, startFixture } from './fixture.js';
+import { describe, expect, it } from 'vitest';
+import { closedAfterEach, key, logPath, sha256, startFixture } from './fixture.js';
 
 describe('following an attempt whose writer is gone', () => {
-  let f: Fixture | undefined;
-  afterEach(async () => {
-    await f?.close();
-    f = undefined;
-  });
+  const start = closedAfterEach(startFixture);
 
   it('a running attempt whose heartbeat stopped is recorded abandoned; followers get the archive, an abandoned event, then the end', async () => {
-    f = await startFixture({ deps: { live: { staleAfterMs: 300, pollIntervalMs: 20 } } });
+    const f = await start({ deps: { live: { staleAfterMs: 300, pollIntervalMs: 20 } } });
     const k = key();
     const bytes = Buffer.from('flushed before the worker died\n');
     await f.writeRunning(k, bytes);
@@ -33,7 +29,7 @@ describe('following an attempt whose writer is gone', () => {
   });
 
   it('a running attempt with a fresh heartbeat is followed until it ends', async () => {
-    f = await startFixture({ deps: { live: { staleAfterMs: 60_000, pollIntervalMs: 20 } } });
+    const f = await start({ deps: { live: { staleAfterMs: 60_000, pollIntervalMs: 20 } } });
     const k = key();
     const writer = await f.writeRunning(k, Buffer.from('one\n'));
     await f.catalog.upsert(k, { relativePath: f.pathTemplate.render(k), heartbeatAt: new Date() });

@@ -63,8 +63,7 @@ export function randomLines(rand: () => number, count: number): string[] {
 export async function handoverProperty(f: LiveFixture, seed: number): Promise<void> {
   const rand = prng(seed);
   const k = liveKey();
-  await f.append(k, 'first line\n');
-  await f.waitRunning(k);
+  await f.startRunning(k, 'first line\n');
   let written = 'first line\n'.length;
   const lines = randomLines(rand, 60);
   const finishAt = 20 + Math.floor(rand() * 40);

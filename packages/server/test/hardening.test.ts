@@ -1,17 +1,13 @@
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, describe, expect, it } from 'vitest';
-import { type Fixture, key, logPath, rawGet, startFixture } from './fixture.js';
+import { describe, expect, it } from 'vitest';
+import { closedAfterEach, key, logPath, rawGet, startFixture } from './fixture.js';
 
 describe('hardening of the proxy', () => {
-  let f: Fixture | undefined;
-  afterEach(async () => {
-    await f?.close();
-    f = undefined;
-  });
+  const start = closedAfterEach(startFixture);
 
   it('sends nosniff and a strict CSP on every response, logs and errors alike', async () => {
-    f = await startFixture();
+    const f = await start();
     await f.archive(key(), Buffer.from('<script>alert(1)</script>\n'));
     for (const path of [
       logPath(key()),
@@ -26,7 +22,7 @@ describe('hardening of the proxy', () => {
   });
 
   it('refuses a request for a host name it does not answer to (DNS rebinding)', async () => {
-    f = await startFixture({ deps: { allowedHosts: ['localhost', '127.0.0.1'] } });
+    const f = await start({ deps: { allowedHosts: ['localhost', '127.0.0.1'] } });
     await f.archive(key(), Buffer.from('secret log\n'));
     const rebound = await rawGet(f.url, logPath(key()), { host: 'attacker.example:8794' });
     expect(rebound.status).toBe(421);
@@ -36,7 +32,7 @@ describe('hardening of the proxy', () => {
   });
 
   it('cuts off a follower that stopped reading, and frees its place', async () => {
-    f = await startFixture({
+    const f = await start({
       deps: {
         sendTimeoutMs: 500,
         maxFollowersPerAttempt: 1,
@@ -70,12 +66,12 @@ describe('hardening of the proxy', () => {
   });
 
   it('refuses one follower too many of an attempt with 503', async () => {
-    f = await startFixture({ deps: { maxFollowersPerAttempt: 2, live: { pollIntervalMs: 20 } } });
+    const f = await start({ deps: { maxFollowersPerAttempt: 2, live: { pollIntervalMs: 20 } } });
     const k = key();
     await f.writeRunning(k, Buffer.from('running\n'));
     const controllers = [new AbortController(), new AbortController()];
     const open = await Promise.all(
-      controllers.map((c) => fetch(f!.url + logPath(k, 'follow=true'), { signal: c.signal })),
+      controllers.map((c) => fetch(f.url + logPath(k, 'follow=true'), { signal: c.signal })),
     );
     expect(open.map((r) => r.status)).toEqual([200, 200]);
     const third = await fetch(f.url + logPath(k, 'follow=true'));

@@ -1,13 +1,12 @@
-import { appendFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   type AgentTokenKeys,
   type AttemptKey,
-  attemptKey,
   type Catalog,
   COMPLETION_MARKER_SUFFIX,
   LocalStore,
@@ -27,6 +26,7 @@ import {
 } from '@tasklog/server';
 import { pino } from 'pino';
 import { HS512_SECRET } from './agent-fixture.js';
+import { key, localLogFiles, shipperOptions } from './fixture.js';
 
 // Seeded, so a failing case can be replayed.
 export { prng } from '@tasklog/core/testing';
@@ -48,17 +48,14 @@ export interface LiveFixture {
   finish(k: AttemptKey): Promise<void>;
   /** Waits until the catalog says the attempt is running with an agent URL. */
   waitRunning(k: AttemptKey): Promise<void>;
+  /** Writes `text` as the attempt's first bytes and waits until it is running (`waitRunning`). */
+  startRunning(k: AttemptKey, text: string): Promise<void>;
   close(): Promise<void>;
 }
 
+/** The attempt the live tests follow: fixture.ts's `key()`, try `tryNumber`. */
 export function liveKey(tryNumber = 1): AttemptKey {
-  return attemptKey({
-    dagId: 'etl',
-    runId: 'manual__2024-05-01T10:00:00+00:00',
-    taskId: 'extract',
-    mapIndex: -1,
-    tryNumber,
-  });
+  return key({ tryNumber });
 }
 
 export interface LiveFixtureOptions {
@@ -95,14 +92,7 @@ export async function startLiveFixture(options: LiveFixtureOptions = {}): Promis
   await new Promise<void>((resolve) => agentServer.listen(0, '127.0.0.1', resolve));
   const agentUrl = `http://127.0.0.1:${(agentServer.address() as AddressInfo).port}`;
 
-  const shipper = new Shipper({
-    store,
-    catalog,
-    pathTemplate,
-    baseLogFolder: base,
-    stateFolder: join(dir, 'state'),
-    deleteLocalCopy: false,
-  });
+  const shipper = new Shipper(shipperOptions(dir, { store, catalog, pathTemplate }));
   const agent = new Agent({
     shipper,
     catalog,
@@ -132,7 +122,14 @@ export async function startLiveFixture(options: LiveFixtureOptions = {}): Promis
     logger,
   });
 
-  const fileOf = (k: AttemptKey) => join(base, ...pathTemplate.render(k).split('/'));
+  const logs = localLogFiles(base, pathTemplate);
+  const waitRunning = async (k: AttemptKey) => {
+    for (;;) {
+      const r = await catalog.get(k);
+      if (r?.state === 'running' && r.agentUrl) return;
+      await sleep(10);
+    }
+  };
   let agentClosed = false;
   const killAgentHttp = async () => {
     if (agentClosed) return;
@@ -150,21 +147,17 @@ export async function startLiveFixture(options: LiveFixtureOptions = {}): Promis
     keys,
     agentLogRequests: () => logRequests,
     killAgentHttp,
-    fileOf,
+    fileOf: logs.fileOf,
     async append(k, text) {
-      const file = fileOf(k);
-      await mkdir(dirname(file), { recursive: true });
-      await appendFile(file, text);
+      await logs.write(k, text, 'append');
     },
     async finish(k) {
-      await writeFile(`${fileOf(k)}${COMPLETION_MARKER_SUFFIX}`, '');
+      await writeFile(`${logs.fileOf(k)}${COMPLETION_MARKER_SUFFIX}`, '');
     },
-    async waitRunning(k) {
-      for (;;) {
-        const r = await catalog.get(k);
-        if (r?.state === 'running' && r.agentUrl) return;
-        await sleep(10);
-      }
+    waitRunning,
+    async startRunning(k, text) {
+      await logs.write(k, text, 'append');
+      await waitRunning(k);
     },
     async close() {
       await proxy.close();

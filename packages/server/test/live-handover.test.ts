@@ -1,29 +1,23 @@
 import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { closedAfterEach } from './fixture.js';
 import { decodeNdjson, handoverProperty, parseSse, sha } from './handover-property.js';
-import { followPath, type LiveFixture, liveKey, startLiveFixture } from './live-fixture.js';
+import { followPath, liveKey, startLiveFixture } from './live-fixture.js';
 
 describe('following a live attempt through the proxy', () => {
-  let fx: LiveFixture | undefined;
-  afterEach(async () => {
-    await fx?.close();
-    fx = undefined;
-  });
+  const start = closedAfterEach(startLiveFixture);
 
   for (const seed of [1, 2, 3]) {
     it(`every follower receives exactly the final log from its offset (seed ${seed})`, async () => {
-      fx = await startLiveFixture();
-      await handoverProperty(fx, seed);
+      await handoverProperty(await start(), seed);
     });
   }
 
   it('a follower of an attempt whose agent dies gets the archive, a source-lost event, then the rest', async () => {
-    fx = await startLiveFixture();
-    const f = fx;
+    const f = await start();
     const k = liveKey();
-    await f.append(k, 'before the crash\n');
-    await f.waitRunning(k);
+    await f.startRunning(k, 'before the crash\n');
     const res = await fetch(`${f.proxy.url}${followPath(k, 'offset=0')}`, {
       headers: { accept: 'application/x-ndjson' },
     });
@@ -44,8 +38,7 @@ describe('following a live attempt through the proxy', () => {
   });
 
   it('an SSE follower that reconnects with Last-Event-ID continues exactly where it stopped', async () => {
-    fx = await startLiveFixture();
-    const f = fx;
+    const f = await start();
     const k = liveKey();
     for (let i = 0; i < 50; i++) await f.append(k, `line ${i}\n`);
     await f.waitRunning(k);
@@ -85,11 +78,9 @@ describe('following a live attempt through the proxy', () => {
   });
 
   it('twenty followers of one running attempt share one agent connection', async () => {
-    fx = await startLiveFixture();
-    const f = fx;
+    const f = await start();
     const k = liveKey();
-    await f.append(k, 'start\n');
-    await f.waitRunning(k);
+    await f.startRunning(k, 'start\n');
     const bodies = Array.from({ length: 20 }, () =>
       fetch(`${f.proxy.url}${followPath(k, 'offset=0')}`).then((r) => r.arrayBuffer()),
     );
@@ -105,11 +96,9 @@ describe('following a live attempt through the proxy', () => {
   });
 
   it('a finished attempt followed with NDJSON is the archived log and a complete eof record', async () => {
-    fx = await startLiveFixture();
-    const f = fx;
+    const f = await start();
     const k = liveKey(2);
-    await f.append(k, 'only line\n');
-    await f.waitRunning(k);
+    await f.startRunning(k, 'only line\n');
     await f.finish(k);
     for (;;) {
       const r = await f.catalog.get(k);

@@ -1,26 +1,21 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { LaggingError, LiveHub } from '../src/live/live-hub.js';
-import { followPath, type LiveFixture, liveKey, startLiveFixture } from './live-fixture.js';
+import { closedAfterEach } from './fixture.js';
+import { followPath, liveKey, startLiveFixture } from './live-fixture.js';
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 const line = (i: number) => `${String(i).padStart(6, '0')} ${'y'.repeat(1000)}\n`;
 
 describe('LiveHub', () => {
-  let fx: LiveFixture | undefined;
-  afterEach(async () => {
-    await fx?.close();
-    fx = undefined;
-  });
+  const start = closedAfterEach(startLiveFixture);
 
   it('cuts off a follower whose next byte has left the ring, without slowing the others', async () => {
-    fx = await startLiveFixture();
-    const f = fx;
+    const f = await start();
     const k = liveKey();
-    await f.append(k, 'start\n');
-    await f.waitRunning(k);
+    await f.startRunning(k, 'start\n');
     const record = (await f.catalog.get(k))!;
     const hub = new LiveHub({ keys: f.keys, ringBytes: 16 * 1024 });
     const stop = new AbortController();
@@ -55,11 +50,9 @@ describe('LiveHub', () => {
   });
 
   it('a follower joining behind the ring reads the archive first and still gets every byte', async () => {
-    fx = await startLiveFixture({ ringBytes: 64 * 1024 });
-    const f = fx;
+    const f = await start({ ringBytes: 64 * 1024 });
     const k = liveKey();
-    await f.append(k, 'start\n');
-    await f.waitRunning(k);
+    await f.startRunning(k, 'start\n');
     const early = fetch(`${f.proxy.url}${followPath(k, 'offset=0')}`).then((r) => r.arrayBuffer());
     await sleep(100);
     for (let i = 0; i < 200; i++) await f.append(k, line(i));
@@ -74,11 +67,9 @@ describe('LiveHub', () => {
   });
 
   it('without signing keys, follow reads the archive until the attempt is complete', async () => {
-    fx = await startLiveFixture({ liveEnabled: false });
-    const f = fx;
+    const f = await start({ liveEnabled: false });
     const k = liveKey();
-    await f.append(k, 'start\n');
-    await f.waitRunning(k);
+    await f.startRunning(k, 'start\n');
     const res = await fetch(`${f.proxy.url}${followPath(k, 'offset=0')}`);
     expect(res.headers.get('x-tasklog-live')).toBe('false');
     const body = res.arrayBuffer();

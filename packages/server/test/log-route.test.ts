@@ -1,4 +1,5 @@
 import { Buffer } from 'node:buffer';
+import type { AttemptKey } from '@tasklog/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Fixture, key, logPath, rawGet, sha256, startFixture } from './fixture.js';
 
@@ -119,33 +120,23 @@ describe('HTTP ranges', () => {
     return { res, body: Buffer.from(await res.arrayBuffer()) };
   }
 
-  it('answers bytes=N-M with 206 and exactly those bytes', async () => {
-    const { res, body } = await ranged('bytes=5-19');
+  it.each([
+    ['bytes=N-M with exactly those bytes', 'bytes=5-19', 5, 20],
+    ['bytes=N- with the rest of the log', 'bytes=40-', 40, LOG.length],
+    ['bytes=-N with the last N bytes', 'bytes=-10', LOG.length - 10, LOG.length],
+    [
+      'a range that runs past the end with the rest, clamped',
+      `bytes=10-${LOG.length + 100}`,
+      10,
+      LOG.length,
+    ],
+  ])('answers %s (206)', async (_what, range, from, to) => {
+    const { res, body } = await ranged(range);
     expect(res.status).toBe(206);
-    expect(res.headers.get('content-range')).toBe(`bytes 5-19/${LOG.length}`);
-    expect(res.headers.get('content-length')).toBe('15');
-    expect(res.headers.get('x-tasklog-offset')).toBe('5');
-    expect(body.equals(LOG.subarray(5, 20))).toBe(true);
-  });
-
-  it('answers bytes=N- with the rest of the log', async () => {
-    const { res, body } = await ranged('bytes=40-');
-    expect(res.status).toBe(206);
-    expect(res.headers.get('content-range')).toBe(`bytes 40-${LOG.length - 1}/${LOG.length}`);
-    expect(body.equals(LOG.subarray(40))).toBe(true);
-  });
-
-  it('answers bytes=-N with the last N bytes', async () => {
-    const { res, body } = await ranged('bytes=-10');
-    expect(res.status).toBe(206);
-    expect(body.equals(LOG.subarray(LOG.length - 10))).toBe(true);
-  });
-
-  it('clamps a range that runs past the end', async () => {
-    const { res, body } = await ranged(`bytes=10-${LOG.length + 100}`);
-    expect(res.status).toBe(206);
-    expect(res.headers.get('content-range')).toBe(`bytes 10-${LOG.length - 1}/${LOG.length}`);
-    expect(body.equals(LOG.subarray(10))).toBe(true);
+    expect(res.headers.get('content-range')).toBe(`bytes ${from}-${to - 1}/${LOG.length}`);
+    expect(res.headers.get('content-length')).toBe(String(to - from));
+    expect(res.headers.get('x-tasklog-offset')).toBe(String(from));
+    expect(body.equals(LOG.subarray(from, to))).toBe(true);
   });
 
   it('ignores several ranges and sends the whole log', async () => {
@@ -234,20 +225,21 @@ describe('GET …/log as NDJSON', () => {
 });
 
 describe('attempt ids', () => {
-  it('serves a run id containing ":" and "+" sent URL-encoded', async () => {
-    const k = key({ runId: 'scheduled__2024-01-01T00:00:00+00:00' });
-    await f.archive(k, Buffer.from('scheduled run\n'));
+  /** Archives `text` as attempt `k` and expects the route to serve exactly that for it. */
+  async function expectServedAfterArchiving(k: AttemptKey, text: string): Promise<void> {
+    await f.archive(k, Buffer.from(text));
     const res = await fetch(f.url + logPath(k));
     expect(res.status).toBe(200);
-    expect(await res.text()).toBe('scheduled run\n');
+    expect(await res.text()).toBe(text);
+  }
+
+  it('serves a run id containing ":" and "+" sent URL-encoded', async () => {
+    const k = key({ runId: 'scheduled__2024-01-01T00:00:00+00:00' });
+    await expectServedAfterArchiving(k, 'scheduled run\n');
   });
 
   it('serves a mapped attempt chosen with mapIndex', async () => {
-    const mapped = key({ taskId: 'fan_out', mapIndex: 3 });
-    await f.archive(mapped, Buffer.from('map index three\n'));
-    const res = await fetch(f.url + logPath(mapped));
-    expect(res.status).toBe(200);
-    expect(await res.text()).toBe('map index three\n');
+    await expectServedAfterArchiving(key({ taskId: 'fan_out', mapIndex: 3 }), 'map index three\n');
     const unmapped = await fetch(f.url + logPath(key({ taskId: 'fan_out' })));
     expect(unmapped.status).toBe(404);
   });

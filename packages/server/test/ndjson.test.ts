@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { splitAt } from '../../core/src/testing/logs.js';
 import { NDJSON_MAX_RECORD_BYTES, NdjsonEncoder, type NdjsonRecord } from '../src/ndjson.js';
 
 function decode(ndjson: string): NdjsonRecord[] {
@@ -21,18 +22,6 @@ function encode(chunks: Uint8Array[], start = 0, max?: number, complete = true):
   for (const chunk of chunks) out += encoder.push(chunk);
   out += encoder.end(complete);
   return decode(out);
-}
-
-function splitAt(bytes: Uint8Array, cuts: number[]): Uint8Array[] {
-  const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
-  const parts: Uint8Array[] = [];
-  let at = 0;
-  for (const p of points) {
-    parts.push(bytes.subarray(at, p));
-    at = p;
-  }
-  parts.push(bytes.subarray(at));
-  return parts;
 }
 
 // Log-like bytes: ASCII, newlines, CRLF, 2/3/4-byte characters and invalid sequences

@@ -4,11 +4,11 @@ import http from 'node:http';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { LocalStore, type LogStore } from '@tasklog/core';
+import { type AttemptKey, LocalStore, type LogStore } from '@tasklog/core';
 import { startServer } from '@tasklog/server';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { key, logPath, sha256, startFixture } from './fixture.js';
+import { type Fixture, key, logPath, sha256, startFixture } from './fixture.js';
 
 /** A deterministic ~`size`-byte log of numbered lines. */
 function bigLog(size: number): Buffer {
@@ -137,6 +137,18 @@ describe('startServer', () => {
   });
 });
 
+/** Archives `text` as attempt `taskId` in another store, a LocalStore at `<f.dir>/<folder>`. */
+async function archiveInOtherStore(
+  f: Fixture,
+  folder: string,
+  { taskId, text }: { taskId: string; text: string },
+): Promise<{ store: LocalStore; k: AttemptKey }> {
+  const store = new LocalStore({ root: join(f.dir, folder) });
+  const k = key({ taskId });
+  await f.archive(k, Buffer.from(text), store);
+  return { store, k };
+}
+
 describe('createApp', () => {
   it('reads an attempt from the store its catalog record names, when listed in store.read_urls, opening it once', async () => {
     const opened: string[] = [];
@@ -147,10 +159,11 @@ describe('createApp', () => {
     const readStoreUrls: string[] = [];
     const f = await startFixture({ deps: { openStore, readStoreUrls } });
     try {
-      const older = new LocalStore({ root: join(f.dir, 'older-archive') });
+      const { store: older, k } = await archiveInOtherStore(f, 'older-archive', {
+        taskId: 'migrated',
+        text: 'archived before the migration\n',
+      });
       readStoreUrls.push(older.url);
-      const k = key({ taskId: 'migrated' });
-      await f.archive(k, Buffer.from('archived before the migration\n'), older);
       for (let i = 0; i < 2; i++) {
         const res = await fetch(f.url + logPath(k));
         expect(await res.text()).toBe('archived before the migration\n');
@@ -169,9 +182,10 @@ describe('createApp', () => {
     };
     const f = await startFixture({ deps: { openStore } });
     try {
-      const elsewhere = new LocalStore({ root: join(f.dir, 'not-an-archive') });
-      const k = key({ taskId: 'forged' });
-      await f.archive(k, Buffer.from('a folder the proxy must not read\n'), elsewhere);
+      const { store: elsewhere, k } = await archiveInOtherStore(f, 'not-an-archive', {
+        taskId: 'forged',
+        text: 'a folder the proxy must not read\n',
+      });
       const res = await fetch(f.url + logPath(k));
       expect(res.status).toBe(503);
       const body = await res.text();
@@ -186,9 +200,10 @@ describe('createApp', () => {
   it('answers 503 for an attempt in another store when it cannot open other stores', async () => {
     const f = await startFixture();
     try {
-      const older = new LocalStore({ root: join(f.dir, 'older-archive') });
-      const k = key({ taskId: 'migrated' });
-      await f.archive(k, Buffer.from('elsewhere\n'), older);
+      const { k } = await archiveInOtherStore(f, 'older-archive', {
+        taskId: 'migrated',
+        text: 'elsewhere\n',
+      });
       const res = await fetch(f.url + logPath(k));
       expect(res.status).toBe(503);
       expect(((await res.json()) as { error: { code: string } }).error.code).toBe(

@@ -24,6 +24,30 @@
 --
 -- Left out: the foreign keys to tables outside these three (task_instance.trigger_id -> trigger,
 -- dag_run.log_template_id -> log_template); their columns are kept.
+--
+-- A line `@NAME` stands for the lines of block NAME (`@define NAME` … `@end`): below, or in
+-- task-instance-common.sql for what 3.x has too.
+
+-- The columns task_instance_history copies from task_instance after its key and try_number.
+@define try_columns
+    max_tries INTEGER DEFAULT -1,
+    hostname VARCHAR(1000),
+    unixname VARCHAR(1000),
+    job_id INTEGER,
+    @pool_and_queue
+    queued_by_job_id INTEGER,
+    pid INTEGER,
+    executor VARCHAR(1000),
+    executor_config PickleType,
+    updated_at UtcDateTime,
+    rendered_map_index VARCHAR(250),
+    external_executor_id VARCHAR(250),
+    trigger_id INTEGER,
+    trigger_timeout DateTime,
+    next_method VARCHAR(1000),
+    next_kwargs JSON,
+    task_display_name VARCHAR(2000),
+@end
 
 CREATE TABLE dag_run (
     id IntegerPk NOT NULL,
@@ -55,84 +79,24 @@ CREATE INDEX idx_dag_run_running_dags ON dag_run (state, dag_id) WHERE state='ru
 CREATE INDEX idx_dag_run_queued_dags ON dag_run (state, dag_id) WHERE state='queued';
 
 CREATE TABLE task_instance (
-    task_id VARCHAR(250) NOT NULL,
-    dag_id VARCHAR(250) NOT NULL,
-    run_id VARCHAR(250) NOT NULL,
-    map_index INTEGER DEFAULT -1 NOT NULL,
-    start_date UtcDateTime,
-    end_date UtcDateTime,
-    duration FLOAT,
-    state VARCHAR(20),
+    @task_instance_key
+    @try_state
     try_number INTEGER,
-    max_tries INTEGER DEFAULT -1,
-    hostname VARCHAR(1000),
-    unixname VARCHAR(1000),
-    job_id INTEGER,
-    pool VARCHAR(256) NOT NULL,
-    pool_slots INTEGER NOT NULL,
-    queue VARCHAR(256),
-    priority_weight INTEGER,
-    operator VARCHAR(1000),
-    custom_operator_name VARCHAR(1000),
-    queued_dttm UtcDateTime,
-    queued_by_job_id INTEGER,
-    pid INTEGER,
-    executor VARCHAR(1000),
-    executor_config PickleType,
-    updated_at UtcDateTime,
-    rendered_map_index VARCHAR(250),
-    external_executor_id VARCHAR(250),
-    trigger_id INTEGER,
-    trigger_timeout DateTime,
-    next_method VARCHAR(1000),
-    next_kwargs JSON,
-    task_display_name VARCHAR(2000),
+    @try_columns
     CONSTRAINT task_instance_pkey PRIMARY KEY (dag_id, task_id, run_id, map_index),
     CONSTRAINT task_instance_dag_run_fkey FOREIGN KEY (dag_id, run_id)
         REFERENCES dag_run (dag_id, run_id) ON DELETE CASCADE
 );
-CREATE INDEX ti_dag_state ON task_instance (dag_id, state);
-CREATE INDEX ti_dag_run ON task_instance (dag_id, run_id);
-CREATE INDEX ti_state ON task_instance (state);
-CREATE INDEX ti_state_lkp ON task_instance (dag_id, task_id, run_id, state);
-CREATE INDEX ti_pool ON task_instance (pool, state, priority_weight);
+@task_instance_indexes
 CREATE INDEX ti_job_id ON task_instance (job_id);
 CREATE INDEX ti_trigger_id ON task_instance (trigger_id);
 
 CREATE TABLE task_instance_history (
     id IntegerPk NOT NULL,
-    task_id VARCHAR(250) NOT NULL,
-    dag_id VARCHAR(250) NOT NULL,
-    run_id VARCHAR(250) NOT NULL,
-    map_index INTEGER DEFAULT -1 NOT NULL,
+    @task_instance_key
     try_number INTEGER NOT NULL,
-    start_date UtcDateTime,
-    end_date UtcDateTime,
-    duration FLOAT,
-    state VARCHAR(20),
-    max_tries INTEGER DEFAULT -1,
-    hostname VARCHAR(1000),
-    unixname VARCHAR(1000),
-    job_id INTEGER,
-    pool VARCHAR(256) NOT NULL,
-    pool_slots INTEGER NOT NULL,
-    queue VARCHAR(256),
-    priority_weight INTEGER,
-    operator VARCHAR(1000),
-    custom_operator_name VARCHAR(1000),
-    queued_dttm UtcDateTime,
-    queued_by_job_id INTEGER,
-    pid INTEGER,
-    executor VARCHAR(1000),
-    executor_config PickleType,
-    updated_at UtcDateTime,
-    rendered_map_index VARCHAR(250),
-    external_executor_id VARCHAR(250),
-    trigger_id INTEGER,
-    trigger_timeout DateTime,
-    next_method VARCHAR(1000),
-    next_kwargs JSON,
-    task_display_name VARCHAR(2000),
+    @try_state
+    @try_columns
     CONSTRAINT task_instance_history_pkey PRIMARY KEY (id),
     CONSTRAINT task_instance_history_ti_fkey FOREIGN KEY (dag_id, task_id, run_id, map_index)
         REFERENCES task_instance (dag_id, task_id, run_id, map_index)

@@ -31,6 +31,32 @@
 -- Left out: the foreign keys to tables outside these three (task_instance.trigger_id -> trigger,
 -- task_instance.dag_version_id and dag_run.created_dag_version_id -> dag_version,
 -- dag_run.log_template_id -> log_template, dag_run.backfill_id -> backfill); columns are kept.
+--
+-- A line `@NAME` stands for the lines of block NAME (`@define NAME` … `@end`): below, or in
+-- task-instance-common.sql for what 2.10 has too.
+
+-- The columns task_instance_history copies from task_instance after its key, try_number and
+-- try_state, in two runs: between them task_instance has last_heartbeat_at, which the history
+-- lacks, and after them trigger_timeout, which the history keeps without a time zone.
+@define try_queueing
+    max_tries INTEGER DEFAULT -1,
+    hostname VARCHAR(1000),
+    unixname VARCHAR(1000),
+    @pool_and_queue
+    scheduled_dttm UtcDateTime,
+    queued_by_job_id INTEGER,
+@end
+@define try_execution
+    pid INTEGER,
+    executor VARCHAR(1000),
+    executor_config PickleType,
+    updated_at UtcDateTime,
+    rendered_map_index VARCHAR(250),
+    context_carrier JSON,
+    span_status VARCHAR(250) DEFAULT 'not_started' NOT NULL,
+    external_executor_id VARCHAR(250),
+    trigger_id INTEGER,
+@end
 
 CREATE TABLE dag_run (
     id IntegerPk NOT NULL,
@@ -71,37 +97,12 @@ CREATE INDEX idx_dag_run_queued_dags ON dag_run (state, dag_id) WHERE state='que
 
 CREATE TABLE task_instance (
     id UuidVariant NOT NULL,
-    task_id VARCHAR(250) NOT NULL,
-    dag_id VARCHAR(250) NOT NULL,
-    run_id VARCHAR(250) NOT NULL,
-    map_index INTEGER DEFAULT -1 NOT NULL,
-    start_date UtcDateTime,
-    end_date UtcDateTime,
-    duration FLOAT,
-    state VARCHAR(20),
+    @task_instance_key
+    @try_state
     try_number INTEGER,
-    max_tries INTEGER DEFAULT -1,
-    hostname VARCHAR(1000),
-    unixname VARCHAR(1000),
-    pool VARCHAR(256) NOT NULL,
-    pool_slots INTEGER NOT NULL,
-    queue VARCHAR(256),
-    priority_weight INTEGER,
-    operator VARCHAR(1000),
-    custom_operator_name VARCHAR(1000),
-    queued_dttm UtcDateTime,
-    scheduled_dttm UtcDateTime,
-    queued_by_job_id INTEGER,
+    @try_queueing
     last_heartbeat_at UtcDateTime,
-    pid INTEGER,
-    executor VARCHAR(1000),
-    executor_config PickleType,
-    updated_at UtcDateTime,
-    rendered_map_index VARCHAR(250),
-    context_carrier JSON,
-    span_status VARCHAR(250) DEFAULT 'not_started' NOT NULL,
-    external_executor_id VARCHAR(250),
-    trigger_id INTEGER,
+    @try_execution
     trigger_timeout UtcDateTime,
     next_method VARCHAR(1000),
     next_kwargs JSON,
@@ -112,46 +113,17 @@ CREATE TABLE task_instance (
     CONSTRAINT task_instance_dag_run_fkey FOREIGN KEY (dag_id, run_id)
         REFERENCES dag_run (dag_id, run_id) ON DELETE CASCADE
 );
-CREATE INDEX ti_dag_state ON task_instance (dag_id, state);
-CREATE INDEX ti_dag_run ON task_instance (dag_id, run_id);
-CREATE INDEX ti_state ON task_instance (state);
-CREATE INDEX ti_state_lkp ON task_instance (dag_id, task_id, run_id, state);
-CREATE INDEX ti_pool ON task_instance (pool, state, priority_weight);
+@task_instance_indexes
 CREATE INDEX ti_trigger_id ON task_instance (trigger_id);
 CREATE INDEX ti_heartbeat ON task_instance (last_heartbeat_at);
 
 CREATE TABLE task_instance_history (
     task_instance_id UuidVariant NOT NULL,
-    task_id VARCHAR(250) NOT NULL,
-    dag_id VARCHAR(250) NOT NULL,
-    run_id VARCHAR(250) NOT NULL,
-    map_index INTEGER DEFAULT -1 NOT NULL,
+    @task_instance_key
     try_number INTEGER NOT NULL,
-    start_date UtcDateTime,
-    end_date UtcDateTime,
-    duration FLOAT,
-    state VARCHAR(20),
-    max_tries INTEGER DEFAULT -1,
-    hostname VARCHAR(1000),
-    unixname VARCHAR(1000),
-    pool VARCHAR(256) NOT NULL,
-    pool_slots INTEGER NOT NULL,
-    queue VARCHAR(256),
-    priority_weight INTEGER,
-    operator VARCHAR(1000),
-    custom_operator_name VARCHAR(1000),
-    queued_dttm UtcDateTime,
-    scheduled_dttm UtcDateTime,
-    queued_by_job_id INTEGER,
-    pid INTEGER,
-    executor VARCHAR(1000),
-    executor_config PickleType,
-    updated_at UtcDateTime,
-    rendered_map_index VARCHAR(250),
-    context_carrier JSON,
-    span_status VARCHAR(250) DEFAULT 'not_started' NOT NULL,
-    external_executor_id VARCHAR(250),
-    trigger_id INTEGER,
+    @try_state
+    @try_queueing
+    @try_execution
     trigger_timeout DateTime,
     next_method VARCHAR(1000),
     next_kwargs JSON,

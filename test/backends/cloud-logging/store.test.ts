@@ -25,7 +25,7 @@ import type { FaultAction } from '../../emulators/shared/fault-injector.js';
 import { attemptKeys } from '../../support/attempts.js';
 import { sha256 } from '../../support/hash.js';
 import { freshName } from '../../support/servers.js';
-import { writeLog } from '../../support/stores.js';
+import { writeLog, writeRunning } from '../../support/stores.js';
 
 process.env.METADATA_SERVER_DETECTION = 'none';
 
@@ -209,11 +209,10 @@ describe('CloudLoggingStore specifics', () => {
   it('shows a line flushed in parts once, whole, when it ends; a new writer finishes a line an old one began', async () => {
     const store = open();
     const k = key();
-    const first = await store.openWriter(k);
-    await first.append(Buffer.from('whole line\nhalf'));
-    await first.flush();
-    await first.append(Buffer.from(' of a '));
-    await first.flush();
+    const first = await writeRunning(store, k, [
+      Buffer.from('whole line\nhalf'),
+      Buffer.from(' of a '),
+    ]);
     expect(records(store).map((e) => e.jsonPayload)).toEqual([
       { message: 'whole line' },
       { tasklog_text: 'half' },

@@ -4,12 +4,13 @@ import { tmpdir } from 'node:os';
 import { promisify } from 'node:util';
 import { type AttemptKey, attemptKey, type LogWriter } from '@tasklog/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CloudWatchStore } from '../../../packages/core/src/stores/cloudwatch/store.js';
+import type { CloudWatchStore } from '../../../packages/core/src/stores/cloudwatch/store.js';
 import { compatLog, compatLogPieces } from '../../airflow/compat-log.js';
 import {
   type CloudWatchEmulator,
   startCloudWatchEmulator,
 } from '../../emulators/cloudwatch/index.js';
+import { cloudWatchStoreOn } from '../../support/cloudwatch.js';
 import { sha256 } from '../../support/hash.js';
 
 // Debian's awscli (v2). A pip-installed v1 earlier on PATH would shadow it, hence the full path.
@@ -89,10 +90,7 @@ describe.skipIf(!HAS_AWS)(
 
     beforeAll(async () => {
       emulator = await startCloudWatchEmulator();
-      store = CloudWatchStore.fromUrl(
-        `cloudwatch://arn:aws:logs:us-east-1:000000000000:log-group:${GROUP}`,
-        { cloudwatch: { endpoint: emulator.url } },
-      );
+      store = cloudWatchStoreOn(emulator, GROUP);
       running = await store.openWriter(key('running'));
       for (const piece of compatLogPieces(log)) {
         await running.append(piece);

@@ -1,6 +1,6 @@
 import { describeStoreContract } from '@tasklog/core/testing';
-import { CloudWatchStore } from '../../../packages/core/src/stores/cloudwatch/store.js';
 import { startCloudWatchEmulator } from '../../emulators/cloudwatch/index.js';
+import { cloudWatchStoreOn } from '../../support/cloudwatch.js';
 import { sharedServer } from '../../support/servers.js';
 
 // The store takes credentials from the SDK's default chain only; the environment is its first link.
@@ -13,10 +13,5 @@ let n = 0;
 /** A fresh log group per test on one shared emulator (created on demand by the store). */
 describeStoreContract('CloudWatchStore', async () => {
   const emu = await emulator();
-  const store = CloudWatchStore.fromUrl(
-    `cloudwatch://arn:aws:logs:us-east-1:000000000000:log-group:/tasklog/contract-${n++}`,
-    { cloudwatch: { endpoint: emu.url, max_attempts: 3 } },
-    { maxRetryDelayMs: 100 },
-  );
-  return { store };
+  return { store: cloudWatchStoreOn(emu, `/tasklog/contract-${n++}`, 3, { maxRetryDelayMs: 100 }) };
 });

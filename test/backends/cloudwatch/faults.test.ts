@@ -1,11 +1,12 @@
 import { prng, readAll } from '@tasklog/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { digestStored } from '../../../packages/core/src/hashing.js';
-import { CloudWatchStore } from '../../../packages/core/src/stores/cloudwatch/store.js';
+import type { CloudWatchStore } from '../../../packages/core/src/stores/cloudwatch/store.js';
 import {
   type CloudWatchEmulator,
   startCloudWatchEmulator,
 } from '../../emulators/cloudwatch/index.js';
+import { cloudWatchStoreOn } from '../../support/cloudwatch.js';
 import { appendInRandomPieces, faultKey, writeInRandomPieces } from '../../support/faults.js';
 import { sha256 } from '../../support/hash.js';
 
@@ -39,17 +40,13 @@ describe('CloudWatch Logs with 20% of requests failing (throttling, 5xx, resets 
 
   beforeAll(async () => {
     emulator = await startCloudWatchEmulator();
-    store = CloudWatchStore.fromUrl(
-      `cloudwatch://arn:aws:logs:us-east-1:000000000000:log-group:${GROUP}`,
-      { cloudwatch: { endpoint: emulator.url, max_attempts: 12 } },
-      // Small batches, so the log takes a few hundred requests and many of them fail.
-      {
-        retryBaseDelayMs: 5,
-        maxRetryDelayMs: 50,
-        maxPieceBytes: 8 * 1024,
-        maxBatchBytes: 64 * 1024,
-      },
-    );
+    // Small batches, so the log takes a few hundred requests and many of them fail.
+    store = cloudWatchStoreOn(emulator, GROUP, 12, {
+      retryBaseDelayMs: 5,
+      maxRetryDelayMs: 50,
+      maxPieceBytes: 8 * 1024,
+      maxBatchBytes: 64 * 1024,
+    });
     emulator.faults.failRandomly({
       probability: 0.2,
       seed: 21,

@@ -1,19 +1,20 @@
 import type { AttemptKey, LogStore } from '@tasklog/core';
 import { afterAll, afterEach, beforeAll } from 'vitest';
-import {
+import type {
   CloudWatchStore,
-  type CloudWatchStoreOptions,
+  CloudWatchStoreOptions,
 } from '../../../packages/core/src/stores/cloudwatch/store.js';
 import {
   type CloudWatchEmulator,
   startCloudWatchEmulator,
 } from '../../emulators/cloudwatch/index.js';
 import { attemptKeys } from '../../support/attempts.js';
+import { cloudWatchStoreOn, cloudWatchUrl } from '../../support/cloudwatch.js';
 
 /**
  * What the CloudWatchStore test files share: one emulator per file and a store on a new log
  * group per `newStore()`. `emulator` is set once `startEmulatorForThisFile()` has run its
- * beforeAll; `group` is the log group of the store made last.
+ * beforeAll; `group` is the log group of the store made last. Test files import it as `cw`.
  */
 process.env.AWS_ACCESS_KEY_ID ??= 'AKIDTASKLOGTEST';
 process.env.AWS_SECRET_ACCESS_KEY ??= 'tasklog-test-secret';
@@ -42,18 +43,13 @@ export function startEmulatorForThisFile(): void {
   });
 }
 
-export function arn(name: string) {
-  return `cloudwatch://arn:aws:logs:us-east-1:000000000000:log-group:${name}`;
-}
+/** The store URL of log group `name`. */
+export const arn = cloudWatchUrl;
 
 /** A store on a fresh log group. */
 export function newStore(overrides: Partial<CloudWatchStoreOptions> = {}): CloudWatchStore {
   group = `/airflow/task-logs-${n++}`;
-  const store = CloudWatchStore.fromUrl(
-    arn(group),
-    { cloudwatch: { endpoint: emulator.url, max_attempts: 4 } },
-    { maxRetryDelayMs: 50, ...overrides },
-  );
+  const store = cloudWatchStoreOn(emulator, group, 4, { maxRetryDelayMs: 50, ...overrides });
   stores.push(store);
   return store;
 }

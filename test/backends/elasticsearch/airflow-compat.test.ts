@@ -1,5 +1,5 @@
 import { Client } from '@elastic/elasticsearch';
-import { type AttemptKey, attemptKey } from '@tasklog/core';
+import type { AttemptKey } from '@tasklog/core';
 import { readAll } from '@tasklog/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ElasticsearchStore } from '../../../packages/core/src/stores/elasticsearch/store.js';
@@ -7,6 +7,7 @@ import {
   type ElasticsearchEmulator,
   startElasticsearchEmulator,
 } from '../../emulators/elasticsearch/index.js';
+import { attemptKeys } from '../../support/attempts.js';
 import { sha256 } from '../../support/hash.js';
 
 /**
@@ -18,6 +19,8 @@ import { sha256 } from '../../support/hash.js';
  */
 
 const RUN_ID = 'manual__2024-05-01T10:00:00.123456+00:00';
+/** The attempts of run RUN_ID: `key({ dagId: 'a3', mapIndex: 4, tryNumber: 2 })`. */
+const key = attemptKeys({ dagId: 'a2', runId: RUN_ID, taskId: 'extract' });
 /** Airflow's default `[elasticsearch] index_patterns`. */
 const AIRFLOW_INDEX_PATTERNS = '_all';
 
@@ -82,7 +85,7 @@ describe('Airflow’s Elasticsearch task handler and tasklog', () => {
     }
 
     it('reads a finished Airflow 2 log (message field) as Airflow joins it, without the end mark', async () => {
-      const k = attemptKey({ dagId: 'a2', runId: RUN_ID, taskId: 'extract', tryNumber: 1 });
+      const k = key();
       const messages = Array.from({ length: 250 }, (_, i) => `line ${i} é`);
       await indexLikeWriteToEs(k, messages, 'message', true);
       const text = messages.join('\n');
@@ -91,26 +94,20 @@ describe('Airflow’s Elasticsearch task handler and tasklog', () => {
     });
 
     it('reads an Airflow 3 log from the `event` field', async () => {
-      const k = attemptKey({
-        dagId: 'a3',
-        runId: RUN_ID,
-        taskId: 'extract',
-        mapIndex: 4,
-        tryNumber: 2,
-      });
+      const k = key({ dagId: 'a3', mapIndex: 4, tryNumber: 2 });
       await indexLikeWriteToEs(k, ['first', 'second'], 'event', true);
       expect((await readAll(store, k)).toString()).toBe('first\nsecond');
     });
 
     it('reads a running Airflow log (no end mark yet) from a byte offset', async () => {
-      const k = attemptKey({ dagId: 'a2', runId: RUN_ID, taskId: 'running', tryNumber: 1 });
+      const k = key({ taskId: 'running' });
       await indexLikeWriteToEs(k, ['alpha', 'beta', 'gamma'], 'message', false);
       expect(await store.stat(k)).toMatchObject({ size: 16, complete: false });
       expect((await readAll(store, k, { offset: 8 })).toString()).toBe('ta\ngamma');
     });
 
     it('orders Filebeat-shipped lines by their nanosecond offsets and ignores other attempts', async () => {
-      const k = attemptKey({ dagId: 'fb', runId: RUN_ID, taskId: 'stdout', tryNumber: 1 });
+      const k = key({ dagId: 'fb', taskId: 'stdout' });
       const logId = airflowLogId(k);
       // `emit()` stamps offset = time.time() * 1e9; Filebeat adds `host` as an object.
       const base = 1_755_011_166_339_518_000;
@@ -140,12 +137,7 @@ describe('Airflow’s Elasticsearch task handler and tasklog', () => {
     });
     it('finds a log_id too long for the keyword sub-field through match_phrase, exactly', async () => {
       // Dynamic mapping indexes `log_id.keyword` only up to 256 characters.
-      const k = attemptKey({
-        dagId: 'd'.repeat(200),
-        runId: RUN_ID,
-        taskId: 't'.repeat(100),
-        tryNumber: 1,
-      });
+      const k = key({ dagId: 'd'.repeat(200), taskId: 't'.repeat(100) });
       const logId = airflowLogId(k);
       const docs = [
         { message: 'mine', log_id: logId, offset: 1 },
@@ -201,13 +193,7 @@ describe('Airflow’s Elasticsearch task handler and tasklog', () => {
     }
 
     it('is found by Airflow’s query, page by page, and its messages are the log’s lines', async () => {
-      const k = attemptKey({
-        dagId: 'tl',
-        runId: RUN_ID,
-        taskId: 'ship',
-        mapIndex: 0,
-        tryNumber: 3,
-      });
+      const k = key({ dagId: 'tl', taskId: 'ship', mapIndex: 0, tryNumber: 3 });
       const lines = Array.from({ length: 2500 }, (_, i) => (i % 97 === 0 ? '' : `[${i}] ok € 𝄞`));
       const log = Buffer.from(`${lines.join('\n')}\n`);
       const writer = await store.openWriter(k);
@@ -221,7 +207,7 @@ describe('Airflow’s Elasticsearch task handler and tasklog', () => {
     });
 
     it('shows Airflow the first line although its byte offset is 0', async () => {
-      const k = attemptKey({ dagId: 'tl', runId: RUN_ID, taskId: 'first_line', tryNumber: 1 });
+      const k = key({ dagId: 'tl', taskId: 'first_line' });
       const writer = await store.openWriter(k);
       await writer.append(Buffer.from('very first\nsecond\n'));
       await writer.flush();

@@ -119,7 +119,7 @@ describe('ElasticsearchStore', () => {
 
     it('keeps a line of 1 MiB in one document (up to maxLineBytes, 16 MiB by default)', async () => {
       const store = open();
-      expect(store.maxLineBytes).toBe(16 * 1024 * 1024);
+      expect(store.options.maxLineBytes).toBe(16 * 1024 * 1024);
       const line = `${'x€'.repeat(256 * 1024)}\n`;
       await writeLog(store, key(), Buffer.from(`a\n${line}b\n`));
       const lines = docsOf(store).filter((d) => !d.start && !d.end);

@@ -10,27 +10,19 @@ import { itRecoversFromKills } from '../../support/killable-ship.js';
 import { noise } from '../../support/logs.js';
 import { freshName } from '../../support/servers.js';
 import { logFile, memoryJournal, splitEvery, writeRunning } from '../../support/stores.js';
-import {
-  bucket,
-  emulator,
-  objectNames,
-  PREFIX,
-  sdk,
-  tmp,
-  useBucketPerTest,
-} from './gcs-fixture.js';
+import * as gcs from './gcs-fixture.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const template = new PathTemplate();
 
-useBucketPerTest('crash');
+gcs.useBucketPerTest('crash');
 
 function storeOptions(overrides: Partial<GcsStoreOptions> = {}): GcsStoreOptions {
   return {
-    bucket,
-    prefix: PREFIX,
-    apiEndpoint: emulator.url,
+    bucket: gcs.bucket,
+    prefix: gcs.PREFIX,
+    apiEndpoint: gcs.emulator.url,
     projectId: 'tasklog-test',
     maxAttempts: 3,
     maxRetryDelaySeconds: 1,
@@ -45,11 +37,11 @@ const key = attemptKeys({
   taskId: 'extract',
 });
 
-const finalName = (k: AttemptKey = key()) => `${PREFIX}/${template.render(k)}`;
+const finalName = (k: AttemptKey = key()) => `${gcs.PREFIX}/${template.render(k)}`;
 
 /** The custom metadata of each state the final object has had, oldest first. */
 const versionsOfFinal = (k?: AttemptKey) =>
-  emulator.objectVersions(bucket, finalName(k)).map((v) => v.metadata ?? {});
+  gcs.emulator.objectVersions(gcs.bucket, finalName(k)).map((v) => v.metadata ?? {});
 
 describe('GcsStore writes tasklog-sha256 only after checking the stored object', () => {
   it('composes a finished log without it and patches it on, conditional on the metageneration it checked', async () => {
@@ -64,7 +56,7 @@ describe('GcsStore writes tasklog-sha256 only after checking the stored object',
       'tasklog-size': String(content.length),
       'tasklog-sha256': sha256(content),
     });
-    const patch = emulator.requestLog.findLast(
+    const patch = gcs.emulator.requestLog.findLast(
       (r) => r.method === 'PATCH' && r.path.includes(encodeURIComponent(finalName())),
     );
     expect(patch?.path).toContain('ifMetagenerationMatch=1');
@@ -72,7 +64,7 @@ describe('GcsStore writes tasklog-sha256 only after checking the stored object',
 
   it('uploads a file without it and patches it on once the object matched the file', async () => {
     const store = new GcsStore(storeOptions());
-    const log = await logFile(tmp, 'upload-sha.log', noise(700 * KiB, 2));
+    const log = await logFile(gcs.tmp, 'upload-sha.log', noise(700 * KiB, 2));
     await store.upload(key(), log);
 
     const versions = versionsOfFinal();
@@ -88,7 +80,7 @@ describe('GcsStore writes tasklog-sha256 only after checking the stored object',
     await writer.finish({ size: content.length, sha256: sha256(content) });
 
     expect(versionsOfFinal()[0]).toEqual({ 'tasklog-size': String(content.length) });
-    const [meta] = await sdk.bucket(bucket).file(finalName()).getMetadata();
+    const [meta] = await gcs.file(finalName()).getMetadata();
     expect(meta.contentEncoding).toBe('gzip');
     expect(meta.contentType).toBe('text/plain; charset=utf-8');
     expect(await store.stat(key())).toMatchObject({
@@ -101,11 +93,11 @@ describe('GcsStore writes tasklog-sha256 only after checking the stored object',
     const store = new GcsStore(storeOptions({ maxAttempts: 1 }));
     const content = noise(200 * KiB, 4);
     const writer = await writeRunning(store, key(), splitEvery(content, 50 * KiB));
-    emulator.faults.add({ match: { method: 'PATCH' }, action: { status: 503 } });
+    gcs.emulator.faults.add({ match: { method: 'PATCH' }, action: { status: 503 } });
     await expect(
       writer.finish({ size: content.length, sha256: sha256(content) }),
     ).rejects.toThrow();
-    emulator.faults.clear();
+    gcs.emulator.faults.clear();
 
     const stat = await store.stat(key());
     expect(stat).toMatchObject({ size: content.length, complete: true });
@@ -116,14 +108,14 @@ describe('GcsStore writes tasklog-sha256 only after checking the stored object',
     const store = new GcsStore(storeOptions());
     const content = noise(100 * KiB, 5);
     const writer = await writeRunning(store, key(), splitEvery(content, 50 * KiB));
-    const held = emulator.faults.add({
+    const held = gcs.emulator.faults.add({
       match: { method: 'PATCH' },
       action: { delayMs: 500 },
       times: 1,
     });
     const finishing = writer.finish({ size: content.length, sha256: sha256(content) });
     while (held.hits === 0) await sleep(10);
-    await sdk.bucket(bucket).file(finalName()).save('someone else\n', { resumable: false });
+    await gcs.file(finalName()).save('someone else\n', { resumable: false });
 
     await expect(finishing).rejects.toBeInstanceOf(ConflictError);
     expect(versionsOfFinal().at(-1)).not.toHaveProperty('tasklog-sha256');
@@ -134,21 +126,18 @@ describe('GcsStore.sweep', () => {
   it('removes the chunks, the running marker and compose leftovers beside a complete log', async () => {
     const store = new GcsStore(storeOptions());
     const writer = await writeRunning(store, key(), splitEvery(Buffer.from('one\ntwo\n'), 4));
-    await sdk
-      .bucket(bucket)
-      .file(`${runningPrefix(finalName())}compose-0-0`)
-      .save('partial compose');
+    await gcs.file(`${runningPrefix(finalName())}compose-0-0`).save('partial compose');
     // A kill between composing the log and removing its chunks leaves this.
-    await sdk.bucket(bucket).file(finalName()).save('one\ntwo\n', { resumable: false });
+    await gcs.file(finalName()).save('one\ntwo\n', { resumable: false });
     await writer.abort();
 
     await store.sweep(key());
-    expect(await objectNames(PREFIX)).toEqual([finalName()]);
+    expect(await gcs.objectNames(gcs.PREFIX)).toEqual([finalName()]);
   });
 
   it('cancels the upload session a journal names once the log is complete, and empties the journal', async () => {
     const store = new GcsStore(storeOptions());
-    const log = await logFile(tmp, 'sweep-session.log', noise(2 * MiB, 6));
+    const log = await logFile(gcs.tmp, 'sweep-session.log', noise(2 * MiB, 6));
     const journal = memoryJournal();
     const stop = new AbortController();
     await expect(
@@ -162,11 +151,11 @@ describe('GcsStore.sweep', () => {
     ).rejects.toBeInstanceOf(AbortedError);
     const { uri } = journal.state as { uri: string };
     const uploadId = new URL(uri).searchParams.get('upload_id');
-    expect(emulator.activeSessions().map((s) => s.uploadId)).toContain(uploadId);
-    await sdk.bucket(bucket).file(finalName()).save('finished elsewhere\n', { resumable: false });
+    expect(gcs.emulator.activeSessions().map((s) => s.uploadId)).toContain(uploadId);
+    await gcs.file(finalName()).save('finished elsewhere\n', { resumable: false });
 
     await store.sweep(key(), { journal });
-    expect(emulator.activeSessions().map((s) => s.uploadId)).not.toContain(uploadId);
+    expect(gcs.emulator.activeSessions().map((s) => s.uploadId)).not.toContain(uploadId);
     expect(journal.state).toBeNull();
   });
 
@@ -182,18 +171,18 @@ describe('GcsStore.sweep', () => {
 describe('GcsStore.upload with replace', () => {
   it('replaces a complete log on condition that it is still the generation it replaces', async () => {
     const store = new GcsStore(storeOptions());
-    await sdk.bucket(bucket).file(finalName()).save('first part\n', { resumable: false });
-    const [old] = await sdk.bucket(bucket).file(finalName()).getMetadata();
+    await gcs.file(finalName()).save('first part\n', { resumable: false });
+    const [old] = await gcs.file(finalName()).getMetadata();
     const grown = await logFile(
-      tmp,
+      gcs.tmp,
       'replace.log',
       Buffer.from('first part\nand what came later\n'),
     );
-    const logStart = emulator.requestLog.length;
+    const logStart = gcs.emulator.requestLog.length;
 
     await store.upload(key(), grown, { replace: true });
     expect(await store.stat(key())).toMatchObject({ size: grown.size, sha256: grown.sha256 });
-    const start = emulator.requestLog
+    const start = gcs.emulator.requestLog
       .slice(logStart)
       .find((r) => r.method === 'POST' && r.path.includes('uploadType=resumable'));
     expect(start?.path).toContain(`ifGenerationMatch=${old.generation}`);
@@ -222,19 +211,19 @@ describe.each([
         store: { kind: 'gcs', options },
         key: key({ taskId: `${mode}_${compression}`, tryNumber }),
         mode,
-        file: path.join(tmp, `killed-${mode}.log`),
-        journal: path.join(tmp, `journal-${mode}-${compression}-${tryNumber}.json`),
+        file: path.join(gcs.tmp, `killed-${mode}.log`),
+        journal: path.join(gcs.tmp, `journal-${mode}-${compression}-${tryNumber}.json`),
         pieceBytes: 256 * KiB,
       }),
       before: () => {
         const shared = freshName('killed');
-        emulator.createBucket(shared);
+        gcs.emulator.createBucket(shared);
         options = { ...storeOptions({ compression }), bucket: shared };
       },
       open: () => new GcsStore(options),
       check: async (_store, j) => {
         const final = finalName(j.key);
-        const [files] = await sdk.bucket(options.bucket).getFiles({ prefix: final });
+        const [files] = await gcs.sdk.bucket(options.bucket).getFiles({ prefix: final });
         expect(files.map((f) => f.name)).toEqual([final]);
       },
     });

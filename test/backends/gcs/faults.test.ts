@@ -1,18 +1,11 @@
-import { PathTemplate } from '@tasklog/core';
-import { randomLogBytes } from '@tasklog/core/testing';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { digestStored } from '../../../packages/core/src/hashing.js';
+import { afterAll, beforeAll, describe, expect } from 'vitest';
 import { GcsStore } from '../../../packages/core/src/stores/gcs/store.js';
 import { type GcsEmulator, startGcsEmulator } from '../../emulators/gcs/index.js';
 import {
-  faultKey,
+  itEndsByteIdenticalThroughFaults,
   openShipperHome,
   type ShipperHome,
-  writeInRandomPieces,
 } from '../../support/faults.js';
-import { sha256 } from '../../support/hash.js';
-
-const template = new PathTemplate();
 
 describe('GCS with 20% of requests failing (5xx, resets, answers lost after the work)', () => {
   let emulator: GcsEmulator;
@@ -41,8 +34,12 @@ describe('GCS with 20% of requests failing (5xx, resets, answers lost after the 
     await emulator?.close();
   });
 
-  /** Object names under the attempt, straight from the emulator (callers turn faults off). */
+  /**
+   * Object names under the attempt, straight from the emulator: its faults are cleared first and
+   * stay off until a test turns them on again.
+   */
   async function objectsOf(relativePath: string): Promise<string[]> {
+    emulator.faults.clear();
     const res = await fetch(
       `${emulator.url}/storage/v1/b/faults/o?prefix=${encodeURIComponent(`logs/${relativePath}`)}`,
     );
@@ -50,33 +47,20 @@ describe('GCS with 20% of requests failing (5xx, resets, answers lost after the 
     return (body.items ?? []).map((i) => i.name);
   }
 
-  it('writes a running attempt chunk by chunk and finishes it byte-identical, leaving no chunk objects', async () => {
-    const key = faultKey({ taskId: 'writer' });
-    const log = randomLogBytes(2 * 1024 * 1024, 5);
-    await writeInRandomPieces(store, key, log, {
-      seed: 6,
-      maxPieceBytes: 150_000,
-      flushChance: 0.3,
-    });
-    expect(await digestStored(store, key)).toEqual({ size: log.length, sha256: sha256(log) });
-
-    emulator.faults.clear();
-    expect(await objectsOf(template.render(key))).toEqual([`logs/${template.render(key)}`]);
-    emulator.faults.failRandomly({ probability: 0.2, seed: 12 });
-  });
-
-  it('ships a finished 8 MB log byte-identical through the shipper', async () => {
-    const key = faultKey({ taskId: 'shipper' });
-    const rel = template.render(key);
-    const log = randomLogBytes(8 * 1024 * 1024, 7);
-    const result = await home.ship(store, key, log);
-    expect(result).toMatchObject({ outcome: 'shipped', size: log.length, sha256: sha256(log) });
-    expect(await digestStored(store, key)).toEqual({ size: log.length, sha256: sha256(log) });
-    emulator.faults.clear();
-    expect(await objectsOf(rel)).toEqual([`logs/${rel}`]);
-    const failed = emulator.requestLog.filter(
-      (r) => r.status >= 500 || r.status === 429 || r.status === 0,
-    );
-    expect(failed.length).toBeGreaterThan(0);
-  });
+  itEndsByteIdenticalThroughFaults(
+    {
+      running: { mib: 2, seed: 5, pieces: { seed: 6, maxPieceBytes: 150_000 } },
+      shipped: { mib: 8, seed: 7 },
+    },
+    () => ({ store, home, objectsOf }),
+    {
+      afterRunning: () => emulator.faults.failRandomly({ probability: 0.2, seed: 12 }),
+      afterShipped: async () => {
+        const failed = emulator.requestLog.filter(
+          (r) => r.status >= 500 || r.status === 429 || r.status === 0,
+        );
+        expect(failed.length).toBeGreaterThan(0);
+      },
+    },
+  );
 });

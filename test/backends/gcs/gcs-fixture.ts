@@ -7,7 +7,7 @@ import { makeTempDir, removeTempDir } from '../../support/temp-dir.js';
 /**
  * What the GcsStore test files share: one emulator per file with the SDK pointed at it, a
  * temporary folder, and a new bucket per test. The bindings are set by the hooks
- * `useBucketPerTest()` registers.
+ * `useBucketPerTest()` registers. Test files import it as `gcs`.
  */
 export const PREFIX = 'airflow/logs';
 
@@ -35,6 +35,11 @@ export function useBucketPerTest(label: string): void {
     emulator.createBucket(bucket);
     emulator.faults.clear();
   });
+}
+
+/** The object `name` in the test's bucket, through the SDK. */
+export function file(name: string) {
+  return sdk.bucket(bucket).file(name);
 }
 
 /** The names of the objects under `prefix` in the test's bucket, as the SDK lists them. */

@@ -4,9 +4,7 @@ import { gunzipSync } from 'node:zlib';
 import {
   CreateMultipartUploadCommand,
   GetObjectCommand,
-  ListObjectsV2Command,
   PutObjectCommand,
-  S3Client,
 } from '@aws-sdk/client-s3';
 import type { AttemptKey, UploadJournal } from '@tasklog/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,16 +14,14 @@ import {
   type SweepSkip,
 } from '../../../packages/core/src/stores/s3/store.js';
 import { runningPrefix } from '../../../packages/core/src/stores/shared/chunk-layout.js';
-import { attemptKeys } from '../../support/attempts.js';
 import { sha256 } from '../../support/hash.js';
 import { itRecoversFromKills } from '../../support/killable-ship.js';
 import { noise } from '../../support/logs.js';
 import { type RecordedRequest, type S3rverFixture, startS3rver } from '../../support/s3rver.js';
 import { logFile, memoryJournal, splitEvery, writeRunning } from '../../support/stores.js';
 import { makeTempDir, removeTempDir } from '../../support/temp-dir.js';
+import { key, MiB, rawClient, storeOptions as storeOn } from './s3-fixture.js';
 
-const MiB = 1024 * 1024;
-const RUN_ID = 'scheduled__2024-01-01T00:00:00+00:00';
 // The logs are noise(): it does not compress, so a gzip log spans several parts too.
 
 /** s3rver with ListMultipartUploads, ListParts and AbortMultipartUpload (see startS3rver). */
@@ -33,7 +29,6 @@ let server: S3rverFixture;
 /** s3rver as it is: none of those three. */
 let plain: S3rverFixture;
 let tmp: string;
-let prefixes = 0;
 
 beforeAll(async () => {
   server = await startS3rver('crash', { multipartApis: true });
@@ -47,30 +42,13 @@ afterAll(async () => {
   await removeTempDir(tmp);
 });
 
+/** A store's options on `on` with S3's smallest parts, 5 MiB: a 12 MiB log spans three. */
 function storeOptions(on: S3rverFixture, options: Partial<S3StoreOptions> = {}): S3StoreOptions {
-  return {
-    bucket: on.bucket,
-    prefix: `logs/c${prefixes++}`,
-    partSize: 5 * MiB,
-    s3: { endpoint: on.endpoint, force_path_style: true, region: 'us-east-1', max_attempts: 2 },
-    ...options,
-  };
+  return storeOn(on, { partSize: 5 * MiB, ...options });
 }
-
-function rawClient(on: S3rverFixture): S3Client {
-  return new S3Client({
-    endpoint: on.endpoint,
-    region: 'us-east-1',
-    forcePathStyle: true,
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-  });
-}
-
-const key = attemptKeys({ dagId: 'etl', runId: RUN_ID, taskId: 'load' });
 
 function finalKey(store: S3Store, k: AttemptKey = key()): string {
-  return `${store.prefix}/${store.pathTemplate.render(k)}`;
+  return `${store.prefix}/${store.options.pathTemplate.render(k)}`;
 }
 
 /**
@@ -90,6 +68,28 @@ function dyingJournal(saves: number): UploadJournal & { state: unknown } {
   return journal;
 }
 
+/** What the next run's journal loads: the state the dead process's journal saved last. */
+function journalLeftBy(dead: { state: unknown }): UploadJournal & { state: unknown } {
+  const journal = memoryJournal();
+  journal.state = dead.state;
+  return journal;
+}
+
+/**
+ * A 12 MiB log (noise of `seed`) whose writer died inside finish() right after its journal's
+ * second save (the upload id, then part 1): the store, the log and the dead process's journal.
+ */
+async function writerDiedInFinish(on: S3rverFixture, seed: number) {
+  const store = new S3Store(storeOptions(on));
+  const content = noise(12 * MiB, seed);
+  const dying = dyingJournal(2);
+  const writer = await writeRunning(store, key(), splitEvery(content, MiB), { journal: dying });
+  await expect(writer.finish({ size: content.length, sha256: sha256(content) })).rejects.toThrow(
+    'the process died',
+  );
+  return { store, content, dying };
+}
+
 /**
  * Puts the finished log at its key directly: the state a kill leaves between completing the
  * object and removing the chunks, or a log another writer (Airflow's handler) stored meanwhile.
@@ -98,16 +98,6 @@ async function completeBehindItsBack(on: S3rverFixture, objectKey: string, conte
   const client = rawClient(on);
   try {
     await client.send(new PutObjectCommand({ Bucket: on.bucket, Key: objectKey, Body: content }));
-  } finally {
-    client.destroy();
-  }
-}
-
-async function keysBelow(on: S3rverFixture, prefix: string): Promise<string[]> {
-  const client = rawClient(on);
-  try {
-    const page = await client.send(new ListObjectsV2Command({ Bucket: on.bucket, Prefix: prefix }));
-    return (page.Contents ?? []).map((o) => o.Key!);
   } finally {
     client.destroy();
   }
@@ -213,18 +203,12 @@ describe('S3Store writes tasklog-sha256 only after checking the stored object', 
 
 describe('S3Store journals the multipart upload finish() assembles', () => {
   it('resumes the upload of a writer that died in finish(), sending only the missing parts', async () => {
-    const store = new S3Store(storeOptions(plain));
-    const content = noise(12 * MiB, 4);
+    const { store, content, dying } = await writerDiedInFinish(plain, 4);
     const expected = { size: content.length, sha256: sha256(content) };
-    // Saves: the upload id, then part 1; the process dies right after recording part 1.
-    const dying = dyingJournal(2);
-    const first = await writeRunning(store, key(), splitEvery(content, MiB), { journal: dying });
-    await expect(first.finish(expected)).rejects.toThrow('the process died');
     const { uploadId } = dying.state as { uploadId: string };
     expect(await plain.openUploads()).toContainEqual({ uploadId, key: finalKey(store) });
 
-    const journal = memoryJournal();
-    journal.state = dying.state;
+    const journal = journalLeftBy(dying);
     const before = plain.requests.length;
     const resumed = await store.openWriter(key(), { journal });
     await resumed.finish(expected);
@@ -239,7 +223,7 @@ describe('S3Store journals the multipart upload finish() assembles', () => {
     expect(await plain.openUploads()).toEqual([]);
     expect(journal.state).toBeNull();
     expect(sha256((await objectOf(plain, finalKey(store))).body)).toBe(expected.sha256);
-    expect(await keysBelow(plain, store.prefix)).toEqual([finalKey(store)]);
+    expect(await plain.listKeys(store.prefix)).toEqual([finalKey(store)]);
   });
 
   it('resumes a gzip upload() by compressing again and skipping the parts S3 holds', async () => {
@@ -249,8 +233,7 @@ describe('S3Store journals the multipart upload finish() assembles', () => {
     const dying = dyingJournal(2);
     await expect(store.upload(key(), log, { journal: dying })).rejects.toThrow('the process died');
 
-    const journal = memoryJournal();
-    journal.state = dying.state;
+    const journal = journalLeftBy(dying);
     const before = plain.requests.length;
     await store.upload(key(), log, { journal });
     const parts = plain.requests
@@ -273,36 +256,29 @@ describe('S3Store.sweep', () => {
     await writer.abort();
 
     await store.sweep(key());
-    expect(await keysBelow(server, store.prefix)).toEqual([finalKey(store)]);
+    expect(await server.listKeys(store.prefix)).toEqual([finalKey(store)]);
   });
 
   it('removes the empty offset-0 marker of an attempt opened but never flushed', async () => {
     const store = new S3Store(storeOptions(server));
     await (await store.openWriter(key())).abort();
-    expect(await keysBelow(server, runningPrefix(finalKey(store)))).toHaveLength(1);
+    expect(await server.listKeys(runningPrefix(finalKey(store)))).toHaveLength(1);
     await completeBehindItsBack(server, finalKey(store), Buffer.from('done\n'));
 
     await store.sweep(key());
-    expect(await keysBelow(server, store.prefix)).toEqual([finalKey(store)]);
+    expect(await server.listKeys(store.prefix)).toEqual([finalKey(store)]);
   });
 
   it('aborts the upload a journal names once the log is complete, and empties the journal', async () => {
-    const store = new S3Store(storeOptions(server));
-    const content = noise(12 * MiB, 6);
-    const dying = dyingJournal(2);
-    const writer = await writeRunning(store, key(), splitEvery(content, MiB), { journal: dying });
-    await expect(
-      writer.finish({ size: content.length, sha256: sha256(content) }),
-    ).rejects.toThrow();
+    const { store, content, dying } = await writerDiedInFinish(server, 6);
     const { uploadId } = dying.state as { uploadId: string };
     await completeBehindItsBack(server, finalKey(store), content);
 
-    const journal = memoryJournal();
-    journal.state = dying.state;
+    const journal = journalLeftBy(dying);
     await store.sweep(key(), { journal });
     expect((await server.openUploads()).map((u) => u.uploadId)).not.toContain(uploadId);
     expect(journal.state).toBeNull();
-    expect(await keysBelow(server, store.prefix)).toEqual([finalKey(store)]);
+    expect(await server.listKeys(store.prefix)).toEqual([finalKey(store)]);
   });
 
   it('aborts every upload of exactly this key that no journal names, and no other key’s', async () => {
@@ -320,15 +296,8 @@ describe('S3Store.sweep', () => {
   });
 
   it('leaves a running attempt, its chunks and its journaled upload alone', async () => {
-    const store = new S3Store(storeOptions(server));
-    const content = noise(12 * MiB, 7);
-    const dying = dyingJournal(2);
-    const writer = await writeRunning(store, key(), splitEvery(content, MiB), { journal: dying });
-    await expect(
-      writer.finish({ size: content.length, sha256: sha256(content) }),
-    ).rejects.toThrow();
-    const journal = memoryJournal();
-    journal.state = dying.state;
+    const { store, content, dying } = await writerDiedInFinish(server, 7);
+    const journal = journalLeftBy(dying);
 
     await store.sweep(key(), { journal });
     expect(journal.state).toEqual(dying.state);
@@ -339,17 +308,10 @@ describe('S3Store.sweep', () => {
   });
 
   it('reports what s3rver cannot do as skipped, and still removes the chunks', async () => {
-    const store = new S3Store(storeOptions(plain));
-    const content = noise(12 * MiB, 8);
-    const dying = dyingJournal(2);
-    const writer = await writeRunning(store, key(), splitEvery(content, MiB), { journal: dying });
-    await expect(
-      writer.finish({ size: content.length, sha256: sha256(content) }),
-    ).rejects.toThrow();
+    const { store, content, dying } = await writerDiedInFinish(plain, 8);
     await completeBehindItsBack(plain, finalKey(store), content);
 
-    const journal = memoryJournal();
-    journal.state = dying.state;
+    const journal = journalLeftBy(dying);
     const skipped: SweepSkip[] = [];
     await store.sweep(key(), { journal, onSkipped: (s) => skipped.push(s) });
     expect(skipped.map((s) => s.operation)).toEqual([
@@ -361,7 +323,7 @@ describe('S3Store.sweep', () => {
       target: `s3://${plain.bucket}/${finalKey(store)}`,
     });
     expect(journal.state).toBeNull();
-    expect(await keysBelow(plain, store.prefix)).toEqual([finalKey(store)]);
+    expect(await plain.listKeys(store.prefix)).toEqual([finalKey(store)]);
   });
 });
 
@@ -408,7 +370,7 @@ describe.each([
     open: () => new S3Store(options),
     check: async (store, j) => {
       const final = finalKey(store as S3Store, j.key);
-      expect(await keysBelow(server, final)).toEqual([final]);
+      expect(await server.listKeys(final)).toEqual([final]);
       expect(sha256((await objectOf(server, final)).body)).toBe(j.sha256);
       expect((await server.openUploads()).filter((u) => u.key === final)).toEqual([]);
     },

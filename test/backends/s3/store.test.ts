@@ -4,9 +4,8 @@ import { gunzipSync } from 'node:zlib';
 import {
   GetObjectCommand,
   HeadObjectCommand,
-  ListObjectsV2Command,
   PutObjectCommand,
-  S3Client,
+  type S3Client,
 } from '@aws-sdk/client-s3';
 import {
   AbortedError,
@@ -21,31 +20,21 @@ import { readAll } from '@tasklog/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { S3Store, type S3StoreOptions } from '../../../packages/core/src/stores/s3/store.js';
 import { runningPrefix } from '../../../packages/core/src/stores/shared/chunk-layout.js';
-import { attemptKeys } from '../../support/attempts.js';
 import { sha256 } from '../../support/hash.js';
 import { noise, writeTestLog } from '../../support/logs.js';
 import { type S3rverFixture, startS3rver } from '../../support/s3rver.js';
 import { memoryJournal } from '../../support/stores.js';
 import { makeTempDir, removeTempDir } from '../../support/temp-dir.js';
-
-const MiB = 1024 * 1024;
-const RUN_ID = 'scheduled__2024-01-01T00:00:00+00:00';
+import { key, MiB, rawClient, storeOptions } from './s3-fixture.js';
 
 let server: S3rverFixture;
 let raw: S3Client;
 let tmp: string;
-let prefixes = 0;
 const open: LogStore[] = [];
 
 beforeAll(async () => {
   server = await startS3rver();
-  raw = new S3Client({
-    endpoint: server.endpoint,
-    region: 'us-east-1',
-    forcePathStyle: true,
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-  });
+  raw = rawClient(server);
   tmp = await makeTempDir('s3');
 });
 
@@ -58,35 +47,15 @@ afterAll(async () => {
 
 /** A store on a prefix of its own, so every test starts empty. */
 function makeStore(options: Partial<S3StoreOptions> = {}): S3Store {
-  const store = new S3Store({
-    bucket: server.bucket,
-    prefix: `logs/t${prefixes++}`,
-    s3: { endpoint: server.endpoint, force_path_style: true, region: 'us-east-1', max_attempts: 2 },
-    ...options,
-  });
+  const store = new S3Store(storeOptions(server, options));
   open.push(store);
   return store;
 }
-
-const key = attemptKeys({ dagId: 'etl', runId: RUN_ID, taskId: 'load' });
 
 /** Airflow's S3 task handler key for `key()` below `prefix`. */
 function airflowKey(prefix: string, k: AttemptKey = key()): string {
   const map = k.mapIndex >= 0 ? `map_index=${k.mapIndex}/` : '';
   return `${prefix}/dag_id=${k.dagId}/run_id=${k.runId}/task_id=${k.taskId}/${map}attempt=${k.tryNumber}.log`;
-}
-
-async function rawKeys(prefix: string): Promise<string[]> {
-  const keys: string[] = [];
-  let token: string | undefined;
-  do {
-    const page = await raw.send(
-      new ListObjectsV2Command({ Bucket: server.bucket, Prefix: prefix, ContinuationToken: token }),
-    );
-    keys.push(...(page.Contents ?? []).map((o) => o.Key!));
-    token = page.NextContinuationToken;
-  } while (token);
-  return keys;
 }
 
 async function rawGet(k: string) {
@@ -134,15 +103,15 @@ describe('S3Store layout', () => {
     const final = airflowKey(store.prefix);
     const folder = final.slice(0, final.lastIndexOf('/') + 1);
     expect(runningPrefix(final)).toBe(`${folder}.attempt=1.log.chunks/`);
-    expect(await rawKeys(folder)).toEqual([
+    expect(await server.listKeys(folder)).toEqual([
       `${folder}.attempt=1.log.chunks/00000000000000000000.chunk`,
       `${folder}.attempt=1.log.chunks/00000000000000000011.chunk`,
     ]);
     // What Airflow's reader lists for the attempt: nothing until the log is finished.
-    expect(await rawKeys(final)).toEqual([]);
+    expect(await server.listKeys(final)).toEqual([]);
 
     await writer.finish({ size: content.length, sha256: sha256(content) });
-    expect(await rawKeys(store.prefix)).toEqual([final]);
+    expect(await server.listKeys(store.prefix)).toEqual([final]);
     const { res, body } = await rawGet(final);
     expect(body.equals(content)).toBe(true);
     expect(res.ContentEncoding).toBeUndefined();
@@ -171,7 +140,7 @@ describe('S3Store layout', () => {
     expect(content[writer.committedOffset - 1]).toBe(0x0a);
     await writer.finish({ size: content.length, sha256: sha256(content) });
     const final = airflowKey(store.prefix);
-    expect(await rawKeys(store.prefix)).toEqual([final]);
+    expect(await server.listKeys(store.prefix)).toEqual([final]);
     // s3rver names a multipart object by the MD5 of all its bytes, where S3 answers
     // md5(part MD5s)-N; the store accepts either after checking it.
     const head = await raw.send(new HeadObjectCommand({ Bucket: server.bucket, Key: final }));
@@ -188,9 +157,11 @@ describe('S3Store layout', () => {
       await writer.append(content.subarray(at, at + piece));
       await writer.flush();
     }
-    expect((await rawKeys(runningPrefix(airflowKey(store.prefix)))).length).toBeGreaterThan(90);
+    expect((await server.listKeys(runningPrefix(airflowKey(store.prefix)))).length).toBeGreaterThan(
+      90,
+    );
     await writer.finish({ size: content.length, sha256: sha256(content) });
-    expect(await rawKeys(store.prefix)).toEqual([airflowKey(store.prefix)]);
+    expect(await server.listKeys(store.prefix)).toEqual([airflowKey(store.prefix)]);
     expect(sha256(await readAll(store, key()))).toBe(sha256(content));
     expect(
       (await readAll(store, key(), { offset: 5 * MiB - 1, end: 5 * MiB + 2 })).equals(
@@ -294,7 +265,7 @@ describe('S3Store.upload', () => {
     const file = path.join(tmp, 'small.log');
     const digest = await writeTestLog(file, 10_000, 3);
     await store.upload(key(), { path: file, ...digest });
-    expect(await rawKeys(store.prefix)).toEqual([airflowKey(store.prefix)]);
+    expect(await server.listKeys(store.prefix)).toEqual([airflowKey(store.prefix)]);
   });
 });
 
@@ -368,7 +339,7 @@ describe('S3Store and Airflow', () => {
       );
     }
     const tries: number[] = [];
-    for await (const found of store.list({ dagId: 'etl', runId: RUN_ID })) {
+    for await (const found of store.list({ dagId: 'etl', runId: key().runId })) {
       tries.push(found.tryNumber);
     }
     expect(tries.sort((a, b) => a - b)).toEqual(Array.from({ length: 25 }, (_, i) => i + 1));
@@ -390,8 +361,8 @@ describe('S3Store verification', () => {
       await expect(
         resumed.finish({ size: content.length, sha256: sha256(Buffer.from('other')) }),
       ).rejects.toBeInstanceOf(IntegrityError);
-      expect(await rawKeys(airflowKey(store.prefix))).toEqual([]);
-      expect(await rawKeys(runningPrefix(airflowKey(store.prefix)))).toEqual([
+      expect(await server.listKeys(airflowKey(store.prefix))).toEqual([]);
+      expect(await server.listKeys(runningPrefix(airflowKey(store.prefix)))).toEqual([
         `${runningPrefix(airflowKey(store.prefix))}00000000000000000000.chunk`,
         `${runningPrefix(airflowKey(store.prefix))}00000000000000000009.chunk`,
       ]);

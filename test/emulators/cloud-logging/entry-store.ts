@@ -8,6 +8,7 @@
  * timestamps up to 1 day in the future).
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { partitionPoint } from '../shared/binary-search.js';
 import {
   type CompiledFilter,
   compileFilter,
@@ -144,22 +145,26 @@ function sortKey(a: StoredEntry, b: StoredEntry): number {
   return a.seq - b.seq;
 }
 
+/** The fields of an entry a filter names without a path below them. */
+const SCALAR_FIELDS = [
+  'logName',
+  'insertId',
+  'timestamp',
+  'receiveTimestamp',
+  'severity',
+  'textPayload',
+] as const satisfies readonly (keyof StoredEntry)[];
+
+/** Whether a filter's field `name` is one of SCALAR_FIELDS. */
+function isScalarField(name: string | undefined): name is (typeof SCALAR_FIELDS)[number] {
+  return (SCALAR_FIELDS as readonly (string | undefined)[]).includes(name);
+}
+
 function fieldReader(e: StoredEntry): (path: readonly string[]) => FieldValue {
   return (path) => {
     const [head, ...rest] = path;
+    if (isScalarField(head)) return rest.length ? undefined : e[head];
     switch (head) {
-      case 'logName':
-        return rest.length ? undefined : e.logName;
-      case 'insertId':
-        return rest.length ? undefined : e.insertId;
-      case 'timestamp':
-        return rest.length ? undefined : e.timestamp;
-      case 'receiveTimestamp':
-        return rest.length ? undefined : e.receiveTimestamp;
-      case 'severity':
-        return rest.length ? undefined : e.severity;
-      case 'textPayload':
-        return rest.length ? undefined : e.textPayload;
       case 'labels':
         return rest.length === 1 ? e.labels[rest[0]!] : undefined;
       case 'resource':
@@ -306,14 +311,7 @@ export class EntryStore {
     // Mostly appends: writers send increasing timestamps.
     let at = list.length;
     if (at > 0 && sortKey(list[at - 1]!, entry) > 0) {
-      let lo = 0;
-      let hi = list.length;
-      while (lo < hi) {
-        const mid = (lo + hi) >>> 1;
-        if (sortKey(list[mid]!, entry) <= 0) lo = mid + 1;
-        else hi = mid;
-      }
-      at = lo;
+      at = partitionPoint(list, (e) => sortKey(e, entry) <= 0);
     }
     list.splice(at, 0, entry);
   }
@@ -371,13 +369,7 @@ export class EntryStore {
         seq: cursor.s,
       } as StoredEntry;
       // First position strictly after (asc) or before (desc) the cursor.
-      let lo = 0;
-      let hi = list.length;
-      while (lo < hi) {
-        const mid = (lo + hi) >>> 1;
-        if (sortKey(list[mid]!, probe) <= 0) lo = mid + 1;
-        else hi = mid;
-      }
+      const lo = partitionPoint(list, (e) => sortKey(e, probe) <= 0);
       start = desc ? lo - 1 - (lo > 0 && sortKey(list[lo - 1]!, probe) === 0 ? 1 : 0) : lo;
     }
     const out: StoredEntry[] = [];

@@ -78,14 +78,18 @@ function toGrpcTimestamp(nanos: bigint): GrpcTimestamp {
   return { seconds: seconds.toString(), nanos: Number(nanos - seconds * 1_000_000_000n) };
 }
 
-export interface GrpcEntry {
+/** The fields of a LogEntry that the gRPC and the REST API send alike. */
+interface WireEntry {
   logName?: string;
   resource?: { type?: string; labels?: Record<string, string> };
-  timestamp?: GrpcTimestamp;
   insertId?: string;
   labels?: Record<string, string>;
-  severity?: number;
   textPayload?: string;
+}
+
+export interface GrpcEntry extends WireEntry {
+  timestamp?: GrpcTimestamp;
+  severity?: number;
   jsonPayload?: { fields?: Record<string, StructValue> };
   payload?: string;
 }
@@ -117,14 +121,9 @@ export function toGrpcEntry(e: StoredEntry): GrpcEntry {
   } as GrpcEntry;
 }
 
-export interface RestEntry {
-  logName?: string;
-  resource?: { type?: string; labels?: Record<string, string> };
+export interface RestEntry extends WireEntry {
   timestamp?: string;
-  insertId?: string;
-  labels?: Record<string, string>;
   severity?: number | string;
-  textPayload?: string;
   jsonPayload?: Record<string, unknown>;
 }
 

@@ -4,47 +4,36 @@ import {
   PutLogEventsCommand,
 } from '@aws-sdk/client-cloudwatch-logs';
 import { beforeEach, describe, expect, it } from 'vitest';
-import {
-  client,
-  createStream,
-  DAY,
-  emulator,
-  events,
-  group,
-  NOW,
-  put,
-  readAll,
-  startEmulatorForThisFile,
-} from './cloudwatch-emulator-fixture.js';
+import * as cw from './cloudwatch-emulator-fixture.js';
 
 // PutLogEvents' limits, GetLogEvents' paging and FilterLogEvents' patterns.
-startEmulatorForThisFile();
+cw.startEmulatorForThisFile();
 
 describe('PutLogEvents limits', () => {
   beforeEach(async () => {
-    await createStream('s');
+    await cw.createStream('s');
   });
 
   it('accepts 10,000 events and rejects 10,001', async () => {
-    await expect(put('s', events(10_000))).resolves.toBeDefined();
-    await expect(put('s', events(10_001))).rejects.toMatchObject({
+    await expect(cw.put('s', cw.events(10_000))).resolves.toBeDefined();
+    await expect(cw.put('s', cw.events(10_001))).rejects.toMatchObject({
       name: 'InvalidParameterException',
     });
-    expect(emulator.events(group, 's')).toHaveLength(10_000);
+    expect(cw.emulator.events(cw.group, 's')).toHaveLength(10_000);
   });
 
   it('accepts a batch of exactly 1,048,576 bytes (messages + 26 per event) and rejects 1,048,577', async () => {
     const half = (1_048_576 - 2 * 26) / 2;
     await expect(
-      put('s', [
-        { timestamp: NOW, message: 'a'.repeat(half) },
-        { timestamp: NOW, message: 'b'.repeat(half) },
+      cw.put('s', [
+        { timestamp: cw.NOW, message: 'a'.repeat(half) },
+        { timestamp: cw.NOW, message: 'b'.repeat(half) },
       ]),
     ).resolves.toBeDefined();
     await expect(
-      put('s', [
-        { timestamp: NOW, message: 'a'.repeat(half) },
-        { timestamp: NOW, message: 'b'.repeat(half + 1) },
+      cw.put('s', [
+        { timestamp: cw.NOW, message: 'a'.repeat(half) },
+        { timestamp: cw.NOW, message: 'b'.repeat(half + 1) },
       ]),
     ).rejects.toMatchObject({ name: 'InvalidParameterException', message: /Upload too large/ });
   });
@@ -53,109 +42,109 @@ describe('PutLogEvents limits', () => {
     // 'é' is 2 bytes in UTF-8: 524,276 of them are 1,048,552 bytes, over the limit, though only
     // 524,276 UTF-16 code units.
     const big = 'é'.repeat(524_276);
-    await expect(put('s', [{ timestamp: NOW, message: big }])).rejects.toMatchObject({
+    await expect(cw.put('s', [{ timestamp: cw.NOW, message: big }])).rejects.toMatchObject({
       name: 'InvalidParameterException',
     });
     await expect(
-      put('s', [{ timestamp: NOW, message: 'é'.repeat(1_048_550 / 2) }]),
+      cw.put('s', [{ timestamp: cw.NOW, message: 'é'.repeat(1_048_550 / 2) }]),
     ).resolves.toBeDefined();
   });
 
   it('rejects one event whose message is over 1,048,550 bytes', async () => {
     await expect(
-      put('s', [{ timestamp: NOW, message: 'x'.repeat(1_048_551) }]),
+      cw.put('s', [{ timestamp: cw.NOW, message: 'x'.repeat(1_048_551) }]),
     ).rejects.toMatchObject({ name: 'InvalidParameterException', message: /Log event too large/ });
   });
 
   it('rejects a batch that is not in chronological order and stores none of it', async () => {
     await expect(
-      put('s', [
-        { timestamp: NOW + 1, message: 'second' },
-        { timestamp: NOW, message: 'first' },
+      cw.put('s', [
+        { timestamp: cw.NOW + 1, message: 'second' },
+        { timestamp: cw.NOW, message: 'first' },
       ]),
     ).rejects.toMatchObject({ name: 'InvalidParameterException', message: /chronological/ });
-    expect(emulator.events(group, 's')).toHaveLength(0);
+    expect(cw.emulator.events(cw.group, 's')).toHaveLength(0);
   });
 
   it('rejects a batch spanning more than 24 hours', async () => {
     await expect(
-      put('s', [
-        { timestamp: NOW - DAY - 1, message: 'early' },
-        { timestamp: NOW, message: 'late' },
+      cw.put('s', [
+        { timestamp: cw.NOW - cw.DAY - 1, message: 'early' },
+        { timestamp: cw.NOW, message: 'late' },
       ]),
     ).rejects.toMatchObject({ name: 'InvalidParameterException', message: /24 hours/ });
   });
 
   it('drops events older than 14 days or over 2 hours ahead and reports them in rejectedLogEventsInfo', async () => {
-    const res = await put('s', [
-      { timestamp: NOW - 15 * DAY, message: 'too old 1' },
-      { timestamp: NOW - 14 * DAY - 1, message: 'too old 2' },
-      { timestamp: NOW, message: 'kept' },
-      { timestamp: NOW + 2 * 60 * 60 * 1000 + 1, message: 'too new' },
+    const res = await cw.put('s', [
+      { timestamp: cw.NOW - 15 * cw.DAY, message: 'too old 1' },
+      { timestamp: cw.NOW - 14 * cw.DAY - 1, message: 'too old 2' },
+      { timestamp: cw.NOW, message: 'kept' },
+      { timestamp: cw.NOW + 2 * 60 * 60 * 1000 + 1, message: 'too new' },
     ]);
     expect(res.rejectedLogEventsInfo).toEqual({
       tooOldLogEventEndIndex: 2,
       tooNewLogEventStartIndex: 3,
     });
-    expect(await readAll('s')).toEqual(['kept']);
+    expect(await cw.readAll('s')).toEqual(['kept']);
   });
 
   it('ignores sequence tokens', async () => {
-    await client.send(
+    await cw.client.send(
       new PutLogEventsCommand({
-        logGroupName: group,
+        logGroupName: cw.group,
         logStreamName: 's',
-        logEvents: events(1),
+        logEvents: cw.events(1),
         sequenceToken: 'stale-token',
       }),
     );
-    expect(await readAll('s')).toEqual(['event 0']);
+    expect(await cw.readAll('s')).toEqual(['event 0']);
   });
 });
 
 describe('GetLogEvents', () => {
   beforeEach(async () => {
-    await createStream('s');
+    await cw.createStream('s');
   });
 
   it('keeps events sorted by timestamp, equal timestamps in ingestion order', async () => {
-    await put('s', [
-      { timestamp: NOW + 10, message: 'c' },
-      { timestamp: NOW + 10, message: 'd' },
+    await cw.put('s', [
+      { timestamp: cw.NOW + 10, message: 'c' },
+      { timestamp: cw.NOW + 10, message: 'd' },
     ]);
-    await put('s', [
-      { timestamp: NOW, message: 'a' },
-      { timestamp: NOW + 10, message: 'e' },
+    await cw.put('s', [
+      { timestamp: cw.NOW, message: 'a' },
+      { timestamp: cw.NOW + 10, message: 'e' },
     ]);
-    await put('s', [{ timestamp: NOW + 5, message: 'b' }]);
-    expect(await readAll('s')).toEqual(['a', 'b', 'c', 'd', 'e']);
+    await cw.put('s', [{ timestamp: cw.NOW + 5, message: 'b' }]);
+    expect(await cw.readAll('s')).toEqual(['a', 'b', 'c', 'd', 'e']);
   });
 
   it('pages forward until the same token comes back', async () => {
-    await put('s', events(25));
-    const got = await readAll('s', 10);
-    expect(got).toEqual(events(25).map((e) => e.message));
+    await cw.put('s', cw.events(25));
+    const got = await cw.readAll('s', 10);
+    expect(got).toEqual(cw.events(25).map((e) => e.message));
   });
 
   it('returns the token it was given at the end of the stream, and picks up new events with it', async () => {
-    const first = await client.send(
-      new GetLogEventsCommand({ logGroupName: group, logStreamName: 's', startFromHead: true }),
+    const first = await cw.client.send(
+      new GetLogEventsCommand({ logGroupName: cw.group, logStreamName: 's', startFromHead: true }),
     );
     expect(first.events).toEqual([]);
     expect(first.nextForwardToken).toBeTruthy();
     expect(first.nextBackwardToken).toBeTruthy();
-    const again = await client.send(
+    const again = await cw.client.send(
       new GetLogEventsCommand({
-        logGroupName: group,
+        logGroupName: cw.group,
         logStreamName: 's',
         nextToken: first.nextForwardToken,
       }),
     );
     expect(again.nextForwardToken).toBe(first.nextForwardToken);
-    await put('s', events(2));
-    const later = await client.send(
+    await cw.put('s', cw.events(2));
+    const later = await cw.client.send(
       new GetLogEventsCommand({
-        logGroupName: group,
+        logGroupName: cw.group,
         logStreamName: 's',
         nextToken: first.nextForwardToken,
       }),
@@ -165,14 +154,14 @@ describe('GetLogEvents', () => {
   });
 
   it('returns the newest events first page when startFromHead is false, then pages backward', async () => {
-    await put('s', events(5));
-    const tail = await client.send(
-      new GetLogEventsCommand({ logGroupName: group, logStreamName: 's', limit: 2 }),
+    await cw.put('s', cw.events(5));
+    const tail = await cw.client.send(
+      new GetLogEventsCommand({ logGroupName: cw.group, logStreamName: 's', limit: 2 }),
     );
     expect(tail.events!.map((e) => e.message)).toEqual(['event 3', 'event 4']);
-    const before = await client.send(
+    const before = await cw.client.send(
       new GetLogEventsCommand({
-        logGroupName: group,
+        logGroupName: cw.group,
         logStreamName: 's',
         limit: 2,
         nextToken: tail.nextBackwardToken,
@@ -182,34 +171,34 @@ describe('GetLogEvents', () => {
   });
 
   it('filters by startTime (inclusive) and endTime (exclusive)', async () => {
-    await put('s', events(10));
-    const res = await client.send(
+    await cw.put('s', cw.events(10));
+    const res = await cw.client.send(
       new GetLogEventsCommand({
-        logGroupName: group,
+        logGroupName: cw.group,
         logStreamName: 's',
         startFromHead: true,
-        startTime: NOW + 3,
-        endTime: NOW + 6,
+        startTime: cw.NOW + 3,
+        endTime: cw.NOW + 6,
       }),
     );
     expect(res.events!.map((e) => e.message)).toEqual(['event 3', 'event 4', 'event 5']);
   });
 
   it('answers at most about 1 MB per page', async () => {
-    await put('s', [{ timestamp: NOW, message: 'a'.repeat(500_000) }]);
-    await put('s', [{ timestamp: NOW, message: 'b'.repeat(500_000) }]);
-    await put('s', [{ timestamp: NOW, message: 'c'.repeat(500_000) }]);
-    const page = await client.send(
-      new GetLogEventsCommand({ logGroupName: group, logStreamName: 's', startFromHead: true }),
+    await cw.put('s', [{ timestamp: cw.NOW, message: 'a'.repeat(500_000) }]);
+    await cw.put('s', [{ timestamp: cw.NOW, message: 'b'.repeat(500_000) }]);
+    await cw.put('s', [{ timestamp: cw.NOW, message: 'c'.repeat(500_000) }]);
+    const page = await cw.client.send(
+      new GetLogEventsCommand({ logGroupName: cw.group, logStreamName: 's', startFromHead: true }),
     );
     expect(page.events).toHaveLength(2);
-    expect((await readAll('s')).map((m) => m[0])).toEqual(['a', 'b', 'c']);
+    expect((await cw.readAll('s')).map((m) => m[0])).toEqual(['a', 'b', 'c']);
   });
 
   it('refuses a limit above 10,000', async () => {
     await expect(
-      client.send(
-        new GetLogEventsCommand({ logGroupName: group, logStreamName: 's', limit: 10_001 }),
+      cw.client.send(
+        new GetLogEventsCommand({ logGroupName: cw.group, logStreamName: 's', limit: 10_001 }),
       ),
     ).rejects.toMatchObject({ name: 'InvalidParameterException' });
   });
@@ -217,34 +206,24 @@ describe('GetLogEvents', () => {
 
 describe('FilterLogEvents', () => {
   beforeEach(async () => {
-    await createStream('job/a');
-    await createStream('job/b');
-    await createStream('other');
-    await put('job/a', [
-      { timestamp: NOW, message: '{"offset":0,"length":5,"text":"ERROR"}' },
-      { timestamp: NOW + 2, message: '{"offset":5,"length":3,"text":"ok"}' },
+    await cw.createStream('job/a');
+    await cw.createStream('job/b');
+    await cw.createStream('other');
+    await cw.put('job/a', [
+      { timestamp: cw.NOW, message: '{"offset":0,"length":5,"text":"ERROR"}' },
+      { timestamp: cw.NOW + 2, message: '{"offset":5,"length":3,"text":"ok"}' },
     ]);
-    await put('job/b', [{ timestamp: NOW + 1, message: 'plain ERROR line' }]);
-    await put('other', [{ timestamp: NOW, message: 'elsewhere' }]);
+    await cw.put('job/b', [{ timestamp: cw.NOW + 1, message: 'plain ERROR line' }]);
+    await cw.put('other', [{ timestamp: cw.NOW, message: 'elsewhere' }]);
   });
 
   async function filter(
     input: Omit<ConstructorParameters<typeof FilterLogEventsCommand>[0], 'logGroupName'>,
   ) {
-    const out: string[] = [];
-    let token: string | undefined;
-    do {
-      const page = await client.send(
-        new FilterLogEventsCommand({
-          logGroupName: group,
-          ...input,
-          ...(token ? { nextToken: token } : {}),
-        }),
-      );
-      out.push(...page.events!.map((e) => `${e.logStreamName}:${e.message}`));
-      token = page.nextToken;
-    } while (token);
-    return out;
+    const pages = await cw.allPages((next) =>
+      cw.client.send(new FilterLogEventsCommand({ logGroupName: cw.group, ...input, ...next })),
+    );
+    return pages.flatMap((page) => page.events!.map((e) => `${e.logStreamName}:${e.message}`));
   }
 
   it('returns every event of the prefixed streams in timestamp order with an empty pattern', async () => {
@@ -275,16 +254,16 @@ describe('FilterLogEvents', () => {
   });
 
   it('honours startTime and endTime', async () => {
-    expect(await filter({ startTime: NOW + 1, endTime: NOW + 2 })).toEqual([
+    expect(await filter({ startTime: cw.NOW + 1, endTime: cw.NOW + 2 })).toEqual([
       'job/b:plain ERROR line',
     ]);
   });
 
   it('refuses logStreamNames together with logStreamNamePrefix', async () => {
     await expect(
-      client.send(
+      cw.client.send(
         new FilterLogEventsCommand({
-          logGroupName: group,
+          logGroupName: cw.group,
           logStreamNames: ['job/a'],
           logStreamNamePrefix: 'job/',
         }),

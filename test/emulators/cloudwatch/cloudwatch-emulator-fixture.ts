@@ -69,6 +69,23 @@ export function events(count: number, from = NOW, message = (i: number) => `even
   return Array.from({ length: count }, (_, i) => ({ timestamp: from + i, message: message(i) }));
 }
 
+/**
+ * Every page of a paged call: `send` gets `{}` first, then `{ nextToken }` from the page before,
+ * until a page comes without a nextToken.
+ */
+export async function allPages<Page extends { nextToken?: string }>(
+  send: (next: { nextToken?: string }) => Promise<Page>,
+): Promise<Page[]> {
+  const pages: Page[] = [];
+  let token: string | undefined;
+  do {
+    const page = await send(token ? { nextToken: token } : {});
+    pages.push(page);
+    token = page.nextToken;
+  } while (token);
+  return pages;
+}
+
 /** Reads a stream from its head, paging until the forward token comes back unchanged. */
 export async function readAll(stream: string, limit?: number): Promise<string[]> {
   const out: string[] = [];

@@ -21,6 +21,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { serveEmulator } from '../shared/emulator-server.js';
 import { FaultInjector } from '../shared/fault-injector.js';
 import { applyHttpFault, faultControl, isControlPath } from '../shared/faults.js';
 import {
@@ -33,7 +34,6 @@ import {
   readBody,
   writeAnswer,
 } from '../shared/http-exchange.js';
-import { startHttpServer } from '../shared/http-server.js';
 import { appendBounded, whenAnswered } from '../shared/request-log.js';
 import { CloudWatchApiError, errors } from './api-error.js';
 import { LogService } from './log-service.js';
@@ -175,12 +175,8 @@ export async function startCloudWatchEmulator(
     }
   }
 
-  const http = await startHttpServer(handle, options);
   return {
-    url: http.url,
-    port: http.port,
-    faults,
-    requestLog,
+    ...(await serveEmulator(handle, options, { faults, requestLog, closing })),
     createLogGroup(name) {
       try {
         service.createLogGroup({ logGroupName: name });
@@ -192,10 +188,6 @@ export async function startCloudWatchEmulator(
     },
     events: (group, stream) => service.events(group, stream),
     streamNames: (group) => service.streamNames(group),
-    async close() {
-      closing.abort();
-      await http.close();
-    },
   };
 }
 

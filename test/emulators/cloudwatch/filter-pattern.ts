@@ -52,22 +52,18 @@ function compileJsonPattern(source: string): EventPredicate {
     throw errors.invalid(`Invalid filter pattern: ${source}`);
   };
   const peek = () => tokens[pos];
-  const parseOr = (): Expr => {
-    let left = parseAnd();
-    while (peek() === '||') {
+  /** A parser of `operand (op operand)*`, grouped from the left into `kind` nodes. */
+  const leftChain = (op: '||' | '&&', kind: 'or' | 'and', operand: () => Expr) => (): Expr => {
+    let left = operand();
+    while (peek() === op) {
       pos++;
-      left = { kind: 'or', left, right: parseAnd() };
+      left = { kind, left, right: operand() };
     }
     return left;
   };
-  const parseAnd = (): Expr => {
-    let left = parseTerm();
-    while (peek() === '&&') {
-      pos++;
-      left = { kind: 'and', left, right: parseTerm() };
-    }
-    return left;
-  };
+  // || binds looser than &&.
+  const parseOr = leftChain('||', 'or', () => parseAnd());
+  const parseAnd = leftChain('&&', 'and', () => parseTerm());
   const parseTerm = (): Expr => {
     const t = tokens[pos++];
     if (t === '(') {

@@ -31,6 +31,24 @@ import {
 const GROUP_NAME = /^[.\-_/#A-Za-z0-9]{1,512}$/;
 const GROUP_ARN = /^arn:[^:]+:logs:[^:]*:[^:]*:log-group:([^:]+)(?::\*)?$/;
 
+/** The operations the service answers, by their names on the wire. */
+const OPERATIONS = [
+  'CreateLogGroup',
+  'CreateLogStream',
+  'DescribeLogStreams',
+  'PutLogEvents',
+  'GetLogEvents',
+  'FilterLogEvents',
+  'DeleteLogStream',
+  'DeleteLogGroup',
+] as const;
+type Operation = (typeof OPERATIONS)[number];
+
+/** Whether the service answers `name`, one of OPERATIONS. */
+function isOperation(name: string): name is Operation {
+  return (OPERATIONS as readonly string[]).includes(name);
+}
+
 export interface LogServiceOptions {
   region: string;
   accountId: string;
@@ -60,27 +78,11 @@ export class LogService {
     return [...(this.#groups.get(group)?.streams.keys() ?? [])].sort();
   }
 
+  /** Runs `operation` (its name on the wire) by the method of the same name in lower camel case. */
   call(operation: string, input: Json): Json {
-    switch (operation) {
-      case 'CreateLogGroup':
-        return this.createLogGroup(input);
-      case 'CreateLogStream':
-        return this.createLogStream(input);
-      case 'DescribeLogStreams':
-        return this.describeLogStreams(input);
-      case 'PutLogEvents':
-        return this.putLogEvents(input);
-      case 'GetLogEvents':
-        return this.getLogEvents(input);
-      case 'FilterLogEvents':
-        return this.filterLogEvents(input);
-      case 'DeleteLogStream':
-        return this.deleteLogStream(input);
-      case 'DeleteLogGroup':
-        return this.deleteLogGroup(input);
-      default:
-        throw errors.unknownOperation(`Logs_20140328.${operation}`);
-    }
+    if (!isOperation(operation)) throw errors.unknownOperation(`Logs_20140328.${operation}`);
+    const method = `${operation[0]!.toLowerCase()}${operation.slice(1)}` as Uncapitalize<Operation>;
+    return this[method](input);
   }
 
   createLogGroup(input: Json): Json {

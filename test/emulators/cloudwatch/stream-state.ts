@@ -2,6 +2,8 @@
  * Log groups and streams as the emulator keeps them: each stream's events sorted by
  * (timestamp, ingestion order), and the binary searches and keys its reads page by.
  */
+import { partitionPoint } from '../shared/binary-search.js';
+
 export interface StoredEvent {
   readonly timestamp: number;
   readonly message: string;
@@ -48,28 +50,18 @@ export function insertSorted(stream: LogStreamState, event: StoredEvent): void {
 
 /** Index of the first event whose (timestamp, seq) is greater than `key`. */
 export function upperBound(events: readonly StoredEvent[], key: [number, number]): number {
-  let lo = 0;
-  let hi = events.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    const e = events[mid]!;
-    if (e.timestamp < key[0] || (e.timestamp === key[0] && e.seq <= key[1])) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
+  return partitionPoint(
+    events,
+    (e) => e.timestamp < key[0] || (e.timestamp === key[0] && e.seq <= key[1]),
+  );
 }
 
 /** Index of the first event whose (timestamp, seq) is not less than `key`. */
 export function lowerBound(events: readonly StoredEvent[], key: [number, number]): number {
-  let lo = 0;
-  let hi = events.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    const e = events[mid]!;
-    if (e.timestamp < key[0] || (e.timestamp === key[0] && e.seq < key[1])) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
+  return partitionPoint(
+    events,
+    (e) => e.timestamp < key[0] || (e.timestamp === key[0] && e.seq < key[1]),
+  );
 }
 
 export function compareKeys(a: [number, string, number], b: [number, string, number]): number {

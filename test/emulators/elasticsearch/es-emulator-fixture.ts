@@ -1,15 +1,14 @@
-import { Client, errors } from '@elastic/elasticsearch';
+import { Client, errors, type estypes } from '@elastic/elasticsearch';
 import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 import { type ElasticsearchEmulator, startElasticsearchEmulator } from './index.js';
 
 /**
  * What the emulator's test files share: one emulator per file, the official client pointed at it,
  * and `fresh()` for an index name no other test uses. `emulator` and `client` are set once
- * `startEmulatorForThisFile()` has run its beforeAll; `index` is the name `fresh()` gave last.
+ * `startEmulatorForThisFile()` has run its beforeAll.
  */
 export let emulator: ElasticsearchEmulator;
 export let client: Client;
-export let index: string;
 let n = 0;
 
 /** Starts the emulator before the file's first test, closes it after the last one. */
@@ -29,10 +28,17 @@ export function startEmulatorForThisFile(): void {
   });
 }
 
-/** A new index name, also left in `index`. */
+/** A new index name. */
 export function fresh(): string {
-  index = `emu-${n++}`;
-  return index;
+  return `emu-${n++}`;
+}
+
+/** Creates `index` with these mapped fields. */
+export async function createIndex(
+  index: string,
+  properties: Record<string, estypes.MappingProperty>,
+): Promise<void> {
+  await client.indices.create({ index, mappings: { properties } });
 }
 
 /** The `error` object of a failed call, as Elasticsearch sent it. */

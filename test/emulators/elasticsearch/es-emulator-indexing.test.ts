@@ -1,23 +1,16 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, errors } from '@elastic/elasticsearch';
 import { describe, expect, it } from 'vitest';
-import {
-  client,
-  emulator,
-  failure,
-  fresh,
-  index,
-  startEmulatorForThisFile,
-} from './es-emulator-fixture.js';
+import * as es from './es-emulator-fixture.js';
 import { startElasticsearchEmulator } from './index.js';
 
 // Indices, bulk writes, refreshes and faults; searching is in es-emulator-search.test.ts.
 describe('Elasticsearch emulator with the official client', () => {
-  startEmulatorForThisFile();
+  es.startEmulatorForThisFile();
 
   describe('cluster and indices', () => {
     it('answers GET / with a 9.x version and the product header', async () => {
-      const res = await client.info({}, { meta: true });
+      const res = await es.client.info({}, { meta: true });
       expect(res.body.version.number).toMatch(/^9\./);
       expect(res.headers['x-elastic-product']).toBe('Elasticsearch');
     });
@@ -34,42 +27,39 @@ describe('Elasticsearch emulator with the official client', () => {
     });
 
     it('creates an index with mappings, reports it as existing, and deletes it', async () => {
-      fresh();
-      await client.indices.create({
-        index,
-        mappings: { properties: { offset: { type: 'long' }, log_id: { type: 'keyword' } } },
-      });
-      expect(await client.indices.exists({ index })).toBe(true);
-      const mapping = await client.indices.getMapping({ index });
+      const index = es.fresh();
+      await es.createIndex(index, { offset: { type: 'long' }, log_id: { type: 'keyword' } });
+      expect(await es.client.indices.exists({ index })).toBe(true);
+      const mapping = await es.client.indices.getMapping({ index });
       expect(mapping[index]!.mappings.properties).toMatchObject({
         offset: { type: 'long' },
         log_id: { type: 'keyword' },
       });
-      await client.indices.delete({ index });
-      expect(await client.indices.exists({ index })).toBe(false);
+      await es.client.indices.delete({ index });
+      expect(await es.client.indices.exists({ index })).toBe(false);
     });
 
     it('refuses to create an index twice with resource_already_exists_exception', async () => {
-      fresh();
-      await client.indices.create({ index });
-      const err = await failure(client.indices.create({ index }));
+      const index = es.fresh();
+      await es.client.indices.create({ index });
+      const err = await es.failure(es.client.indices.create({ index }));
       expect(err).toMatchObject({ status: 400, type: 'resource_already_exists_exception' });
     });
 
     it('answers a missing index with 404 index_not_found_exception', async () => {
-      const err = await failure(client.search({ index: 'no-such-index' }));
+      const err = await es.failure(es.client.search({ index: 'no-such-index' }));
       expect(err).toMatchObject({ status: 404, type: 'index_not_found_exception' });
     });
 
     it('refuses invalid index names', async () => {
-      const err = await failure(client.indices.create({ index: 'Upper' }));
+      const err = await es.failure(es.client.indices.create({ index: 'Upper' }));
       expect(err).toMatchObject({ status: 400, type: 'invalid_index_name_exception' });
     });
 
     it('maps new fields dynamically: strings as text with a keyword sub-field, integers as long', async () => {
-      fresh();
-      await client.index({ index, id: '1', document: { name: 'a b', n: 3 }, refresh: true });
-      const mapping = await client.indices.getMapping({ index });
+      const index = es.fresh();
+      await es.client.index({ index, id: '1', document: { name: 'a b', n: 3 }, refresh: true });
+      const mapping = await es.client.indices.getMapping({ index });
       expect(mapping[index]!.mappings.properties).toMatchObject({
         name: { type: 'text', fields: { keyword: { type: 'keyword', ignore_above: 256 } } },
         n: { type: 'long' },
@@ -79,8 +69,8 @@ describe('Elasticsearch emulator with the official client', () => {
 
   describe('bulk', () => {
     it('indexes, creates and deletes with one result per item', async () => {
-      fresh();
-      const res = await client.bulk({
+      const index = es.fresh();
+      const res = await es.client.bulk({
         index,
         refresh: true,
         operations: [
@@ -93,12 +83,12 @@ describe('Elasticsearch emulator with the official client', () => {
       });
       expect(res.errors).toBe(false);
       expect(res.items.map((i) => Object.values(i)[0]!.status)).toEqual([201, 201, 404]);
-      expect((await client.count({ index })).count).toBe(2);
+      expect((await es.client.count({ index })).count).toBe(2);
     });
 
     it('answers create of an existing id with a per-item 409 version conflict', async () => {
-      fresh();
-      const res = await client.bulk({
+      const index = es.fresh();
+      const res = await es.client.bulk({
         index,
         operations: [{ create: { _id: 'a' } }, { v: 1 }, { create: { _id: 'a' } }, { v: 2 }],
       });
@@ -110,12 +100,9 @@ describe('Elasticsearch emulator with the official client', () => {
     });
 
     it('rejects a value that does not fit its field with a per-item 400 parsing error', async () => {
-      fresh();
-      await client.indices.create({
-        index,
-        mappings: { properties: { offset: { type: 'long' } } },
-      });
-      const res = await client.bulk({
+      const index = es.fresh();
+      await es.createIndex(index, { offset: { type: 'long' } });
+      const res = await es.client.bulk({
         index,
         operations: [
           { index: { _id: 'ok' } },
@@ -132,23 +119,23 @@ describe('Elasticsearch emulator with the official client', () => {
     });
 
     it('rejects a share of items with 429 inside a 200 answer and stores only the others', async () => {
-      fresh();
-      emulator.failBulkItems({ probability: 0.5, seed: 3 });
+      const index = es.fresh();
+      es.emulator.failBulkItems({ probability: 0.5, seed: 3 });
       const operations = Array.from({ length: 100 }, (_, i) => [
         { index: { _id: `d${i}` } },
         { i },
       ]).flat();
-      const res = await client.bulk({ index, refresh: true, operations });
+      const res = await es.client.bulk({ index, refresh: true, operations });
       const rejected = res.items.filter((i) => i.index!.status === 429);
       expect(res.errors).toBe(true);
       expect(rejected.length).toBeGreaterThan(20);
       expect(rejected[0]!.index!.error!.type).toBe('es_rejected_execution_exception');
-      expect((await client.count({ index })).count).toBe(100 - rejected.length);
+      expect((await es.client.count({ index })).count).toBe(100 - rejected.length);
     });
 
     it('trims the answer to filter_path', async () => {
-      fresh();
-      const res = await client.bulk({
+      const index = es.fresh();
+      const res = await es.client.bulk({
         index,
         operations: [{ index: { _id: 'a' } }, { v: 1 }],
         filter_path: ['errors', 'items.*.status'],
@@ -173,18 +160,18 @@ describe('Elasticsearch emulator with the official client', () => {
 
   describe('near real time', () => {
     it('hides new documents from searches until a refresh, but not from a realtime GET', async () => {
-      fresh();
-      await client.index({ index, id: '1', document: { v: 1 } });
-      expect((await client.count({ index })).count).toBe(0);
-      expect((await client.get({ index, id: '1' })).found).toBe(true);
-      await client.indices.refresh({ index });
-      expect((await client.count({ index })).count).toBe(1);
+      const index = es.fresh();
+      await es.client.index({ index, id: '1', document: { v: 1 } });
+      expect((await es.client.count({ index })).count).toBe(0);
+      expect((await es.client.get({ index, id: '1' })).found).toBe(true);
+      await es.client.indices.refresh({ index });
+      expect((await es.client.count({ index })).count).toBe(1);
     });
 
     it('makes a write searchable at once with refresh=true', async () => {
-      fresh();
-      await client.index({ index, id: '1', document: { v: 1 }, refresh: true });
-      expect((await client.count({ index })).count).toBe(1);
+      const index = es.fresh();
+      await es.client.index({ index, id: '1', document: { v: 1 }, refresh: true });
+      expect((await es.client.count({ index })).count).toBe(1);
     });
 
     it('answers refresh=wait_for only once the next scheduled refresh made the write visible', async () => {
@@ -223,31 +210,31 @@ describe('Elasticsearch emulator with the official client', () => {
 
   describe('faults', () => {
     it('answers an injected 429 with es_rejected_execution_exception', async () => {
-      emulator.faults.add({ action: { status: 429 }, times: 1 });
-      const err = await failure(client.info());
+      es.emulator.faults.add({ action: { status: 429 }, times: 1 });
+      const err = await es.failure(es.client.info());
       expect(err).toMatchObject({ status: 429, type: 'es_rejected_execution_exception' });
     });
 
     it('applies a bulk whose answer is lost to a reset', async () => {
-      fresh();
-      emulator.faults.add({
+      const index = es.fresh();
+      es.emulator.faults.add({
         match: { path: '_bulk' },
         action: { reset: true, resetAfterCommit: true },
         times: 1,
       });
       await expect(
-        client.bulk({ index, refresh: true, operations: [{ index: { _id: 'x' } }, { v: 1 }] }),
+        es.client.bulk({ index, refresh: true, operations: [{ index: { _id: 'x' } }, { v: 1 }] }),
       ).rejects.toBeInstanceOf(errors.ConnectionError);
-      expect(emulator.documents(index).map((d) => d.id)).toEqual(['x']);
+      expect(es.emulator.documents(index).map((d) => d.id)).toEqual(['x']);
     });
 
     it('drops a request reset before the work without applying it', async () => {
-      fresh();
-      emulator.faults.add({ match: { path: '_bulk' }, action: { reset: true }, times: 1 });
+      const index = es.fresh();
+      es.emulator.faults.add({ match: { path: '_bulk' }, action: { reset: true }, times: 1 });
       await expect(
-        client.bulk({ index, operations: [{ index: { _id: 'x' } }, { v: 1 }] }),
+        es.client.bulk({ index, operations: [{ index: { _id: 'x' } }, { v: 1 }] }),
       ).rejects.toBeInstanceOf(errors.ConnectionError);
-      expect(emulator.documents(index)).toEqual([]);
+      expect(es.emulator.documents(index)).toEqual([]);
     });
   });
 });

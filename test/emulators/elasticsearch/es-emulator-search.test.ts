@@ -1,30 +1,18 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import {
-  client,
-  emulator,
-  failure,
-  fresh,
-  index,
-  startEmulatorForThisFile,
-} from './es-emulator-fixture.js';
+import * as es from './es-emulator-fixture.js';
 
 // Searches, sorting, paging and aggregations, and long values past 2^53.
 describe('Elasticsearch emulator with the official client', () => {
-  startEmulatorForThisFile();
+  es.startEmulatorForThisFile();
 
   describe('search', () => {
     beforeAll(async () => {
       const index = 'search-data';
-      await client.indices.create({
-        index,
-        mappings: {
-          properties: {
-            log_id: { type: 'keyword' },
-            offset: { type: 'long' },
-            message: { type: 'text' },
-            dag_id: { type: 'keyword' },
-          },
-        },
+      await es.createIndex(index, {
+        log_id: { type: 'keyword' },
+        offset: { type: 'long' },
+        message: { type: 'text' },
+        dag_id: { type: 'keyword' },
       });
       const operations = [];
       for (let i = 0; i < 25; i++) {
@@ -42,11 +30,11 @@ describe('Elasticsearch emulator with the official client', () => {
         { index: { _id: 'b' } },
         { log_id: 'b-1', offset: 1, message: 'x', dag_id: 'z' },
       );
-      await client.bulk({ operations, refresh: true, index });
+      await es.client.bulk({ operations, refresh: true, index });
     });
 
     it('sorts by a field and carries the sort values in each hit', async () => {
-      const res = await client.search({
+      const res = await es.client.search({
         index: 'search-data',
         query: { term: { log_id: 'a-1' } },
         sort: [{ offset: 'asc' }],
@@ -59,7 +47,7 @@ describe('Elasticsearch emulator with the official client', () => {
       const seen: number[] = [];
       let after: (string | number)[] | undefined;
       for (;;) {
-        const res = await client.search<{ offset: number }>({
+        const res = await es.client.search<{ offset: number }>({
           index: 'search-data',
           query: {
             bool: { filter: [{ term: { log_id: 'a-1' } }, { range: { offset: { gte: 3 } } }] },
@@ -76,7 +64,7 @@ describe('Elasticsearch emulator with the official client', () => {
     });
 
     it('accepts search_after values sent as strings for numeric fields', async () => {
-      const res = await client.search<{ offset: number }>({
+      const res = await es.client.search<{ offset: number }>({
         index: 'search-data',
         query: { term: { log_id: 'a-1' } },
         sort: [{ offset: 'desc' }],
@@ -87,7 +75,7 @@ describe('Elasticsearch emulator with the official client', () => {
     });
 
     it('matches a phrase inside a text field, as Airflow queries log_id', async () => {
-      const res = await client.search({
+      const res = await es.client.search({
         index: 'search-data',
         query: { match_phrase: { message: '12 of' } },
       });
@@ -95,7 +83,7 @@ describe('Elasticsearch emulator with the official client', () => {
     });
 
     it('combines bool must, filter, should and must_not', async () => {
-      const res = await client.count({
+      const res = await es.client.count({
         index: 'search-data',
         query: {
           bool: {
@@ -109,7 +97,7 @@ describe('Elasticsearch emulator with the official client', () => {
     });
 
     it('returns only the requested _source fields', async () => {
-      const res = await client.search({
+      const res = await es.client.search({
         index: 'search-data',
         query: { term: { log_id: 'b-1' } },
         _source: ['offset'],
@@ -118,7 +106,9 @@ describe('Elasticsearch emulator with the official client', () => {
     });
 
     it('refuses from + size over index.max_result_window', async () => {
-      const err = await failure(client.search({ index: 'search-data', from: 9_999, size: 2 }));
+      const err = await es.failure(
+        es.client.search({ index: 'search-data', from: 9_999, size: 2 }),
+      );
       expect(err).toMatchObject({
         status: 400,
         type: 'search_phase_execution_exception',
@@ -127,19 +117,19 @@ describe('Elasticsearch emulator with the official client', () => {
     });
 
     it('refuses sorting on a text field', async () => {
-      const err = await failure(client.search({ index: 'search-data', sort: ['message'] }));
+      const err = await es.failure(es.client.search({ index: 'search-data', sort: ['message'] }));
       expect(err.rootType).toBe('illegal_argument_exception');
     });
 
     it('refuses an unknown query type with parsing_exception', async () => {
-      const err = await failure(
-        client.search({ index: 'search-data', query: { fuzzy_thing: {} } as never }),
+      const err = await es.failure(
+        es.client.search({ index: 'search-data', query: { fuzzy_thing: {} } as never }),
       );
       expect(err).toMatchObject({ status: 400, type: 'parsing_exception' });
     });
 
     it('aggregates terms and pages a composite aggregation with after', async () => {
-      const terms = await client.search({
+      const terms = await es.client.search({
         index: 'search-data',
         size: 0,
         aggs: { dags: { terms: { field: 'dag_id' } } },
@@ -152,7 +142,7 @@ describe('Elasticsearch emulator with the official client', () => {
       const keys: unknown[] = [];
       let after: Record<string, string> | undefined;
       for (;;) {
-        const res = await client.search({
+        const res = await es.client.search({
           index: 'search-data',
           size: 0,
           aggs: {
@@ -184,22 +174,26 @@ describe('Elasticsearch emulator with the official client', () => {
     });
 
     it('deletes by query what a search matches', async () => {
-      fresh();
-      await client.bulk({
+      const index = es.fresh();
+      await es.client.bulk({
         index,
         refresh: true,
         operations: [{ index: {} }, { k: 1 }, { index: {} }, { k: 2 }, { index: {} }, { k: 2 }],
       });
-      const res = await client.deleteByQuery({ index, query: { term: { k: 2 } }, refresh: true });
+      const res = await es.client.deleteByQuery({
+        index,
+        query: { term: { k: 2 } },
+        refresh: true,
+      });
       expect(res.deleted).toBe(2);
-      expect((await client.count({ index })).count).toBe(1);
+      expect((await es.client.count({ index })).count).toBe(1);
     });
   });
 
   describe('long values past 2^53', () => {
     /** Raw HTTP: the official client's JSON.parse would round exactly what is checked here. */
     async function raw(method: string, path: string, body?: string): Promise<string> {
-      const res = await fetch(`${emulator.url}${path}`, {
+      const res = await fetch(`${es.emulator.url}${path}`, {
         method,
         headers: {
           'content-type': body?.includes('\n{') ? 'application/x-ndjson' : 'application/json',
@@ -212,7 +206,7 @@ describe('Elasticsearch emulator with the official client', () => {
     const NS = ['1755011166339518003', '1755011166339518001', '1755011166339518002'];
 
     it('maps an integer JSON number as long, past 2^53 too, and a fraction as float', async () => {
-      fresh();
+      const index = es.fresh();
       await raw('POST', `/${index}/_doc?refresh=true`, `{"offset":${NS[0]},"ratio":0.5,"n":7}`);
       const mapping = JSON.parse(await raw('GET', `/${index}/_mapping`));
       expect(mapping[index].mappings.properties).toMatchObject({
@@ -223,7 +217,7 @@ describe('Elasticsearch emulator with the official client', () => {
     });
 
     it('returns _source, sort values and search_after digits exactly and orders by them', async () => {
-      fresh();
+      const index = es.fresh();
       const bulk = NS.map((n, i) => `{"index":{"_id":"d${i}"}}\n{"offset":${n}}\n`).join('');
       await raw('POST', `/${index}/_bulk?refresh=true`, bulk);
       const sorted = await raw(
@@ -249,7 +243,7 @@ describe('Elasticsearch emulator with the official client', () => {
     });
 
     it('keeps a long up to 2^63-1 and refuses one past it', async () => {
-      fresh();
+      const index = es.fresh();
       const ok = JSON.parse(
         await raw('POST', `/${index}/_doc/max?refresh=true`, '{"offset":9223372036854775807}'),
       );
@@ -263,18 +257,13 @@ describe('Elasticsearch emulator with the official client', () => {
     });
 
     it('matches a prefix of a keyword and never indexes binary or index: false fields', async () => {
-      fresh();
-      await client.indices.create({
-        index,
-        mappings: {
-          properties: {
-            log_id: { type: 'keyword' },
-            blob: { type: 'binary' },
-            hidden: { type: 'text', index: false },
-          },
-        },
+      const index = es.fresh();
+      await es.createIndex(index, {
+        log_id: { type: 'keyword' },
+        blob: { type: 'binary' },
+        hidden: { type: 'text', index: false },
       });
-      await client.bulk({
+      await es.client.bulk({
         index,
         refresh: true,
         operations: [
@@ -284,11 +273,11 @@ describe('Elasticsearch emulator with the official client', () => {
           { log_id: 'other-task-run-1' },
         ],
       });
-      const hits = await client.search({ index, query: { prefix: { log_id: 'dag-' } } });
+      const hits = await es.client.search({ index, query: { prefix: { log_id: 'dag-' } } });
       expect(hits.hits.hits.map((h) => h._id)).toEqual(['a']);
-      const hidden = await client.search({ index, query: { match: { hidden: 'secret' } } });
+      const hidden = await es.client.search({ index, query: { match: { hidden: 'secret' } } });
       expect(hidden.hits.hits).toEqual([]);
-      const blob = await client.search({ index, query: { exists: { field: 'blob' } } });
+      const blob = await es.client.search({ index, query: { exists: { field: 'blob' } } });
       expect(blob.hits.hits).toEqual([]);
     });
   });

@@ -19,10 +19,10 @@
  * Reference: https://www.elastic.co/docs/api/doc/elasticsearch/
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { serveEmulator } from '../shared/emulator-server.js';
 import { FaultInjector, type FaultStatus } from '../shared/fault-injector.js';
 import { applyHttpFault, faultControl, isControlPath } from '../shared/faults.js';
 import { cannotAnswer, drain } from '../shared/http-exchange.js';
-import { startHttpServer } from '../shared/http-server.js';
 import { type HttpRequestLogEntry, logHttpRequest } from '../shared/request-log.js';
 import { type BulkItemFaultOptions, EsCluster } from './es-cluster.js';
 import { EsApiError, esErrors } from './es-errors.js';
@@ -186,12 +186,9 @@ export async function startElasticsearchEmulator(
     throw esErrors.noHandler(method, pathname);
   }
 
-  const http = await startHttpServer(handle, options);
+  const release = () => cluster.close();
   return {
-    url: http.url,
-    port: http.port,
-    faults,
-    requestLog,
+    ...(await serveEmulator(handle, options, { faults, requestLog, closing, release })),
     failBulkItems: (opts) => cluster.failBulkItems(opts),
     createIndex(name, body = {}) {
       if (!cluster.indices.has(name)) cluster.createIndex(name, body);
@@ -202,11 +199,6 @@ export async function startElasticsearchEmulator(
     documents(name) {
       const docs = cluster.indices.get(name)?.liveDocs() ?? [];
       return docs.map((d) => ({ id: d.id, source: d.source }));
-    },
-    async close() {
-      closing.abort();
-      cluster.close();
-      await http.close();
     },
   };
 }

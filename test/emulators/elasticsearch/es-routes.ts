@@ -58,13 +58,15 @@ export async function route(ctx: Ctx, cluster: EsCluster, pathname: string): Pro
     name !== undefined && Object.hasOwn(MULTI_INDEX_APIS, name)
       ? MULTI_INDEX_APIS[name]
       : undefined;
-  // Cluster-level APIs.
-  if (first!.startsWith('_') && first !== '_all') {
-    const multi = api(first);
-    if (multi) {
-      allow(...multi.methods);
-      return multi.run(ctx, cluster, undefined);
-    }
+  // Cluster-level APIs start with `_` (`_all` is an index expression); a multi-index API there
+  // acts on every index, below an index expression on the indices it names.
+  const atRoot = first!.startsWith('_') && first !== '_all';
+  const multi = api(atRoot ? first : second);
+  if (multi) {
+    allow(...multi.methods);
+    return multi.run(ctx, cluster, atRoot ? undefined : first);
+  }
+  if (atRoot) {
     switch (first) {
       case '_mapping':
         allow('GET');
@@ -125,11 +127,6 @@ export async function route(ctx: Ctx, cluster: EsCluster, pathname: string): Pro
       default:
         throw esErrors.methodNotAllowed(method, pathname, ['GET', 'HEAD', 'PUT', 'DELETE']);
     }
-  }
-  const multi = api(second);
-  if (multi) {
-    allow(...multi.methods);
-    return multi.run(ctx, cluster, expr);
   }
   switch (second) {
     case '_delete_by_query':

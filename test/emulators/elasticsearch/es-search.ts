@@ -3,6 +3,8 @@
  * the Query DSL subset, sort and `search_after`, `from`/`size` within `index.max_result_window`,
  * `_source` filtering and aggregations (see es-query.ts, es-sort.ts and es-aggs.ts).
  */
+
+import { partitionPoint } from '../shared/binary-search.js';
 import { drain } from '../shared/http-exchange.js';
 import { compileAggs } from './es-aggs.js';
 import { type EsCluster, wildcardRegExp } from './es-cluster.js';
@@ -173,13 +175,7 @@ export async function search(ctx: Ctx, cluster: EsCluster, expr: string): Promis
   if (body.search_after !== undefined) {
     const after = parseSearchAfter(body.search_after, sortKeys);
     // hits are sorted: binary search for the first one after `after`.
-    let lo = 0;
-    let hi = hits.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (compareSortValues(hits[mid]!.sort!, after, sortKeys) > 0) hi = mid;
-      else lo = mid + 1;
-    }
+    const lo = partitionPoint(hits, (hit) => compareSortValues(hit.sort!, after, sortKeys) <= 0);
     page = hits.slice(lo, lo + from + size);
   }
   page = page.slice(from, from + size);

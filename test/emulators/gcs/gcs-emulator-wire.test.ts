@@ -2,24 +2,14 @@ import { request as httpRequest } from 'node:http';
 import { gzipSync } from 'node:zlib';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { crc32c, crc32cToBase64 } from './crc32c.js';
-import {
-  BUCKET,
-  bucket,
-  emulator,
-  expectSameBytes,
-  KiB,
-  md5Base64,
-  objectUrl,
-  startEmulatorForThisFile,
-  uploadRaw,
-} from './gcs-emulator-fixture.js';
+import * as gcs from './gcs-emulator-fixture.js';
 
 // The emulator on the wire: the requests and answers of Google's JSON API, byte for byte.
-startEmulatorForThisFile();
+gcs.startEmulatorForThisFile();
 
 async function startSession(name: string): Promise<string> {
   const res = await fetch(
-    `${emulator.url}/upload/storage/v1/b/${BUCKET}/o?uploadType=resumable&name=${encodeURIComponent(name)}`,
+    `${gcs.emulator.url}/upload/storage/v1/b/${gcs.BUCKET}/o?uploadType=resumable&name=${encodeURIComponent(name)}`,
     { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' },
   );
   expect(res.status).toBe(200);
@@ -42,29 +32,33 @@ function putChunk(
 
 describe('errors', () => {
   it('surfaces a missing object as err.code 404 through the SDK', async () => {
-    await expect(bucket.file('nope.txt').getMetadata()).rejects.toMatchObject({
+    await expect(gcs.bucket.file('nope.txt').getMetadata()).rejects.toMatchObject({
       code: 404,
-      message: `No such object: ${BUCKET}/nope.txt`,
+      message: `No such object: ${gcs.BUCKET}/nope.txt`,
     });
   });
 
   it("answers a missing object with Google's JSON error body", async () => {
-    const res = await fetch(objectUrl('nope.txt'));
+    const res = await fetch(gcs.objectUrl('nope.txt'));
     expect(res.status).toBe(404);
     expect(res.headers.get('content-type')).toMatch(/^application\/json/);
     expect(await res.json()).toEqual({
       error: {
         code: 404,
-        message: `No such object: ${BUCKET}/nope.txt`,
+        message: `No such object: ${gcs.BUCKET}/nope.txt`,
         errors: [
-          { domain: 'global', reason: 'notFound', message: `No such object: ${BUCKET}/nope.txt` },
+          {
+            domain: 'global',
+            reason: 'notFound',
+            message: `No such object: ${gcs.BUCKET}/nope.txt`,
+          },
         ],
       },
     });
   });
 
   it('answers an unknown bucket with 404 notFound', async () => {
-    const res = await fetch(`${emulator.url}/storage/v1/b/no-such-bucket/o`);
+    const res = await fetch(`${gcs.emulator.url}/storage/v1/b/no-such-bucket/o`);
     expect(res.status).toBe(404);
     expect(
       ((await res.json()) as { error: { errors: [{ reason: string }] } }).error.errors[0].reason,
@@ -77,16 +71,16 @@ describe('media downloads on the wire', () => {
   let generation: string;
 
   beforeAll(async () => {
-    const res = await uploadRaw('wire/media.txt', data);
+    const res = await gcs.uploadRaw('wire/media.txt', data);
     generation = ((await res.json()) as { generation: string }).generation;
   });
 
   it('sends the x-goog-* headers the SDK validates with', async () => {
-    const res = await fetch(objectUrl('wire/media.txt', '?alt=media'));
+    const res = await fetch(gcs.objectUrl('wire/media.txt', '?alt=media'));
     expect(res.status).toBe(200);
     expect(Buffer.from(await res.arrayBuffer())).toEqual(data);
     expect(res.headers.get('x-goog-hash')).toBe(
-      `crc32c=${crc32cToBase64(crc32c(data))},md5=${md5Base64(data)}`,
+      `crc32c=${crc32cToBase64(crc32c(data))},md5=${gcs.md5Base64(data)}`,
     );
     expect(res.headers.get('x-goog-generation')).toBe(generation);
     expect(res.headers.get('x-goog-stored-content-length')).toBe('20');
@@ -95,7 +89,7 @@ describe('media downloads on the wire', () => {
   });
 
   it('answers a range with 206 and Content-Range', async () => {
-    const res = await fetch(objectUrl('wire/media.txt', '?alt=media'), {
+    const res = await fetch(gcs.objectUrl('wire/media.txt', '?alt=media'), {
       headers: { Range: 'bytes=2-5' },
     });
     expect(res.status).toBe(206);
@@ -104,7 +98,7 @@ describe('media downloads on the wire', () => {
   });
 
   it('answers a suffix range with the last bytes', async () => {
-    const res = await fetch(objectUrl('wire/media.txt', '?alt=media'), {
+    const res = await fetch(gcs.objectUrl('wire/media.txt', '?alt=media'), {
       headers: { Range: 'bytes=-3' },
     });
     expect(res.status).toBe(206);
@@ -112,7 +106,7 @@ describe('media downloads on the wire', () => {
   });
 
   it('answers a range past the end with 416 requestedRangeNotSatisfiable', async () => {
-    const res = await fetch(objectUrl('wire/media.txt', '?alt=media'), {
+    const res = await fetch(gcs.objectUrl('wire/media.txt', '?alt=media'), {
       headers: { Range: 'bytes=20-' },
     });
     expect(res.status).toBe(416);
@@ -123,29 +117,31 @@ describe('media downloads on the wire', () => {
   });
 
   it('refuses a read whose ifGenerationMatch is not the live generation (412)', async () => {
-    const res = await fetch(objectUrl('wire/media.txt', '?alt=media&ifGenerationMatch=1'));
+    const res = await fetch(gcs.objectUrl('wire/media.txt', '?alt=media&ifGenerationMatch=1'));
     expect(res.status).toBe(412);
     const ok = await fetch(
-      objectUrl('wire/media.txt', `?alt=media&ifGenerationMatch=${generation}`),
+      gcs.objectUrl('wire/media.txt', `?alt=media&ifGenerationMatch=${generation}`),
     );
     expect(ok.status).toBe(200);
   });
 
   it('serves the same object on the paths used with STORAGE_EMULATOR_HOST and in mediaLink', async () => {
     const short = await fetch(
-      `${emulator.url}/b/${BUCKET}/o/${encodeURIComponent('wire/media.txt')}`,
+      `${gcs.emulator.url}/b/${gcs.BUCKET}/o/${encodeURIComponent('wire/media.txt')}`,
     );
     expect(((await short.json()) as { name: string }).name).toBe('wire/media.txt');
-    const meta = (await (await fetch(objectUrl('wire/media.txt'))).json()) as { mediaLink: string };
+    const meta = (await (await fetch(gcs.objectUrl('wire/media.txt'))).json()) as {
+      mediaLink: string;
+    };
     expect(await (await fetch(meta.mediaLink)).text()).toBe(data.toString());
   });
 
   it('sends gzip objects as stored to clients that accept gzip and decompressed to others', async () => {
     const text = 'compressible '.repeat(100);
-    await uploadRaw('wire/log.gz', gzipSync(text), '&contentEncoding=gzip');
+    await gcs.uploadRaw('wire/log.gz', gzipSync(text), '&contentEncoding=gzip');
     const get = (acceptEncoding: string | undefined) =>
       new Promise<{ headers: Record<string, unknown>; body: Buffer }>((resolve, reject) => {
-        const url = new URL(objectUrl('wire/log.gz', '?alt=media'));
+        const url = new URL(gcs.objectUrl('wire/log.gz', '?alt=media'));
         const req = httpRequest(
           url,
           { headers: acceptEncoding ? { 'Accept-Encoding': acceptEncoding } : {} },
@@ -182,7 +178,7 @@ describe('multipart uploads on the wire', () => {
     return { body, contentType: `multipart/related; boundary=${boundary}` };
   }
   const post = (m: { body: Buffer; contentType: string }) =>
-    fetch(`${emulator.url}/upload/storage/v1/b/${BUCKET}/o?uploadType=multipart`, {
+    fetch(`${gcs.emulator.url}/upload/storage/v1/b/${gcs.BUCKET}/o?uploadType=multipart`, {
       method: 'POST',
       headers: { 'Content-Type': m.contentType },
       body: m.body,
@@ -192,7 +188,7 @@ describe('multipart uploads on the wire', () => {
     const media = Buffer.from('line 1\r\n--not a boundary\r\nline 2');
     const res = await post(
       multipart(
-        { name: 'mp/ok.txt', crc32c: crc32cToBase64(crc32c(media)), md5Hash: md5Base64(media) },
+        { name: 'mp/ok.txt', crc32c: crc32cToBase64(crc32c(media)), md5Hash: gcs.md5Base64(media) },
         media,
       ),
     );
@@ -202,13 +198,13 @@ describe('multipart uploads on the wire', () => {
       contentType: 'text/plain',
       size: String(media.length),
     });
-    expect((await bucket.file('mp/ok.txt').download())[0]).toEqual(media);
+    expect((await gcs.bucket.file('mp/ok.txt').download())[0]).toEqual(media);
   });
 
   it('stores an empty media part as an empty object', async () => {
     const res = await post(multipart({ name: 'mp/empty.txt' }, Buffer.alloc(0)));
     expect(res.status).toBe(200);
-    expect(await res.json()).toMatchObject({ size: '0', md5Hash: md5Base64(Buffer.alloc(0)) });
+    expect(await res.json()).toMatchObject({ size: '0', md5Hash: gcs.md5Base64(Buffer.alloc(0)) });
   });
 
   it('takes a body as Google’s CLI sends it: the boundary in single quotes, lines ending in LF', async () => {
@@ -228,25 +224,25 @@ describe('multipart uploads on the wire', () => {
     const res = await post({ body, contentType: `multipart/related; boundary='${boundary}'` });
     expect(res.status).toBe(200);
     expect(await res.json()).toMatchObject({ name: 'mp/gcloud.txt', contentType: 'text/plain' });
-    expect((await bucket.file('mp/gcloud.txt').download())[0]).toEqual(media);
+    expect((await gcs.bucket.file('mp/gcloud.txt').download())[0]).toEqual(media);
   });
 
   it('takes the boundary in double quotes', async () => {
     const m = multipart({ name: 'mp/quoted.txt' }, Buffer.from('quoted\n'));
     const res = await post({ ...m, contentType: 'multipart/related; boundary="b0undary"' });
     expect(res.status).toBe(200);
-    expect((await bucket.file('mp/quoted.txt').download())[0].toString()).toBe('quoted\n');
+    expect((await gcs.bucket.file('mp/quoted.txt').download())[0].toString()).toBe('quoted\n');
   });
 
   it('refuses a body whose md5Hash does not match (400) and stores nothing', async () => {
     const res = await post(
       multipart(
-        { name: 'mp/bad.txt', md5Hash: md5Base64(Buffer.from('other')) },
+        { name: 'mp/bad.txt', md5Hash: gcs.md5Base64(Buffer.from('other')) },
         Buffer.from('data'),
       ),
     );
     expect(res.status).toBe(400);
-    expect(await bucket.file('mp/bad.txt').exists()).toEqual([false]);
+    expect(await gcs.bucket.file('mp/bad.txt').exists()).toEqual([false]);
   });
 });
 
@@ -255,7 +251,7 @@ describe('resumable sessions on the wire', () => {
 
   it('starts a session posted to /resumable/upload/storage/v1/…, as Google’s CLI does', async () => {
     const res = await fetch(
-      `${emulator.url}/resumable/upload/storage/v1/b/${BUCKET}/o?alt=json&uploadType=resumable`,
+      `${gcs.emulator.url}/resumable/upload/storage/v1/b/${gcs.BUCKET}/o?alt=json&uploadType=resumable`,
       {
         method: 'POST',
         headers: { 'Content-Type': 'application/json', 'X-Upload-Content-Length': '3' },
@@ -265,7 +261,7 @@ describe('resumable sessions on the wire', () => {
     expect(res.status).toBe(200);
     const done = await putChunk(res.headers.get('location')!, 'bytes 0-2/3', chunk(3, 7));
     expect(done.status).toBe(200);
-    expect((await bucket.file('rs/gcloud.bin').download())[0]).toEqual(chunk(3, 7));
+    expect((await gcs.bucket.file('rs/gcloud.bin').download())[0]).toEqual(chunk(3, 7));
   });
 
   it('answers a status query on a fresh session with 308 and no Range', async () => {
@@ -277,7 +273,7 @@ describe('resumable sessions on the wire', () => {
 
   it('persists 256 KiB chunks, reports them in Range, and completes on the final chunk', async () => {
     const session = await startSession('rs/chunks.bin');
-    const first = chunk(256 * KiB, 1);
+    const first = chunk(256 * gcs.KiB, 1);
     const res1 = await putChunk(session, 'bytes 0-262143/*', first);
     expect(res1.status).toBe(308);
     expect(res1.headers.get('range')).toBe('bytes=0-262143');
@@ -287,8 +283,8 @@ describe('resumable sessions on the wire', () => {
     const done = await putChunk(session, 'bytes 262144-262153/262154', last);
     expect(done.status).toBe(200);
     expect(await done.json()).toMatchObject({ name: 'rs/chunks.bin', size: '262154' });
-    expectSameBytes(
-      (await bucket.file('rs/chunks.bin').download())[0],
+    gcs.expectSameBytes(
+      (await gcs.bucket.file('rs/chunks.bin').download())[0],
       Buffer.concat([first, last]),
     );
   });
@@ -302,28 +298,31 @@ describe('resumable sessions on the wire', () => {
 
   it('accepts a chunk that overlaps persisted bytes and keeps only the new part', async () => {
     const session = await startSession('rs/overlap.bin');
-    const a = chunk(256 * KiB, 1);
-    const b = chunk(256 * KiB, 2);
+    const a = chunk(256 * gcs.KiB, 1);
+    const b = chunk(256 * gcs.KiB, 2);
     await putChunk(session, 'bytes 0-262143/*', a);
     const res = await putChunk(
       session,
       'bytes 0-524287/*',
-      Buffer.concat([chunk(256 * KiB, 9), b]),
+      Buffer.concat([chunk(256 * gcs.KiB, 9), b]),
     );
     expect(res.headers.get('range')).toBe('bytes=0-524287');
     await putChunk(session, 'bytes */524288');
-    expectSameBytes((await bucket.file('rs/overlap.bin').download())[0], Buffer.concat([a, b]));
+    gcs.expectSameBytes(
+      (await gcs.bucket.file('rs/overlap.bin').download())[0],
+      Buffer.concat([a, b]),
+    );
   });
 
   it('persists nothing from a chunk answered with an injected 503', async () => {
     const session = await startSession('rs/failed.bin');
-    await putChunk(session, 'bytes 0-262143/*', chunk(256 * KiB, 1));
-    emulator.faults.add({
+    await putChunk(session, 'bytes 0-262143/*', chunk(256 * gcs.KiB, 1));
+    gcs.emulator.faults.add({
       match: { method: 'PUT', path: 'upload_id=' },
       action: { status: 503 },
       times: 1,
     });
-    expect((await putChunk(session, 'bytes 262144-524287/*', chunk(256 * KiB, 2))).status).toBe(
+    expect((await putChunk(session, 'bytes 262144-524287/*', chunk(256 * gcs.KiB, 2))).status).toBe(
       503,
     );
     expect((await putChunk(session, 'bytes */*')).headers.get('range')).toBe('bytes=0-262143');
@@ -331,24 +330,24 @@ describe('resumable sessions on the wire', () => {
 
   it('persists a chunk whose answer is lost with resetAfterCommit', async () => {
     const session = await startSession('rs/uncertain.bin');
-    emulator.faults.add({
+    gcs.emulator.faults.add({
       match: { method: 'PUT', path: 'upload_id=' },
       action: { reset: true, resetAfterCommit: true },
       times: 1,
     });
-    await expect(putChunk(session, 'bytes 0-262143/*', chunk(256 * KiB, 1))).rejects.toThrow();
+    await expect(putChunk(session, 'bytes 0-262143/*', chunk(256 * gcs.KiB, 1))).rejects.toThrow();
     expect((await putChunk(session, 'bytes */*')).headers.get('range')).toBe('bytes=0-262143');
   });
 
   it('refuses a final chunk whose X-Goog-Hash crc32c is wrong and keeps the earlier bytes', async () => {
     const session = await startSession('rs/badhash.bin');
-    await putChunk(session, 'bytes 0-262143/*', chunk(256 * KiB, 1));
+    await putChunk(session, 'bytes 0-262143/*', chunk(256 * gcs.KiB, 1));
     const res = await putChunk(session, 'bytes 262144-262147/262148', chunk(4, 2), {
       'X-Goog-Hash': `crc32c=${crc32cToBase64(0)}`,
     });
     expect(res.status).toBe(400);
     expect((await putChunk(session, 'bytes */*')).headers.get('range')).toBe('bytes=0-262143');
-    expect(await bucket.file('rs/badhash.bin').exists()).toEqual([false]);
+    expect(await gcs.bucket.file('rs/badhash.bin').exists()).toEqual([false]);
   });
 
   it('answers a completed session with the object again', async () => {
@@ -365,6 +364,6 @@ describe('resumable sessions on the wire', () => {
     const session = await startSession('rs/cancel.bin');
     expect((await fetch(session, { method: 'DELETE' })).status).toBe(499);
     expect((await putChunk(session, 'bytes 0-2/3', Buffer.from('abc'))).status).toBe(499);
-    expect(await bucket.file('rs/cancel.bin').exists()).toEqual([false]);
+    expect(await gcs.bucket.file('rs/cancel.bin').exists()).toEqual([false]);
   });
 });

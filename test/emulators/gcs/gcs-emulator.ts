@@ -13,10 +13,10 @@ import { mkdtemp } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { serveEmulator } from '../shared/emulator-server.js';
 import { FaultInjector } from '../shared/fault-injector.js';
 import { applyHttpFault, faultControl, isControlPath } from '../shared/faults.js';
 import { cannotAnswer, drain, writeAnswer } from '../shared/http-exchange.js';
-import { startHttpServer } from '../shared/http-server.js';
 import { type HttpRequestLogEntry, logHttpRequest } from '../shared/request-log.js';
 import { errors, GcsApiError } from './api-error.js';
 import { composeObject } from './compose.js';
@@ -75,7 +75,7 @@ export async function startGcsEmulator(options: GcsEmulatorOptions = {}): Promis
   const closing = new AbortController();
 
   const baseUrlFor = (req: IncomingMessage) =>
-    `http://${req.headers.host ?? `${host}:${http.port}`}`;
+    `http://${req.headers.host ?? `${host}:${emulator.port}`}`;
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const target = req.url ?? '/';
@@ -278,15 +278,10 @@ export async function startGcsEmulator(options: GcsEmulatorOptions = {}): Promis
     throw errors.notFound(pathname);
   }
 
-  const http = await startHttpServer(handle, options).catch(async (err: unknown) => {
-    await store.close(); // the data folder goes with the emulator that could not start
-    throw err;
-  });
+  // The data folder goes with the emulator, also with one that could not start.
+  const release = () => store.close();
   const emulator: GcsEmulator = {
-    url: http.url,
-    port: http.port,
-    faults,
-    requestLog,
+    ...(await serveEmulator(handle, options, { faults, requestLog, closing, release })),
     objectVersions: (bucket, name) =>
       store.history.filter((v) => v.bucket === bucket && v.name === name),
     activeSessions: () => uploads.active(),
@@ -297,11 +292,6 @@ export async function startGcsEmulator(options: GcsEmulatorOptions = {}): Promis
       } catch {
         store.createBucket(name);
       }
-    },
-    async close() {
-      closing.abort();
-      await http.close();
-      await store.close();
     },
   };
   return emulator;

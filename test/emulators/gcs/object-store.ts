@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, rm, unlink } from 'node:fs/promises';
 import path from 'node:path';
+import { partitionPoint } from '../shared/binary-search.js';
 import { errors } from './api-error.js';
 
 /** An object's bytes on disk. Unlinked once replaced or deleted and no download reads it. */
@@ -263,7 +264,7 @@ export class ObjectStore {
     const items: ObjectRecord[] = [];
     const prefixes: string[] = [];
     let count = 0;
-    let i = lowerBound(keys, start);
+    let i = partitionPoint(keys, (key) => compareNames(key, start) < 0);
     while (i < keys.length) {
       const key = keys[i]!;
       if (!key.startsWith(prefix)) break;
@@ -357,17 +358,6 @@ export function compareNames(a: string, b: string): number {
     return x - y;
   }
   return a.length - b.length;
-}
-
-function lowerBound(keys: string[], target: string): number {
-  let lo = 0;
-  let hi = keys.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (compareNames(keys[mid]!, target) < 0) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }
 
 /** Opaque to clients; holds the first name of the next page. */

@@ -32,3 +32,14 @@ export function randomLogBytes(bytes: number, seed: number): Buffer {
   }
   return Buffer.from(parts.join(' ')).subarray(0, bytes);
 }
+
+/**
+ * `bytes` cut into consecutive pieces at `cuts`, which may be any non-negative integers (as
+ * fast-check draws them): each is taken modulo `bytes.length + 1`, and a place cut twice is cut
+ * once. A cut at 0 or at the end gives an empty first or last piece.
+ */
+export function splitAt<T extends Uint8Array>(bytes: T, cuts: readonly number[]): T[] {
+  const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
+  const bounds = [0, ...points, bytes.length];
+  return bounds.slice(1).map((end, i) => bytes.subarray(bounds[i], end) as T);
+}

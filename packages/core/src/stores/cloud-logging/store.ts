@@ -1,16 +1,7 @@
 import type { AttemptKey } from '../../attempt-key.js';
 import { InvalidInputError } from '../../errors.js';
-import type { AttemptFilter, PathTemplate } from '../../path-template.js';
-import type {
-  ListOptions,
-  LogChunk,
-  LogStat,
-  LogStore,
-  LogWriter,
-  OpenWriterOptions,
-  ReadOptions,
-  StoreCapabilities,
-} from '../../store.js';
+import type { AttemptFilter } from '../../path-template.js';
+import type * as contract from '../../store.js';
 import type { OpenStoreOptions } from '../registry.js';
 import { operation, streamOperation } from '../shared/operation.js';
 import { checkReadRange } from '../shared/store-checks.js';
@@ -59,26 +50,19 @@ export type { CloudLoggingStoreOptions } from './settings.js';
  *   process and silently restrict filters to the last 24 h; filters here are explicit
  *   (`timestamp >= 1970`) anyway.
  */
-export class CloudLoggingStore implements LogStore {
+export class CloudLoggingStore implements contract.LogStore {
   readonly url: string;
-  readonly capabilities: StoreCapabilities = { liveAppend: true, seekableReads: false };
+  readonly capabilities: contract.StoreCapabilities = { liveAppend: true, seekableReads: false };
   readonly logName: string;
-  readonly pathTemplate: PathTemplate;
-  readonly maxPieceBytes: number;
-  readonly maxBatchEntries: number;
-  readonly maxBatchBytes: number;
-  readonly #options: ResolvedCloudLoggingOptions;
+  /** The checked options with their defaults filled in. */
+  readonly options: Readonly<ResolvedCloudLoggingOptions>;
   readonly #dates: LogicalDates;
   #calls: Promise<LogCalls> | undefined;
 
   constructor(options: CloudLoggingStoreOptions) {
     const o = resolveCloudLoggingOptions(options);
+    this.options = o;
     this.logName = o.logName;
-    this.pathTemplate = o.pathTemplate;
-    this.maxPieceBytes = o.maxPieceBytes;
-    this.maxBatchEntries = o.maxBatchEntries;
-    this.maxBatchBytes = o.maxBatchBytes;
-    this.#options = o;
     this.#dates = new LogicalDates({ source: o.airflowDb, warn: o.warn });
     this.url = `${o.scheme}://${o.logName}`;
   }
@@ -127,13 +111,15 @@ export class CloudLoggingStore implements LogStore {
   }
 
   /** Throws ConflictError if the log is complete; BackendUnavailableError, AbortedError. */
-  async openWriter(key: AttemptKey, options: OpenWriterOptions = {}): Promise<LogWriter> {
-    const { signal } = options;
-    const rel = this.pathTemplate.render(key);
+  async openWriter(
+    key: AttemptKey,
+    { signal }: contract.OpenWriterOptions = {},
+  ): Promise<contract.LogWriter> {
+    const rel = this.options.pathTemplate.render(key);
     const where = this.#where(key);
     const mapError = (err: unknown) => cloudLoggingError(err, where, 'open a writer for');
     return operation(signal, mapError, async () => {
-      const settings = { ...this.#options, nowMicros: () => this.nowMicros() };
+      const settings = { ...this.options, nowMicros: () => this.nowMicros() };
       const at = { rel, where, settings };
       return openAttemptWriter(await this.#connect(), this.#dates, key, at, signal);
     });
@@ -145,9 +131,11 @@ export class CloudLoggingStore implements LogStore {
    * NotFoundError, OffsetOutOfRangeError, IntegrityError (a finished log with a hole),
    * BackendUnavailableError, AbortedError.
    */
-  async *read(key: AttemptKey, options: ReadOptions = {}): AsyncGenerator<LogChunk> {
-    const { signal } = options;
-    const { offset, end } = checkReadRange(options);
+  async *read(
+    key: AttemptKey,
+    options: contract.ReadOptions = {},
+  ): AsyncGenerator<contract.LogChunk> {
+    const { offset, end, signal } = checkReadRange(options);
     const where = this.#where(key);
     const mapError = (err: unknown) => cloudLoggingError(err, where, 'read');
     yield* streamOperation(signal, mapError, () => this.#readFrom(key, offset, end, signal));
@@ -161,9 +149,8 @@ export class CloudLoggingStore implements LogStore {
    */
   async stat(
     key: AttemptKey,
-    options: { signal?: AbortSignal } = {},
-  ): Promise<LogStat | undefined> {
-    const { signal } = options;
+    { signal }: { signal?: AbortSignal } = {},
+  ): Promise<contract.LogStat | undefined> {
     const mapError = (err: unknown) => cloudLoggingError(err, this.#where(key), 'stat');
     return operation(signal, mapError, async () => {
       const calls = await this.#connect();
@@ -181,8 +168,10 @@ export class CloudLoggingStore implements LogStore {
    * Every attempt with entries matching `filter` (see listing.ts), and with `dagId` and `runId`
    * given, the tries of Airflow's own entries of that run. Throws BackendUnavailableError.
    */
-  async *list(filter: AttemptFilter, options: ListOptions = {}): AsyncGenerator<AttemptKey> {
-    const { signal } = options;
+  async *list(
+    filter: AttemptFilter,
+    { signal }: contract.ListOptions = {},
+  ): AsyncGenerator<AttemptKey> {
     const mapError = (err: unknown) => cloudLoggingError(err, `log ${this.logName}`, 'list');
     yield* streamOperation(signal, mapError, () => this.#listFrom(filter, signal));
   }
@@ -191,8 +180,7 @@ export class CloudLoggingStore implements LogStore {
    * Writes a tombstone newer than the attempt's newest entry (see the class comment); nothing
    * when the attempt has no entries or is already deleted. Throws BackendUnavailableError.
    */
-  async delete(key: AttemptKey, options: { signal?: AbortSignal } = {}): Promise<void> {
-    const { signal } = options;
+  async delete(key: AttemptKey, { signal }: { signal?: AbortSignal } = {}): Promise<void> {
     const mapError = (err: unknown) => cloudLoggingError(err, this.#where(key), 'delete');
     return operation(signal, mapError, async () => {
       const calls = await this.#connect();
@@ -210,8 +198,7 @@ export class CloudLoggingStore implements LogStore {
   }
 
   /** One ListLogEntries call on the log. Throws BackendUnavailableError. */
-  async ping(options: { signal?: AbortSignal } = {}): Promise<void> {
-    const { signal } = options;
+  async ping({ signal }: { signal?: AbortSignal } = {}): Promise<void> {
     const mapError = (err: unknown) => cloudLoggingError(err, `log ${this.logName}`, 'reach');
     return operation(signal, mapError, async () => {
       const calls = await this.#connect();
@@ -231,7 +218,7 @@ export class CloudLoggingStore implements LogStore {
 
   /** The clock in µs. */
   nowMicros(): number {
-    return Math.floor(this.#options.now() * 1000);
+    return Math.floor(this.options.now() * 1000);
   }
 
   /** tasklog's entries of the attempt after its tombstone, else Airflow's own (airflow-read.ts). */
@@ -240,7 +227,7 @@ export class CloudLoggingStore implements LogStore {
     offset: number,
     end: number | undefined,
     signal: AbortSignal | undefined,
-  ): AsyncGenerator<LogChunk> {
+  ): AsyncGenerator<contract.LogChunk> {
     const calls = await this.#connect();
     const tombstone = await latestTombstone(calls, key, signal);
     const range = { tombstone, offset, end, where: this.#where(key) };
@@ -261,11 +248,11 @@ export class CloudLoggingStore implements LogStore {
   #connect(): Promise<LogCalls> {
     this.#calls ??= connectLogging({
       logName: this.logName,
-      projectId: this.#options.projectId,
-      apiEndpoint: this.#options.apiEndpoint,
-      transport: this.#options.transport,
+      projectId: this.options.projectId,
+      apiEndpoint: this.options.apiEndpoint,
+      transport: this.options.transport,
     })
-      .then((ctx) => new LogCalls(ctx, this.#options))
+      .then((ctx) => new LogCalls(ctx, this.options))
       .catch((err: unknown) => {
         // A failed start leaves the SDK client unusable; the next call starts over.
         this.#calls = undefined;

@@ -1,4 +1,3 @@
-import type { OutputLogEvent } from '@aws-sdk/client-cloudwatch-logs';
 import type { AttemptKey } from '../../attempt-key.js';
 import type { AttemptFilter, PathTemplate } from '../../path-template.js';
 import { matchesFilter } from '../shared/chunk-layout.js';
@@ -7,7 +6,7 @@ import type { CloudWatchContext } from './client.js';
 import { isNotFound } from './errors.js';
 import { classifyStream, StreamDecoder } from './events.js';
 import { impliedKey, listedKey, streamNameOf } from './names.js';
-import { describeStreams, firstEvent, type StreamRef } from './pages.js';
+import { describeStreams, type StreamRef, streamHead } from './pages.js';
 import { keyOf } from './reads.js';
 
 /**
@@ -52,13 +51,9 @@ async function streamKey(
   pathTemplate: PathTemplate,
   filter: AttemptFilter,
 ): Promise<AttemptKey | undefined> {
-  let first: OutputLogEvent | undefined;
-  try {
-    first = await firstEvent(ref);
-  } catch (err) {
-    if (isNotFound(err)) return undefined;
-    throw err;
-  }
+  const head = await streamHead(ref);
+  if (!head) return undefined;
+  const { first } = head;
   // An empty stream: a writer opened it and has flushed nothing yet.
   const layout = classifyStream(first?.message);
   const item = new StreamDecoder(layout).decode(first?.message);

@@ -17,24 +17,8 @@ export interface StreamRef {
  * back. Not the SDK's paginator: GetLogEvents never stops returning a forward token, and the
  * paginator loops forever on it unless told to stop on a repeated token.
  */
-export async function* eventsFromHead(ref: StreamRef): AsyncGenerator<OutputLogEvent> {
-  const { ctx, group, stream, signal } = ref;
-  let token: string | undefined;
-  for (;;) {
-    throwIfAborted(signal);
-    const page = await ctx.client.send(
-      new ctx.sdk.GetLogEventsCommand({
-        logGroupName: group,
-        logStreamName: stream,
-        startFromHead: true,
-        ...(token ? { nextToken: token } : {}),
-      }),
-      { abortSignal: signal },
-    );
-    yield* page.events ?? [];
-    if (!page.nextForwardToken || page.nextForwardToken === token) return;
-    token = page.nextForwardToken;
-  }
+export function eventsFromHead(ref: StreamRef): AsyncGenerator<OutputLogEvent> {
+  return streamEvents(ref, 'head');
 }
 
 /**
@@ -42,54 +26,71 @@ export async function* eventsFromHead(ref: StreamRef): AsyncGenerator<OutputLogE
  * within each page too), until the backward token repeats. The first page holds at most
  * `firstPage` events: most callers stop within the last few.
  */
-export async function* eventsFromTail(
+export function eventsFromTail(ref: StreamRef, firstPage = 25): AsyncGenerator<OutputLogEvent> {
+  return streamEvents(ref, 'tail', firstPage);
+}
+
+/** GetLogEvents pages from the stream's head or tail, until the token of that direction repeats. */
+async function* streamEvents(
   ref: StreamRef,
-  firstPage = 25,
+  from: 'head' | 'tail',
+  firstPage?: number,
 ): AsyncGenerator<OutputLogEvent> {
-  const { ctx, group, stream, signal } = ref;
   let token: string | undefined;
   for (;;) {
-    throwIfAborted(signal);
-    const page = await ctx.client.send(
-      new ctx.sdk.GetLogEventsCommand({
-        logGroupName: group,
-        logStreamName: stream,
-        startFromHead: false,
-        ...(token ? { nextToken: token } : { limit: firstPage }),
-      }),
-      { abortSignal: signal },
-    );
-    yield* [...(page.events ?? [])].reverse();
-    if (!page.nextBackwardToken || page.nextBackwardToken === token) return;
-    token = page.nextBackwardToken;
+    throwIfAborted(ref.signal);
+    const page = await eventsPage(ref, from, token ? { nextToken: token } : { limit: firstPage });
+    const events = page.events ?? [];
+    yield* from === 'head' ? events : [...events].reverse();
+    const next = from === 'head' ? page.nextForwardToken : page.nextBackwardToken;
+    if (!next || next === token) return;
+    token = next;
   }
 }
 
-/** The stream's first event; undefined for an empty stream, NotFound-ish errors are thrown. */
-export async function firstEvent(ref: StreamRef): Promise<OutputLogEvent | undefined> {
+/** One GetLogEvents page from the stream's head or tail. */
+function eventsPage(
+  ref: StreamRef,
+  from: 'head' | 'tail',
+  page: { nextToken?: string; limit?: number | undefined },
+) {
   const { ctx, group, stream, signal } = ref;
-  const page = await ctx.client.send(
+  return ctx.client.send(
     new ctx.sdk.GetLogEventsCommand({
       logGroupName: group,
       logStreamName: stream,
-      startFromHead: true,
-      limit: 1,
+      startFromHead: from === 'head',
+      ...page,
     }),
     { abortSignal: signal },
   );
-  return page.events?.[0];
 }
 
-/** How the stream reads (from its first event): undefined when it does not exist. */
-export async function streamLayout(ref: StreamRef): Promise<StreamLayout | undefined> {
-  let first: OutputLogEvent | undefined;
+/** What `call` resolves to, or undefined when the stream or its group does not exist. */
+async function unlessMissing<T>(call: Promise<T>): Promise<T | undefined> {
   try {
-    first = await firstEvent(ref);
+    return await call;
   } catch (err) {
     if (isNotFound(err)) return undefined;
     throw err;
   }
-  return classifyStream(first?.message);
+}
+
+/**
+ * The stream's first event (`first` undefined for an empty stream); undefined when the stream
+ * does not exist.
+ */
+export async function streamHead(
+  ref: StreamRef,
+): Promise<{ first: OutputLogEvent | undefined } | undefined> {
+  const page = await unlessMissing(eventsPage(ref, 'head', { limit: 1 }));
+  return page && { first: page.events?.[0] };
+}
+
+/** How the stream reads (from its first event): undefined when it does not exist. */
+export async function streamLayout(ref: StreamRef): Promise<StreamLayout | undefined> {
+  const head = await streamHead(ref);
+  return head && classifyStream(head.first?.message);
 }
 
 /** The stream's last `limit` events, oldest first; undefined when the stream does not exist. */
@@ -97,22 +98,8 @@ export async function lastEvents(
   ref: StreamRef,
   limit: number,
 ): Promise<OutputLogEvent[] | undefined> {
-  const { ctx, group, stream, signal } = ref;
-  try {
-    const page = await ctx.client.send(
-      new ctx.sdk.GetLogEventsCommand({
-        logGroupName: group,
-        logStreamName: stream,
-        startFromHead: false,
-        limit,
-      }),
-      { abortSignal: signal },
-    );
-    return page.events ?? [];
-  } catch (err) {
-    if (isNotFound(err)) return undefined;
-    throw err;
-  }
+  const page = await unlessMissing(eventsPage(ref, 'tail', { limit }));
+  return page && (page.events ?? []);
 }
 
 /** Events whose JSON matches `{ $.offset >= from }` (envelope streams), page by page. */

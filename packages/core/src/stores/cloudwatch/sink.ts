@@ -16,7 +16,7 @@ import type { CloudWatchContext } from './client.js';
 import { cloudwatchError, isTransient, RejectedEventsError } from './errors.js';
 import { type ClockState, lineTime, stampBatch } from './event-times.js';
 import { encodeRecord, endMessage, envelope, headerMessage, lineMessage } from './events.js';
-import { EVENT_OVERHEAD } from './settings.js';
+import { EVENT_OVERHEAD, type ResolvedCloudWatchOptions } from './settings.js';
 
 /** PutLogEvents: the events of one batch may span at most 24 hours; an hour of margin. */
 const MAX_BATCH_SPAN_MS = 23 * 60 * 60 * 1000;
@@ -24,9 +24,10 @@ const MAX_BATCH_SPAN_MS = 23 * 60 * 60 * 1000;
 /** What the sink needs of its store. */
 export interface SinkBackend {
   readonly logGroup: string;
-  readonly maxBatchEvents: number;
-  readonly maxBatchBytes: number;
-  readonly maxPieceBytes: number;
+  readonly options: Pick<
+    ResolvedCloudWatchOptions,
+    'maxBatchEvents' | 'maxBatchBytes' | 'maxPieceBytes'
+  >;
   /** The backoff of tasklog's own retries of writes. */
   retryOptions(): Omit<RecordRetry, 'retryable'>;
 }
@@ -85,9 +86,9 @@ export class CloudWatchSink implements RecordSink<CloudWatchEvent> {
   ) {
     this.name = `log stream ${stream} in ${store.logGroup}`;
     this.limits = {
-      maxBatchCount: store.maxBatchEvents,
-      maxBatchBytes: store.maxBatchBytes,
-      maxPieceBytes: store.maxPieceBytes,
+      maxBatchCount: store.options.maxBatchEvents,
+      maxBatchBytes: store.options.maxBatchBytes,
+      maxPieceBytes: store.options.maxPieceBytes,
     };
     this.retry = { ...store.retryOptions(), retryable: isTransient };
     this.#clock = { last: start.lastTimestamp, lineTime: undefined, message: undefined };
@@ -101,7 +102,7 @@ export class CloudWatchSink implements RecordSink<CloudWatchEvent> {
   }
 
   encode(records: LogRecord[]): CloudWatchEvent[] {
-    const max = this.store.maxPieceBytes;
+    const max = this.store.options.maxPieceBytes;
     const encode = this.#layout === 'envelope' ? envelope.record : lineMessage;
     const out: CloudWatchEvent[] = [];
     for (const r of records) {

@@ -1,17 +1,8 @@
 import type { AttemptKey } from '../../attempt-key.js';
 import { ConflictError, InvalidInputError } from '../../errors.js';
-import type { AttemptFilter, PathTemplate } from '../../path-template.js';
+import type { AttemptFilter } from '../../path-template.js';
 import { withRetry } from '../../retry.js';
-import type {
-  ListOptions,
-  LogChunk,
-  LogStat,
-  LogStore,
-  LogWriter,
-  OpenWriterOptions,
-  ReadOptions,
-  StoreCapabilities,
-} from '../../store.js';
+import type * as contract from '../../store.js';
 import type { OpenStoreOptions } from '../registry.js';
 import { operation, streamOperation } from '../shared/operation.js';
 import { RecordWriter } from '../shared/record-writer.js';
@@ -26,6 +17,7 @@ import { countBack, envelopeStat, namesAttempt, readStream, resumeState } from '
 import {
   type CloudWatchSettings,
   type CloudWatchStoreOptions,
+  type ResolvedCloudWatchOptions,
   resolveCloudWatchOptions,
 } from './settings.js';
 import { CloudWatchSink, digestPrefix } from './sink.js';
@@ -54,38 +46,21 @@ const URL_PATTERN = /^cloudwatch:\/\/arn:([^:]+):logs:([^:]*):([^:]*):log-group:
  *   into an Airflow 3 stream.
  * - Streams in tasklog's earlier envelope layout stay readable and resumable.
  */
-export class CloudWatchStore implements LogStore {
+export class CloudWatchStore implements contract.LogStore {
   readonly url: string;
-  readonly capabilities: StoreCapabilities = { liveAppend: true, seekableReads: false };
+  readonly capabilities: contract.StoreCapabilities = { liveAppend: true, seekableReads: false };
   readonly logGroup: string;
   readonly region: string;
-  readonly endpoint: string | undefined;
-  readonly pathTemplate: PathTemplate;
-  readonly maxAttempts: number;
-  readonly maxPieceBytes: number;
-  readonly maxBatchEvents: number;
-  readonly maxBatchBytes: number;
-  readonly filterFromOffset: number;
-  readonly retryBaseDelayMs: number;
-  readonly maxRetryDelayMs: number;
-  readonly #requestTimeoutMs: number;
+  /** The checked options with their defaults filled in. */
+  readonly options: Readonly<ResolvedCloudWatchOptions>;
   #context: Promise<CloudWatchContext> | undefined;
 
   constructor(options: CloudWatchStoreOptions) {
     const o = resolveCloudWatchOptions(options);
+    this.options = o;
     this.logGroup = o.logGroup;
     this.region = o.region;
-    this.endpoint = o.endpoint;
-    this.pathTemplate = o.pathTemplate;
-    this.maxAttempts = o.maxAttempts;
-    this.maxPieceBytes = o.maxPieceBytes;
-    this.maxBatchEvents = o.maxBatchEvents;
-    this.maxBatchBytes = o.maxBatchBytes;
-    this.filterFromOffset = o.filterFromOffset;
-    this.retryBaseDelayMs = o.retryBaseDelayMs;
-    this.maxRetryDelayMs = o.maxRetryDelayMs;
-    this.#requestTimeoutMs = o.requestTimeoutMs;
-    this.url = `cloudwatch://arn:aws:logs:${this.region}:${o.accountId}:log-group:${this.logGroup}`;
+    this.url = `cloudwatch://arn:aws:logs:${o.region}:${o.accountId}:log-group:${o.logGroup}`;
   }
 
   /**
@@ -127,7 +102,7 @@ export class CloudWatchStore implements LogStore {
    * CloudwatchTaskHandler names it. Throws InvalidInputError for a name CloudWatch refuses.
    */
   streamName(key: AttemptKey): string {
-    return streamNameOf(this.pathTemplate, key);
+    return streamNameOf(this.options.pathTemplate, key);
   }
 
   /**
@@ -137,8 +112,10 @@ export class CloudWatchStore implements LogStore {
    * complete, the stream is another attempt's or Airflow 3 wrote it; BackendUnavailableError,
    * AbortedError.
    */
-  async openWriter(key: AttemptKey, options: OpenWriterOptions = {}): Promise<LogWriter> {
-    const { signal } = options;
+  async openWriter(
+    key: AttemptKey,
+    { signal }: contract.OpenWriterOptions = {},
+  ): Promise<contract.LogWriter> {
     const stream = this.streamName(key);
     const where = `log stream ${stream} in ${this.logGroup}`;
     const mapError = (err: unknown) =>
@@ -146,7 +123,7 @@ export class CloudWatchStore implements LogStore {
     return operation(signal, mapError, async () => {
       const ctx = await this.#ctx();
       const state = await resumeState({ ctx, group: this.logGroup, stream, signal });
-      const header = needsHeader(this.pathTemplate, key);
+      const header = needsHeader(this.options.pathTemplate, key);
       if (state.layout === 'airflow3') {
         throw new ConflictError(
           `${where} holds events Airflow 3 wrote itself (JSON records); tasklog does not write into it. Let only one of them write CloudWatch (docs/AIRFLOW.md)`,
@@ -181,9 +158,11 @@ export class CloudWatchStore implements LogStore {
    * ever written), OffsetOutOfRangeError, IntegrityError (a finished log with a gap),
    * AbortedError, BackendUnavailableError.
    */
-  async *read(key: AttemptKey, options: ReadOptions = {}): AsyncGenerator<LogChunk> {
-    const { signal } = options;
-    const { offset } = checkReadRange(options);
+  async *read(
+    key: AttemptKey,
+    options: contract.ReadOptions = {},
+  ): AsyncGenerator<contract.LogChunk> {
+    const { offset, signal } = checkReadRange(options);
     const stream = this.streamName(key);
     const mapError = (err: unknown) => cloudwatchError(err, this.logGroup, stream, 'read');
     yield* streamOperation(signal, mapError, () =>
@@ -199,9 +178,8 @@ export class CloudWatchStore implements LogStore {
    */
   async stat(
     key: AttemptKey,
-    options: { signal?: AbortSignal } = {},
-  ): Promise<LogStat | undefined> {
-    const { signal } = options;
+    { signal }: { signal?: AbortSignal } = {},
+  ): Promise<contract.LogStat | undefined> {
     const stream = this.streamName(key);
     const mapError = (err: unknown) => cloudwatchError(err, this.logGroup, stream, 'stat');
     return operation(signal, mapError, async () => {
@@ -227,17 +205,18 @@ export class CloudWatchStore implements LogStore {
    * attempt, else the stream's name does (Airflow's own streams and empty ones included).
    * Throws BackendUnavailableError, AbortedError.
    */
-  async *list(filter: AttemptFilter, options: ListOptions = {}): AsyncGenerator<AttemptKey> {
-    const { signal } = options;
+  async *list(
+    filter: AttemptFilter,
+    { signal }: contract.ListOptions = {},
+  ): AsyncGenerator<AttemptKey> {
     const wanted = validateFilter(filter);
-    const prefix = sanitize(this.pathTemplate.prefix(wanted));
+    const prefix = sanitize(this.options.pathTemplate.prefix(wanted));
     const mapError = (err: unknown) => cloudwatchError(err, this.logGroup, prefix, 'list');
     yield* streamOperation(signal, mapError, () => this.#listFrom(wanted, prefix, signal));
   }
 
   /** DeleteLogStream; a missing stream or group is not an error. */
-  async delete(key: AttemptKey, options: { signal?: AbortSignal } = {}): Promise<void> {
-    const { signal } = options;
+  async delete(key: AttemptKey, { signal }: { signal?: AbortSignal } = {}): Promise<void> {
     const stream = this.streamName(key);
     const mapError = (err: unknown) => cloudwatchError(err, this.logGroup, stream, 'delete');
     return operation(signal, mapError, async () => {
@@ -258,8 +237,7 @@ export class CloudWatchStore implements LogStore {
    * DescribeLogStreams (limit 1) on the group: checks endpoint, credentials and permissions. A
    * missing group is fine: the first write creates it. Throws BackendUnavailableError.
    */
-  async ping(options: { signal?: AbortSignal } = {}): Promise<void> {
-    const { signal } = options;
+  async ping({ signal }: { signal?: AbortSignal } = {}): Promise<void> {
     const mapError = (err: unknown) => cloudwatchError(err, this.logGroup, undefined, 'reach');
     return operation(signal, mapError, async () => {
       const ctx = await this.#ctx();
@@ -282,9 +260,9 @@ export class CloudWatchStore implements LogStore {
   /** @internal The backoff of tasklog's own retries of writes (the writer uses it too). */
   retryOptions() {
     return {
-      maxAttempts: this.maxAttempts,
-      baseDelayMs: this.retryBaseDelayMs,
-      maxDelayMs: this.maxRetryDelayMs,
+      maxAttempts: this.options.maxAttempts,
+      baseDelayMs: this.options.retryBaseDelayMs,
+      maxDelayMs: this.options.maxRetryDelayMs,
     };
   }
 
@@ -335,14 +313,19 @@ export class CloudWatchStore implements LogStore {
     offset: number,
     end: number | undefined,
     signal: AbortSignal | undefined,
-  ): AsyncGenerator<LogChunk> {
+  ): AsyncGenerator<contract.LogChunk> {
     const ref: StreamRef = { ctx: await this.#ctx(), group: this.logGroup, stream, signal };
     const stat = () => this.stat(key, { signal });
-    yield* readStream(ref, key, { offset, end, filterFromOffset: this.filterFromOffset, stat });
+    yield* readStream(ref, key, {
+      offset,
+      end,
+      filterFromOffset: this.options.filterFromOffset,
+      stat,
+    });
   }
 
   async *#listFrom(filter: AttemptFilter, prefix: string, signal: AbortSignal | undefined) {
-    const where = { group: this.logGroup, prefix, pathTemplate: this.pathTemplate };
+    const where = { group: this.logGroup, prefix, pathTemplate: this.options.pathTemplate };
     yield* listAttempts(await this.#ctx(), where, filter, signal);
   }
 
@@ -350,9 +333,9 @@ export class CloudWatchStore implements LogStore {
   #ctx(): Promise<CloudWatchContext> {
     this.#context ??= createCloudWatchContext({
       region: this.region,
-      endpoint: this.endpoint,
-      maxAttempts: this.maxAttempts,
-      requestTimeoutMs: this.#requestTimeoutMs,
+      endpoint: this.options.endpoint,
+      maxAttempts: this.options.maxAttempts,
+      requestTimeoutMs: this.options.requestTimeoutMs,
     }).catch((err: unknown) => {
       this.#context = undefined;
       throw err;

@@ -3,7 +3,7 @@ import { IntegrityError } from '../../errors.js';
 import type { LogRecord } from '../shared/log-records.js';
 import { throwIfAborted } from '../shared/store-checks.js';
 import type { Context } from './client.js';
-import { AirflowLogJoiner, documentRecord, EXACT_FIELDS } from './documents.js';
+import { AirflowLogJoiner, documentRecord, SOURCE_FIELDS } from './documents.js';
 import type { Fields } from './fields.js';
 import type { ResolvedElasticsearchOptions } from './options.js';
 import { allDocuments, type Hit, ownDocuments, type SearchByOffset } from './paging.js';
@@ -34,21 +34,6 @@ type DocumentsOptions = Pick<
 
 /** Fields enough to tell where a document stands (`last()`: never a 16 MiB line's text). */
 const HEAD_FIELDS = ['log_id', 'offset', 'length', 'start', 'end', 'sha256', '@timestamp'];
-/** Fields of a document a read needs: its place, its text and what makes it exact. */
-const SOURCE_FIELDS = [
-  'log_id',
-  'offset',
-  'length',
-  'message',
-  'event',
-  'encoding',
-  ...EXACT_FIELDS,
-  'start',
-  'end',
-  'sha256',
-  '@timestamp',
-];
-
 /**
  * One attempt's documents (its `log_id`) and the queries every method of the store makes of
  * them, each with the store's retries and the caller's signal.

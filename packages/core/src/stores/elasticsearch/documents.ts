@@ -25,6 +25,24 @@ import type { LogRecord } from '../shared/log-records.js';
 /** Hidden fields tasklog writes into line documents, besides `length`. */
 export const EXACT_FIELDS = ['crlf', 'head_skip', 'tail_base64', 'raw_text', 'raw_base64'] as const;
 
+/** Fields of a document a read needs: its place, its text and what makes it exact. */
+export const SOURCE_FIELDS = [
+  'log_id',
+  'offset',
+  'length',
+  'message',
+  'event',
+  'encoding',
+  ...EXACT_FIELDS,
+  'start',
+  'end',
+  'sha256',
+  '@timestamp',
+];
+
+/** Airflow's json fields naming the attempt. */
+export const KEY_FIELDS = ['dag_id', 'task_id', 'run_id', 'map_index', 'try_number'] as const;
+
 /** Fields of Airflow 3's task log lines that its Elasticsearch reader shows (`TASK_LOG_FIELDS`). */
 export const STRUCTURED_FIELDS = ['timestamp', 'level', 'logger', 'chan'] as const;
 

@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { InvalidInputError } from '../../errors.js';
-import { EXACT_FIELDS, STRUCTURED_FIELDS } from './documents.js';
+import { KEY_FIELDS, SOURCE_FIELDS, STRUCTURED_FIELDS } from './documents.js';
 import { LogIdTemplate } from './log-id.js';
 import { MAX_PAGE_SIZE } from './paging.js';
 import {
@@ -98,25 +98,7 @@ export type ResolvedElasticsearchOptions = Required<
   };
 
 /** Fields tasklog writes itself, which `host_field` must not name. */
-const RESERVED = new Set([
-  'log_id',
-  'offset',
-  'length',
-  'message',
-  'event',
-  'encoding',
-  '@timestamp',
-  'dag_id',
-  'task_id',
-  'run_id',
-  'map_index',
-  'try_number',
-  'start',
-  'end',
-  'sha256',
-  ...EXACT_FIELDS,
-  ...STRUCTURED_FIELDS,
-]);
+const RESERVED = new Set([...SOURCE_FIELDS, ...KEY_FIELDS, ...STRUCTURED_FIELDS]);
 
 /** Every option checked and defaulted. Throws InvalidInputError naming the option. */
 export function resolveElasticsearchOptions(

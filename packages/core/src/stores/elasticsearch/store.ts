@@ -1,16 +1,7 @@
 import { type AttemptKey, attemptKey } from '../../attempt-key.js';
 import { NotFoundError } from '../../errors.js';
 import type { AttemptFilter } from '../../path-template.js';
-import type {
-  ListOptions,
-  LogChunk,
-  LogStat,
-  LogStore,
-  LogWriter,
-  OpenWriterOptions,
-  ReadOptions,
-  StoreCapabilities,
-} from '../../store.js';
+import type * as contract from '../../store.js';
 import type { OpenStoreOptions } from '../registry.js';
 import { type ErrorMapper, operation, streamOperation } from '../shared/operation.js';
 import { RecordWriter } from '../shared/record-writer.js';
@@ -66,38 +57,21 @@ export { AIRFLOW_LOG_ID_TEMPLATE, type ElasticsearchSettings, MAX_LINE_BYTES } f
  *
  * The SDK is loaded on first use.
  */
-export class ElasticsearchStore implements LogStore {
+export class ElasticsearchStore implements contract.LogStore {
   readonly url: string;
-  readonly capabilities: StoreCapabilities = { liveAppend: true, seekableReads: true };
+  readonly capabilities: contract.StoreCapabilities = { liveAppend: true, seekableReads: true };
   readonly index: string;
-  readonly endOfLogMark: string;
-  readonly messageField: 'message' | 'event';
-  readonly hostField: string;
-  readonly hostName: string;
-  readonly bulkBytes: number;
-  readonly bulkCount: number;
-  readonly maxLineBytes: number;
-  readonly pageSize: number;
-  readonly pageWindowBytes: number;
-  readonly #o: ResolvedElasticsearchOptions;
+  /** The checked options with their defaults filled in. */
+  readonly options: Readonly<ResolvedElasticsearchOptions>;
   readonly #context: LazyContext;
   readonly #setup: IndexSetup;
 
   /** Throws InvalidInputError naming the option that is wrong. */
   constructor(options: ElasticsearchStoreOptions) {
     const o = resolveElasticsearchOptions(options);
-    this.#o = o;
+    this.options = o;
     this.url = o.url;
     this.index = o.index;
-    this.endOfLogMark = o.endOfLogMark;
-    this.messageField = o.messageField;
-    this.hostField = o.hostField;
-    this.hostName = o.hostName;
-    this.bulkBytes = o.bulkBytes;
-    this.bulkCount = o.bulkCount;
-    this.maxLineBytes = o.maxLineBytes;
-    this.pageSize = o.pageSize;
-    this.pageWindowBytes = o.pageWindowBytes;
     this.#context = new LazyContext(o);
     this.#setup = new IndexSetup(o);
   }
@@ -117,7 +91,7 @@ export class ElasticsearchStore implements LogStore {
 
   /** Airflow's log_id of an attempt. */
   logId(key: AttemptKey): string {
-    return this.#o.logIdTemplate.render(attemptKey(key));
+    return this.options.logIdTemplate.render(attemptKey(key));
   }
 
   /**
@@ -126,22 +100,24 @@ export class ElasticsearchStore implements LogStore {
    * is complete (or was written by Airflow itself), BackendUnavailableError, InvalidInputError
    * (the index maps tasklog's fields incompatibly), AbortedError.
    */
-  async openWriter(key: AttemptKey, options: OpenWriterOptions = {}): Promise<LogWriter> {
-    const { signal } = options;
+  async openWriter(
+    key: AttemptKey,
+    { signal }: contract.OpenWriterOptions = {},
+  ): Promise<contract.LogWriter> {
     const k = attemptKey(key);
-    const logId = this.#o.logIdTemplate.render(k);
+    const logId = this.options.logIdTemplate.render(k);
     return operation(signal, this.#errors(logId, 'open a writer for'), async () => {
       const ctx = await this.#context.get();
       const fields = await this.#setup.ensure(ctx, signal);
       // Lines a crashed writer had sent without waiting for a refresh must count too.
       await ctx.call(() => ctx.client.indices.refresh({ index: this.index }, { signal }), signal);
-      const docs = new AttemptDocuments(ctx, this.#o, fields, logId, signal);
+      const docs = new AttemptDocuments(ctx, this.options, fields, logId, signal);
       const at = await resumePoint(docs);
       if (at.stale) await docs.delete(at.committed);
-      const sink = new ElasticsearchSink(ctx, this.#o, k, logId, at.lastTimestamp, {
+      const sink = new ElasticsearchSink(ctx, this.options, k, logId, at.lastTimestamp, {
         builder: new LineDocumentBuilder(
-          this.messageField,
-          fields.structuredFields(this.messageField),
+          this.options.messageField,
+          fields.structuredFields(this.options.messageField),
           at.held,
         ),
         readLog: () => this.read(k),
@@ -161,9 +137,11 @@ export class ElasticsearchStore implements LogStore {
    * OffsetOutOfRangeError, IntegrityError (a finished log with missing lines),
    * InvalidInputError, BackendUnavailableError, AbortedError.
    */
-  async *read(key: AttemptKey, options: ReadOptions = {}): AsyncGenerator<LogChunk> {
-    const { signal } = options;
-    const { offset, end } = checkReadRange(options);
+  async *read(
+    key: AttemptKey,
+    options: contract.ReadOptions = {},
+  ): AsyncGenerator<contract.LogChunk> {
+    const { offset, end, signal } = checkReadRange(options);
     const logId = this.logId(key);
     yield* streamOperation(signal, this.#errors(logId, 'read'), () =>
       this.#read(key, logId, offset, end, signal),
@@ -177,7 +155,7 @@ export class ElasticsearchStore implements LogStore {
     offset: number,
     end: number | undefined,
     signal: AbortSignal | undefined,
-  ): AsyncGenerator<LogChunk> {
+  ): AsyncGenerator<contract.LogChunk> {
     const docs = await this.#documents(logId, signal);
     if (!docs) throw new NotFoundError(`no log ${logId} in index ${this.index}`);
     yield* readLog(docs, offset, end, () => this.stat(key, { signal }));
@@ -191,9 +169,8 @@ export class ElasticsearchStore implements LogStore {
    */
   async stat(
     key: AttemptKey,
-    options: { signal?: AbortSignal } = {},
-  ): Promise<LogStat | undefined> {
-    const { signal } = options;
+    { signal }: { signal?: AbortSignal } = {},
+  ): Promise<contract.LogStat | undefined> {
     const logId = this.logId(key);
     return operation(signal, this.#errors(logId, 'stat'), async () => {
       const docs = await this.#documents(logId, signal);
@@ -209,8 +186,10 @@ export class ElasticsearchStore implements LogStore {
    * needs dag_id and task_id in the filter). Throws BackendUnavailableError, InvalidInputError
    * (the index maps the id fields as text only), AbortedError.
    */
-  async *list(filter: AttemptFilter, options: ListOptions = {}): AsyncGenerator<AttemptKey> {
-    const { signal } = options;
+  async *list(
+    filter: AttemptFilter,
+    { signal }: contract.ListOptions = {},
+  ): AsyncGenerator<AttemptKey> {
     const wanted = validateFilter(filter);
     yield* streamOperation(signal, this.#errors(undefined, 'list'), () =>
       this.#list(wanted, signal),
@@ -221,12 +200,11 @@ export class ElasticsearchStore implements LogStore {
   async *#list(wanted: AttemptFilter, signal: AbortSignal | undefined): AsyncGenerator<AttemptKey> {
     const ctx = await this.#context.get();
     const fields = await this.#setup.existing(ctx, signal);
-    if (fields) yield* listAttempts(ctx, this.#o, fields, wanted, signal);
+    if (fields) yield* listAttempts(ctx, this.options, fields, wanted, signal);
   }
 
   /** Deletes every document of the attempt; a missing attempt or index is not an error. */
-  async delete(key: AttemptKey, options: { signal?: AbortSignal } = {}): Promise<void> {
-    const { signal } = options;
+  async delete(key: AttemptKey, { signal }: { signal?: AbortSignal } = {}): Promise<void> {
     const logId = this.logId(key);
     await operation(signal, this.#errors(logId, 'delete'), async () => {
       const docs = await this.#documents(logId, signal);
@@ -254,7 +232,7 @@ export class ElasticsearchStore implements LogStore {
   ): Promise<AttemptDocuments | undefined> {
     const ctx = await this.#context.get();
     const fields = await this.#setup.existing(ctx, signal);
-    return fields && new AttemptDocuments(ctx, this.#o, fields, logId, signal);
+    return fields && new AttemptDocuments(ctx, this.options, fields, logId, signal);
   }
 
   /** Client errors as tasklog's, naming the index and the log (`logId`), keeping `cause`. */

@@ -1,8 +1,12 @@
 import { z } from 'zod';
 import { attempts, httpUrl, optionalText } from '../../config/fields.js';
 import { InvalidInputError } from '../../errors.js';
-import { PathTemplate } from '../../path-template.js';
-import { DEFAULT_FLUSH_BYTES } from '../shared/chunk-buffer.js';
+import {
+  type BlobStoreOptions,
+  type BucketRule,
+  checkInteger,
+  resolveBlobOptions,
+} from '../shared/blob-options.js';
 
 /**
  * The `[gcs]` section: Google Cloud Storage. The only declaration of these settings and their
@@ -26,17 +30,7 @@ export const gcsSettings = z.object({
 export type GcsSettings = z.output<typeof gcsSettings>;
 export const gcsDefaults: GcsSettings = gcsSettings.parse({});
 
-export interface GcsStoreOptions {
-  /** Bucket name (the `BUCKET` of `gs://BUCKET/prefix`). */
-  bucket: string;
-  /** Object name prefix without leading or trailing `/`; default none. Objects are `prefix/<relative path>`. */
-  prefix?: string;
-  /** Where each attempt's log lives below the prefix; default Airflow's layout, so Airflow finds the objects. */
-  pathTemplate?: PathTemplate;
-  /** `gzip`: finished logs are stored gzip-encoded (offsets stay uncompressed). Default `none`. */
-  compression?: 'none' | 'gzip';
-  /** Buffered bytes at which a writer uploads a chunk object by itself; default 8 MiB. */
-  flushBytes?: number;
+export interface GcsStoreOptions extends BlobStoreOptions {
   /** Google Cloud project; default from Application Default Credentials. */
   projectId?: string;
   /** Override of `https://storage.googleapis.com`, e.g. an emulator. */
@@ -50,8 +44,6 @@ export interface GcsStoreOptions {
    * 1 s before their first retry and reject a smaller cap); default the SDK's 64.
    */
   maxRetryDelaySeconds?: number;
-  /** Objects per list request; default 1000 (the API's maximum). */
-  listPageSize?: number;
   /** Bytes per request of a resumable upload, a multiple of 256 KiB; default 8 MiB. */
   uploadChunkSize?: number;
 }
@@ -67,31 +59,17 @@ const MIB = 1024 * 1024;
 const DEFAULT_UPLOAD_CHUNK_SIZE = 8 * MIB;
 /** Resumable upload requests must carry a multiple of 256 KiB (all but the last). */
 const UPLOAD_CHUNK_QUANTUM = 256 * 1024;
-const DEFAULT_LIST_PAGE_SIZE = 1000;
-const BUCKET_NAME = /^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$/;
+const BUCKET: BucketRule = {
+  service: 'GCS',
+  pattern: /^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$/,
+  description: '3-222 characters of a-z, 0-9, ".", "_" and "-"',
+};
 
 /** Checks every option and fills in the defaults. Throws InvalidInputError naming the option. */
 export function resolveGcsOptions(options: GcsStoreOptions): ResolvedGcsOptions {
-  if (typeof options.bucket !== 'string' || !BUCKET_NAME.test(options.bucket)) {
-    throw new InvalidInputError(
-      `GCS bucket name must be 3-222 characters of a-z, 0-9, ".", "_" and "-", got ${JSON.stringify(options.bucket)}`,
-    );
-  }
-  const prefix = options.prefix ?? '';
-  if (prefix.startsWith('/') || prefix.endsWith('/') || prefix.includes('//')) {
-    throw new InvalidInputError(
-      `GCS prefix must not start or end with "/" nor contain "//", got ${JSON.stringify(prefix)}`,
-    );
-  }
-  if (/[\u0000-\u001f\u007f]/.test(prefix)) {
-    throw new InvalidInputError('GCS prefix must not contain control characters');
-  }
-  const flushBytes = positiveInt('flushBytes', options.flushBytes ?? DEFAULT_FLUSH_BYTES);
-  const listPageSize = positiveInt('listPageSize', options.listPageSize ?? DEFAULT_LIST_PAGE_SIZE);
-  if (listPageSize > DEFAULT_LIST_PAGE_SIZE) {
-    throw new InvalidInputError(`GCS listPageSize must be 1-1000, got ${listPageSize}`);
-  }
-  const uploadChunkSize = positiveInt(
+  const blob = resolveBlobOptions(options, BUCKET);
+  const uploadChunkSize = checkInteger(
+    'GCS',
     'uploadChunkSize',
     options.uploadChunkSize ?? DEFAULT_UPLOAD_CHUNK_SIZE,
   );
@@ -100,30 +78,22 @@ export function resolveGcsOptions(options: GcsStoreOptions): ResolvedGcsOptions 
       `GCS uploadChunkSize must be a multiple of 256 KiB, got ${uploadChunkSize}`,
     );
   }
-  const maxAttempts = positiveInt('maxAttempts', options.maxAttempts ?? gcsDefaults.max_attempts);
+  const maxAttempts = checkInteger(
+    'GCS',
+    'maxAttempts',
+    options.maxAttempts ?? gcsDefaults.max_attempts,
+  );
   const maxDelay = options.maxRetryDelaySeconds;
   if (maxDelay !== undefined && !(Number.isFinite(maxDelay) && maxDelay >= 1)) {
     throw new InvalidInputError(`GCS maxRetryDelaySeconds must be >= 1, got ${maxDelay}`);
   }
   return {
-    bucket: options.bucket,
-    prefix,
-    pathTemplate: options.pathTemplate ?? new PathTemplate(),
-    compression: options.compression ?? 'none',
-    flushBytes,
+    ...blob,
     projectId: options.projectId,
     apiEndpoint: options.apiEndpoint,
     impersonationChain: options.impersonationChain,
     maxAttempts,
     maxRetryDelaySeconds: maxDelay,
-    listPageSize,
     uploadChunkSize,
   };
-}
-
-function positiveInt(name: string, value: number): number {
-  if (!Number.isSafeInteger(value) || value < 1) {
-    throw new InvalidInputError(`GCS store ${name} must be a positive integer, got ${value}`);
-  }
-  return value;
 }

@@ -1,20 +1,7 @@
 import type { AttemptKey } from '../../attempt-key.js';
 import { BackendUnavailableError, ConflictError, InvalidInputError } from '../../errors.js';
-import type { AttemptFilter, PathTemplate } from '../../path-template.js';
-import type {
-  ListOptions,
-  LocalLogFile,
-  LogChunk,
-  LogStat,
-  LogStore,
-  LogWriter,
-  OpenWriterOptions,
-  ReadOptions,
-  StoreCapabilities,
-  SweepOptions,
-  UploadJournal,
-  UploadOptions,
-} from '../../store.js';
+import type { AttemptFilter } from '../../path-template.js';
+import type * as contract from '../../store.js';
 import type { OpenStoreOptions } from '../registry.js';
 import { ChunkedWriter } from '../shared/chunked-writer.js';
 import { operation, streamOperation } from '../shared/operation.js';
@@ -58,31 +45,22 @@ export type { GcsStoreOptions } from './settings.js';
  * Every SDK call maps its own failure (see `Backend`), where the action and the object are known;
  * the contract methods run under `operation` with `alreadyMapped`, which keeps those errors.
  */
-export class GcsStore implements LogStore {
+export class GcsStore implements contract.LogStore {
   readonly url: string;
-  readonly capabilities: StoreCapabilities;
-  readonly bucketName: string;
+  readonly capabilities: contract.StoreCapabilities;
+  readonly bucket: string;
   readonly prefix: string;
-  readonly pathTemplate: PathTemplate;
-  readonly compression: 'none' | 'gzip';
-  readonly flushBytes: number;
-  readonly listPageSize: number;
-  readonly uploadChunkSize: number;
-  readonly #options: ResolvedGcsOptions;
+  /** The checked options with their defaults filled in. */
+  readonly options: Readonly<ResolvedGcsOptions>;
   #backend: Promise<Backend> | undefined;
 
   constructor(options: GcsStoreOptions) {
     const o = resolveGcsOptions(options);
-    this.bucketName = o.bucket;
+    this.options = o;
+    this.bucket = o.bucket;
     this.prefix = o.prefix;
-    this.pathTemplate = o.pathTemplate;
-    this.compression = o.compression;
-    this.flushBytes = o.flushBytes;
-    this.listPageSize = o.listPageSize;
-    this.uploadChunkSize = o.uploadChunkSize;
-    this.#options = o;
-    this.capabilities = { liveAppend: true, seekableReads: this.compression !== 'gzip' };
-    this.url = `gs://${this.bucketName}${o.prefix ? `/${o.prefix}` : ''}`;
+    this.capabilities = { liveAppend: true, seekableReads: o.compression !== 'gzip' };
+    this.url = `gs://${o.bucket}${o.prefix ? `/${o.prefix}` : ''}`;
   }
 
   /**
@@ -125,7 +103,10 @@ export class GcsStore implements LogStore {
    * resumes one killed while finishing. Throws ConflictError when the log is already finished
    * (after removing what a killed writer left beside it); BackendUnavailableError, AbortedError.
    */
-  openWriter(key: AttemptKey, options: OpenWriterOptions = {}): Promise<LogWriter> {
+  openWriter(
+    key: AttemptKey,
+    options: contract.OpenWriterOptions = {},
+  ): Promise<contract.LogWriter> {
     const { signal, journal } = options;
     return operation(signal, alreadyMapped, async () => {
       const loc = this.#locate(key);
@@ -145,7 +126,7 @@ export class GcsStore implements LogStore {
       );
       return new ChunkedWriter(new GcsChunkSink(be, loc, journal), {
         committed: listing.committed,
-        flushBytes: this.flushBytes,
+        flushBytes: this.options.flushBytes,
         sha256: true,
       });
     });
@@ -159,7 +140,11 @@ export class GcsStore implements LogStore {
    * finalizes, so readers see the old log until then. Throws ConflictError (complete without
    * `replace`, or changed meanwhile), IntegrityError, BackendUnavailableError, AbortedError.
    */
-  upload(key: AttemptKey, file: LocalLogFile, options: UploadOptions = {}): Promise<void> {
+  upload(
+    key: AttemptKey,
+    file: contract.LocalLogFile,
+    options: contract.UploadOptions = {},
+  ): Promise<void> {
     const { signal, journal, onProgress } = options;
     return operation(signal, alreadyMapped, async () => {
       const loc = this.#locate(key);
@@ -180,15 +165,19 @@ export class GcsStore implements LogStore {
    * A gzip-encoded log is decompressed from its start (cost O(offset)). Throws NotFoundError,
    * OffsetOutOfRangeError, IntegrityError, InvalidInputError, AbortedError, BackendUnavailableError.
    */
-  async *read(key: AttemptKey, options: ReadOptions = {}): AsyncGenerator<LogChunk> {
-    const { signal } = options;
-    const { offset, end } = checkReadRange(options);
+  async *read(
+    key: AttemptKey,
+    options: contract.ReadOptions = {},
+  ): AsyncGenerator<contract.LogChunk> {
+    const { offset, end, signal } = checkReadRange(options);
     yield* streamOperation(signal, alreadyMapped, () => this.#readFrom(key, offset, end, signal));
   }
 
   /** Finished → complete; chunks → committed bytes, not complete; nothing → undefined. */
-  stat(key: AttemptKey, options: { signal?: AbortSignal } = {}): Promise<LogStat | undefined> {
-    const { signal } = options;
+  stat(
+    key: AttemptKey,
+    { signal }: { signal?: AbortSignal } = {},
+  ): Promise<contract.LogStat | undefined> {
     return operation(signal, alreadyMapped, async () => {
       const loc = this.#locate(key);
       const be = await this.#connect();
@@ -204,15 +193,16 @@ export class GcsStore implements LogStore {
   }
 
   /** Every finished or running attempt below the prefix matching every field given in `filter`. */
-  async *list(filter: AttemptFilter, options: ListOptions = {}): AsyncGenerator<AttemptKey> {
-    const { signal } = options;
+  async *list(
+    filter: AttemptFilter,
+    { signal }: contract.ListOptions = {},
+  ): AsyncGenerator<AttemptKey> {
     const wanted = validateFilter(filter);
     yield* streamOperation(signal, alreadyMapped, () => this.#listFrom(wanted, signal));
   }
 
   /** Removes the finished log and every chunk object; a missing attempt is not an error. */
-  delete(key: AttemptKey, options: { signal?: AbortSignal } = {}): Promise<void> {
-    const { signal } = options;
+  delete(key: AttemptKey, { signal }: { signal?: AbortSignal } = {}): Promise<void> {
     return operation(signal, alreadyMapped, async () => {
       const loc = this.#locate(key);
       const be = await this.#connect();
@@ -229,7 +219,7 @@ export class GcsStore implements LogStore {
    * the log). Run it when no writer or upload of the attempt is at work. Throws
    * BackendUnavailableError, AbortedError.
    */
-  sweep(key: AttemptKey, options: SweepOptions = {}): Promise<void> {
+  sweep(key: AttemptKey, options: contract.SweepOptions = {}): Promise<void> {
     const { signal, journal } = options;
     return operation(signal, alreadyMapped, async () => {
       const loc = this.#locate(key);
@@ -240,8 +230,7 @@ export class GcsStore implements LogStore {
   }
 
   /** Throws BackendUnavailableError unless the bucket exists and the credentials may see it. */
-  ping(options: { signal?: AbortSignal } = {}): Promise<void> {
-    const { signal } = options;
+  ping({ signal }: { signal?: AbortSignal } = {}): Promise<void> {
     return operation(signal, alreadyMapped, async () => {
       const be = await this.#connect();
       let exists: boolean;
@@ -250,7 +239,7 @@ export class GcsStore implements LogStore {
       } catch (err) {
         throw be.error(err, 'check', undefined, signal);
       }
-      if (!exists) throw new BackendUnavailableError(`bucket ${this.bucketName} does not exist`);
+      if (!exists) throw new BackendUnavailableError(`bucket ${this.bucket} does not exist`);
     });
   }
 
@@ -263,7 +252,7 @@ export class GcsStore implements LogStore {
     offset: number,
     end: number | undefined,
     signal: AbortSignal | undefined,
-  ): AsyncGenerator<LogChunk> {
+  ): AsyncGenerator<contract.LogChunk> {
     const loc = this.#locate(key);
     yield* readLog(await this.#connect(), loc, offset, end, signal);
   }
@@ -272,15 +261,21 @@ export class GcsStore implements LogStore {
     wanted: AttemptFilter,
     signal: AbortSignal | undefined,
   ): AsyncGenerator<AttemptKey> {
-    yield* listAttempts(await this.#connect(), this.prefix, this.pathTemplate, wanted, signal);
+    yield* listAttempts(
+      await this.#connect(),
+      this.prefix,
+      this.options.pathTemplate,
+      wanted,
+      signal,
+    );
   }
 
   #locate(key: AttemptKey): Location {
-    return locate(this.prefix, this.pathTemplate, key);
+    return locate(this.prefix, this.options.pathTemplate, key);
   }
 
   #connect(): Promise<Backend> {
-    this.#backend ??= Backend.connect(this.#options);
+    this.#backend ??= Backend.connect(this.options);
     // A failed start (say, no credentials yet) must not stick: the next call tries again.
     this.#backend.catch(() => {
       this.#backend = undefined;
@@ -296,7 +291,7 @@ export class GcsStore implements LogStore {
 async function sweepBeside(
   be: Backend,
   loc: Location,
-  journal: UploadJournal | undefined,
+  journal: contract.UploadJournal | undefined,
   signal?: AbortSignal,
 ): Promise<void> {
   await be.deleteAll(await listRunning(be, loc, signal), signal);

@@ -23,19 +23,7 @@ import {
 } from '../../errors.js';
 import { assertRealPathInside, resolveInside } from '../../fs-paths.js';
 import { type AttemptFilter, PathTemplate } from '../../path-template.js';
-import type {
-  ListOptions,
-  LocalLogFile,
-  LogChunk,
-  LogStat,
-  LogStore,
-  LogWriter,
-  OpenWriterOptions,
-  ReadOptions,
-  StoreCapabilities,
-  SweepOptions,
-  UploadOptions,
-} from '../../store.js';
+import type * as contract from '../../store.js';
 import { DEFAULT_FLUSH_BYTES } from '../shared/chunk-buffer.js';
 import { CHUNKS_SUFFIX, matchesFilter } from '../shared/chunk-layout.js';
 import { ChunkedWriter } from '../shared/chunked-writer.js';
@@ -82,9 +70,9 @@ export interface LocalStoreOptions {
  *   file it was to become); the next writer removes those in the chunk folder, `sweep()` those
  *   beside a finished log.
  */
-export class LocalStore implements LogStore {
+export class LocalStore implements contract.LogStore {
   readonly url: string;
-  readonly capabilities: StoreCapabilities = { liveAppend: true, seekableReads: true };
+  readonly capabilities: contract.StoreCapabilities = { liveAppend: true, seekableReads: true };
   readonly root: string;
   readonly pathTemplate: PathTemplate;
   readonly chunkSize: number;
@@ -141,7 +129,10 @@ export class LocalStore implements LogStore {
   }
 
   /** Throws ConflictError when the log is already finished; InvalidInputError, BackendUnavailableError. */
-  async openWriter(key: AttemptKey, options: OpenWriterOptions = {}): Promise<LogWriter> {
+  async openWriter(
+    key: AttemptKey,
+    options: contract.OpenWriterOptions = {},
+  ): Promise<contract.LogWriter> {
     throwIfAborted(options.signal);
     const loc = this.#locate(key);
     try {
@@ -179,7 +170,11 @@ export class LocalStore implements LogStore {
    * replaced by the rename, atomically. Throws ConflictError if the log is already complete
    * (without `replace`), IntegrityError if the file does not match its size and sha256.
    */
-  async upload(key: AttemptKey, file: LocalLogFile, options: UploadOptions = {}): Promise<void> {
+  async upload(
+    key: AttemptKey,
+    file: contract.LocalLogFile,
+    options: contract.UploadOptions = {},
+  ): Promise<void> {
     const { signal, onProgress } = options;
     throwIfAborted(signal);
     const loc = this.#locate(key);
@@ -209,9 +204,11 @@ export class LocalStore implements LogStore {
    * in pieces of at most 64 KiB. Throws NotFoundError, OffsetOutOfRangeError, InvalidInputError
    * (also for a symlink leading out of the root), AbortedError, BackendUnavailableError.
    */
-  async *read(key: AttemptKey, options: ReadOptions = {}): AsyncGenerator<LogChunk> {
-    const { signal } = options;
-    const { offset, end } = checkReadRange(options);
+  async *read(
+    key: AttemptKey,
+    options: contract.ReadOptions = {},
+  ): AsyncGenerator<contract.LogChunk> {
+    const { offset, end, signal } = checkReadRange(options);
     throwIfAborted(signal);
     const loc = this.#locate(key);
     try {
@@ -282,7 +279,7 @@ export class LocalStore implements LogStore {
   async stat(
     key: AttemptKey,
     options: { signal?: AbortSignal } = {},
-  ): Promise<LogStat | undefined> {
+  ): Promise<contract.LogStat | undefined> {
     throwIfAborted(options.signal);
     const loc = this.#locate(key);
     try {
@@ -307,7 +304,10 @@ export class LocalStore implements LogStore {
   }
 
   /** Every finished or running attempt below the root matching every field given in `filter`. */
-  async *list(filter: AttemptFilter, options: ListOptions = {}): AsyncGenerator<AttemptKey> {
+  async *list(
+    filter: AttemptFilter,
+    options: contract.ListOptions = {},
+  ): AsyncGenerator<AttemptKey> {
     const wanted = validateFilter(filter);
     const prefix = this.pathTemplate.prefix(wanted);
     const start = prefix ? resolveInside(this.root, prefix) : this.root;
@@ -342,7 +342,7 @@ export class LocalStore implements LogStore {
    * is at work: a temp file being written would be removed under it. Throws InvalidInputError,
    * BackendUnavailableError.
    */
-  async sweep(key: AttemptKey, options: SweepOptions = {}): Promise<void> {
+  async sweep(key: AttemptKey, options: contract.SweepOptions = {}): Promise<void> {
     throwIfAborted(options.signal);
     const loc = this.#locate(key);
     try {
@@ -454,7 +454,7 @@ async function* readWholeFile(
   offset: number,
   end: number | undefined,
   signal: AbortSignal | undefined,
-): AsyncGenerator<LogChunk> {
+): AsyncGenerator<contract.LogChunk> {
   try {
     const size = (await fh.stat()).size;
     if (offset > size) throw new OffsetOutOfRangeError(offset, size);
@@ -464,7 +464,7 @@ async function* readWholeFile(
   }
 }
 
-async function statFinal(file: string): Promise<LogStat | undefined> {
+async function statFinal(file: string): Promise<contract.LogStat | undefined> {
   try {
     const s = await lstat(file);
     if (!s.isFile()) return undefined;

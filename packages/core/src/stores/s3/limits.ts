@@ -13,5 +13,3 @@ export const MAX_PARTS = 10_000;
 export const MAX_COPY_SIZE = 5 * 1024 * 1024 * 1024;
 /** Keys per DeleteObjects request. */
 export const DELETE_BATCH = 1000;
-/** Keys per ListObjectsV2 page. */
-export const MAX_LIST_PAGE_SIZE = 1000;

@@ -1,9 +1,12 @@
 import { z } from 'zod';
 import { attempts, bool, httpUrl, optionalText } from '../../config/fields.js';
 import { InvalidInputError } from '../../errors.js';
-import { PathTemplate } from '../../path-template.js';
-import { DEFAULT_FLUSH_BYTES } from '../shared/chunk-buffer.js';
-import { MAX_LIST_PAGE_SIZE, MIN_PART_SIZE } from './limits.js';
+import {
+  type BlobStoreOptions,
+  type BucketRule,
+  resolveBlobOptions,
+} from '../shared/blob-options.js';
+import { MIN_PART_SIZE } from './limits.js';
 
 // The S3 store's settings: the `[s3]` config section, and the options of an S3Store (the config
 // section among them), each declared here once with its default.
@@ -53,25 +56,7 @@ export const s3Settings = z.object({
 export type S3Settings = z.output<typeof s3Settings>;
 export const s3Defaults: S3Settings = s3Settings.parse({});
 
-export interface S3StoreOptions {
-  /** The bucket; it must exist (tasklog never creates buckets). */
-  bucket: string;
-  /**
-   * Key prefix without leading or trailing `/` (the path of Airflow's `remote_base_log_folder`);
-   * a log's key is `prefix/<relative path>`, or just the relative path when empty. Default ''.
-   */
-  prefix?: string;
-  /** Where each attempt's log lives below the prefix; default Airflow's layout. */
-  pathTemplate?: PathTemplate;
-  /**
-   * `gzip`: finished logs are stored gzip-compressed (`Content-Encoding: gzip`). Offsets still
-   * count uncompressed bytes, but a read from offset N then downloads and inflates the first N
-   * bytes too: O(N) instead of O(1) to start. Running attempts' chunks are never compressed.
-   * Default `none`.
-   */
-  compression?: 'none' | 'gzip';
-  /** Buffered bytes at which a writer uploads a chunk by itself. Default 8 MiB. */
-  flushBytes?: number;
+export interface S3StoreOptions extends BlobStoreOptions {
   /** The `[s3]` config section: region, endpoint, role, SSE, storage class, checksum, retries. */
   s3?: Partial<S3Settings>;
   /**
@@ -79,59 +64,28 @@ export interface S3StoreOptions {
    * S3's 10,000 parts. A log (or compressed log) of at most one part is one PutObject. Default 8 MiB.
    */
   partSize?: number;
-  /** Keys per ListObjectsV2 page, 1–1000. Default 1000 (S3's maximum). */
-  listPageSize?: number;
 }
 
 /** Every option checked, and defaulted where the store has a default of its own. */
 export type ResolvedS3Options = Required<S3StoreOptions>;
 
 const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
-const BUCKET_NAME = /^[a-zA-Z0-9][a-zA-Z0-9._-]{2,254}$/;
+const BUCKET: BucketRule = {
+  service: 'S3',
+  pattern: /^[a-zA-Z0-9][a-zA-Z0-9._-]{2,254}$/,
+  description: '3-255 letters, digits, ".", "-" or "_"',
+};
 
 /** Checks every option and fills in the defaults. Throws InvalidInputError naming the option. */
 export function resolveS3Options(options: S3StoreOptions): ResolvedS3Options {
-  if (typeof options.bucket !== 'string' || !BUCKET_NAME.test(options.bucket)) {
-    throw new InvalidInputError(
-      `S3 bucket name must be 3-255 letters, digits, ".", "-" or "_", got ${JSON.stringify(options.bucket)}`,
-    );
-  }
-  const prefix = options.prefix ?? '';
-  if (
-    prefix !== '' &&
-    (prefix.startsWith('/') ||
-      prefix.endsWith('/') ||
-      prefix.split('/').some((s) => s === '' || s === '.' || s === '..') ||
-      /[\u0000-\u001f\u007f\\]/.test(prefix))
-  ) {
-    throw new InvalidInputError(
-      `S3 key prefix must be "/"-separated names without empty, "." or ".." segments, got ${JSON.stringify(prefix)}`,
-    );
-  }
-  const flushBytes = options.flushBytes ?? DEFAULT_FLUSH_BYTES;
-  if (!Number.isSafeInteger(flushBytes) || flushBytes < 1) {
-    throw new InvalidInputError(`flushBytes must be a positive integer, got ${flushBytes}`);
-  }
+  const blob = resolveBlobOptions(options, BUCKET);
   const partSize = options.partSize;
   if (partSize !== undefined && (!Number.isSafeInteger(partSize) || partSize < MIN_PART_SIZE)) {
     throw new InvalidInputError(`S3 partSize must be an integer >= 5 MiB, got ${partSize}`);
   }
-  const listPageSize = options.listPageSize ?? MAX_LIST_PAGE_SIZE;
-  if (
-    !Number.isSafeInteger(listPageSize) ||
-    listPageSize < 1 ||
-    listPageSize > MAX_LIST_PAGE_SIZE
-  ) {
-    throw new InvalidInputError(`S3 listPageSize must be 1-1000, got ${listPageSize}`);
-  }
   return {
-    bucket: options.bucket,
-    prefix,
-    pathTemplate: options.pathTemplate ?? new PathTemplate(),
-    compression: options.compression ?? 'none',
-    flushBytes,
+    ...blob,
     s3: options.s3 ?? {},
     partSize: partSize ?? DEFAULT_PART_SIZE,
-    listPageSize,
   };
 }

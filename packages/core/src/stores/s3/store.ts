@@ -1,19 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { AttemptKey } from '../../attempt-key.js';
 import { ConflictError, InvalidInputError } from '../../errors.js';
-import type { AttemptFilter, PathTemplate } from '../../path-template.js';
-import type {
-  ListOptions,
-  LocalLogFile,
-  LogChunk,
-  LogStat,
-  LogStore,
-  LogWriter,
-  OpenWriterOptions,
-  ReadOptions,
-  StoreCapabilities,
-  UploadOptions,
-} from '../../store.js';
+import type { AttemptFilter } from '../../path-template.js';
+import type * as contract from '../../store.js';
 import type { OpenStoreOptions } from '../registry.js';
 import { chunkName, contiguousRun } from '../shared/chunk-layout.js';
 import { ChunkedWriter } from '../shared/chunked-writer.js';
@@ -64,27 +53,22 @@ export type { S3SweepOptions, SweepSkip } from './sweep.js';
  *
  * Every contract method runs under `operation` with `s3Error`, which names the bucket and the key.
  */
-export class S3Store implements LogStore {
+export class S3Store implements contract.LogStore {
   readonly url: string;
-  readonly capabilities: StoreCapabilities;
+  readonly capabilities: contract.StoreCapabilities;
   readonly bucket: string;
   readonly prefix: string;
-  readonly pathTemplate: PathTemplate;
-  readonly compression: 'none' | 'gzip';
-  readonly flushBytes: number;
-  readonly #options: ResolvedS3Options;
+  /** The checked options with their defaults filled in. */
+  readonly options: Readonly<ResolvedS3Options>;
   #context: Promise<S3Context> | undefined;
 
   constructor(options: S3StoreOptions) {
     const o = resolveS3Options(options);
+    this.options = o;
     this.bucket = o.bucket;
     this.prefix = o.prefix;
-    this.pathTemplate = o.pathTemplate;
-    this.compression = o.compression;
-    this.flushBytes = o.flushBytes;
-    this.#options = o;
-    this.capabilities = { liveAppend: true, seekableReads: this.compression !== 'gzip' };
-    this.url = `s3://${this.bucket}${o.prefix ? `/${o.prefix}` : ''}`;
+    this.capabilities = { liveAppend: true, seekableReads: o.compression !== 'gzip' };
+    this.url = `s3://${o.bucket}${o.prefix ? `/${o.prefix}` : ''}`;
   }
 
   /** `s3://BUCKET/optional/prefix`. Throws InvalidInputError for anything else. */
@@ -115,7 +99,10 @@ export class S3Store implements LogStore {
    * is already complete (after removing what a killed writer left beside it: chunks, the journal's
    * upload); BackendUnavailableError, AbortedError.
    */
-  async openWriter(key: AttemptKey, options: OpenWriterOptions = {}): Promise<LogWriter> {
+  async openWriter(
+    key: AttemptKey,
+    options: contract.OpenWriterOptions = {},
+  ): Promise<contract.LogWriter> {
     const { signal, journal } = options;
     const loc = this.#locate(key);
     return operation(signal, this.#mapError(loc.final, 'open a writer for'), async () => {
@@ -158,9 +145,9 @@ export class S3Store implements LogStore {
           { abortSignal: signal },
         );
       }
-      return new ChunkedWriter(new S3ChunkSink(ctx, loc, this.compression, journal), {
+      return new ChunkedWriter(new S3ChunkSink(ctx, loc, this.options.compression, journal), {
         committed: run.committed,
-        flushBytes: this.flushBytes,
+        flushBytes: this.options.flushBytes,
         sha256: true,
       });
     });
@@ -181,7 +168,11 @@ export class S3Store implements LogStore {
    * Throws ConflictError if the log is already complete (without `replace`), IntegrityError,
    * AbortedError, BackendUnavailableError.
    */
-  async upload(key: AttemptKey, file: LocalLogFile, options: UploadOptions = {}): Promise<void> {
+  async upload(
+    key: AttemptKey,
+    file: contract.LocalLogFile,
+    options: contract.UploadOptions = {},
+  ): Promise<void> {
     const { signal, onProgress, journal } = options;
     const loc = this.#locate(key);
     validateExpected(file);
@@ -190,7 +181,7 @@ export class S3Store implements LogStore {
       if (!options.replace && (await headFinal(ctx, loc.final, signal))) {
         throw new ConflictError(`log s3://${this.bucket}/${loc.final} is already complete`);
       }
-      if (this.compression === 'gzip') {
+      if (this.options.compression === 'gzip') {
         onProgress?.(0, file.size);
         await uploadGzip(ctx, loc.final, readLocalFile(file, { signal }), file, {
           journal,
@@ -215,9 +206,11 @@ export class S3Store implements LogStore {
    * `compression`). Throws NotFoundError, OffsetOutOfRangeError, InvalidInputError, AbortedError,
    * BackendUnavailableError.
    */
-  async *read(key: AttemptKey, options: ReadOptions = {}): AsyncGenerator<LogChunk> {
-    const { signal } = options;
-    const { offset, end } = checkReadRange(options);
+  async *read(
+    key: AttemptKey,
+    options: contract.ReadOptions = {},
+  ): AsyncGenerator<contract.LogChunk> {
+    const { offset, end, signal } = checkReadRange(options);
     const loc = this.#locate(key);
     yield* streamOperation(signal, this.#mapError(loc.final, 'read'), () =>
       this.#withContext((ctx) => readLog(ctx, loc, offset, end, signal)),
@@ -231,9 +224,8 @@ export class S3Store implements LogStore {
    */
   async stat(
     key: AttemptKey,
-    options: { signal?: AbortSignal } = {},
-  ): Promise<LogStat | undefined> {
-    const { signal } = options;
+    { signal }: { signal?: AbortSignal } = {},
+  ): Promise<contract.LogStat | undefined> {
     const loc = this.#locate(key);
     return operation(signal, this.#mapError(loc.final, 'stat'), async () => {
       const ctx = await this.#ctx();
@@ -258,21 +250,22 @@ export class S3Store implements LogStore {
    * Every finished or running attempt below the prefix matching `filter`: ListObjectsV2 below
    * the longest key prefix the filter fixes. Throws BackendUnavailableError, AbortedError.
    */
-  async *list(filter: AttemptFilter, options: ListOptions = {}): AsyncGenerator<AttemptKey> {
-    const { signal } = options;
+  async *list(
+    filter: AttemptFilter,
+    { signal }: contract.ListOptions = {},
+  ): AsyncGenerator<AttemptKey> {
     const wanted = validateFilter(filter);
     const base = this.prefix ? `${this.prefix}/` : '';
-    const listPrefix = base + this.pathTemplate.prefix(wanted);
+    const listPrefix = base + this.options.pathTemplate.prefix(wanted);
     yield* streamOperation(signal, this.#mapError(listPrefix, 'list'), () =>
       this.#withContext((ctx) =>
-        listAttempts(ctx, base, listPrefix, this.pathTemplate, wanted, signal),
+        listAttempts(ctx, base, listPrefix, this.options.pathTemplate, wanted, signal),
       ),
     );
   }
 
   /** Removes the finished log and all chunks; a missing attempt is not an error. */
-  async delete(key: AttemptKey, options: { signal?: AbortSignal } = {}): Promise<void> {
-    const { signal } = options;
+  async delete(key: AttemptKey, { signal }: { signal?: AbortSignal } = {}): Promise<void> {
     const loc = this.#locate(key);
     return operation(signal, this.#mapError(loc.final, 'delete'), async () => {
       const ctx = await this.#ctx();
@@ -310,8 +303,7 @@ export class S3Store implements LogStore {
   }
 
   /** HeadBucket. Throws BackendUnavailableError (missing bucket, bad credentials, no network). */
-  async ping(options: { signal?: AbortSignal } = {}): Promise<void> {
-    const { signal } = options;
+  async ping({ signal }: { signal?: AbortSignal } = {}): Promise<void> {
     return operation(signal, this.#mapError(undefined, 'reach'), async () => {
       const ctx = await this.#ctx();
       await ctx.client.send(new ctx.sdk.HeadBucketCommand({ Bucket: this.bucket }), {
@@ -328,7 +320,7 @@ export class S3Store implements LogStore {
 
   /** The SDK and the client, created on first use; a failed start is tried again next time. */
   #ctx(): Promise<S3Context> {
-    this.#context ??= createS3Context(this.#options).catch((err: unknown) => {
+    this.#context ??= createS3Context(this.options).catch((err: unknown) => {
       this.#context = undefined;
       throw err;
     });
@@ -341,7 +333,7 @@ export class S3Store implements LogStore {
   }
 
   #locate(key: AttemptKey): Location {
-    return locate(this.prefix, this.pathTemplate, key);
+    return locate(this.prefix, this.options.pathTemplate, key);
   }
 
   /** `s3Error` for one call: what it was doing, and to which key (the bucket when none). */

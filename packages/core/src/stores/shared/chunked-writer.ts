@@ -2,6 +2,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { ConflictError, type TasklogError } from '../../errors.js';
 import type { LogWriter } from '../../store.js';
 import { ChunkBuffer } from './chunk-buffer.js';
+import { SerialQueue } from './serial-queue.js';
 import { validateExpected } from './store-checks.js';
 
 /** The log `finish()` was told to expect: size, and sha256 in lower-case hex. */
@@ -78,7 +79,7 @@ export class ChunkedWriter implements LogWriter {
   #committed: number;
   readonly #buffer = new ChunkBuffer();
   #state: 'open' | 'finished' | 'aborted' = 'open';
-  #tail: Promise<unknown> = Promise.resolve();
+  readonly #ops = new SerialQueue();
   /** sha256 of every byte since offset 0, when this writer sees them all (it started at 0). */
   readonly #hash: Hash | undefined;
 
@@ -99,7 +100,7 @@ export class ChunkedWriter implements LogWriter {
 
   /** Throws ConflictError after finish/abort, or the sink's error of a failed automatic flush. */
   append(bytes: Uint8Array): Promise<void> {
-    return this.#serial(async () => {
+    return this.#ops.run(async () => {
       this.#assertOpen();
       if (bytes.length === 0) return;
       // Copied: callers may reuse their buffer as soon as append resolves.
@@ -111,7 +112,7 @@ export class ChunkedWriter implements LogWriter {
   }
 
   flush(): Promise<number> {
-    return this.#serial(async () => {
+    return this.#ops.run(async () => {
       this.#assertOpen();
       return this.#flushNow('all');
     });
@@ -123,7 +124,7 @@ export class ChunkedWriter implements LogWriter {
    * and the sink's errors.
    */
   finish(expected: { size: number; sha256: string }): Promise<void> {
-    return this.#serial(async () => {
+    return this.#ops.run(async () => {
       this.#assertOpen();
       validateExpected(expected);
       const want = { size: expected.size, sha256: expected.sha256.toLowerCase() };
@@ -147,7 +148,7 @@ export class ChunkedWriter implements LogWriter {
   async abort(): Promise<void> {
     if (this.#state === 'open') this.#state = 'aborted';
     this.#buffer.clear();
-    await this.#tail;
+    await this.#ops.idle();
   }
 
   /** `all`: every buffered byte (flush, finish); `lines`: while full, up to the last line end. */
@@ -170,11 +171,5 @@ export class ChunkedWriter implements LogWriter {
     if (this.#state !== 'open') {
       throw new ConflictError(`writer of ${this.#sink.where} is already ${this.#state}`);
     }
-  }
-
-  #serial<T>(op: () => Promise<T>): Promise<T> {
-    const run = this.#tail.then(op, op);
-    this.#tail = run.catch(() => undefined);
-    return run;
   }
 }

@@ -9,6 +9,7 @@ import {
 import { type RetryOptions, withRetry } from '../../retry.js';
 import type { LogWriter } from '../../store.js';
 import { type LogRecord, RecordSplitter } from './log-records.js';
+import { SerialQueue } from './serial-queue.js';
 import { validateExpected } from './store-checks.js';
 
 /** A record a sink encoded (an event, a document, an entry), as the writer batches it. */
@@ -125,7 +126,7 @@ export class RecordWriter<R extends SinkRecord> implements LogWriter {
   #state: 'open' | 'finished' | 'aborted' = 'open';
   /** Why the writer failed for good (`afterFailedBatch: 'fail'`). */
   #failed: TasklogError | undefined;
-  #tail: Promise<unknown> = Promise.resolve();
+  readonly #ops = new SerialQueue();
 
   constructor(sink: RecordSink<R>, start: RecordWriterStart) {
     const { committed, prefix } = start;
@@ -157,7 +158,7 @@ export class RecordWriter<R extends SinkRecord> implements LogWriter {
    * it opens the log. They store no log bytes. Throws what a send throws.
    */
   sendFirst(records: R[]): Promise<void> {
-    return this.#serial(async () => {
+    return this.#ops.run(async () => {
       this.#queue.unshift(...records);
       await this.#sendBatch(true, 'records');
     });
@@ -169,7 +170,7 @@ export class RecordWriter<R extends SinkRecord> implements LogWriter {
    * the sink throws.
    */
   append(bytes: Uint8Array): Promise<void> {
-    return this.#serial(async () => {
+    return this.#ops.run(async () => {
       this.#assertOpen();
       if (bytes.length === 0) return;
       this.#hash?.update(bytes);
@@ -179,7 +180,7 @@ export class RecordWriter<R extends SinkRecord> implements LogWriter {
   }
 
   flush(): Promise<number> {
-    return this.#serial(async () => {
+    return this.#ops.run(async () => {
       this.#assertOpen();
       this.#enqueue(this.#splitter.flush(), 'flush');
       await this.#sendAll('records');
@@ -192,7 +193,7 @@ export class RecordWriter<R extends SinkRecord> implements LogWriter {
    * the stored log differs from it; ConflictError after finish/abort; BackendUnavailableError.
    */
   finish(expected: { size: number; sha256: string }): Promise<void> {
-    return this.#serial(async () => {
+    return this.#ops.run(async () => {
       this.#assertOpen();
       validateExpected(expected);
       const want = { size: expected.size, sha256: expected.sha256.toLowerCase() };
@@ -216,7 +217,7 @@ export class RecordWriter<R extends SinkRecord> implements LogWriter {
   async abort(): Promise<void> {
     if (this.#state === 'open') this.#state = 'aborted';
     this.#queue = [];
-    await this.#tail;
+    await this.#ops.idle();
     this.#inflight = undefined;
   }
 
@@ -280,11 +281,5 @@ export class RecordWriter<R extends SinkRecord> implements LogWriter {
     if (this.#state !== 'open') {
       throw new ConflictError(`writer of ${this.#sink.name} is already ${this.#state}`);
     }
-  }
-
-  #serial<T>(op: () => Promise<T>): Promise<T> {
-    const run = this.#tail.then(op, op);
-    this.#tail = run.catch(() => undefined);
-    return run;
   }
 }

@@ -64,8 +64,15 @@ export async function localFileHandle(
   return { fh, release: () => fh.close() };
 }
 
-/** The byte range a `read()` asks for, checked: `offset` (default 0) up to `end` (exclusive). */
-export function checkReadRange(options: ReadOptions): { offset: number; end: number | undefined } {
+/**
+ * A `read()`'s options, checked: the byte range from `offset` (default 0) up to `end`
+ * (exclusive), and the signal.
+ */
+export function checkReadRange(options: ReadOptions): {
+  offset: number;
+  end: number | undefined;
+  signal: AbortSignal | undefined;
+} {
   const offset = options.offset ?? 0;
   const end = options.end;
   if (!Number.isSafeInteger(offset) || offset < 0) {
@@ -74,5 +81,5 @@ export function checkReadRange(options: ReadOptions): { offset: number; end: num
   if (end !== undefined && (!Number.isSafeInteger(end) || end < offset)) {
     throw new InvalidInputError(`read end must be an integer >= offset (${offset}), got ${end}`);
   }
-  return { offset, end };
+  return { offset, end, signal: options.signal };
 }

@@ -1,8 +1,11 @@
 import { createHash } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { expect } from 'vitest';
 import { type AttemptKey, attemptKey } from '../../attempt-key.js';
 import type { LocalLogFile, LogStore, LogWriter, StoreCapabilities } from '../../store.js';
+import { splitAt } from '../logs.js';
+import { readAll } from '../read-all.js';
 
 /** A store for one test, and how to remove what it stored once the test is over. */
 export interface StoreFixture {
@@ -56,18 +59,16 @@ export function sha256(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
-/** Appends `content` split at `cuts` (sorted byte positions), flushing after every piece. */
+/** Appends `content` split at `cuts` (as splitAt takes them), flushing after every piece. */
 export async function appendInPieces(
   writer: LogWriter,
   content: Buffer,
   cuts: number[],
 ): Promise<void> {
-  let from = 0;
-  for (const cut of [...cuts, content.length]) {
-    if (cut <= from) continue;
-    await writer.append(content.subarray(from, cut));
+  for (const piece of splitAt(content, cuts)) {
+    if (piece.length === 0) continue;
+    await writer.append(piece);
     await writer.flush();
-    from = cut;
   }
 }
 
@@ -80,6 +81,16 @@ export async function writeLog(
   const writer = await store.openWriter(k);
   await appendInPieces(writer, content, cuts);
   await writer.finish({ size: content.length, sha256: sha256(content) });
+}
+
+/** Finishes `writer` as `content` and expects the store to return exactly `content` for key(). */
+export async function finishAndExpectStored(
+  store: LogStore,
+  writer: LogWriter,
+  content: Buffer,
+): Promise<void> {
+  await writer.finish({ size: content.length, sha256: sha256(content) });
+  expect((await readAll(store, key())).equals(content)).toBe(true);
 }
 
 export async function listAll(store: LogStore, filter: Partial<AttemptKey>): Promise<string[]> {

@@ -19,11 +19,8 @@ export function describeProperty(suite: ContractSuite): void {
           fc.uint8Array({ maxLength: 2048 }),
           fc.array(fc.nat(), { maxLength: 8 }),
           fc.array(fc.nat(), { minLength: 1, maxLength: 4 }),
-          async (bytes, rawCuts, rawOffsets) => {
+          async (bytes, cuts, rawOffsets) => {
             const content = Buffer.from(bytes);
-            const cuts = [...new Set(rawCuts.map((c) => c % (content.length + 1)))].sort(
-              (a, b) => a - b,
-            );
             const k = key({ taskId: `prop_${run++}` });
             const writer = await store.openWriter(k);
             await appendInPieces(writer, content, cuts);
