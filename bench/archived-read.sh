@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # bench/archived-read: download a 1 GiB archived log through `tasklog serve` with curl, side by
-# side with the same file served by nginx (the baseline), in the same run. Reports throughput,
-# each server's peak RSS (VmHWM) and the ratios.
+# side with the same file served by nginx (sendfile) and by a minimal Node server
+# (bench/minimal-server.mjs: createReadStream piped to the response), in the same run. Reports
+# throughput, each server's peak RSS (VmHWM) and the ratios.
 #
 #   bash bench/archived-read.sh [SIZE_MIB=1024] [RUNS=5]
 #
 # Needs: a built workspace (`npx -y pnpm@12.4.2 build`), curl; installs Debian's nginx if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/common.sh
 SIZE_MIB=${1:-1024}
 RUNS=${2:-5}
 
@@ -18,30 +20,14 @@ if ! command -v nginx >/dev/null; then
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-WORK=$(mktemp -d /tmp/tasklog-bench-XXXXXX)
+bench_workdir read
+# nginx runs as a daemon: its pid is in its pid file.
+trap '[ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null; bench_cleanup' EXIT
 export TASKLOG_HOME="$WORK/home"
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
 
-REL="dag_id=bench/run_id=manual__2026-01-01T00:00:00+00:00/task_id=read/attempt=1.log"
-LOG="$TASKLOG_HOME/logs/$REL"
-mkdir -p "$(dirname "$LOG")"
+bench_log read "$TASKLOG_HOME/logs"
 echo "generating a ${SIZE_MIB} MiB log..." >&2
-node -e '
-  const fs = require("node:fs");
-  const mib = Number(process.argv[1]);
-  let block = "";
-  for (let i = 0; block.length < 1 << 20; i++) block += `[2026-01-01T00:00:${String(i % 60).padStart(2, "0")}] INFO line ${i} héllo wörld 日本語 ${"x".repeat(i % 120)}\n`;
-  const buf = Buffer.from(block).subarray(0, 1 << 20);
-  const fd = fs.openSync(process.argv[2], "w");
-  for (let i = 0; i < mib; i++) fs.writeSync(fd, buf);
-  fs.closeSync(fd);
-' "$SIZE_MIB" "$LOG"
+node bench/repeated-log.mjs "$SIZE_MIB" "$LOG"
 EXPECTED=$(sha256sum "$LOG" | cut -d" " -f1)
 
 node packages/cli/dist/main.js ship "$LOG" >&2
@@ -55,6 +41,13 @@ PIDS+=("$SERVE_PID")
 for _ in $(seq 100); do grep -q 'on http' "$WORK/serve.out" 2>/dev/null && break; sleep 0.1; done
 TASKLOG_URL=$(grep -o 'http://[^ ]*' "$WORK/serve.out" | head -1)
 LOG_URL="$TASKLOG_URL/api/v1/dags/bench/runs/manual__2026-01-01T00%3A00%3A00%2B00%3A00/tasks/read/attempts/1/log"
+
+# the minimal Node server streaming the same file
+node bench/minimal-server.mjs "$ARCHIVED" >"$WORK/minimal.out" &
+MINIMAL_PID=$!
+PIDS+=("$MINIMAL_PID")
+for _ in $(seq 100); do [ -s "$WORK/minimal.out" ] && break; sleep 0.1; done
+MINIMAL_URL=$(head -1 "$WORK/minimal.out")
 
 # nginx on loopback serving the same archive folder
 PORT=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
@@ -94,17 +87,19 @@ measure() { # url -> MiB/s, body discarded so the disk does not take part
 }
 
 verify "$NGINX_URL"
+verify "$MINIMAL_URL"
 verify "$LOG_URL"
 measure "$NGINX_URL" >/dev/null # warm-up, untimed: page cache and JIT
+measure "$MINIMAL_URL" >/dev/null
 measure "$LOG_URL" >/dev/null
-T_SPEEDS=(); N_SPEEDS=()
+T_SPEEDS=(); N_SPEEDS=(); M_SPEEDS=()
 for i in $(seq "$RUNS"); do
   N_SPEEDS+=("$(measure "$NGINX_URL")")
+  M_SPEEDS+=("$(measure "$MINIMAL_URL")")
   T_SPEEDS+=("$(measure "$LOG_URL")")
 done
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-T=$(median "${T_SPEEDS[@]}"); N=$(median "${N_SPEEDS[@]}")
-T_RSS=$(hwm_mb "$SERVE_PID"); N_RSS=$(hwm_mb "$NGINX_WORKER")
+T=$(median "${T_SPEEDS[@]}"); N=$(median "${N_SPEEDS[@]}"); M=$(median "${M_SPEEDS[@]}")
+T_RSS=$(hwm_mb "$SERVE_PID"); N_RSS=$(hwm_mb "$NGINX_WORKER"); M_RSS=$(hwm_mb "$MINIMAL_PID")
 
 echo
 echo "archived-read: ${SIZE_MIB} MiB log, curl over loopback, median of $RUNS runs ($(nproc) cores, node $(node -v), $("$NGINX" -v 2>&1 | sed 's/.*: //'))"
@@ -112,8 +107,15 @@ echo
 echo "| server | throughput (MiB/s) | peak RSS (MB) |"
 echo "|---|---|---|"
 echo "| tasklog serve | $T | $T_RSS |"
-echo "| nginx (baseline) | $N | $N_RSS |"
+echo "| nginx (baseline, sendfile) | $N | $N_RSS |"
+echo "| minimal Node server (baseline) | $M | $M_RSS |"
 echo
-awk -v t="$T" -v n="$N" 'BEGIN { printf "throughput ratio tasklog/nginx: %.2f\n", t / n }'
-echo "runs: tasklog ${T_SPEEDS[*]} MiB/s; nginx ${N_SPEEDS[*]} MiB/s"
+R_N=$(awk -v t="$T" -v n="$N" 'BEGIN { printf "%.2f", t / n }')
+R_M=$(awk -v t="$T" -v m="$M" 'BEGIN { printf "%.2f", t / m }')
+echo "throughput ratio tasklog/nginx: $R_N; tasklog/minimal Node server: $R_M"
+echo "runs: tasklog ${T_SPEEDS[*]} MiB/s; nginx ${N_SPEEDS[*]} MiB/s; minimal Node ${M_SPEEDS[*]} MiB/s"
+echo "command: bash bench/archived-read.sh $SIZE_MIB $RUNS"
+bench_summary "archived ${SIZE_MIB} MiB via serve vs nginx (MiB/s)" "$T" "$N" "$R_N" ">= 0.8" "$(passfail "$R_N >= 0.8")"
+bench_summary "archived ${SIZE_MIB} MiB via serve vs minimal Node (MiB/s)" "$T" "$M" "$R_M" ">= 0.95" "$(passfail "$R_M >= 0.95")"
+bench_summary "archived read, serve peak RSS (MB)" "$T_RSS" "$N_RSS" "" "<= 100" "$(passfail "$T_RSS <= 100")"
 awk -v r="$T_RSS" 'BEGIN { if (r > 150) { print "FAIL: tasklog peak RSS above 150 MB"; exit 1 } else print "tasklog peak RSS under 150 MB: ok" }'

@@ -87,6 +87,20 @@ node -e '
   }
   console.log(`upstream requests for the attempt at the agent, whole run: ${process.argv[3]}`);
   console.log(`proxy peak RSS (VmHWM), whole run: ${process.argv[4]} MB`);
+  const out = process.env.BENCH_SUMMARY;
+  if (out) {
+    const pf = (ok) => (ok ? "pass" : "FAIL");
+    const rows = [];
+    for (const p of r.phases) {
+      const name = `live line, ${p.followers} follower${p.followers === 1 ? "" : "s"}, p99 (ms)`;
+      if (p.followers === 1) rows.push([name, f(p.tasklog.p99), f(p.tail.p99), (p.tasklog.p99 / p.tail.p99).toFixed(1), "<= 10 ms", pf(p.tasklog.p99 <= 10)]);
+      else rows.push([name, f(p.tasklog.p99), f(p.tail.p99), (p.tasklog.p99 / p.tail.p99).toFixed(1), "<= 2x tail -F", pf(p.tasklog.p99 <= 2 * p.tail.p99)]);
+    }
+    const crowd = r.phases[r.phases.length - 1];
+    rows.push([`live, upstream requests at the agent for ${crowd.followers} followers`, String(crowd.upstreamRequests), "", "", "1", pf(crowd.upstreamRequests <= 1)]);
+    rows.push(["live, proxy peak RSS (MB)", process.argv[4], "", "", "<= 250", pf(Number(process.argv[4]) <= 250)]);
+    require("fs").appendFileSync(out, rows.map((row) => row.join("\t") + "\n").join(""));
+  }
   if (r.phases.some((p) => !p.complete)) { console.log("FAIL: some follower missed lines"); process.exit(1); }
 ' "$RESULT" "$(tail --version | head -1)" "$UPSTREAM_TOTAL" "$HWM"
 echo

@@ -9,18 +9,11 @@
 # Needs a built workspace (`npx -y pnpm@12.4.2 build`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/common.sh
 SIZE_MB=${1:-200}
-WORK=$(mktemp -d /tmp/tasklog-bench-records-XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_workdir records
 
-REL="dag_id=bench/run_id=manual__2026-01-01T00:00:00+00:00/task_id=records/attempt=1.log"
-LOG="$WORK/logs/$REL"
-mkdir -p "$(dirname "$LOG")"
+bench_log records "$WORK/logs"
 echo "generating a ${SIZE_MB} MB log of mixed line lengths..." >&2
 node -e '
   const fs = require("node:fs");
@@ -103,3 +96,12 @@ row "tasklog ship → Elasticsearch" "$ES_WALL" "$ES_CPU" "$ES_RSS"
 row "tasklog ship → Cloud Logging (gRPC)" "$GL_WALL" "$GL_CPU" "$GL_RSS"
 echo
 echo "(tasklog ship = hash the file, split into records, batch, send, finish with a verified end-of-log record, record in the catalog)"
+echo "command: bash bench/ship-records.sh $SIZE_MB"
+cpu_gb() { awk -v c="$1" -v b="$BYTES" 'BEGIN { printf "%.1f", c / (b / 1e9) }'; }
+B_GB=$(cpu_gb "$B_CPU")
+for row in "CloudWatch Logs:$CW_CPU:$CW_RSS" "Elasticsearch:$ES_CPU:$ES_RSS" "Cloud Logging:$GL_CPU:$GL_RSS"; do
+  IFS=: read -r name cpu rss <<<"$row"
+  gb=$(cpu_gb "$cpu")
+  bench_summary "ship records to $name (CPU s/GB)" "$gb" "$B_GB" "$(awk -v a="$gb" -v b="$B_GB" 'BEGIN { printf "%.1f", a / b }')" "<= 10" "$(passfail "$gb <= 10")"
+  bench_summary "ship records to $name, peak RSS (MB)" "$rss" "$B_RSS" "" "<= 150" "$(passfail "$rss <= 150")"
+done

@@ -9,6 +9,7 @@
 # (A pip-installed aws v1 may shadow Debian's on PATH: this script calls /usr/bin/aws.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/common.sh
 SIZE_MIB=${1:-1024}
 AWS=/usr/bin/aws
 if [ ! -x "$AWS" ]; then
@@ -16,16 +17,9 @@ if [ ! -x "$AWS" ]; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq awscli) >/dev/null
 fi
 
-WORK=$(mktemp -d /tmp/tasklog-bench-s3-XXXXXX)
-S3_PID=
-cleanup() {
-  [ -n "$S3_PID" ] && kill "$S3_PID" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
+bench_workdir s3
 bench/node_modules/.bin/tasklog-emulator s3 --port 0 --bucket bench >"$WORK/s3rver.json" &
-S3_PID=$!
+PIDS+=("$!")
 for _ in $(seq 100); do [ -s "$WORK/s3rver.json" ] && break; sleep 0.1; done
 ENDPOINT=$(node -pe "JSON.parse(require('fs').readFileSync(0, 'utf8')).url" <"$WORK/s3rver.json")
 
@@ -35,19 +29,9 @@ export TASKLOG__STORE__URL="s3://bench/logs"
 export TASKLOG__S3__ENDPOINT="$ENDPOINT"
 export TASKLOG__S3__FORCE_PATH_STYLE=true
 
-REL="dag_id=bench/run_id=manual__2026-01-01T00:00:00+00:00/task_id=ship/attempt=1.log"
-LOG="$TASKLOG_HOME/logs/$REL"
-mkdir -p "$(dirname "$LOG")"
+bench_log ship "$TASKLOG_HOME/logs"
 echo "generating a ${SIZE_MIB} MiB log..." >&2
-node -e '
-  const fs = require("node:fs");
-  let block = "";
-  for (let i = 0; block.length < 1 << 20; i++) block += `[2026-01-01T00:00:${String(i % 60).padStart(2, "0")}] INFO line ${i} héllo wörld 日本語 ${"x".repeat(i % 120)}\n`;
-  const buf = Buffer.from(block).subarray(0, 1 << 20);
-  const fd = fs.openSync(process.argv[2], "w");
-  for (let i = 0; i < Number(process.argv[1]); i++) fs.writeSync(fd, buf);
-  fs.closeSync(fd);
-' "$SIZE_MIB" "$LOG"
+node bench/repeated-log.mjs "$SIZE_MIB" "$LOG"
 EXPECTED=$(sha256sum "$LOG" | cut -d" " -f1)
 BYTES=$((SIZE_MIB * 1048576))
 
@@ -82,4 +66,10 @@ echo "| up (ship / s3 cp) | $(mibs "$T_UP_S") | $(mibs "$A_UP_S") | $(awk -v a="
 echo "| down (fetch / s3 cp) | $(mibs "$T_DOWN_S") | $(mibs "$A_DOWN_S") | $(awk -v a="$A_DOWN_S" -v t="$T_DOWN_S" 'BEGIN { printf "%.2f", a / t }') | $T_DOWN_RSS | $A_DOWN_RSS |"
 echo
 echo "(ratio = tasklog throughput / awscli throughput; tasklog ship includes hashing the file and verifying the upload)"
+R_UP=$(awk -v a="$A_UP_S" -v t="$T_UP_S" 'BEGIN { printf "%.2f", a / t }')
+R_DOWN=$(awk -v a="$A_DOWN_S" -v t="$T_DOWN_S" 'BEGIN { printf "%.2f", a / t }')
+echo "command: bash bench/ship-s3.sh $SIZE_MIB"
+bench_summary "ship ${SIZE_MIB} MiB to S3 (s3rver) vs aws s3 cp (MiB/s)" "$(mibs "$T_UP_S")" "$(mibs "$A_UP_S")" "$R_UP" ">= 1.2" "$(passfail "$R_UP >= 1.2")"
+bench_summary "fetch ${SIZE_MIB} MiB from S3 (s3rver) vs aws s3 cp (MiB/s)" "$(mibs "$T_DOWN_S")" "$(mibs "$A_DOWN_S")" "$R_DOWN" ">= 1.2" "$(passfail "$R_DOWN >= 1.2")"
+bench_summary "ship to S3, tasklog peak RSS (MB)" "$T_UP_RSS" "$A_UP_RSS" "" "<= 150" "$(passfail "$T_UP_RSS <= 150")"
 awk -v r="$T_UP_RSS" 'BEGIN { if (r > 200) { print "FAIL: tasklog ship peak RSS above 200 MB"; exit 1 } else print "tasklog ship peak RSS under 200 MB: ok" }'

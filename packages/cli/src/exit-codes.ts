@@ -1,13 +1,7 @@
 import { type ErrorCode, isTasklogError, maskUrlPasswords } from '@tasklog/core';
+import { ExitCode } from './exit-status.js';
 
-/** The CLI's exit codes; the README documents them. This is the only place errors become codes. */
-export const ExitCode = {
-  ok: 0,
-  notFound: 1,
-  badInput: 2,
-  backendUnavailable: 3,
-  failed: 4,
-} as const;
+export { ExitCode };
 
 const BY_CODE: Record<ErrorCode, number> = {
   NOT_FOUND: ExitCode.notFound,

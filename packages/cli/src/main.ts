@@ -1,7 +1,8 @@
 #!/usr/bin/env node
+import { readFileSync, writeSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { CommandContext, type GlobalOptions, withContext } from './context.js';
-import { describeError, ExitCode, exitCodeFor } from './exit-codes.js';
+import type { GlobalOptions } from './context.js';
+import { ExitCode } from './exit-status.js';
 
 function integer(min: number) {
   return (value: string) => {
@@ -25,14 +26,52 @@ const commands = {
   token: () => import('./commands/token.js'),
 };
 
+/** `withContext` of context.js, which loads the core library: only once a command runs. */
+const withContext: typeof import('./context.js').withContext = async (global, flags, fn) => {
+  endQuietlyOnClosedPipe();
+  return (await import('./context.js')).withContext(global, flags, fn);
+};
+
+/**
+ * A closed pipe (`tasklog fetch ... | head`) is a normal end, not an error. Set up when a command
+ * runs: touching `process.stdout` loads Node's stream machinery, which `--help` does without.
+ */
+function endQuietlyOnClosedPipe(): void {
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(ExitCode.ok);
+    throw err;
+  });
+}
+
 /** Set by a command that succeeds yet must exit non-zero: `tasklog run` passes on its task's code. */
 let commandExitCode: number = ExitCode.ok;
+
+/** Writes to stdout (1) or stderr (2) without a stream; through one where the file refuses. */
+function writeDirect(fd: 1 | 2, text: string): void {
+  try {
+    writeSync(fd, text);
+  } catch {
+    (fd === 1 ? process.stdout : process.stderr).write(text);
+  }
+}
+
+/** The version in @tasklog/cli's package.json (beside `dist/`, in a clone and when installed). */
+function packageVersion(): string {
+  const file = new URL('../package.json', import.meta.url);
+  return (JSON.parse(readFileSync(file, 'utf8')) as { version: string }).version;
+}
 
 function buildProgram(): Command {
   const program = new Command('tasklog')
     .description('Ship, serve and fetch task-attempt logs (Apache Airflow layout).')
+    .version(packageVersion(), '-V, --version', "print tasklog's version")
     .option('-c, --config <file>', 'TOML config file (default: $TASKLOG_CONFIG)')
     .showHelpAfterError('(run with --help for usage)')
+    // Straight to the file descriptors: process.stdout would load Node's streams for one write.
+    .configureOutput({
+      writeOut: (text) => writeDirect(1, text),
+      writeErr: (text) => writeDirect(2, text),
+    })
     .exitOverride();
   const globals = () => program.opts<GlobalOptions>();
 
@@ -198,9 +237,11 @@ function buildProgram(): Command {
     .command('show')
     .description('Show every key with its effective value and source (secrets masked).')
     .option('--json', 'print as JSON')
-    .action(async (opts) =>
-      (await commands.configShow()).configShowCommand(new CommandContext(globals()), opts),
-    );
+    .action(async (opts) => {
+      endQuietlyOnClosedPipe();
+      const { CommandContext } = await import('./context.js');
+      await (await commands.configShow()).configShowCommand(new CommandContext(globals()), opts);
+    });
 
   return program;
 }
@@ -215,6 +256,7 @@ async function main(argv: string[]): Promise<number> {
       // --help and --version end here too, with exit code 0; usage errors are bad input.
       return err.exitCode === 0 ? ExitCode.ok : ExitCode.badInput;
     }
+    const { describeError, exitCodeFor } = await import('./exit-codes.js');
     process.stderr.write(`${describeError(err)}\n`);
     return exitCodeFor(err);
   }
@@ -224,12 +266,6 @@ async function main(argv: string[]): Promise<number> {
 // Node.js 22. tasklog pins its SDK version in the lockfile, so for CLI users this is noise on
 // stderr (which scripts read); libraries importing @tasklog/core still see it.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-
-// A closed pipe (`tasklog fetch ... | head`) is a normal end, not an error.
-process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-  if (err.code === 'EPIPE') process.exit(ExitCode.ok);
-  throw err;
-});
 
 main(process.argv).then((code) => {
   process.exitCode = code;

@@ -121,13 +121,13 @@ async function storeSource(ctx: CommandContext): Promise<Source> {
       for await (const k of store.list(task)) {
         if (k.mapIndex === task.mapIndex) latest = Math.max(latest ?? 0, k.tryNumber);
       }
-      // The catalog may know an attempt the store has not got (yet); ask it too when it opens.
-      const fromCatalog = await ctx
+      if (latest !== undefined) return latest;
+      // The catalog may know an attempt the store has not got (yet): asked only when the store
+      // has none, so a fetch does not open the catalog it does not need.
+      return ctx
         .openCatalog()
         .then((c) => c.latestTry(task))
         .catch(() => undefined);
-      if (fromCatalog !== undefined) latest = Math.max(latest ?? 0, fromCatalog);
-      return latest;
     },
     async open(key, offset, signal, follow) {
       const stat = await store.stat(key, { signal });

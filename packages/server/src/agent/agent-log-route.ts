@@ -2,7 +2,6 @@ import { once } from 'node:events';
 import { constants } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { open, stat } from 'node:fs/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
 import {
   type AgentTokenKeys,
   assertRealPathInside,
@@ -16,6 +15,7 @@ import {
   verifyAgentToken,
 } from '@tasklog/core';
 import type { Request, RequestHandler, Response } from 'express';
+import { FileChanges } from './file-changes.js';
 
 export interface AgentLogRouteDeps {
   /** Absolute folder the workers write logs under. */
@@ -168,6 +168,7 @@ export function agentLogRoute(deps: AgentLogRouteDeps): RequestHandler {
         });
         res.flushHeaders();
         await streamFrom(fh, offset, res, {
+          file,
           follow: follow && !complete ? () => isFinished(file) : undefined,
           pollIntervalMs,
         });
@@ -183,18 +184,22 @@ export function agentLogRoute(deps: AgentLogRouteDeps): RequestHandler {
 /**
  * Writes the file from `offset` to `res`. With `follow`, waits at EOF for more bytes until
  * `follow()` says the attempt finished, then sends what is left up to the final size and ends.
- * A client disconnect ends the loop at the next await; no timer outlives the response.
+ * At EOF it waits for the file's folder to report a change (FileChanges), so a new line goes out
+ * as soon as it is written; `pollIntervalMs` is only the fallback where no events come. A client
+ * disconnect ends the loop at the next await; no timer or watch outlives the response.
  */
 async function streamFrom(
   fh: FileHandle,
   offset: number,
   res: Response,
-  opts: { follow?: () => Promise<boolean>; pollIntervalMs: number },
+  opts: { file: string; follow?: () => Promise<boolean>; pollIntervalMs: number },
 ): Promise<void> {
   const gone = new AbortController();
   const onClose = () => gone.abort();
   res.once('close', onClose);
   const { signal } = gone;
+  // Watched from the first wait at the end of the file on: a finished log is never watched.
+  let changes: FileChanges | undefined;
   try {
     let pos = offset;
     // Seen before a read that then hit EOF: every byte up to the final size has been sent.
@@ -217,8 +222,9 @@ async function streamFrom(
       if (finished) break;
       finished = await opts.follow!();
       if (!finished) {
+        changes ??= new FileChanges(opts.file, [COMPLETION_MARKER_SUFFIX]);
         try {
-          await sleep(opts.pollIntervalMs, undefined, { signal });
+          await changes.next(opts.pollIntervalMs, signal);
         } catch {
           return;
         }
@@ -226,6 +232,7 @@ async function streamFrom(
     }
     if (!signal.aborted) res.end();
   } finally {
+    changes?.close();
     res.off('close', onClose);
   }
 }

@@ -14,12 +14,15 @@ import { putVerified, verifyAndStamp } from './verify.js';
 const UPLOAD_CONCURRENCY = 4;
 
 /**
- * Uploads a finished local file as the object `key` (see S3Store.upload). The file is read once
- * first: it must hash to `file.sha256`, and each part's MD5 is then known before anything is sent,
- * so a resumed upload keeps only parts that hold exactly those bytes and the object's ETag can be
- * checked without reading it back. A file of at most one part is one PutObject; a larger one a
- * journaled multipart upload with `UPLOAD_CONCURRENCY` parts in flight, resumed from the journal
- * after a crash, and `tasklog-sha256` is added once the completed object checked out.
+ * Uploads a finished local file as the object `key` (see S3Store.upload), reading it once. A file
+ * of at most one part is read whole, checked against `file.size` and `file.sha256`, and stored
+ * with one PutObject. A larger one is a journaled multipart upload: the parts are read in order,
+ * each hashed as it is read (sha256 and MD5 of the whole file, MD5 of the part), then sent with
+ * `UPLOAD_CONCURRENCY` in flight (a part an earlier, killed process stored with the same MD5 is
+ * kept). The upload is completed only when the bytes read hash to `file.sha256`; else it is
+ * abandoned and nothing is stored. S3 checked each part against its Content-MD5, so the object
+ * holds the bytes hashed here; once its ETag and size checked out after completion, it gets
+ * `tasklog-sha256` (`verifyAndStamp`).
  */
 export async function uploadFile(
   ctx: S3Context,
@@ -33,18 +36,12 @@ export async function uploadFile(
     Math.max(ctx.partSize, Math.ceil(file.size / MAX_PARTS)),
   );
   const partCount = Math.ceil(file.size / partSize);
-  const partLength = (n: number) => Math.min(partSize, file.size - (n - 1) * partSize);
   const { fh, release } = await localFileHandle(file);
   try {
-    const digest = await digestParts(fh, file.size, partSize, signal);
-    if (digest.size !== file.size || digest.sha256 !== file.sha256) {
-      throw new IntegrityError(
-        `${file.path} holds ${digest.size} bytes with sha256 ${digest.sha256}, expected ${file.size} bytes with sha256 ${file.sha256}; nothing stored`,
-      );
-    }
     if (partCount <= 1) {
       onProgress?.(0, file.size);
       const body = await readPart(fh, 0, file.size, file.path, Buffer.allocUnsafe(file.size));
+      await assertEnd(fh, file);
       await putVerified(ctx, key, body, file, undefined, { journal, signal });
       onProgress?.(file.size, file.size);
       return;
@@ -57,61 +54,19 @@ export async function uploadFile(
       journal,
       signal,
     );
-    const parts = new Map<number, PartRecord>();
-    const pending: number[] = [];
-    for (let n = 1; n <= partCount; n++) {
-      const kept = upload.reusable(n, { size: partLength(n), md5: digest.partMd5[n - 1] });
-      if (kept) parts.set(n, kept);
-      else pending.push(n);
-    }
-    let stored = [...parts.keys()].reduce((sum, n) => sum + partLength(n), 0);
-    onProgress?.(stored, file.size);
-
-    // One failed part stops the others at once instead of letting them run on unobserved.
-    const stop = new AbortController();
-    const onAbort = () => stop.abort(signal?.reason);
-    signal?.addEventListener('abort', onAbort, { once: true });
-    let failure: { err: unknown } | undefined;
-    let next = 0;
-    const worker = async () => {
-      // One part buffer per worker, reused for each of its parts: memory stays at
-      // UPLOAD_CONCURRENCY × partSize, and the GC is not left with a trail of 8 MiB buffers.
-      const buffer = Buffer.allocUnsafe(partSize);
-      while (failure === undefined && next < pending.length) {
-        throwIfAborted(signal);
-        const n = pending[next++]!;
-        const body = await readPart(fh, (n - 1) * partSize, partLength(n), file.path, buffer);
-        if (createHash('md5').update(body).digest('hex') !== digest.partMd5[n - 1]) {
-          throw new IntegrityError(`${file.path} changed while it was uploaded`);
-        }
-        parts.set(n, await upload.sendPart(n, body, stop.signal));
-        stored += body.length;
-        onProgress?.(stored, file.size);
-      }
-    };
-    try {
-      const workers = Array.from({ length: Math.min(UPLOAD_CONCURRENCY, pending.length) }, () =>
-        worker().catch((err: unknown) => {
-          failure ??= { err };
-          stop.abort(err);
-        }),
-      );
-      await Promise.allSettled(workers);
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
-    }
-    if (failure) throw failure.err;
-    throwIfAborted(signal);
-    const ordered = [...parts.values()].sort((a, b) => a.PartNumber - b.PartNumber);
-    const etag = await upload.complete(ordered, signal);
+    const { parts, wholeMd5 } = await sendParts(upload, fh, file, partSize, {
+      onProgress,
+      signal,
+    });
+    const etag = await upload.complete(parts, signal);
     await verifyAndStamp(ctx, key, {
       etag,
-      parts: ordered,
-      wholeMd5: digest.md5,
+      parts,
+      wholeMd5,
       storedSize: file.size,
       expected: file,
-      // Each part's MD5 matched the pre-read file whose sha256 is `file.sha256`, and S3 checked
-      // each part against that MD5 (Content-MD5); the ETag check proves their order.
+      // The parts hold the bytes hashed above (S3 checked each against its Content-MD5), and
+      // the ETag check proves their order.
       sha256Verified: true,
       gzip: false,
       signal,
@@ -122,40 +77,98 @@ export async function uploadFile(
   }
 }
 
-/** sha256 and MD5 of a file, and the MD5 of each `partSize` piece, in one sequential read. */
-async function digestParts(
+/**
+ * Reads the file's parts in order, hashing each as it is read, and sends those the upload does
+ * not hold yet, `UPLOAD_CONCURRENCY` at a time (one buffer each, reused). Returns the parts in
+ * order and the whole file's MD5 once every part is stored and the file hashed to `file.sha256`;
+ * otherwise abandons the upload and throws (IntegrityError when the file is not the one meant).
+ */
+async function sendParts(
+  upload: MultipartUpload,
   fh: FileHandle,
-  size: number,
+  file: LocalLogFile,
   partSize: number,
-  signal: AbortSignal | undefined,
-): Promise<{ size: number; sha256: string; md5: string; partMd5: string[] }> {
+  options: Pick<UploadOptions, 'onProgress' | 'signal'>,
+): Promise<{ parts: PartRecord[]; wholeMd5: string }> {
+  const { onProgress, signal } = options;
+  const partCount = Math.ceil(file.size / partSize);
   const sha256 = createHash('sha256');
   const md5 = createHash('md5');
-  const partMd5: string[] = [];
-  const buffer = Buffer.allocUnsafe(Math.min(partSize, 1 << 20));
-  let part = createHash('md5');
-  let inPart = 0;
-  let pos = 0;
-  for (;;) {
-    throwIfAborted(signal);
-    const want = Math.min(buffer.length, partSize - inPart);
-    const { bytesRead } = await fh.read(buffer, 0, want, pos);
-    if (bytesRead === 0) break;
-    const piece = buffer.subarray(0, bytesRead);
-    sha256.update(piece);
-    md5.update(piece);
-    part.update(piece);
-    inPart += bytesRead;
-    pos += bytesRead;
-    if (inPart === partSize) {
-      partMd5.push(part.digest('hex'));
-      part = createHash('md5');
-      inPart = 0;
+  const parts: PartRecord[] = [];
+  const free = Array.from({ length: Math.min(UPLOAD_CONCURRENCY, partCount) }, () =>
+    Buffer.allocUnsafe(partSize),
+  );
+  const inFlight = new Set<Promise<void>>();
+  // One failed part stops the others at once instead of letting them run on unobserved.
+  const stop = new AbortController();
+  const onAbort = () => stop.abort(signal?.reason);
+  signal?.addEventListener('abort', onAbort, { once: true });
+  let failure: { err: unknown } | undefined;
+  let stored = 0;
+  try {
+    for (let n = 1; n <= partCount && failure === undefined; n++) {
+      throwIfAborted(signal);
+      while (free.length === 0) await Promise.race(inFlight);
+      if (failure !== undefined) break;
+      const buffer = free.pop()!;
+      const length = Math.min(partSize, file.size - (n - 1) * partSize);
+      const body = await readPart(fh, (n - 1) * partSize, length, file.path, buffer);
+      sha256.update(body);
+      md5.update(body);
+      const partMd5 = createHash('md5').update(body).digest();
+      const kept = upload.reusable(n, { size: length, md5: partMd5.toString('hex') });
+      if (kept) {
+        parts[n - 1] = kept;
+        free.push(buffer);
+        stored += length;
+        onProgress?.(stored, file.size);
+        continue;
+      }
+      const sending = upload.sendPart(n, body, stop.signal, partMd5).then(
+        (part) => {
+          parts[n - 1] = part;
+          stored += length;
+          onProgress?.(stored, file.size);
+        },
+        (err: unknown) => {
+          failure ??= { err };
+          stop.abort(err);
+        },
+      );
+      const tracked = sending.finally(() => {
+        inFlight.delete(tracked);
+        free.push(buffer);
+      });
+      inFlight.add(tracked);
     }
-    if (pos > size) break; // longer than measured: the size check fails
+    await Promise.all(inFlight);
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
   }
-  if (inPart > 0) partMd5.push(part.digest('hex'));
-  return { size: pos, sha256: sha256.digest('hex'), md5: md5.digest('hex'), partMd5 };
+  if (failure) throw failure.err;
+  throwIfAborted(signal);
+  await assertEnd(fh, file).catch(async (err: unknown) => {
+    await upload.abandon();
+    throw err;
+  });
+  const digest = sha256.digest('hex');
+  if (digest !== file.sha256) {
+    await upload.abandon();
+    throw new IntegrityError(
+      `${file.path} holds ${file.size} bytes with sha256 ${digest}, expected sha256 ${file.sha256}; nothing stored`,
+    );
+  }
+  return { parts, wholeMd5: md5.digest('hex') };
+}
+
+/** IntegrityError when the file goes on past `file.size` (it grew after it was measured). */
+async function assertEnd(fh: FileHandle, file: LocalLogFile): Promise<void> {
+  const { bytesRead } = await fh.read(Buffer.alloc(1), 0, 1, file.size);
+  if (bytesRead > 0) {
+    throw new IntegrityError(
+      `${file.path} holds more than the ${file.size} bytes expected; nothing stored`,
+    );
+  }
 }
 
 /** Reads `length` bytes at `start` into the front of `buffer`; returns that view. */

@@ -105,10 +105,17 @@ export class MultipartUpload {
     );
   }
 
-  /** UploadPart of `body` as part `partNumber`, recorded in the journal once S3 has it. */
-  async sendPart(partNumber: number, body: Buffer, signal: AbortSignal | undefined) {
+  /**
+   * UploadPart of `body` as part `partNumber` (`md5`: its binary MD5, when the caller has it),
+   * recorded in the journal once S3 has it.
+   */
+  async sendPart(
+    partNumber: number,
+    body: Buffer,
+    signal: AbortSignal | undefined,
+    md5 = createHash('md5').update(body).digest(),
+  ) {
     const { ctx } = this;
-    const md5 = createHash('md5').update(body).digest();
     const res = await ctx.client.send(
       new ctx.sdk.UploadPartCommand({
         Bucket: ctx.bucket,
