@@ -34,3 +34,24 @@ passfail() { awk "BEGIN { print ($1) ? \"pass\" : \"FAIL\" }"; }
 
 # median VALUES...: the middle value (the upper one of two).
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# bench_s3rver: s3rver (through tasklog-emulator) on loopback with the bucket `bench`, awscli as
+# AWS (Debian's, installed when missing; a pip-installed v1 may shadow it on PATH), and the
+# environment that points both tasklog (store s3://bench/logs, home $WORK/home) and awscli at it.
+# Call after bench_workdir.
+bench_s3rver() {
+  AWS=/usr/bin/aws
+  if [ ! -x "$AWS" ]; then
+    echo "installing awscli (Debian package)..." >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq awscli) >/dev/null
+  fi
+  bench/node_modules/.bin/tasklog-emulator s3 --port 0 --bucket bench >"$WORK/s3rver.json" &
+  PIDS+=("$!")
+  for _ in $(seq 100); do [ -s "$WORK/s3rver.json" ] && break; sleep 0.1; done
+  ENDPOINT=$(node -pe "JSON.parse(require('fs').readFileSync(0, 'utf8')).url" <"$WORK/s3rver.json")
+  export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+  export TASKLOG_HOME="$WORK/home"
+  export TASKLOG__STORE__URL="s3://bench/logs"
+  export TASKLOG__S3__ENDPOINT="$ENDPOINT"
+  export TASKLOG__S3__FORCE_PATH_STYLE=true
+}

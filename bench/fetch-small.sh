@@ -10,22 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/common.sh
 RUNS=${1:-10}
-AWS=/usr/bin/aws
-if [ ! -x "$AWS" ]; then
-  echo "installing awscli (Debian package)..." >&2
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq awscli) >/dev/null
-fi
-
 bench_workdir fetch-small
-bench/node_modules/.bin/tasklog-emulator s3 --port 0 --bucket bench >"$WORK/s3rver.json" &
-PIDS+=("$!")
-for _ in $(seq 100); do [ -s "$WORK/s3rver.json" ] && break; sleep 0.1; done
-ENDPOINT=$(node -pe "JSON.parse(require('fs').readFileSync(0, 'utf8')).url" <"$WORK/s3rver.json")
-export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
-export TASKLOG_HOME="$WORK/home"
-export TASKLOG__STORE__URL="s3://bench/logs"
-export TASKLOG__S3__ENDPOINT="$ENDPOINT"
-export TASKLOG__S3__FORCE_PATH_STYLE=true
+bench_s3rver
 
 bench_log fetch "$TASKLOG_HOME/logs"
 node bench/repeated-log.mjs 1 "$LOG"
