@@ -18,7 +18,7 @@ import { throwIfAborted } from '../shared/store-checks.js';
 // ranged reads, and the mapping of file system errors.
 
 /** Largest piece read() yields and the copy buffer of finish(). */
-export const READ_SIZE = 64 * 1024;
+export const READ_SIZE = 1024 * 1024;
 /**
  * Temp files are `.tmp-<name of the file they become>.<16 hex digits>`, beside that file: they
  * never match a path template (templates have no leading-dot segments) nor a chunk name, and
@@ -144,7 +144,11 @@ export async function scanChunks(dir: string): Promise<ChunkScan> {
   };
 }
 
-/** Yields bytes [from, to) of the log from a file whose first byte is log byte `base`. */
+/**
+ * Yields bytes [from, to) of the log from a file whose first byte is log byte `base`. The next
+ * piece is read while the consumer handles the current one, so the disk and the consumer (a
+ * socket, mostly) work at the same time.
+ */
 export async function* readRange(
   fh: FileHandle,
   base: number,
@@ -152,17 +156,29 @@ export async function* readRange(
   to: number,
   signal: AbortSignal | undefined,
 ): AsyncGenerator<LogChunk> {
-  let pos = from;
-  while (pos < to) {
-    throwIfAborted(signal);
+  const readAt = async (pos: number): Promise<LogChunk> => {
     // A fresh buffer per piece: the consumer keeps the bytes we yield.
     const buf = Buffer.allocUnsafe(Math.min(READ_SIZE, to - pos));
     const { bytesRead } = await fh.read(buf, 0, buf.length, pos - base);
     if (bytesRead === 0) {
       throw new IntegrityError(`stored file ended at byte ${pos}, before ${to}`);
     }
-    yield { offset: pos, bytes: buf.subarray(0, bytesRead) };
-    pos += bytesRead;
+    return { offset: pos, bytes: buf.subarray(0, bytesRead) };
+  };
+  let pending: Promise<LogChunk> | undefined;
+  try {
+    let pos = from;
+    if (pos < to) pending = readAt(pos);
+    while (pending) {
+      throwIfAborted(signal);
+      const piece = await pending;
+      pos += piece.bytes.length;
+      pending = pos < to ? readAt(pos) : undefined;
+      yield piece;
+    }
+  } finally {
+    // A consumer that stopped early leaves one read in flight; its outcome no longer matters.
+    pending?.catch(() => {});
   }
 }
 

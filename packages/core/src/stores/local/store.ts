@@ -201,8 +201,9 @@ export class LocalStore implements contract.LogStore {
 
   /**
    * Streams the finished log, or else the committed chunks of a running attempt, from `offset`
-   * in pieces of at most 64 KiB. Throws NotFoundError, OffsetOutOfRangeError, InvalidInputError
-   * (also for a symlink leading out of the root), AbortedError, BackendUnavailableError.
+   * in pieces of at most 1 MiB, reading the next while the consumer takes the current one.
+   * Throws NotFoundError, OffsetOutOfRangeError, InvalidInputError (also for a symlink leading
+   * out of the root), AbortedError, BackendUnavailableError.
    */
   async *read(
     key: AttemptKey,
