@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import { IntegrityError } from '../../errors.js';
-import type { LogRecord } from '../shared/log-records.js';
+import { type LogRecord, recordPayload } from '../shared/log-records.js';
 
 /**
  * The Elasticsearch document layout: what Airflow's reader shows of a line, and the fields it
@@ -73,9 +73,26 @@ export class LineDocumentBuilder {
   }
 
   /** The document body of one record: `offset` (byte offset + 1), `length`, shown text, ... */
-  build(record: LogRecord, payload: Buffer): Record<string, unknown> {
-    const eol = record.length === payload.length + 1;
+  build(record: LogRecord): Record<string, unknown> {
     const held = this.#held;
+    const { text } = record;
+    if (text !== undefined && held.length === 0 && this.messageField === 'message') {
+      // The common case, kept cheap: a whole line of valid UTF-8 shows exactly as its text (a CR
+      // before the line end aside); nothing is held back or hidden.
+      const eol = record.length === Buffer.byteLength(text) + 1;
+      if (eol) {
+        const crlf = text.endsWith('\r');
+        const body: Record<string, unknown> = {
+          offset: record.offset + 1,
+          length: record.length,
+          message: crlf ? text.slice(0, -1) : text,
+        };
+        if (crlf) body.crlf = true;
+        return body;
+      }
+    }
+    const payload = recordPayload(record);
+    const eol = record.length === payload.length + 1;
     const full = held.length ? Buffer.concat([held, payload]) : payload;
     const keep = eol ? 0 : unshownTail(full);
     this.#held = Buffer.from(full.subarray(full.length - keep));

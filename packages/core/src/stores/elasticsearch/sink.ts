@@ -1,8 +1,8 @@
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import type { AttemptKey } from '../../attempt-key.js';
 import { BackendUnavailableError, InvalidInputError, type TasklogError } from '../../errors.js';
 import type { LogChunk } from '../../store.js';
-import type { LogRecord } from '../shared/log-records.js';
+import { type LogRecord, recordPayload } from '../shared/log-records.js';
 import type {
   OutgoingBatch,
   RecordCut,
@@ -28,9 +28,9 @@ type SinkOptions = Pick<
   | 'hostName'
 >;
 
-/** One document as an NDJSON `index` action and source line. */
+/** One document as an NDJSON `index` action and source line, each ended by `\n`, in UTF-8. */
 export interface QueuedDocument {
-  lines: string;
+  lines: Buffer;
   bytes: number;
   /** Offset just past the log bytes it stores; undefined for the start marker and the end. */
   end: number | undefined;
@@ -65,6 +65,11 @@ export class ElasticsearchSink implements RecordSink<QueuedDocument> {
   #unrefreshed = false;
   readonly #builder: LineDocumentBuilder;
   readonly #readLog: () => AsyncIterable<LogChunk>;
+  readonly #fixed: { action: string; head: string; tail: string };
+  /** sha1 of `log_id` and a NUL, copied for each document's `_id`. */
+  readonly #idHash: Hash;
+  #isoAt = Number.NaN;
+  #iso = '';
 
   /**
    * @param options.builder makes each record a document (a resumed writer's holds the unshown
@@ -93,13 +98,20 @@ export class ElasticsearchSink implements RecordSink<QueuedDocument> {
     this.#lastTimestamp = lastTimestamp;
     this.#builder = options.builder;
     this.#readLog = options.readLog;
+    this.#fixed = this.#fixedJson();
+    this.#idHash = createHash('sha1').update(logId).update('\0');
+  }
+
+  /** A document's `_id`: sha1(log_id, NUL, offset or marker), so a resent document overwrites. */
+  #docId(suffix: string): string {
+    return this.#idHash.copy().update(suffix).digest('hex');
   }
 
   /** Marks a fresh attempt as existing (offset 0: Airflow's `offset > 0` never sees it). */
   startMarker(): QueuedDocument {
     const lines = this.#documentLines(
       { offset: 0, length: 0, start: true },
-      docId(this.logId, 'start'),
+      this.#docId('start'),
       this.#timestamp(),
     );
     return { lines, bytes: lines.length, end: undefined, offset: -1 };
@@ -111,16 +123,11 @@ export class ElasticsearchSink implements RecordSink<QueuedDocument> {
     const docs = cut === 'flush' ? joinPieces(records) : records;
     return docs.map((r) => {
       const lines = this.#documentLines(
-        this.#builder.build(r, payloadOf(r)),
-        docId(this.logId, String(r.offset)),
+        this.#builder.build(r),
+        this.#docId(String(r.offset)),
         this.#timestamp(),
       );
-      return {
-        lines,
-        bytes: Buffer.byteLength(lines) + 2,
-        end: r.offset + r.length,
-        offset: r.offset,
-      };
+      return { lines, bytes: lines.length, end: r.offset + r.length, offset: r.offset };
     });
   }
 
@@ -133,7 +140,7 @@ export class ElasticsearchSink implements RecordSink<QueuedDocument> {
         end: true,
         sha256,
       },
-      docId(this.logId, 'end'),
+      this.#docId('end'),
       this.#timestamp(),
     );
     return { lines, bytes: lines.length, end: undefined, offset: size };
@@ -145,7 +152,8 @@ export class ElasticsearchSink implements RecordSink<QueuedDocument> {
     const res = await ctx
       .call(() =>
         ctx.client.bulk({
-          operations: batch.left.map((q) => q.lines) as never,
+          // One buffer: the client sends it as it is, instead of joining and encoding strings.
+          operations: Buffer.concat(batch.left.map((q) => q.lines)) as never,
           ...(last ? { refresh: 'wait_for' as const } : {}),
           // Only what is checked: a full answer is ~200 bytes per document to parse.
           filter_path: ['errors', 'items.*.status', 'items.*.error'],
@@ -217,21 +225,43 @@ export class ElasticsearchSink implements RecordSink<QueuedDocument> {
     }
   }
 
-  /** One document as an NDJSON `index` action and source line. */
-  #documentLines(fields: Record<string, unknown>, id: string, timestamp: number): string {
+  /**
+   * One document as an NDJSON `index` action and source line. What every document of the
+   * attempt repeats (index, log_id, host, Airflow's json fields) is serialised once.
+   */
+  #documentLines(fields: Record<string, unknown>, id: string, timestamp: number): Buffer {
+    const fixed = this.#fixed;
+    const body = JSON.stringify(fields);
+    return Buffer.from(
+      `${fixed.action}${id}"}}\n${fixed.head}${body.slice(1, -1)},"@timestamp":"${this.#isoTime(timestamp)}",${fixed.tail}}\n`,
+    );
+  }
+
+  /** The JSON every document of this attempt shares, around its own fields. */
+  #fixedJson(): { action: string; head: string; tail: string } {
     const { key, o } = this;
-    const doc = {
-      log_id: this.logId,
-      ...fields,
+    const tail = JSON.stringify({
       [o.hostField]: o.hostName,
-      '@timestamp': new Date(timestamp).toISOString(),
       dag_id: key.dagId,
       task_id: key.taskId,
       run_id: key.runId,
       map_index: key.mapIndex,
       try_number: key.tryNumber,
+    });
+    return {
+      action: `{"index":{"_index":${JSON.stringify(o.index)},"_id":"`,
+      head: `{"log_id":${JSON.stringify(this.logId)},`,
+      tail: tail.slice(1, -1),
     };
-    return `${JSON.stringify({ index: { _index: o.index, _id: id } })}\n${JSON.stringify(doc)}`;
+  }
+
+  /** `@timestamp` as ISO 8601; documents of the same millisecond share one string. */
+  #isoTime(timestamp: number): string {
+    if (timestamp !== this.#isoAt) {
+      this.#isoAt = timestamp;
+      this.#iso = new Date(timestamp).toISOString();
+    }
+    return this.#iso;
   }
 
   #timestamp(): number {
@@ -241,20 +271,9 @@ export class ElasticsearchSink implements RecordSink<QueuedDocument> {
   }
 }
 
-/** A record's bytes without the line end it covers. */
-function payloadOf(record: LogRecord): Buffer {
-  return record.base64 !== undefined
-    ? Buffer.from(record.base64, 'base64')
-    : Buffer.from(record.text ?? '', 'utf8');
-}
-
 /** Consecutive pieces of one unfinished line (RecordSplitter.flush) as one record. */
 function joinPieces(records: LogRecord[]): LogRecord[] {
   if (records.length < 2) return records;
-  const bytes = Buffer.concat(records.map(payloadOf));
+  const bytes = Buffer.concat(records.map(recordPayload));
   return [{ offset: records[0]!.offset, length: bytes.length, base64: bytes.toString('base64') }];
-}
-
-function docId(logId: string, suffix: string): string {
-  return createHash('sha1').update(logId).update('\0').update(suffix).digest('hex');
 }

@@ -21,12 +21,16 @@ export interface LogRecord {
 
 const NEWLINE = 0x0a;
 
+/** A record's payload: its bytes without the line end it covers. */
+export function recordPayload(record: LogRecord): Buffer {
+  return record.base64 !== undefined
+    ? Buffer.from(record.base64, 'base64')
+    : Buffer.from(record.text ?? '', 'utf8');
+}
+
 /** The log bytes a record stands for. Throws IntegrityError for a malformed record. */
 export function recordBytes(record: LogRecord): Buffer {
-  const payload =
-    record.base64 !== undefined
-      ? Buffer.from(record.base64, 'base64')
-      : Buffer.from(record.text ?? '', 'utf8');
+  const payload = recordPayload(record);
   if (record.length === payload.length) return payload;
   if (record.length === payload.length + 1) return Buffer.concat([payload, Buffer.from([NEWLINE])]);
   throw new IntegrityError(
