@@ -15,6 +15,17 @@ export const NDJSON_MAX_RECORD_BYTES = 64 * 1024;
 
 const NEWLINE = 0x0a;
 
+/** What `NdjsonEncoder.pushShared` returns: the same object for every encoder that shared it. */
+export interface PushResult {
+  readonly text: string;
+}
+
+/** The outcome of pushing a piece from an empty carry at `offset`, kept as long as the piece. */
+const shared = new WeakMap<
+  Uint8Array,
+  { offset: number; maxRecordBytes: number; result: PushResult; carry: Buffer; carryOffset: number }
+>();
+
 /**
  * Turns a byte stream into NDJSON records, one per log line, each with the byte offset of its
  * first byte. Store chunks split lines (and UTF-8 characters) anywhere, so the encoder carries
@@ -69,6 +80,32 @@ export class NdjsonEncoder {
     this.carry = Buffer.from(buf.subarray(lineStart));
     this.carryOffset = base + lineStart;
     return out.join('');
+  }
+
+  /**
+   * `push(bytes)`, shared: followers of a live attempt that are in step push the same piece from
+   * the same state (nothing carried, the same offset), so the first one's result is remembered
+   * with the piece and the others take it instead of encoding the piece again.
+   */
+  pushShared(bytes: Uint8Array): PushResult {
+    if (this.carry.length > 0 || this.ended) return { text: this.push(bytes) };
+    const seen = shared.get(bytes);
+    if (seen && seen.offset === this.carryOffset && seen.maxRecordBytes === this.maxRecordBytes) {
+      // `carry` is never changed in place, only replaced, so encoders may hold the same one.
+      this.carry = seen.carry;
+      this.carryOffset = seen.carryOffset;
+      return seen.result;
+    }
+    const offset = this.carryOffset;
+    const result = { text: this.push(bytes) };
+    shared.set(bytes, {
+      offset,
+      maxRecordBytes: this.maxRecordBytes,
+      result,
+      carry: this.carry,
+      carryOffset: this.carryOffset,
+    });
+    return result;
   }
 
   /** Flushes a last line without `\n` and appends the end-of-log record. */

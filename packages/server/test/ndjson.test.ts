@@ -161,3 +161,37 @@ describe('NdjsonEncoder', () => {
     expect(encode([], 42, undefined, false)).toEqual([{ offset: 42, eof: true, complete: false }]);
   });
 });
+
+describe('NdjsonEncoder.pushShared (followers in step encode a live piece once)', () => {
+  const pieces = [Buffer.from('first line\nsecond'), Buffer.from(' half\nthird line\n')];
+
+  it('gives every encoder in step the same result, equal to its own push', () => {
+    const alone = new NdjsonEncoder(0);
+    const expected = pieces.map((p) => alone.push(p));
+    const aloneEnd = alone.end(true);
+    const followers = [new NdjsonEncoder(0), new NdjsonEncoder(0), new NdjsonEncoder(0)];
+    const first = followers.map((f) => f.pushShared(pieces[0]!));
+    expect(new Set(first).size).toBe(1);
+    expect(first[0]!.text).toBe(expected[0]);
+    // Each carries the unfinished "second" on; the next piece continues it for every one of them.
+    for (const f of followers) {
+      expect(f.offset).toBe(pieces[0]!.length);
+      expect(f.pushShared(pieces[1]!).text).toBe(expected[1]);
+      expect(f.end(true)).toBe(aloneEnd);
+    }
+  });
+
+  it('encodes for itself when it is not in step', () => {
+    const piece = Buffer.from('a line\n');
+    const atZero = new NdjsonEncoder(0).pushShared(piece);
+    const elsewhere = new NdjsonEncoder(100).pushShared(piece);
+    expect(elsewhere).not.toBe(atZero);
+    expect(JSON.parse(elsewhere.text)).toEqual({ offset: 100, text: 'a line\n' });
+    const carrying = new NdjsonEncoder(0);
+    carrying.push(Buffer.from('start of '));
+    expect(JSON.parse(carrying.pushShared(piece).text)).toEqual({
+      offset: 0,
+      text: 'start of a line\n',
+    });
+  });
+});

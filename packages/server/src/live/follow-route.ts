@@ -9,7 +9,7 @@ import {
 import type { Request, Response } from 'express';
 import { clientGoneSignal } from '../client-gone.js';
 import { writeOrCut } from '../hardening.js';
-import { NdjsonEncoder } from '../ndjson.js';
+import { NdjsonEncoder, type PushResult } from '../ndjson.js';
 import type { StoreResolver } from '../store-resolver.js';
 import { type FollowTimings, followLog } from './follow-log.js';
 import type { LiveHub } from './live-hub.js';
@@ -80,6 +80,33 @@ export function acceptsEventStream(accept: string | undefined): boolean {
     const [type, ...params] = part.split(';').map((s) => s.trim().toLowerCase());
     return type === EVENT_STREAM_TYPE && !params.some((p) => /^q=0(\.0*)?$/.test(p));
   });
+}
+
+/** Each push's framing per format, computed once for all the followers that share the push. */
+const framings = new WeakMap<PushResult, Partial<Record<'ndjson' | 'sse', Framed>>>();
+
+interface Framed {
+  body: string;
+  /** Log offset just past the last record; undefined when there is none. */
+  end: number | undefined;
+}
+
+/** Encoder output as the response body of `format`, and where it ends in the log. */
+function framed(pushed: PushResult, format: 'ndjson' | 'sse'): Framed {
+  const known = framings.get(pushed) ?? {};
+  const hit = known[format];
+  if (hit) return hit;
+  let body = '';
+  let end: number | undefined;
+  for (const r of recordLines(pushed.text)) {
+    end = r.end;
+    if (format === 'ndjson') body += `${r.line}\n`;
+    else body += `id: ${r.end}\nevent: ${r.eof ? 'eof' : 'log'}\ndata: ${r.line}\n\n`;
+  }
+  const result = { body, end };
+  known[format] = result;
+  framings.set(pushed, known);
+  return result;
 }
 
 /** Splits encoder output into record lines, each with the log offset just past its bytes. */
@@ -172,14 +199,10 @@ export async function serveFollow(
   const encoder = format === 'text' ? undefined : new NdjsonEncoder(offset);
   // End of what the client has been sent as whole records (NDJSON/SSE) or bytes (text).
   let sent = offset;
-  const sendRecords = async (text: string): Promise<void> => {
-    let out = '';
-    for (const r of recordLines(text)) {
-      sent = r.end;
-      if (format === 'ndjson') out += `${r.line}\n`;
-      else out += `id: ${r.end}\nevent: ${r.eof ? 'eof' : 'log'}\ndata: ${r.line}\n\n`;
-    }
-    if (out) await send(out);
+  const sendRecords = async (pushed: PushResult): Promise<void> => {
+    const { body, end } = framed(pushed, format === 'sse' ? 'sse' : 'ndjson');
+    if (end !== undefined) sent = end;
+    if (body) await send(body);
   };
   const sendEvent = async (event: string, at: number): Promise<void> => {
     const data = JSON.stringify({ event, offset: at });
@@ -208,7 +231,7 @@ export async function serveFollow(
     });
     for await (const ev of events) {
       if (ev.type === 'bytes') {
-        if (encoder) await sendRecords(encoder.push(ev.bytes));
+        if (encoder) await sendRecords(encoder.pushShared(ev.bytes));
         else {
           await send(ev.bytes);
           sent += ev.bytes.length;
@@ -224,7 +247,7 @@ export async function serveFollow(
         }
         return;
       } else {
-        if (encoder) await sendRecords(encoder.end(ev.complete));
+        if (encoder) await sendRecords({ text: encoder.end(ev.complete) });
         res.end();
         return;
       }

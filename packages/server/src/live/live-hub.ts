@@ -97,7 +97,10 @@ class LiveChannel {
     // Pieces are few (ring / piece size) and followers are mostly near the end: scan backwards.
     for (let i = this.pieces.length - 1; i >= 0; i--) {
       const p = this.pieces[i]!;
-      if (p.offset <= offset) return p.bytes.subarray(offset - p.offset);
+      // The piece itself when the follower is at its start: followers in step then share one
+      // Buffer, and what is derived from it (their NDJSON) is computed once.
+      if (p.offset === offset) return p.bytes;
+      if (p.offset < offset) return p.bytes.subarray(offset - p.offset);
     }
     return undefined;
   }
