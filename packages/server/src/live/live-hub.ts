@@ -105,16 +105,9 @@ class LiveChannel {
     return undefined;
   }
 
-  changed(signal: AbortSignal): Promise<void> {
-    return new Promise((resolve) => {
-      if (signal.aborted) return resolve();
-      const done = () => {
-        signal.removeEventListener('abort', done);
-        resolve();
-      };
-      this.waiters.push(done);
-      signal.addEventListener('abort', done, { once: true });
-    });
+  /** Calls `wake` once, at the next change (bytes appended, the stream ended or failed). */
+  onChange(wake: () => void): void {
+    this.waiters.push(wake);
   }
 }
 
@@ -167,6 +160,10 @@ export class LiveHub {
     }
     channel.subscribers++;
     let offset = sub.offset;
+    // One abort listener for the whole subscription (not one per wait): it ends the current wait.
+    let wake: (() => void) | undefined;
+    const onAbort = () => wake?.();
+    sub.signal.addEventListener('abort', onAbort, { once: true });
     try {
       while (!sub.signal.aborted) {
         if (offset < channel.start) throw new LaggingError(offset);
@@ -178,9 +175,15 @@ export class LiveHub {
         }
         if (channel.state === 'ended') return;
         if (channel.state === 'failed') throw channel.error;
-        await channel.changed(sub.signal);
+        await new Promise<void>((resolve) => {
+          if (sub.signal.aborted) return resolve();
+          wake = resolve;
+          channel.onChange(resolve);
+        });
+        wake = undefined;
       }
     } finally {
+      sub.signal.removeEventListener('abort', onAbort);
       channel.subscribers--;
       if (channel.subscribers === 0 && channel.state === 'open') {
         channel.controller.abort();
