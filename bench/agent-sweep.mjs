@@ -25,7 +25,7 @@ import { fileURLToPath } from 'node:url';
 
 const BACKLOG = Number(process.argv[2] ?? 10_000);
 const PICKUPS = Number(process.argv[3] ?? 200);
-const CLI = fileURLToPath(new URL('../packages/cli/dist/main.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../packages/cli/bundle/main.js', import.meta.url));
 const { openCatalog } = await import('../packages/core/dist/index.js');
 const RUN = 'run_id=manual__2026-01-01T00:00:00+00:00';
 

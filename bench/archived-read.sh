@@ -30,12 +30,12 @@ echo "generating a ${SIZE_MIB} MiB log..." >&2
 node bench/repeated-log.mjs "$SIZE_MIB" "$LOG"
 EXPECTED=$(sha256sum "$LOG" | cut -d" " -f1)
 
-node packages/cli/dist/main.js ship "$LOG" >&2
+node packages/cli/bundle/main.js ship "$LOG" >&2
 ARCHIVED="$TASKLOG_HOME/archive/$REL"
 chmod -R a+rX "$WORK" # nginx workers run as an unprivileged user
 
 # tasklog serve on a free port
-node packages/cli/dist/main.js serve --port 0 >"$WORK/serve.out" 2>"$WORK/serve.err" &
+node packages/cli/bundle/main.js serve --port 0 >"$WORK/serve.out" 2>"$WORK/serve.err" &
 SERVE_PID=$!
 PIDS+=("$SERVE_PID")
 for _ in $(seq 100); do grep -q 'on http' "$WORK/serve.out" 2>/dev/null && break; sleep 0.1; done

@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/common.sh
 RUNS=${1:-30}
-CLI=packages/cli/dist/main.js
+CLI=packages/cli/bundle/main.js
 
 wall_ms() { # CMD...: wall milliseconds of one run
   local start end

@@ -16,9 +16,9 @@ bench_s3rver
 bench_log fetch "$TASKLOG_HOME/logs"
 node bench/repeated-log.mjs 1 "$LOG"
 EXPECTED=$(sha256sum "$LOG" | cut -d" " -f1)
-node packages/cli/dist/main.js ship "$LOG" >/dev/null
+node packages/cli/bundle/main.js ship "$LOG" >/dev/null
 OBJECT="s3://bench/logs/$REL"
-FETCH=(node packages/cli/dist/main.js fetch bench manual__2026-01-01T00:00:00+00:00 fetch --try 1)
+FETCH=(node packages/cli/bundle/main.js fetch bench manual__2026-01-01T00:00:00+00:00 fetch --try 1)
 COPY=("$AWS" --endpoint-url "$ENDPOINT" s3 cp --only-show-errors "$OBJECT" -)
 [ "$("${FETCH[@]}" | sha256sum | cut -d" " -f1)" = "$EXPECTED" ] || { echo "tasklog fetch: checksum mismatch" >&2; exit 1; }
 [ "$("${COPY[@]}" | sha256sum | cut -d" " -f1)" = "$EXPECTED" ] || { echo "aws s3 cp: checksum mismatch" >&2; exit 1; }

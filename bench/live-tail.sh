@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 LINES=${1:-200}
 FOLLOWERS=${2:-1,1000}
-CLI=packages/cli/dist/main.js
+CLI=packages/cli/bundle/main.js
 
 WORK=$(mktemp -d /tmp/tasklog-bench-live-XXXXXX)
 export TASKLOG_HOME="$WORK/home"

@@ -63,7 +63,7 @@ read -r B_WALL B_CPU B_RSS < <(measure baseline node bench/split-lines.mjs "$LOG
 ship() {
   local name=$1; shift
   measure "$name" env TASKLOG_HOME="$WORK/home-$name" TASKLOG__CORE__BASE_LOG_FOLDER="$WORK/logs" \
-    "$@" node packages/cli/dist/main.js ship "$LOG"
+    "$@" node packages/cli/bundle/main.js ship "$LOG"
 }
 
 start cloudwatch

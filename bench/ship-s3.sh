@@ -30,8 +30,8 @@ run() {
 }
 check() { [ "$(sha256sum "$1" | cut -d" " -f1)" = "$EXPECTED" ] || { echo "checksum mismatch: $1" >&2; exit 1; }; }
 
-read -r T_UP_S T_UP_RSS < <(run tasklog-up node packages/cli/dist/main.js ship "$LOG")
-read -r T_DOWN_S T_DOWN_RSS < <(run tasklog-down node packages/cli/dist/main.js fetch bench manual__2026-01-01T00:00:00+00:00 ship --output "$WORK/tasklog.out")
+read -r T_UP_S T_UP_RSS < <(run tasklog-up node packages/cli/bundle/main.js ship "$LOG")
+read -r T_DOWN_S T_DOWN_RSS < <(run tasklog-down node packages/cli/bundle/main.js fetch bench manual__2026-01-01T00:00:00+00:00 ship --output "$WORK/tasklog.out")
 check "$WORK/tasklog.out"; rm -f "$WORK/tasklog.out"
 
 # awscli v2 sends CRC trailers with aws-chunked bodies by default in newer releases; s3rver
