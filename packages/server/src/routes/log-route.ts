@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { AttemptKey, Catalog, LogChunk, LogStat, PathTemplate } from '@tasklog/core';
 import {
@@ -249,7 +250,8 @@ export function logRoute(deps: {
     const chunks = checkedChunks(source, start, end);
     try {
       if (ndjson) await pipeline(encodeNdjson(chunks, start, complete), res);
-      else await pipeline(bytesOf(chunks), res);
+      // Two pieces queued at most (Readable.from would hold 16): memory stays flat per download.
+      else await pipeline(Readable.from(bytesOf(chunks), { highWaterMark: 2 }), res);
     } catch (err) {
       if (signal.aborted) {
         req.log?.debug({ key }, 'client went away during the log download');
