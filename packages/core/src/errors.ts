@@ -26,22 +26,22 @@ export abstract class TasklogError extends Error {
   }
 }
 
-/** The base of the error classes with the fixed code `code`. */
-function withCode<C extends ErrorCode>(code: C) {
-  return class extends TasklogError {
-    /** {@inheritDoc TasklogError.code} */
-    readonly code: C = code;
-  };
+/** The attempt, object or record asked for does not exist. */
+export class NotFoundError extends TasklogError {
+  /** {@inheritDoc TasklogError.code} */
+  readonly code = 'NOT_FOUND' as const;
 }
 
-/** The attempt, object or record asked for does not exist. */
-export class NotFoundError extends withCode('NOT_FOUND') {}
-
 /** A caller gave a value that can never be valid (bad key, bad path, bad option). */
-export class InvalidInputError extends withCode('INVALID_INPUT') {}
+export class InvalidInputError extends TasklogError {
+  /** {@inheritDoc TasklogError.code} */
+  readonly code = 'INVALID_INPUT' as const;
+}
 
 /** A read was asked to start past the end of a log. */
-export class OffsetOutOfRangeError extends withCode('OFFSET_OUT_OF_RANGE') {
+export class OffsetOutOfRangeError extends TasklogError {
+  /** {@inheritDoc TasklogError.code} */
+  readonly code = 'OFFSET_OUT_OF_RANGE' as const;
   constructor(
     /** The offset asked for. */
     readonly offset: number,
@@ -64,7 +64,9 @@ export interface ConfigIssue {
 }
 
 /** The configuration is invalid; `issues` names every bad key, its source and what is expected. */
-export class ConfigError extends withCode('CONFIG_INVALID') {
+export class ConfigError extends TasklogError {
+  /** {@inheritDoc TasklogError.code} */
+  readonly code = 'CONFIG_INVALID' as const;
   constructor(
     /** Every problem found, not just the first. */
     readonly issues: ConfigIssue[],
@@ -78,36 +80,50 @@ export class ConfigError extends withCode('CONFIG_INVALID') {
 }
 
 /** A backend (store, catalog, agent) could not be reached or failed; retrying later may help. */
-export class BackendUnavailableError extends withCode('BACKEND_UNAVAILABLE') {}
+export class BackendUnavailableError extends TasklogError {
+  /** {@inheritDoc TasklogError.code} */
+  readonly code = 'BACKEND_UNAVAILABLE' as const;
+}
 
 /** Stored bytes do not match their expected size or checksum. */
-export class IntegrityError extends withCode('INTEGRITY') {}
+export class IntegrityError extends TasklogError {
+  /** {@inheritDoc TasklogError.code} */
+  readonly code = 'INTEGRITY' as const;
+}
 
 /** The operation conflicts with the current state (e.g. writing to a finished log). */
-export class ConflictError extends withCode('CONFLICT') {}
+export class ConflictError extends TasklogError {
+  /** {@inheritDoc TasklogError.code} */
+  readonly code = 'CONFLICT' as const;
+}
 
 /** The operation was cancelled through its AbortSignal. */
-export class AbortedError extends withCode('ABORTED') {}
+export class AbortedError extends TasklogError {
+  /** {@inheritDoc TasklogError.code} */
+  readonly code = 'ABORTED' as const;
+}
 
 /** The caller did not prove who it is: no credential, or one that is garbled, forged or expired. */
-export class UnauthorizedError extends withCode('UNAUTHORIZED') {}
+export class UnauthorizedError extends TasklogError {
+  /** {@inheritDoc TasklogError.code} */
+  readonly code = 'UNAUTHORIZED' as const;
+}
 
 /** The caller's credential is valid but does not grant this resource (e.g. a token for another attempt). */
-export class ForbiddenError extends withCode('FORBIDDEN') {}
+export class ForbiddenError extends TasklogError {
+  /** {@inheritDoc TasklogError.code} */
+  readonly code = 'FORBIDDEN' as const;
+}
 
 /** Whether `err` is one of tasklog's coded errors (narrows it to TasklogError). */
 export function isTasklogError(err: unknown): err is TasklogError {
   return err instanceof TasklogError;
 }
 
+type TasklogErrorClass = new (message: string, options?: { cause?: unknown }) => TasklogError;
+
 /** The class each code is rebuilt as; codes a client cannot act on become the nearest kind. */
-const CLASS_OF_CODE: Record<
-  ErrorCode,
-  new (
-    message: string,
-    options?: { cause?: unknown },
-  ) => TasklogError
-> = {
+const CLASS_OF_CODE: Record<ErrorCode, TasklogErrorClass> = {
   NOT_FOUND: NotFoundError,
   INVALID_INPUT: InvalidInputError,
   OFFSET_OUT_OF_RANGE: InvalidInputError,
