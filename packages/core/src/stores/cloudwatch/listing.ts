@@ -3,10 +3,9 @@ import type { AttemptFilter, PathTemplate } from '../../path-template.js';
 import { matchesFilter } from '../shared/chunk-layout.js';
 import { throwIfAborted } from '../shared/store-checks.js';
 import type { CloudWatchContext } from './client.js';
-import { isNotFound } from './errors.js';
 import { classifyStream, StreamDecoder } from './events.js';
 import { impliedKey, listedKey, streamNameOf } from './names.js';
-import { describeStreams, type StreamRef, streamHead } from './pages.js';
+import { describeStreams, type StreamRef, streamHead, unlessMissing } from './pages.js';
 import { keyOf } from './reads.js';
 
 /**
@@ -25,13 +24,8 @@ export async function* listAttempts(
   let token: string | undefined;
   do {
     throwIfAborted(signal);
-    let page: Awaited<ReturnType<typeof describeStreams>>;
-    try {
-      page = await describeStreams(ctx, group, prefix, token, signal);
-    } catch (err) {
-      if (isNotFound(err)) return; // no group: nothing was ever written
-      throw err;
-    }
+    const page = await unlessMissing(describeStreams(ctx, group, prefix, token, signal));
+    if (!page) return; // no group: nothing was ever written
     for (const s of page.logStreams ?? []) {
       const name = s.logStreamName;
       if (!name) continue;

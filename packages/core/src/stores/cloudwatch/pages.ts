@@ -66,8 +66,8 @@ function eventsPage(
   );
 }
 
-/** What `call` resolves to, or undefined when the stream or its group does not exist. */
-async function unlessMissing<T>(call: Promise<T>): Promise<T | undefined> {
+/** What `call` resolves to, or undefined when the stream (or its log group) does not exist. */
+export async function unlessMissing<T>(call: Promise<T>): Promise<T | undefined> {
   try {
     return await call;
   } catch (err) {
