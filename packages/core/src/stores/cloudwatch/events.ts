@@ -67,9 +67,11 @@ export function encodeRecord(
   record: LogRecord,
   maxBytes: number,
   encode: (record: LogRecord) => string = lineMessage,
-): { record: LogRecord; message: string }[] {
+): { record: LogRecord; message: string; bytes: number }[] {
   const message = encode(record);
-  if (Buffer.byteLength(message) <= maxBytes) return [{ record, message }];
+  // A plain event is the line's text: its size is the record's, less the `\n`.
+  const bytes = message === record.text ? record.length - 1 : Buffer.byteLength(message);
+  if (bytes <= maxBytes) return [{ record, message, bytes }];
   const parts = splitRecord(record);
   if (!parts) {
     throw new RangeError(`a ${record.length}-byte record does not fit in ${maxBytes} bytes`);

@@ -4,7 +4,7 @@ import type { AttemptKey } from '../../attempt-key.js';
 import { IntegrityError, type TasklogError } from '../../errors.js';
 import type { LogStore } from '../../store.js';
 import { isAwsThrottling } from '../shared/aws-errors.js';
-import { type LogRecord, recordBytes } from '../shared/log-records.js';
+import { endsLine, type LogRecord } from '../shared/log-records.js';
 import type {
   LogDigest,
   OutgoingBatch,
@@ -16,6 +16,7 @@ import type { CloudWatchContext } from './client.js';
 import { cloudwatchError, isTransient, RejectedEventsError } from './errors.js';
 import { type ClockState, lineTime, stampBatch } from './event-times.js';
 import { encodeRecord, endMessage, envelope, headerMessage, lineMessage } from './events.js';
+import { putLogEventsCommand } from './put-body.js';
 import { EVENT_OVERHEAD, type ResolvedCloudWatchOptions } from './settings.js';
 
 /** PutLogEvents: the events of one batch may span at most 24 hours; an hour of margin. */
@@ -107,10 +108,10 @@ export class CloudWatchSink implements RecordSink<CloudWatchEvent> {
     const out: CloudWatchEvent[] = [];
     for (const r of records) {
       const time = this.#atLineStart ? lineTime(r.text) : undefined;
-      this.#atLineStart = recordBytes(r).at(-1) === 0x0a;
+      this.#atLineStart = endsLine(r);
       for (const [i, part] of encodeRecord(r, max, encode).entries()) {
         const end = part.record.offset + part.record.length;
-        out.push(event(end, part.message, i === 0 ? time : undefined));
+        out.push(event(end, part.message, i === 0 ? time : undefined, part.bytes));
       }
     }
     return out;
@@ -140,11 +141,7 @@ export class CloudWatchSink implements RecordSink<CloudWatchEvent> {
     let res: PutLogEventsCommandOutput;
     try {
       res = await ctx.writeClient.send(
-        new ctx.sdk.PutLogEventsCommand({
-          logGroupName: store.logGroup,
-          logStreamName: stream,
-          logEvents: batch.left.map((e) => ({ timestamp: e.timestamp, message: e.message })),
-        }),
+        putLogEventsCommand(ctx, store.logGroup, stream, batch.left),
       );
     } catch (err) {
       if (isTransient(err) && !isAwsThrottling(err)) this.#uncertain = true;
@@ -213,9 +210,9 @@ function event(
   end: number | undefined,
   message: string,
   time: number | undefined,
+  messageBytes = Buffer.byteLength(message),
 ): CloudWatchEvent {
-  const bytes = Buffer.byteLength(message) + EVENT_OVERHEAD;
-  return { end, message, bytes, lineTime: time, timestamp: 0 };
+  return { end, message, bytes: messageBytes + EVENT_OVERHEAD, lineTime: time, timestamp: 0 };
 }
 
 /** Size and sha256 of the first `size` stored bytes, streamed through the store's reader. */

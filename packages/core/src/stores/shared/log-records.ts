@@ -28,6 +28,15 @@ export function recordPayload(record: LogRecord): Buffer {
     : Buffer.from(record.text ?? '', 'utf8');
 }
 
+/** Whether a record ends its line: its length counts a `\n` after the payload. */
+export function endsLine(record: LogRecord): boolean {
+  const payload =
+    record.base64 !== undefined
+      ? Buffer.byteLength(record.base64, 'base64')
+      : Buffer.byteLength(record.text ?? '');
+  return record.length === payload + 1;
+}
+
 /** The log bytes a record stands for. Throws IntegrityError for a malformed record. */
 export function recordBytes(record: LogRecord): Buffer {
   const payload = recordPayload(record);
@@ -68,14 +77,27 @@ export class RecordSplitter {
 
   /** Records for every complete line in `bytes` (plus what was carried), and long-line pieces. */
   push(bytes: Uint8Array): LogRecord[] {
-    const data = this.#carry.length ? Buffer.concat([this.#carry, bytes]) : Buffer.from(bytes);
+    // A view of the caller's bytes: records keep strings, and the carry is copied below.
+    const chunk = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const out: LogRecord[] = [];
     let start = 0;
-    for (let nl = data.indexOf(NEWLINE); nl >= 0; nl = data.indexOf(NEWLINE, start)) {
-      this.#emitLine(data.subarray(start, nl), true, out);
-      start = nl + 1;
+    let rest: Buffer | undefined;
+    if (this.#carry.length > 0) {
+      // Only the carried line is joined, not the whole chunk.
+      const nl = chunk.indexOf(NEWLINE);
+      if (nl < 0) rest = Buffer.concat([this.#carry, chunk]);
+      else {
+        this.#emitLine(Buffer.concat([this.#carry, chunk.subarray(0, nl)]), true, out);
+        start = nl + 1;
+      }
     }
-    let rest = data.subarray(start);
+    if (rest === undefined) {
+      for (let nl = chunk.indexOf(NEWLINE, start); nl >= 0; nl = chunk.indexOf(NEWLINE, start)) {
+        this.#emitLine(chunk.subarray(start, nl), true, out);
+        start = nl + 1;
+      }
+      rest = chunk.subarray(start);
+    }
     // An unfinished line that reached the piece limit goes out now, so memory stays bounded.
     while (rest.length >= this.maxPieceBytes) {
       const cut = charBoundary(rest, this.maxPieceBytes);
