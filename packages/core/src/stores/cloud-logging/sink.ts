@@ -11,7 +11,7 @@ import {
   type ApiEntryOut,
   type EntryCutter,
   type EntryPiece,
-  insertId,
+  insertIds,
   L,
   toStruct,
 } from './entries.js';
@@ -72,6 +72,7 @@ export class CloudLoggingSink implements RecordSink<QueuedEntry> {
   #pending: { offset: number; bytes: Buffer } | undefined;
   /** An entry's JSON size without its payload, at most. */
   readonly #entryBytes: number;
+  readonly #insertId: (kind: string, offset: number, length: number) => string;
 
   constructor(
     readonly backend: SinkBackend,
@@ -89,6 +90,7 @@ export class CloudLoggingSink implements RecordSink<QueuedEntry> {
     };
     this.retry = backend.retry;
     this.#lastMicros = start.lastMicros;
+    this.#insertId = insertIds(rel);
     if (start.pending && start.pending.bytes.length > 0) this.#pending = start.pending;
     const widest = {
       timestamp: { seconds: 9_999_999_999, nanos: 999_999_999 },
@@ -115,7 +117,7 @@ export class CloudLoggingSink implements RecordSink<QueuedEntry> {
   encodeEnd(size: number, sha256: string): QueuedEntry {
     const entry: ApiEntryOut = {
       timestamp: this.#timestamp(),
-      insertId: insertId(this.rel, 'end', size, 0),
+      insertId: this.#insertId('end', size, 0),
       labels: {
         ...this.labels,
         [L.offset]: String(size),
@@ -154,6 +156,11 @@ export class CloudLoggingSink implements RecordSink<QueuedEntry> {
   #take(records: LogRecord[], final: boolean, out: QueuedEntry[]): void {
     const maxPieceBytes = this.limits.maxPieceBytes;
     for (const record of records) {
+      const whole = this.#pending ? undefined : this.cutter.line(record);
+      if (whole) {
+        this.#entries([whole], out);
+        continue;
+      }
       const { bytes, eol } = payloadOf(record);
       const pending = this.#pending;
       this.#pending = undefined;
@@ -181,7 +188,7 @@ export class CloudLoggingSink implements RecordSink<QueuedEntry> {
     for (const piece of pieces) {
       const entry: ApiEntryOut = {
         timestamp: this.#timestamp(),
-        insertId: insertId(this.rel, piece.visible ? 'record' : 'part', piece.offset, piece.length),
+        insertId: this.#insertId(piece.visible ? 'record' : 'part', piece.offset, piece.length),
         labels: { ...this.labels, ...piece.labels },
         jsonPayload: toStruct(piece.payload),
       };
