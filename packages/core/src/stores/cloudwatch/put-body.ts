@@ -53,11 +53,19 @@ export function putLogEventsBody(
   logStreamName: string,
   events: readonly PutEvent[],
 ): Buffer {
-  const parts = new Array<string>(events.length);
+  // One Buffer per event, joined once: joining the strings instead makes V8 flatten a string of
+  // the whole body, several times slower.
+  const parts = new Array<Buffer>(events.length + 2);
+  parts[0] = Buffer.from(
+    `{"logGroupName":${JSON.stringify(logGroupName)},"logStreamName":${JSON.stringify(logStreamName)},"logEvents":[`,
+  );
   for (let i = 0; i < events.length; i++) {
     const e = events[i]!;
-    parts[i] = `{"timestamp":${e.timestamp},"message":${JSON.stringify(e.message)}}`;
+    const comma = i === 0 ? '' : ',';
+    parts[i + 1] = Buffer.from(
+      `${comma}{"timestamp":${e.timestamp},"message":${JSON.stringify(e.message)}}`,
+    );
   }
-  const head = `{"logGroupName":${JSON.stringify(logGroupName)},"logStreamName":${JSON.stringify(logStreamName)},"logEvents":[`;
-  return Buffer.from(`${head}${parts.join(',')}]}`);
+  parts[events.length + 1] = Buffer.from(']}');
+  return Buffer.concat(parts);
 }
