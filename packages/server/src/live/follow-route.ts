@@ -86,7 +86,8 @@ export function acceptsEventStream(accept: string | undefined): boolean {
 const framings = new WeakMap<PushResult, Partial<Record<'ndjson' | 'sse', Framed>>>();
 
 interface Framed {
-  body: string;
+  /** Bytes, so that the same piece is not encoded to UTF-8 again for every follower. */
+  body: Buffer;
   /** Log offset just past the last record; undefined when there is none. */
   end: number | undefined;
 }
@@ -103,7 +104,7 @@ function framed(pushed: PushResult, format: 'ndjson' | 'sse'): Framed {
     if (format === 'ndjson') body += `${r.line}\n`;
     else body += `id: ${r.end}\nevent: ${r.eof ? 'eof' : 'log'}\ndata: ${r.line}\n\n`;
   }
-  const result = { body, end };
+  const result = { body: Buffer.from(body), end };
   known[format] = result;
   framings.set(pushed, known);
   return result;
@@ -202,7 +203,7 @@ export async function serveFollow(
   const sendRecords = async (pushed: PushResult): Promise<void> => {
     const { body, end } = framed(pushed, format === 'sse' ? 'sse' : 'ndjson');
     if (end !== undefined) sent = end;
-    if (body) await send(body);
+    if (body.length > 0) await send(body);
   };
   const sendEvent = async (event: string, at: number): Promise<void> => {
     const data = JSON.stringify({ event, offset: at });
