@@ -24,6 +24,7 @@ const commands = {
   run: () => import('./commands/run.js'),
   agent: () => import('./commands/agent.js'),
   token: () => import('./commands/token.js'),
+  doctor: () => import('./commands/doctor.js'),
 };
 
 /** `withContext` of context.js, which loads the core library: only once a command runs. */
@@ -223,6 +224,16 @@ function buildProgram(): Command {
         (await commands.token()).tokenRevokeCommand(ctx, name),
       ),
     );
+
+  program
+    .command('doctor')
+    .description(
+      'Check the configuration end to end: config, catalog, store (write, read, delete a probe), agents of running attempts, token keys; say what to fix.',
+    )
+    .option('--json', 'print the checks as JSON')
+    .action(async (opts) => {
+      commandExitCode = await (await commands.doctor()).doctorCommand(globals(), opts);
+    });
 
   const db = program.command('db').description('Manage the catalog database.');
   db.command('migrate')
