@@ -51,6 +51,13 @@ export type {
   AttemptState,
   Catalog,
   CatalogListOptions,
+  DagGroup,
+  GroupLevel,
+  GroupPage,
+  GroupQuery,
+  GroupsOf,
+  RunGroup,
+  TaskGroup,
 } from './catalog/catalog.js';
 export { migrateCatalogUrl, type OpenCatalogOptions, openCatalog } from './catalog/open-catalog.js';
 export {

@@ -10,6 +10,7 @@ import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { type PostgresFixture, startPostgres } from '../../../test/support/postgres.js';
 import { catalogMigrations, schemaStatus } from '../src/catalog/migrations.js';
 import type { CatalogDatabase } from '../src/catalog/sql-catalog.js';
+import { catalogGroupsSuite } from './catalog-groups-suite.js';
 import { catalogSuite } from './catalog-suite.js';
 
 // One PostgreSQL for the file (PGlite takes seconds to start); each test empties its schema.
@@ -46,6 +47,12 @@ function withPassword(url: string, password: string): string {
 const onServer = !!process.env.TASKLOG_TEST_POSTGRES_URL;
 
 catalogSuite({
+  name: `PostgreSQL (${onServer ? 'server' : 'PGlite'})`,
+  freshUrl,
+  rawKysely,
+  separateSessions: onServer,
+});
+catalogGroupsSuite({
   name: `PostgreSQL (${onServer ? 'server' : 'PGlite'})`,
   freshUrl,
   rawKysely,

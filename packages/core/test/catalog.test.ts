@@ -16,6 +16,7 @@ import {
   type SqlCatalog,
   SqlCatalog as SqlCatalogClass,
 } from '../src/catalog/sql-catalog.js';
+import { catalogGroupsSuite } from './catalog-groups-suite.js';
 import { catalogSuite, key } from './catalog-suite.js';
 
 let dir: string;
@@ -48,6 +49,15 @@ function rawSqlite(path: string): Database.Database {
 // The behaviours every backend shares (catalog-postgres.test.ts runs them on PostgreSQL); the
 // tests below are SQLite's own.
 catalogSuite({
+  name: 'SQLite',
+  freshUrl: async () => fileUrl(),
+  rawKysely: (url) =>
+    new Kysely<CatalogDatabase>({
+      dialect: new SqliteDialect({ database: new Database(url.slice('sqlite://'.length)) }),
+    }),
+  separateSessions: true,
+});
+catalogGroupsSuite({
   name: 'SQLite',
   freshUrl: async () => fileUrl(),
   rawKysely: (url) =>

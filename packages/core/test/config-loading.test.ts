@@ -91,6 +91,8 @@ describe('defaults', () => {
         max_followers: 5_000,
         max_followers_per_attempt: 1_000,
         send_timeout: 30,
+        search_time_limit: 10,
+        ui: true,
       },
       logging: { level: 'info' },
     });

@@ -106,6 +106,8 @@ describe('describeConfig', () => {
       'server.max_followers',
       'server.max_followers_per_attempt',
       'server.send_timeout',
+      'server.search_time_limit',
+      'server.ui',
       'logging.level',
     ]);
     expect(rows.find((r) => r.key === 'server.port')).toEqual({

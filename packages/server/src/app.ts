@@ -9,10 +9,16 @@ import type { AgentUrlPolicy } from './live/agent-url-policy.js';
 import type { FollowTimings } from './live/follow-log.js';
 import { FollowerLimits } from './live/follow-route.js';
 import { LiveHub } from './live/live-hub.js';
+import { Metrics } from './metrics.js';
+import { httpMetrics, proxyRouteOf } from './metrics-http.js';
+import { liveMetrics } from './metrics-live.js';
 import { requestLogger } from './request-logger.js';
 import { attemptsRoute } from './routes/attempts-route.js';
-import { healthRoute } from './routes/health-route.js';
+import { browseRoute } from './routes/browse-route.js';
+import { healthRoute, liveRoute } from './routes/health-route.js';
 import { logRoute } from './routes/log-route.js';
+import { searchRoute } from './routes/search-route.js';
+import { DEFAULT_UI_DIR, uiRoutes } from './routes/ui-route.js';
 import { StoreResolver } from './store-resolver.js';
 
 export interface AppDeps {
@@ -55,6 +61,12 @@ export interface AppDeps {
    * every caller may read everything.
    */
   auth?: Authenticator;
+  /** Serve the log viewer at `/` (`server.ui`); default true. */
+  ui?: boolean;
+  /** Where the built viewer is; default `packages/server/ui/` next to this package's `dist/`. */
+  uiDir?: string;
+  /** How long one log search may run (`server.search_time_limit`); default 10,000 ms. */
+  searchTimeLimitMs?: number;
 }
 
 /** The Express app, plus a way to release the stores it opened through `openStore`. */
@@ -66,6 +78,8 @@ export type TasklogApp = express.Express & {
   closeStores(): Promise<void>;
   /** Shares agent connections among followers; present when `agentTokenKeys` is given. */
   liveHub?: LiveHub;
+  /** What `GET /metrics` serves: this app's own registry (see metrics.ts). */
+  metrics: Metrics;
 };
 
 /** The log proxy's HTTP API over an archive store and the catalog. */
@@ -79,12 +93,16 @@ export function createApp(deps: AppDeps): TasklogApp {
   app.disable('x-powered-by');
   // The log route sets its own content-hash ETags; hashing every JSON answer buys nothing.
   app.set('etag', false);
+  const metrics = new Metrics();
+  app.use(httpMetrics(metrics, proxyRouteOf));
   app.use(requestLogger(deps.logger));
   app.use(securityHeaders);
-  app.use(allowedHosts(deps.allowedHosts ?? [], deps.logger));
-
+  // `/health/live`: the process answers; `/health/ready` (and `/health`): catalog and store too.
+  // Before the host check: probes (Kubernetes, load balancers) send the pod's address as Host, and
+  // what these answer a caller without the admin grant is only "ok" or "unavailable".
+  app.get('/health/live', liveRoute);
   app.get(
-    '/health',
+    ['/health', '/health/ready'],
     healthRoute({
       catalog: deps.catalog,
       store: deps.store,
@@ -92,9 +110,33 @@ export function createApp(deps: AppDeps): TasklogApp {
       auth: deps.auth,
     }),
   );
+  app.use(allowedHosts(deps.allowedHosts ?? [], deps.logger));
+  if (deps.ui ?? true) app.use(uiRoutes(deps.uiDir ?? DEFAULT_UI_DIR));
   // Everything below needs an authenticated principal.
   app.use(authenticate(deps.auth, deps.logger));
+  // Aggregates only (no attempt, DAG or path in any label), yet they tell how busy the service is:
+  // the admin grant with auth, anyone without it (auth.mode = "none" is loopback-only).
+  app.get('/metrics', metrics.route({ adminOnly: true }));
   app.get('/api/v1/attempts', attemptsRoute({ catalog: deps.catalog, logger: deps.logger }));
+  const browse = { catalog: deps.catalog, logger: deps.logger };
+  app.get('/api/v1/dags', browseRoute('dags', browse));
+  app.get('/api/v1/dags/:dagId/runs', browseRoute('runs', browse));
+  app.get('/api/v1/dags/:dagId/runs/:runId/tasks', browseRoute('tasks', browse));
+  app.get(
+    '/api/v1/dags/:dagId/runs/:runId/tasks/:taskId/attempts/:tryNumber/log/search',
+    requireDagGrant(deps.logger),
+    searchRoute({
+      catalog: deps.catalog,
+      pathTemplate: deps.pathTemplate,
+      stores,
+      timeLimitMs: deps.searchTimeLimitMs ?? 10_000,
+    }),
+  );
+  const limits: FollowerLimits = new FollowerLimits(
+    deps.maxFollowers ?? Number.POSITIVE_INFINITY,
+    deps.maxFollowersPerAttempt ?? Number.POSITIVE_INFINITY,
+    liveMetrics(metrics, { limits: () => limits, hub: liveHub }),
+  );
   app.get(
     '/api/v1/dags/:dagId/runs/:runId/tasks/:taskId/attempts/:tryNumber/log',
     requireDagGrant(deps.logger),
@@ -107,10 +149,7 @@ export function createApp(deps: AppDeps): TasklogApp {
         timings,
         heartbeatMs,
         sendTimeoutMs: deps.sendTimeoutMs,
-        limits: new FollowerLimits(
-          deps.maxFollowers ?? Number.POSITIVE_INFINITY,
-          deps.maxFollowersPerAttempt ?? Number.POSITIVE_INFINITY,
-        ),
+        limits,
       },
       sendTimeoutMs: deps.sendTimeoutMs ?? 30_000,
     }),
@@ -120,6 +159,7 @@ export function createApp(deps: AppDeps): TasklogApp {
   app.use(errorHandler(deps.logger));
   return Object.assign(app, {
     liveHub,
+    metrics,
     closeStores: () => {
       liveHub?.close();
       return stores.close();

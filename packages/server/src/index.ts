@@ -29,5 +29,7 @@ export { createToken, revokeToken } from './auth/tokens-file.js';
 export { LOOPBACK_HOSTS } from './hardening.js';
 export { AgentUrlPolicy } from './live/agent-url-policy.js';
 export type { FollowerLimits } from './live/follow-route.js';
+export { backendOf, createMetricsApp, Metrics } from './metrics.js';
+export { type AgentGaugeSource, AgentMetrics } from './metrics-agent.js';
 export { type RunningServer, type StartServerOptions, startServer } from './server.js';
 export { StoreResolver } from './store-resolver.js';

@@ -31,6 +31,16 @@ describe('hardening of the proxy', () => {
     expect(local.status).toBe(200);
   });
 
+  it('answers the health probes whatever the Host (Kubernetes sends the pod address), and nothing else', async () => {
+    const f = await start({ deps: { allowedHosts: ['localhost'] } });
+    for (const path of ['/health/live', '/health/ready', '/health']) {
+      const res = await rawGet(f.url, path, { host: '10.1.2.3:8794' });
+      expect(res.status, path).not.toBe(421);
+      expect(JSON.parse(res.body.toString()).status, path).toEqual(expect.any(String));
+    }
+    expect((await rawGet(f.url, '/api/v1/attempts', { host: '10.1.2.3:8794' })).status).toBe(421);
+  });
+
   it('cuts off a follower that stopped reading, and frees its place', async () => {
     const f = await start({
       deps: {

@@ -294,3 +294,63 @@ describe('a running attempt', () => {
     ]);
   });
 });
+
+describe('Range on a running attempt', () => {
+  const k = key({ taskId: 'running_ranges' });
+  const stored = Buffer.from('line one\nline two\nline three\n');
+  beforeAll(async () => {
+    await f.writeRunning(k, stored);
+  });
+
+  it('answers 206 from the stored bytes with an unknown total length', async () => {
+    const res = await fetch(f.url + logPath(k), { headers: { range: 'bytes=5-12' } });
+    expect(res.status).toBe(206);
+    expect(res.headers.get('content-range')).toBe('bytes 5-12/*');
+    expect(res.headers.get('content-length')).toBe('8');
+    expect(res.headers.get('etag')).toBeNull();
+    expect(res.headers.get('x-tasklog-complete')).toBe('false');
+    expect(await res.text()).toBe(stored.subarray(5, 13).toString());
+  });
+
+  it('clips the end to what is stored, and a suffix range reads its last bytes', async () => {
+    const open = await fetch(f.url + logPath(k), { headers: { range: 'bytes=18-999' } });
+    expect(open.headers.get('content-range')).toBe(`bytes 18-${stored.length - 1}/*`);
+    expect(await open.text()).toBe('line three\n');
+    const suffix = await fetch(f.url + logPath(k), { headers: { range: 'bytes=-6' } });
+    expect(suffix.status).toBe(206);
+    expect(await suffix.text()).toBe('three\n');
+  });
+
+  it('answers 416 with the stored size for a start past it', async () => {
+    const res = await fetch(f.url + logPath(k), { headers: { range: `bytes=${stored.length}-` } });
+    expect(res.status).toBe(416);
+    expect(res.headers.get('content-range')).toBe(`bytes */${stored.length}`);
+  });
+});
+
+describe('?download=1', () => {
+  it('adds Content-Disposition naming the attempt', async () => {
+    const res = await fetch(f.url + logPath(complete, 'download=1'));
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-disposition')).toBe(
+      `attachment; filename="${complete.dagId}__${complete.runId}__${complete.taskId}__${complete.tryNumber}.log"`,
+    );
+    expect(Buffer.from(await res.arrayBuffer()).equals(LOG)).toBe(true);
+  });
+
+  it('keeps a non-ASCII name exact in filename*', async () => {
+    const k = key({ dagId: 'dag_日本', mapIndex: 2 });
+    await f.archive(k, LOG);
+    const res = await fetch(f.url + logPath(k, 'download=1'));
+    const name = `dag_日本__${k.runId}__${k.taskId}__2__1.log`;
+    expect(res.headers.get('content-disposition')).toBe(
+      `attachment; filename="dag_____${k.runId}__${k.taskId}__2__1.log"; filename*=UTF-8''${encodeURIComponent(name)}`,
+    );
+  });
+
+  it('is absent without download', async () => {
+    const res = await fetch(f.url + logPath(complete));
+    expect(res.headers.get('content-disposition')).toBeNull();
+    await res.arrayBuffer();
+  });
+});

@@ -4,13 +4,18 @@ import {
   InvalidInputError,
   loadAgentTokenKeys,
   openAirflowDb,
+  Shipper,
 } from '@tasklog/core';
 import {
   Agent,
+  AgentMetrics,
   airflowDbRule,
   type CompletionRule,
   createAgentApp,
+  createMetricsApp,
   idleRule,
+  Metrics,
+  type RunningServer,
   startServer,
 } from '@tasklog/server';
 import { type Logger, pino } from 'pino';
@@ -81,6 +86,8 @@ export async function agentCommand(ctx: CommandContext, opts: AgentCommandOption
       ? undefined
       : { secretKey: opts.airflowSecretKey, clockGraceSeconds: opts.airflowClockGrace ?? 30 };
   let agent: Agent | undefined;
+  const metrics = new Metrics();
+  const metricsPort = config.agent.metrics_port;
   const app = createAgentApp({
     baseLogFolder,
     pathTemplate: ctx.pathTemplate,
@@ -94,6 +101,8 @@ export async function agentCommand(ctx: CommandContext, opts: AgentCommandOption
     airflow,
     // Airflow asks for a running attempt's log; one shipped and deleted meanwhile comes from here.
     archive: airflow ? await ctx.openStore() : undefined,
+    metrics,
+    serveMetrics: metricsPort === undefined,
   });
   const running = await startServer({
     app,
@@ -103,11 +112,36 @@ export async function agentCommand(ctx: CommandContext, opts: AgentCommandOption
     logger,
     tls,
   });
+  let metricsServer: RunningServer | undefined;
+  if (metricsPort !== undefined) {
+    metricsServer = await startServer({
+      app: createMetricsApp(metrics, logger),
+      host: opts.host ?? '127.0.0.1',
+      port: metricsPort,
+      shutdownTimeoutMs: 1000,
+      logger,
+      tls,
+    });
+  }
   const agentUrl = opts.url ?? running.url;
   const idleTimeoutMs = (opts.idleTimeout ?? 3600) * 1000;
+  // As ctx.shipper(), but over a store and a catalog that count bytes shipped and catalog errors.
+  const store = await ctx.openStore();
+  const shipMetrics = new AgentMetrics(metrics, store.url);
+  const catalog = shipMetrics.instrumentCatalog(await ctx.openCatalog());
+  const shipper = new Shipper({
+    store: shipMetrics.instrumentStore(store),
+    catalog,
+    pathTemplate: ctx.pathTemplate,
+    baseLogFolder,
+    stateFolder: config.core.state_folder,
+    deleteLocalCopy: config.core.delete_local_copy,
+    retryMaxIntervalMs: config.store.retry_max_interval * 1000,
+  });
   const watcher = new Agent({
-    shipper: await ctx.shipper(),
-    catalog: await ctx.openCatalog(),
+    shipper,
+    catalog,
+    metrics: shipMetrics,
     pathTemplate: ctx.pathTemplate,
     baseLogFolder,
     agentUrl,
@@ -121,11 +155,14 @@ export async function agentCommand(ctx: CommandContext, opts: AgentCommandOption
     retryMaxIntervalMs: config.store.retry_max_interval * 1000,
   });
   agent = watcher;
+  shipMetrics.watch(watcher);
   watcher.start();
   process.stdout.write(
     `tasklog agent is following ${baseLogFolder} and serving live logs on ${running.url}` +
       (agentUrl === running.url ? '' : ` (advertised as ${agentUrl})`) +
-      (airflow ? ', also to Airflow as its worker log server\n' : '\n'),
+      (airflow ? ', also to Airflow as its worker log server' : '') +
+      // After a space: scripts read the first URL up to the next blank.
+      (metricsServer ? ` (metrics at ${metricsServer.url}/metrics)\n` : '\n'),
   );
 
   await new Promise<void>((resolve) => {
@@ -134,7 +171,11 @@ export async function agentCommand(ctx: CommandContext, opts: AgentCommandOption
       // Within the shutdown timeout, attempts that just finished are shipped (a pod stopped after
       // its task ended); running ones are flushed. Open live streams get the same timeout.
       const drainMs = (opts.shutdownTimeout ?? 10) * 1000;
-      Promise.allSettled([watcher.close({ drainMs }), running.close()]).then(() => resolve());
+      Promise.allSettled([
+        watcher.close({ drainMs }),
+        running.close(),
+        metricsServer?.close(),
+      ]).then(() => resolve());
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));

@@ -1,5 +1,6 @@
 import { mkdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import {
   type AgentTokenKeys,
   attemptKey,
@@ -76,6 +77,9 @@ export async function serveCommand(ctx: CommandContext, options: ServeOptions): 
     maxFollowers: config.server.max_followers,
     maxFollowersPerAttempt: config.server.max_followers_per_attempt,
     sendTimeoutMs: config.server.send_timeout * 1000,
+    searchTimeLimitMs: config.server.search_time_limit * 1000,
+    ui: config.server.ui,
+    uiDir: serverUiDir(),
     agentUrlPolicy: new AgentUrlPolicy(list(config.agent.allowed_urls)),
     // Silent past agent.heartbeat_timeout: the agent counts as lost, the attempt as abandoned.
     live: { staleAfterMs: config.agent.heartbeat_timeout * 1000 },
@@ -110,6 +114,19 @@ export async function serveCommand(ctx: CommandContext, options: ServeOptions): 
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
+}
+
+/**
+ * The viewer built into @tasklog/server's package (`ui/` beside its `dist/`). Found through the
+ * package's resolution: this command runs from the CLI's bundle, where the server's own
+ * `import.meta.url` would point into the bundle. Undefined (the server's default) when unresolvable.
+ */
+function serverUiDir(): string | undefined {
+  try {
+    return fileURLToPath(new URL('../ui', import.meta.resolve('@tasklog/server')));
+  } catch {
+    return undefined;
+  }
 }
 
 /** The key the proxy signs agent tokens with: the shared secret, or the private key. */

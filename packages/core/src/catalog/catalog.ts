@@ -69,6 +69,74 @@ export interface CatalogListOptions {
   limit?: number;
 }
 
+/** What a level of the attempt browser groups attempts by: DAGs, a DAG's runs, a run's tasks. */
+export type GroupLevel = 'dags' | 'runs' | 'tasks';
+
+/** What every group tells: how many attempts it holds, how many run, and when one last changed. */
+interface GroupCounts {
+  /** Attempts in the group. */
+  readonly attempts: number;
+  /** Of those, attempts in state `running`. */
+  readonly running: number;
+  /** The latest `updatedAt` among the group's attempts: the groups' order, newest first. */
+  readonly lastUpdatedAt: Date;
+}
+
+/** One DAG with attempts in the catalog. */
+export interface DagGroup extends GroupCounts {
+  readonly dagId: string;
+}
+
+/** One run of a DAG. */
+export interface RunGroup extends GroupCounts {
+  readonly runId: string;
+}
+
+/** One task instance (task and map index) of a run, with its latest try's state and size. */
+export interface TaskGroup extends GroupCounts {
+  readonly taskId: string;
+  readonly mapIndex: number;
+  /** The highest try number recorded. */
+  readonly latestTry: number;
+  /** The latest try's state. */
+  readonly state: AttemptState;
+  /** The latest try's size, once known. */
+  readonly size: number | null;
+}
+
+/** The group type of each level. */
+export interface GroupsOf {
+  dags: DagGroup;
+  runs: RunGroup;
+  tasks: TaskGroup;
+}
+
+/** Which groups `Catalog.groups` lists, and which page of them. */
+export interface GroupQuery {
+  /** The DAG whose runs (level `runs`) or whose run's tasks (level `tasks`) are listed. */
+  dagId?: string;
+  /** The run whose tasks are listed (level `tasks`). */
+  runId?: string;
+  /** Only groups whose id (dagId, runId or taskId) holds this text, ignoring case. */
+  q?: string;
+  /** At most this many groups (1..10,000, default 100). */
+  limit?: number;
+  /** Groups skipped first (default 0). */
+  offset?: number;
+  /**
+   * Only DAGs matching one of these patterns (`*` any run of characters, `?` one character,
+   * case-sensitive, as a principal's grants), applied in the query so counts and pages hold
+   * granted DAGs only. Undefined: every DAG; empty: none.
+   */
+  dags?: readonly string[];
+}
+
+/** A page of groups; `next` is the offset of the next page, or null after the last one. */
+export interface GroupPage<G> {
+  readonly groups: G[];
+  readonly next: number | null;
+}
+
 /** The SQL catalog of attempts. Errors: BackendUnavailableError (with cause), InvalidInputError. */
 export interface Catalog {
   /** The catalog URL with any password masked. */
@@ -86,6 +154,12 @@ export interface Catalog {
     taskId: string;
     mapIndex: number;
   }): Promise<number | undefined>;
+  /**
+   * The attempt browser's groups at `level`, newest first (by their latest `updatedAt`, then by
+   * id): `dags`; `runs` of `query.dagId`; `tasks` of `query.dagId`'s run `query.runId`.
+   * InvalidInputError when the level's scope is missing, or for a bad limit or offset.
+   */
+  groups<L extends GroupLevel>(level: L, query?: GroupQuery): Promise<GroupPage<GroupsOf[L]>>;
   /**
    * Marks a `running` attempt `abandoned` if its heartbeat is older than `heartbeatBefore` (or
    * missing), in one conditional update, so a late heartbeat is never overwritten. Returns the

@@ -64,7 +64,9 @@ export async function openCatalog(url: string, options: OpenCatalogOptions = {})
     await db.destroy().catch(() => undefined);
     throw err;
   }
-  const catalogOptions: SqlCatalogOptions = postgres ? { keyCollation: 'C' } : {};
+  const catalogOptions: SqlCatalogOptions = postgres
+    ? { keyCollation: 'C', grantPatterns: 'like' }
+    : {};
   return new SqlCatalog(db, url, catalogOptions);
 }
 

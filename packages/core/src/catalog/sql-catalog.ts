@@ -9,7 +9,12 @@ import type {
   AttemptState,
   Catalog,
   CatalogListOptions,
+  GroupLevel,
+  GroupPage,
+  GroupQuery,
+  GroupsOf,
 } from './catalog.js';
+import { type GroupsDialect, queryGroups } from './catalog-groups.js';
 
 /** The `attempts` table as migrations 0001_attempts and 0002_outcome create it. */
 export interface AttemptsTable {
@@ -49,6 +54,8 @@ export interface SqlCatalogOptions {
    * the database was created with.
    */
   keyCollation?: string;
+  /** How DAG grant patterns are matched in `groups()`: `glob` (SQLite, the default) or `like`. */
+  grantPatterns?: GroupsDialect['patterns'];
 }
 
 /**
@@ -63,6 +70,7 @@ export class SqlCatalog implements Catalog {
   /** The catalog URL with any password masked. */
   readonly url: string;
   readonly #keyCollation: string | undefined;
+  readonly #groupsDialect: GroupsDialect;
   #closed = false;
 
   constructor(
@@ -73,6 +81,10 @@ export class SqlCatalog implements Catalog {
   ) {
     this.url = maskCatalogUrl(url);
     this.#keyCollation = options.keyCollation;
+    this.#groupsDialect = {
+      patterns: options.grantPatterns ?? 'glob',
+      keyCollation: options.keyCollation,
+    };
   }
 
   async upsert(
@@ -180,6 +192,13 @@ export class SqlCatalog implements Catalog {
     );
     const latest = row?.latest;
     return latest === null || latest === undefined ? undefined : Number(latest);
+  }
+
+  async groups<L extends GroupLevel>(
+    level: L,
+    query: GroupQuery = {},
+  ): Promise<GroupPage<GroupsOf[L]>> {
+    return this.#run('groups', () => queryGroups(this.db, level, query, this.#groupsDialect));
   }
 
   async abandonIfStale(key: AttemptKey, heartbeatBefore: Date): Promise<AttemptRecord | undefined> {

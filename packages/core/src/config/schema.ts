@@ -162,6 +162,11 @@ const store = z.object({
 const agent = z.object({
   host: host.default('127.0.0.1').describe('Where `tasklog agent` listens.'),
   port: port.default(8795).describe('Port of `tasklog agent`.'),
+  metrics_port: port
+    .optional()
+    .describe(
+      'Serve `/metrics` on this port of `agent.host` instead of the agent port (0 for any); unset: on the agent port.',
+    ),
   url: httpUrl('URL').describe('URL the proxy reaches this agent at; default the bound URL.'),
   token_algorithm: z
     .enum(['HS256', 'HS512', 'EdDSA', 'ES256'], { error: 'expected HS256, HS512, EdDSA or ES256' })
@@ -290,6 +295,12 @@ const server = z.object({
   send_timeout: seconds
     .default(30)
     .describe('Seconds a client may take no byte of its response before it is cut off.'),
+  search_time_limit: seconds
+    .default(10)
+    .describe(
+      'Seconds one log search may run; past it the search answers what it found and where to resume.',
+    ),
+  ui: bool.default(true).describe('Serve the log viewer at `/`; `false` leaves the API only.'),
 });
 
 const backendSections = Object.fromEntries(

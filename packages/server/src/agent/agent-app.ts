@@ -1,9 +1,13 @@
+import { access, constants } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { AgentTokenKeys, LogStore, PathTemplate } from '@tasklog/core';
 import express, { type RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import { errorHandler, notFoundHandler } from '../http-errors.js';
+import type { Metrics } from '../metrics.js';
+import { agentRouteOf, httpMetrics } from '../metrics-http.js';
 import { requestLogger } from '../request-logger.js';
+import { liveRoute, probe } from '../routes/health-route.js';
 import { agentLogRoute } from './agent-log-route.js';
 import { airflowLogRoute, isAirflowLogRequest } from './airflow-log-route.js';
 
@@ -27,22 +31,33 @@ export interface AgentAppDeps {
   archive?: LogStore;
   /** The watcher's state for `/health` (following, backlog, failing ships, store outage). */
   status?: () => object | undefined;
+  /**
+   * Observe the requests in `metrics`; with `serveMetrics`, also serve them at `GET /metrics`,
+   * without a token: they are aggregates (no attempt, DAG or path in any label), like `/health`.
+   */
+  metrics?: Metrics;
+  serveMetrics?: boolean;
 }
 
 /**
  * The worker-side HTTP API: `GET /log/<relative path>` serves the live local log of a running
  * attempt to the proxy (token required) and, with `airflow`, to Airflow's webserver / API server
- * as `airflow serve-logs` would; `GET /health` says the agent is up.
+ * as `airflow serve-logs` would; `GET /health` says the agent is up; `GET /metrics`
+ * (with `serveMetrics`) serves its metrics.
  */
 export function createAgentApp(deps: AgentAppDeps): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+  if (deps.metrics) app.use(httpMetrics(deps.metrics, agentRouteOf));
   app.use(requestLogger(deps.logger));
+  const baseLogFolder = resolve(deps.baseLogFolder);
   app.get('/health', (_req, res) => {
     res.set('Cache-Control', 'no-store').json({ status: 'ok', ...deps.status?.() });
   });
-  const baseLogFolder = resolve(deps.baseLogFolder);
+  app.get('/health/live', liveRoute);
+  if (deps.metrics && deps.serveMetrics) app.get('/metrics', deps.metrics.route());
+  app.get('/health/ready', agentReadyRoute(baseLogFolder, deps.archive));
   const tasklogRoute = agentLogRoute({
     baseLogFolder,
     pathTemplate: deps.pathTemplate,
@@ -70,4 +85,35 @@ export function createAgentApp(deps: AgentAppDeps): express.Express {
   app.use(notFoundHandler);
   app.use(errorHandler(deps.logger));
   return app;
+}
+
+/**
+ * `GET /health/ready`: the agent can do its work: the base log folder can be read, and the archive
+ * (when the agent has one) answers within 5 s. 503 names what failed; the folder's path is not
+ * shown, the error is.
+ */
+function agentReadyRoute(baseLogFolder: string, archive: LogStore | undefined): RequestHandler {
+  return async (_req, res) => {
+    const [folder, store] = await Promise.all([
+      probe(
+        () =>
+          access(baseLogFolder, constants.R_OK | constants.X_OK).catch(
+            (err: NodeJS.ErrnoException) => {
+              throw new Error(`the base log folder cannot be read (${err.code ?? 'error'})`);
+            },
+          ),
+        5000,
+      ),
+      archive ? probe((signal) => archive.ping({ signal }), 5000) : undefined,
+    ]);
+    const ok = folder.ok && (store?.ok ?? true);
+    res
+      .status(ok ? 200 : 503)
+      .set('Cache-Control', 'no-store')
+      .json({
+        status: ok ? 'ok' : 'unavailable',
+        baseLogFolder: folder,
+        ...(store ? { store } : {}),
+      });
+  };
 }

@@ -5,88 +5,19 @@ import {
   type AttemptEnd,
   BackendUnavailableError,
   backoffDelay,
-  type Catalog,
   hasCompletionMarker,
-  type PathTemplate,
   type Shipper,
 } from '@tasklog/core';
-import type { Logger } from 'pino';
-import { type CompletionRule, idleRule, type TrackedAttempt, type Verdict } from './completion.js';
+import type { AgentOptions, AgentStatus, FinishedJob, Tracked } from './agent-options.js';
+import { type CompletionRule, idleRule, type Verdict } from './completion.js';
 import { type FoundLog, LogDiscovery } from './log-discovery.js';
 import { mapLimit } from './map-limit.js';
+import { ShipQueue } from './ship-queue.js';
+
+export type { AgentOptions, AgentStatus } from './agent-options.js';
 
 /** Files looked at at once (markers, stat): bounded, so a backlog never costs a descriptor each. */
 const FILE_CONCURRENCY = 32;
-
-import { type ShipJob, ShipQueue } from './ship-queue.js';
-
-export interface AgentOptions {
-  /** Ships the attempts; its base log folder must be `baseLogFolder`. */
-  shipper: Shipper;
-  catalog: Catalog;
-  pathTemplate: PathTemplate;
-  /** Folder the workers write logs under. */
-  baseLogFolder: string;
-  /** The URL the proxy reaches this agent's HTTP server at; recorded as each attempt's `agentUrl`. */
-  agentUrl: string;
-  logger: Logger;
-  /** Decides when an attempt without a completion marker has finished; default `idle` → abandoned. */
-  completion?: CompletionRule;
-  /** A log that has not grown for this long is finished by the default rule; default 3,600,000 ms. */
-  idleTimeoutMs?: number;
-  /** Full scans of the base folder (the safety net behind folder watches); default 2000 ms. */
-  scanIntervalMs?: number;
-  /** Finished logs shipped at once; default 4. */
-  shipConcurrency?: number;
-  /** How often a followed attempt's `heartbeatAt` is renewed; default 30,000 ms. */
-  heartbeatIntervalMs?: number;
-  /** Passed to `Shipper.follow`; default 5000 ms. */
-  flushIntervalMs?: number;
-  /** Passed to `Shipper.follow`; default 200 ms. */
-  pollIntervalMs?: number;
-  /** Longest wait before a failed ship is tried again; default 10,000 ms. */
-  retryMaxIntervalMs?: number;
-}
-
-/** What the agent knows of one attempt log under the base folder. */
-interface Tracked extends TrackedAttempt {
-  phase: 'examining' | 'following' | 'queued' | 'settled' | 'busy';
-  /** The running follow, while `following`. */
-  follow?: { controller: AbortController; done: Promise<void> };
-  /** The last completion verdict (refreshed each scan) for a followed attempt. */
-  verdict: Verdict;
-  /** Size and mtime of the log when it was last archived complete (`settled`). */
-  settled?: { size: number; mtimeMs: number };
-  /** Scan generation in which the file was last seen; entries not seen in a full scan go. */
-  seen: number;
-  /** Bytes the store has committed, and when the last store failure happened. */
-  committedOffset: number;
-  /** Since when the store has been failing for this attempt's follow. */
-  failingSince?: number;
-  /** Failed follows in a row, and when the next may start. */
-  followFailures: number;
-  retryAt: number;
-  /** This agent's URL is recorded for an attempt another process ships (`busy`). */
-  agentUrlRecorded?: boolean;
-}
-
-interface FinishedJob extends ShipJob {
-  readonly tracked: Tracked;
-  readonly end: AttemptEnd;
-}
-
-export interface AgentStatus {
-  /** Attempts followed now (running). */
-  following: number;
-  /** Finished logs waiting to be shipped or being shipped. */
-  backlog: number;
-  /** Attempts whose shipping failed and is being retried. */
-  failing: { relativePath: string; failures: number }[];
-  /** Folders watched for changes. */
-  watchedFolders: number;
-  /** Since when (ISO-8601) the store has been failing for a followed attempt, if it is. */
-  storeFailingSince?: string;
-}
 
 /**
  * The agent's watcher: every attempt log under the base folder ends up archived, whoever wrote it.
@@ -137,6 +68,8 @@ export class Agent {
       retryMaxIntervalMs: options.retryMaxIntervalMs ?? 10_000,
       run: (job, signal) => this.shipFinished(job, signal),
       onFailure: (job, err, failures, delayMs) => {
+        options.metrics?.failed(err);
+        options.metrics?.retried(err);
         const log = failures === 1 || failures % 10 === 0 ? 'warn' : 'debug';
         options.logger[log](
           { err, relativePath: job.id, failures, retryInMs: delayMs },
@@ -357,8 +290,11 @@ export class Agent {
       // A ship killed after recording still has its journal or lock to clean up.
       !(await shipper.interrupted(t.file));
     if (!archived) {
+      const timer = this.options.metrics?.shipTimer();
       try {
         const result = await shipper.shipFile(t.file, { signal, lock: 'fail', end: job.end });
+        timer?.();
+        this.options.metrics?.shipped(result.outcome);
         logger.info(
           { relativePath: t.relativePath, outcome: result.outcome, size: result.size },
           'finished attempt archived',
@@ -368,7 +304,8 @@ export class Agent {
           t.phase = 'busy'; // another process ships it; the next scan looks again
           return;
         }
-        throw err;
+        timer?.();
+        throw err; // counted as failed by the queue's onFailure
       }
     }
     t.phase = 'settled';
@@ -379,12 +316,16 @@ export class Agent {
     const controller = new AbortController();
     t.phase = 'following';
     t.verdict = false;
+    t.followedAt = Date.now();
+    t.flushedAt = t.caughtUpAt = undefined;
     const done = this.follow(t, controller.signal)
       .then(
         () => {
           t.followFailures = 0;
         },
         (err) => {
+          this.options.metrics?.failed(err);
+          this.options.metrics?.retried(err);
           t.followFailures++;
           const delayMs = backoffDelay(Math.min(t.followFailures, 30), {
             baseDelayMs: 1000,
@@ -421,6 +362,7 @@ export class Agent {
         isFinished: async (file) => ((await hasCompletionMarker(file)) ? true : t.verdict),
         onFlush: (committed) => {
           t.committedOffset = committed;
+          t.flushedAt = Date.now();
           if (t.failingSince !== undefined) {
             log.info({ committedOffset: committed }, 'the store answers again; caught up');
             t.failingSince = undefined;
@@ -428,6 +370,7 @@ export class Agent {
           }
         },
         onRetry: (err, failures, delayMs) => {
+          this.options.metrics?.retried(err);
           t.failingSince ??= Date.now();
           if (failures === 1 || failures % 10 === 0) {
             const level = err instanceof BackendUnavailableError ? 'warn' : 'error';
@@ -454,6 +397,7 @@ export class Agent {
       log.info({ committedOffset: result.committedOffset }, 'stopped following');
       return;
     }
+    this.options.metrics?.shipped(result.outcome);
     t.phase = 'settled';
     t.settled = await lstat(t.file).then(
       (s) => ({ size: s.size, mtimeMs: s.mtimeMs }),
@@ -464,6 +408,33 @@ export class Agent {
       { outcome: result.outcome, size: result.size, end: t.verdict || 'marker' },
       'attempt archived',
     );
+  }
+
+  /**
+   * How far shipping is behind the followed logs: the bytes written locally but not yet committed
+   * in the store, and for how long (seconds) the oldest of them may have waited: since the last
+   * flush of its attempt, or since a call last found that attempt caught up, whichever is later.
+   * Stats every followed log (bounded concurrency): meant for a scrape, not a hot loop.
+   */
+  async shipLag(now = Date.now()): Promise<{ bytes: number; seconds: number }> {
+    const followed = [...this.tracked.values()].filter((t) => t.phase === 'following');
+    const sizes = await mapLimit(followed, FILE_CONCURRENCY, (t) =>
+      lstat(t.file).then(
+        (s) => s.size,
+        () => 0,
+      ),
+    );
+    let bytes = 0;
+    let since = now;
+    for (const [i, t] of followed.entries()) {
+      const behind = sizes[i]! - t.committedOffset;
+      if (behind <= 0) t.caughtUpAt = now;
+      else {
+        bytes += behind;
+        since = Math.min(since, Math.max(t.flushedAt ?? t.followedAt ?? now, t.caughtUpAt ?? 0));
+      }
+    }
+    return { bytes, seconds: (now - since) / 1000 };
   }
 
   /** Asks the completion rule about every followed attempt (once per scan, batched). */

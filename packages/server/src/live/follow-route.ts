@@ -44,12 +44,20 @@ export class FollowerLimits {
   constructor(
     readonly maxTotal: number,
     readonly maxPerAttempt: number,
+    /** Told of each follower refused, and by which limit (metrics). */
+    private readonly onRefused?: (limit: 'total' | 'per_attempt') => void,
   ) {}
+
+  /** Followers holding a place now. */
+  get following(): number {
+    return this.#total;
+  }
 
   /** Takes a place for a follower of the attempt `id`; returns its release. */
   enter(id: string): () => void {
     const mine = this.#perAttempt.get(id) ?? 0;
     if (this.#total >= this.maxTotal || mine >= this.maxPerAttempt) {
+      this.onRefused?.(this.#total >= this.maxTotal ? 'total' : 'per_attempt');
       throw new BackendUnavailableError(
         this.#total >= this.maxTotal
           ? 'this server follows as many logs as it may (server.max_followers); try again later'

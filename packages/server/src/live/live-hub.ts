@@ -141,6 +141,11 @@ export class LiveHub {
     return this.opened;
   }
 
+  /** Upstream connections open now, one per attempt followed live. */
+  get upstreams(): number {
+    return this.channels.size;
+  }
+
   /**
    * Live bytes from `offset`. Ends normally when the agent ends its stream (the attempt
    * finished); throws BehindWindowError (at once), LaggingError, or BackendUnavailableError

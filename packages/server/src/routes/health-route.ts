@@ -8,7 +8,7 @@ interface PartHealth {
 }
 
 /** Waits for `check` at most `ms`; a hung backend must not hang the health check too. */
-async function probe(
+export async function probe(
   check: (signal: AbortSignal) => Promise<void>,
   ms: number,
 ): Promise<PartHealth> {
@@ -59,3 +59,11 @@ export function healthRoute(deps: {
       .json(admin ? { status, catalog, store: { ...store, url: deps.store.url } } : { status });
   };
 }
+
+/**
+ * `GET /health/live`: the process answers (a liveness probe restarts it when it does not). It
+ * asks nothing of the catalog or the store: their outage is not a reason to restart.
+ */
+export const liveRoute: RequestHandler = (_req, res) => {
+  res.set('Cache-Control', 'no-store').json({ status: 'ok' });
+};

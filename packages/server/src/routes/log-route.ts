@@ -28,16 +28,21 @@ interface LogRequest {
   ndjson: boolean;
 }
 
-function parseLogRequest(req: Request): LogRequest {
+/** The attempt an `…/attempts/:tryNumber/log` path (and its `mapIndex` parameter) names. */
+export function attemptKeyOf(req: Request): AttemptKey {
   const params = req.params as Record<string, string>;
   const mapIndex = queryParam(req, 'mapIndex');
-  const key = attemptKey({
+  return attemptKey({
     dagId: params.dagId,
     runId: params.runId,
     taskId: params.taskId,
     mapIndex: mapIndex === undefined ? -1 : parseIntStrict('mapIndex', mapIndex),
     tryNumber: parseIntStrict('tryNumber', params.tryNumber ?? ''),
   });
+}
+
+function parseLogRequest(req: Request): LogRequest {
+  const key = attemptKeyOf(req);
   const offsetText = queryParam(req, 'offset');
   const offset = offsetText === undefined ? undefined : parseIntStrict('offset', offsetText);
   if (offset !== undefined && offset < 0) {
@@ -85,7 +90,7 @@ async function startReading(chunks: AsyncIterable<LogChunk>): Promise<AsyncItera
  * Checks that chunks are contiguous from `start`, cuts them at `end` (exclusive) and, when `end`
  * is given, fails when the store delivers fewer bytes than it promised through stat().
  */
-async function* checkedChunks(
+export async function* checkedChunks(
   chunks: AsyncIterable<LogChunk>,
   start: number,
   end: number | undefined,
@@ -116,10 +121,27 @@ function etagFor(stat: LogStat, catalogSha: string | null, catalogSize: number |
   return stat.sha256 ? logEtag(stat.sha256) : undefined;
 }
 
+const isTrue = (value: string | undefined) => value === 'true' || value === '1';
+
+const rfc5987 = (text: string) =>
+  encodeURIComponent(text).replace(
+    /['()*]/g,
+    (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
+  );
+
 /**
- * `GET /api/v1/dags/:dagId/runs/:runId/tasks/:taskId/attempts/:tryNumber/log` — one attempt's
- * archived log as plain text (with HTTP ranges) or NDJSON, from byte `offset`.
+ * `Content-Disposition` of a download: `<dag>__<run>__<task>__<try>.log` (the map index before the
+ * try for a mapped task). Characters a quoted filename cannot hold plainly become `_` there, and
+ * the exact name goes in `filename*` (RFC 6266).
  */
+function attachment(key: AttemptKey): string {
+  const map = key.mapIndex >= 0 ? `__${key.mapIndex}` : '';
+  const name = `${key.dagId}__${key.runId}__${key.taskId}${map}__${key.tryNumber}.log`;
+  const plain = name.replace(/[^\x20-\x7e]|["\\%]/g, '_');
+  if (plain === name) return `attachment; filename="${name}"`;
+  return `attachment; filename="${plain}"; filename*=UTF-8''${rfc5987(name)}`;
+}
+
 /**
  * A download always has bytes to send, so a socket idle for `ms` has a reader that stopped
  * reading: it is cut. The timeout is the response's only; a kept-alive socket gets none after.
@@ -136,6 +158,10 @@ function cutIdleReader(res: Response, ms: number): void {
   });
 }
 
+/**
+ * `GET /api/v1/dags/:dagId/runs/:runId/tasks/:taskId/attempts/:tryNumber/log` — one attempt's
+ * archived log as plain text (with HTTP ranges) or NDJSON, from byte `offset`.
+ */
 export function logRoute(deps: {
   catalog: Catalog;
   pathTemplate: PathTemplate;
@@ -148,7 +174,7 @@ export function logRoute(deps: {
   return async (req, res) => {
     const { key, offset, ndjson } = parseLogRequest(req);
     const follow = queryParam(req, 'follow');
-    if (follow === 'true' || follow === '1') {
+    if (isTrue(follow)) {
       // The path the agent is asked for is rendered from the key, never taken from the catalog
       // row (a worker writes that row): a forged path must not reach another attempt's log.
       const relativePath = deps.pathTemplate.render(key);
@@ -211,13 +237,10 @@ export function logRoute(deps: {
       return;
     }
 
-    // Ranges only make sense on bytes that will not change; a running log is read by offset.
-    if (
-      !ndjson &&
-      complete &&
-      rangeHeader !== undefined &&
-      ifRangeAllows(req.get('if-range'), etag)
-    ) {
+    // A running log's Range is answered from the bytes stored so far (its end clipped there), with
+    // `*` for the length still unknown; such bytes never change, so a viewer may read any window.
+    // Without an ETag, a running log's If-Range never matches and the whole log is sent.
+    if (!ndjson && rangeHeader !== undefined && ifRangeAllows(req.get('if-range'), etag)) {
       const range = parseByteRange(rangeHeader, size);
       if (range === 'unsatisfiable') {
         sendUnsatisfiableRange(res, rangeHeader, size);
@@ -227,8 +250,11 @@ export function logRoute(deps: {
         start = range.start;
         end = range.end + 1;
         status = 206;
-        headers['Content-Range'] = `bytes ${range.start}-${range.end}/${size}`;
+        headers['Content-Range'] = `bytes ${range.start}-${range.end}/${complete ? size : '*'}`;
       }
+    }
+    if (!ndjson && isTrue(queryParam(req, 'download'))) {
+      headers['Content-Disposition'] = attachment(key);
     }
 
     headers['X-Tasklog-Offset'] = String(start);
@@ -236,7 +262,7 @@ export function logRoute(deps: {
       headers['Content-Type'] = NDJSON_TYPE;
     } else {
       headers['Content-Type'] = 'text/plain; charset=utf-8';
-      headers['Accept-Ranges'] = complete ? 'bytes' : 'none';
+      headers['Accept-Ranges'] = 'bytes';
       if (end !== undefined) headers['Content-Length'] = String(end - start);
     }
     if (req.method === 'HEAD') {
