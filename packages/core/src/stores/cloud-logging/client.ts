@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import { InvalidInputError } from '../../errors.js';
 import { importOptional } from '../../optional-import.js';
 import type { ApiEntry } from './entries.js';
+import { type EncodedWrite, encodedWrite } from './grpc-write.js';
 
 // The part of `@google-cloud/logging` the store uses: its generated LoggingServiceV2Client
 // (`any` in the SDK's typings), created lazily with the endpoint and transport configured.
@@ -28,6 +29,8 @@ export interface Context {
   /** `projects/P/logs/NAME` with NAME URL-encoded. */
   logName: string;
   project: string;
+  /** WriteLogEntries with tasklog's own encoding (gRPC only; see grpc-write.ts). */
+  writeEncoded: EncodedWrite | undefined;
 }
 
 /**
@@ -91,5 +94,6 @@ export async function connectLogging(options: {
     client,
     project,
     logName: `projects/${project}/logs/${encodeURIComponent(options.logName)}`,
+    writeEncoded: await encodedWrite(client),
   };
 }

@@ -65,6 +65,7 @@ export async function openAttemptWriter(
       maxBatchBytes: settings.maxBatchBytes,
       maxPieceBytes: settings.maxPieceBytes,
       nowMicros: () => settings.nowMicros(),
+      sends: calls.sends,
       write: (entries) => calls.writeOnce(entries, undefined),
       retry: calls.retryOptions(undefined),
     },

@@ -93,7 +93,10 @@ export interface CloudLoggingStoreOptions {
   maxPieceBytes?: number;
   /** Entries per WriteLogEntries call; default 1000. */
   maxBatchEntries?: number;
-  /** Estimated (JSON) bytes per WriteLogEntries call; default 5 MB, at most 9 MB. */
+  /**
+   * Entry bytes per WriteLogEntries call (over gRPC their exact protobuf size, over REST their
+   * JSON size, which bounds it); default 5 MB, at most 9 MB.
+   */
   maxBatchBytes?: number;
   /** Entries per ListLogEntries page, 1–1000; default 1000 (the API's maximum). */
   pageSize?: number;
@@ -110,7 +113,7 @@ export interface CloudLoggingStoreOptions {
   warn?: (message: string) => void;
 }
 
-/** entries.write takes at most 10 MB; the JSON estimate stays below that with room to spare. */
+/** entries.write takes at most 10 MB; the batch's entry bytes stay below that with room to spare. */
 const MAX_BATCH_BYTES = 9 * 1000 * 1000;
 const DEFAULT_BATCH_BYTES = 5 * 1000 * 1000;
 const DEFAULT_BATCH_ENTRIES = 1000;

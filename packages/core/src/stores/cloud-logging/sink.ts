@@ -7,6 +7,7 @@ import type {
   RecordRetry,
   RecordSink,
 } from '../shared/record-writer.js';
+import type { OutgoingEntry } from './calls.js';
 import {
   type ApiEntryOut,
   type EntryCutter,
@@ -15,6 +16,7 @@ import {
   L,
   toStruct,
 } from './entries.js';
+import { entryFieldSize, LogEntryEncoder } from './entry-protobuf.js';
 import { cloudLoggingError } from './errors.js';
 
 /** What the sink needs of its store. */
@@ -24,8 +26,10 @@ export interface SinkBackend {
   readonly maxPieceBytes: number;
   /** The clock in µs. */
   nowMicros(): number;
+  /** The form `write` takes entries in (LogCalls.sends). */
+  readonly sends: 'protobuf' | 'objects';
   /** One WriteLogEntries call, no retries (the writer retries it with `retry`). */
-  write(entries: ApiEntryOut[]): Promise<void>;
+  write(entries: OutgoingEntry[]): Promise<void>;
   readonly retry: RecordRetry;
 }
 
@@ -39,8 +43,12 @@ export interface SinkStart {
 
 /** One entry ready to send. */
 export interface QueuedEntry {
-  entry: ApiEntryOut;
-  /** Its JSON size, which bounds the protobuf size the service counts. */
+  /** LogEntry bytes, or the SDK's object form: what the backend sends. */
+  entry: OutgoingEntry;
+  /**
+   * Its size in the request: exact for bytes; for an object its JSON size, which bounds the
+   * protobuf size the service counts.
+   */
   bytes: number;
   end: number | undefined;
 }
@@ -56,6 +64,9 @@ export interface QueuedEntry {
  * bytes (less than maxPieceBytes); when the line ends, one shown entry carries the whole line
  * (see entries.ts). So Airflow shows a running attempt's lines as whole as a
  * finished one's, each once, and never the unfinished last line.
+ *
+ * Entries are encoded once, here, in the form the transport sends (LogEntry bytes over gRPC,
+ * objects for the SDK's REST transport), so a resent batch resends the same bytes.
  */
 export class CloudLoggingSink implements RecordSink<QueuedEntry> {
   readonly name: string;
@@ -73,6 +84,8 @@ export class CloudLoggingSink implements RecordSink<QueuedEntry> {
   /** An entry's JSON size without its payload, at most. */
   readonly #entryBytes: number;
   readonly #insertId: (kind: string, offset: number, length: number) => string;
+  /** Set when the backend sends LogEntry bytes. */
+  readonly #encoder: LogEntryEncoder | undefined;
 
   constructor(
     readonly backend: SinkBackend,
@@ -99,6 +112,7 @@ export class CloudLoggingSink implements RecordSink<QueuedEntry> {
       jsonPayload: { fields: { message: { stringValue: '' }, tasklog_bytes: { stringValue: '' } } },
     };
     this.#entryBytes = Buffer.byteLength(JSON.stringify(widest)) + 64;
+    this.#encoder = backend.sends === 'protobuf' ? new LogEntryEncoder(labels) : undefined;
   }
 
   encode(records: LogRecord[], cut: RecordCut): QueuedEntry[] {
@@ -115,20 +129,14 @@ export class CloudLoggingSink implements RecordSink<QueuedEntry> {
   }
 
   encodeEnd(size: number, sha256: string): QueuedEntry {
-    const entry: ApiEntryOut = {
-      timestamp: this.#timestamp(),
-      insertId: this.#insertId('end', size, 0),
-      labels: {
-        ...this.labels,
-        [L.offset]: String(size),
-        [L.length]: '0',
-        [L.end]: 'true',
-        [L.size]: String(size),
-        [L.sha256]: sha256,
-      },
-      textPayload: '',
+    const labels = {
+      [L.offset]: String(size),
+      [L.length]: '0',
+      [L.end]: 'true',
+      [L.size]: String(size),
+      [L.sha256]: sha256,
     };
-    return { entry, bytes: this.#entryBytes, end: undefined };
+    return this.#entry(this.#insertId('end', size, 0), labels, undefined, undefined);
   }
 
   async send(batch: OutgoingBatch<QueuedEntry>): Promise<void> {
@@ -140,10 +148,38 @@ export class CloudLoggingSink implements RecordSink<QueuedEntry> {
     return cloudLoggingError(err, this.rel, sending === 'end' ? 'finish' : 'write');
   }
 
-  #timestamp(): { seconds: number; nanos: number } {
+  /**
+   * The next entry, stamped, in the form the backend sends: `payload` as its jsonPayload, or
+   * without one (the end) an empty textPayload; `labels` after the attempt's.
+   */
+  #entry(
+    insertId: string,
+    labels: Record<string, string>,
+    payload: Record<string, string> | undefined,
+    end: number | undefined,
+  ): QueuedEntry {
     this.#lastMicros = Math.max(this.backend.nowMicros(), this.#lastMicros + 1);
     const micros = this.#lastMicros;
-    return { seconds: Math.floor(micros / 1e6), nanos: (micros % 1e6) * 1000 };
+    const seconds = Math.floor(micros / 1e6);
+    const nanos = (micros % 1e6) * 1000;
+    if (this.#encoder) {
+      const entry = this.#encoder.encode(
+        payload
+          ? { seconds, nanos, insertId, labels, payload }
+          : { seconds, nanos, insertId, labels, textPayload: '' },
+      );
+      return { entry, bytes: entryFieldSize(entry), end };
+    }
+    const entry: ApiEntryOut = {
+      timestamp: { seconds, nanos },
+      insertId,
+      labels: { ...this.labels, ...labels },
+      ...(payload ? { jsonPayload: toStruct(payload) } : { textPayload: '' }),
+    };
+    // The JSON size bounds the protobuf size the service counts; everything but the payload
+    // is measured once (labels with the longest offsets), the payload here.
+    const bytes = this.#entryBytes + (payload ? Buffer.byteLength(JSON.stringify(payload)) : 0);
+    return { entry, bytes, end };
   }
 
   /**
@@ -186,16 +222,8 @@ export class CloudLoggingSink implements RecordSink<QueuedEntry> {
 
   #entries(pieces: EntryPiece[], out: QueuedEntry[]): void {
     for (const piece of pieces) {
-      const entry: ApiEntryOut = {
-        timestamp: this.#timestamp(),
-        insertId: this.#insertId(piece.visible ? 'record' : 'part', piece.offset, piece.length),
-        labels: { ...this.labels, ...piece.labels },
-        jsonPayload: toStruct(piece.payload),
-      };
-      // The JSON size bounds the protobuf size the service counts; everything but the payload
-      // is measured once (labels with the longest offsets), the payload here.
-      const bytes = this.#entryBytes + Buffer.byteLength(JSON.stringify(piece.payload));
-      out.push({ entry, bytes, end: piece.offset + piece.length });
+      const id = this.#insertId(piece.visible ? 'record' : 'part', piece.offset, piece.length);
+      out.push(this.#entry(id, piece.labels, piece.payload, piece.offset + piece.length));
     }
   }
 }

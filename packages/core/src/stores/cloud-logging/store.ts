@@ -48,7 +48,8 @@ export type { CloudLoggingStoreOptions } from './settings.js';
  * - The generated `LoggingServiceV2Client` of `@google-cloud/logging` is used directly, not
  *   `Log.write` / `Log.getEntries`: those add a diagnostic entry on the first write of a
  *   process and silently restrict filters to the last 24 h; filters here are explicit
- *   (`timestamp >= 1970`) anyway.
+ *   (`timestamp >= 1970`) anyway. Over gRPC, its WriteLogEntries goes out as protobuf bytes
+ *   tasklog encodes once per entry, on the client's own stub (entry-protobuf.ts, grpc-write.ts).
  */
 export class CloudLoggingStore implements contract.LogStore {
   readonly url: string;
