@@ -14,9 +14,9 @@ import type { StoreResolver } from '../store-resolver.js';
 import { attemptKeyOf, checkedChunks } from './log-route.js';
 import { queryParam } from './query.js';
 
-const MAX_QUERY_CHARS = 1000;
-const MAX_LIMIT = 1000;
-const DEFAULT_LIMIT = 200;
+export const MAX_QUERY_CHARS = 1000;
+export const MAX_LIMIT = 1000;
+export const DEFAULT_LIMIT = 200;
 
 function flag(req: Request, name: string): boolean {
   const value = queryParam(req, name);
@@ -70,8 +70,19 @@ export function searchRoute(deps: {
     // An invalid pattern is a 400 before anything is looked up; the worker starts on first use.
     const plan = planSearch(query);
     const clientGone = clientGoneSignal(res);
-    // The clock starts with the request: looking the attempt up is part of its time.
-    const stop = AbortSignal.any([clientGone, AbortSignal.timeout(deps.timeLimitMs)]);
+    // The clock starts with the request: looking the attempt up is part of its time. A timer and
+    // a controller held here, not AbortSignal.any over AbortSignal.timeout: on Node 20 the timeout
+    // signal inside `any` can be garbage-collected before it fires (nodejs/node#57736), and the
+    // search would then run past its limit.
+    const deadline = new AbortController();
+    const timer = setTimeout(
+      () => deadline.abort(new Error('search time limit')),
+      deps.timeLimitMs,
+    );
+    const onGone = () => deadline.abort(clientGone.reason);
+    if (clientGone.aborted) onGone();
+    else clientGone.addEventListener('abort', onGone, { once: true });
+    const stop = deadline.signal;
     try {
       const record = await deps.catalog.get(key);
       const store = await deps.stores.forUrl(record?.storeUrl);
@@ -98,6 +109,8 @@ export function searchRoute(deps: {
         stopped: outcome.stopped,
       });
     } finally {
+      clearTimeout(timer);
+      clientGone.removeEventListener('abort', onGone);
       plan.close();
     }
   };
