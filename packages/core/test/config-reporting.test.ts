@@ -63,6 +63,7 @@ describe('describeConfig', () => {
       'cloud_logging.max_attempts',
       'agent.host',
       'agent.port',
+      'agent.metrics_port',
       'agent.url',
       'agent.token_algorithm',
       'agent.token_secret',
