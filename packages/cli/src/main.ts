@@ -25,6 +25,7 @@ const commands = {
   agent: () => import('./commands/agent.js'),
   token: () => import('./commands/token.js'),
   doctor: () => import('./commands/doctor.js'),
+  prune: () => import('./commands/prune.js'),
 };
 
 /** `withContext` of context.js, which loads the core library: only once a command runs. */
@@ -233,6 +234,27 @@ function buildProgram(): Command {
     .option('--json', 'print the checks as JSON')
     .action(async (opts) => {
       commandExitCode = await (await commands.doctor()).doctorCommand(globals(), opts);
+    });
+
+  program
+    .command('prune')
+    .description(
+      'Delete finished attempts (shipped, failed, abandoned) last changed before --older-than from their store and the catalog; never a running one. Resumable.',
+    )
+    .requiredOption('--older-than <duration>', 'age, e.g. 30d, 12h, 90m, 2w')
+    .option(
+      '--dag <pattern>',
+      'only DAGs matching PATTERN (* and ? match); repeatable',
+      (v: string, all: string[] = []) => [...all, v],
+    )
+    .option('--state <state...>', 'only these states: shipped, failed, abandoned')
+    .option('--dry-run', 'list what would go, delete nothing')
+    .option('--limit <n>', 'consider at most N attempts this run', integer(1))
+    .option('--json', 'print the summary as JSON')
+    .action(async (opts) => {
+      commandExitCode = await withContext(globals(), {}, async (ctx) =>
+        (await commands.prune()).pruneCommand(ctx, opts),
+      );
     });
 
   const db = program.command('db').description('Manage the catalog database.');

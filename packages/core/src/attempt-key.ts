@@ -17,7 +17,8 @@ export interface AttemptKey {
 // Control characters (C0, DEL, C1) and both path separators. Airflow run ids contain
 // `:`, `+` and `.` (`scheduled__2024-01-01T00:00:00+00:00`); those are legal.
 const FORBIDDEN = /[\u0000-\u001f\u007f-\u009f/\\]/;
-const MAX_ID_LENGTH = 250; // Airflow's ID_LEN for dag_id/task_id/run_id
+/** The longest id component: Airflow's ID_LEN for dag_id/task_id/run_id. */
+export const MAX_ID_LENGTH = 250;
 // With the `u` flag only unpaired surrogates match. They have no UTF-8 form: file systems, HTTP
 // and JSON turn them into U+FFFD, so two different ids would land on one file.
 const LONE_SURROGATE = /[\ud800-\udfff]/u;

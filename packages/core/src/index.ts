@@ -32,6 +32,7 @@ export {
   type AttemptKey,
   attemptKey,
   formatAttempt,
+  MAX_ID_LENGTH,
   parseIntStrict,
   sameAttempt,
   validateId,
@@ -50,8 +51,13 @@ export type {
   AttemptRecord,
   AttemptState,
   Catalog,
+  CatalogDeleteOptions,
   CatalogListOptions,
   DagGroup,
+  FinishedCursor,
+  FinishedPage,
+  FinishedQuery,
+  FinishedState,
   GroupLevel,
   GroupPage,
   GroupQuery,
@@ -59,6 +65,7 @@ export type {
   RunGroup,
   TaskGroup,
 } from './catalog/catalog.js';
+export { FINISHED_STATES } from './catalog/catalog.js';
 export { migrateCatalogUrl, type OpenCatalogOptions, openCatalog } from './catalog/open-catalog.js';
 export {
   COMPLETION_MARKER_SUFFIX,
@@ -99,6 +106,17 @@ export {
 export { assertRealPathInside, openInside, resolveInside } from './fs-paths.js';
 export { AIRFLOW_PATH_TEMPLATE, type AttemptFilter, PathTemplate } from './path-template.js';
 export { maskUrlPasswords, urlPasswords } from './redact.js';
+// Retention: deleting finished attempts from their store and the catalog.
+export { parseDuration } from './retention/duration.js';
+export {
+  type PruneNote,
+  type PruneOptions,
+  type PruneSkipReason,
+  type PruneStoreSummary,
+  type PruneSummary,
+  pruneAttempts,
+} from './retention/prune.js';
+export { TrustedStores } from './retention/trusted-stores.js';
 export { backoffDelay, type RetryOptions, withRetry } from './retry.js';
 export {
   DEFAULT_SENSITIVE_NAMES,

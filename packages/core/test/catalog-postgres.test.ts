@@ -10,6 +10,7 @@ import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { type PostgresFixture, startPostgres } from '../../../test/support/postgres.js';
 import { catalogMigrations, schemaStatus } from '../src/catalog/migrations.js';
 import type { CatalogDatabase } from '../src/catalog/sql-catalog.js';
+import { catalogFinishedSuite } from './catalog-finished-suite.js';
 import { catalogGroupsSuite } from './catalog-groups-suite.js';
 import { catalogSuite } from './catalog-suite.js';
 
@@ -53,6 +54,12 @@ catalogSuite({
   separateSessions: onServer,
 });
 catalogGroupsSuite({
+  name: `PostgreSQL (${onServer ? 'server' : 'PGlite'})`,
+  freshUrl,
+  rawKysely,
+  separateSessions: onServer,
+});
+catalogFinishedSuite({
   name: `PostgreSQL (${onServer ? 'server' : 'PGlite'})`,
   freshUrl,
   rawKysely,

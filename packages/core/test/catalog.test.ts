@@ -16,6 +16,7 @@ import {
   type SqlCatalog,
   SqlCatalog as SqlCatalogClass,
 } from '../src/catalog/sql-catalog.js';
+import { catalogFinishedSuite } from './catalog-finished-suite.js';
 import { catalogGroupsSuite } from './catalog-groups-suite.js';
 import { catalogSuite, key } from './catalog-suite.js';
 
@@ -58,6 +59,15 @@ catalogSuite({
   separateSessions: true,
 });
 catalogGroupsSuite({
+  name: 'SQLite',
+  freshUrl: async () => fileUrl(),
+  rawKysely: (url) =>
+    new Kysely<CatalogDatabase>({
+      dialect: new SqliteDialect({ database: new Database(url.slice('sqlite://'.length)) }),
+    }),
+  separateSessions: true,
+});
+catalogFinishedSuite({
   name: 'SQLite',
   freshUrl: async () => fileUrl(),
   rawKysely: (url) =>

@@ -94,6 +94,7 @@ describe('defaults', () => {
         search_time_limit: 10,
         ui: true,
       },
+      retention: { interval: 3600 },
       logging: { level: 'info' },
     });
     expect(Object.values(sources).every((s) => s.source === 'default')).toBe(true);

@@ -109,6 +109,8 @@ describe('describeConfig', () => {
       'server.send_timeout',
       'server.search_time_limit',
       'server.ui',
+      'retention.keep_days',
+      'retention.interval',
       'logging.level',
     ]);
     expect(rows.find((r) => r.key === 'server.port')).toEqual({

@@ -12,6 +12,7 @@ import { LiveHub } from './live/live-hub.js';
 import { Metrics } from './metrics.js';
 import { httpMetrics, proxyRouteOf } from './metrics-http.js';
 import { liveMetrics } from './metrics-live.js';
+import { OPENAPI_PATH, openApiRoute } from './openapi/document.js';
 import { requestLogger } from './request-logger.js';
 import { attemptsRoute } from './routes/attempts-route.js';
 import { browseRoute } from './routes/browse-route.js';
@@ -112,6 +113,8 @@ export function createApp(deps: AppDeps): TasklogApp {
   );
   app.use(allowedHosts(deps.allowedHosts ?? [], deps.logger));
   if (deps.ui ?? true) app.use(uiRoutes(deps.uiDir ?? DEFAULT_UI_DIR));
+  // The API's description holds no data: open to all, like the viewer's files.
+  app.get(OPENAPI_PATH, openApiRoute());
   // Everything below needs an authenticated principal.
   app.use(authenticate(deps.auth, deps.logger));
   // Aggregates only (no attempt, DAG or path in any label), yet they tell how busy the service is:

@@ -20,14 +20,28 @@ export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   FORBIDDEN: 403,
 };
 
+/**
+ * The codes of error answers that HTTP itself gives rather than a TasklogError, with the status
+ * each comes with (`BAD_REQUEST`: any other 4xx that Express or its router raised).
+ */
+export const HTTP_ONLY_ERRORS = {
+  BAD_REQUEST: undefined,
+  INTERNAL: 500,
+  MISDIRECTED: 421,
+  UI_NOT_BUILT: 503,
+} as const satisfies Record<string, number | undefined>;
+
+/** Every `error.code` an answer may carry: the OpenAPI document lists exactly these. */
+export type ApiErrorCode = ErrorCode | keyof typeof HTTP_ONLY_ERRORS;
+
 /** The JSON body of every error answer. */
 export interface ErrorBody {
-  error: { code: string; message: string };
+  error: { code: ApiErrorCode; message: string };
 }
 
 interface HttpProblem {
   status: number;
-  code: string;
+  code: ApiErrorCode;
   /** Safe to show to the client. */
   message: string;
 }
@@ -52,7 +66,12 @@ export function describeError(err: unknown): HttpProblem {
 }
 
 /** Writes `{ error: { code, message } }` with `status`. */
-export function sendError(res: Response, status: number, code: string, message: string): void {
+export function sendError(
+  res: Response,
+  status: number,
+  code: ApiErrorCode,
+  message: string,
+): void {
   // The one way out for every error message: no URL password leaves with it.
   const body: ErrorBody = { error: { code, message: maskUrlPasswords(message) } };
   res.status(status).set('Cache-Control', 'no-store').json(body);

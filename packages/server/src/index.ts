@@ -31,5 +31,6 @@ export { AgentUrlPolicy } from './live/agent-url-policy.js';
 export type { FollowerLimits } from './live/follow-route.js';
 export { backendOf, createMetricsApp, Metrics } from './metrics.js';
 export { type AgentGaugeSource, AgentMetrics } from './metrics-agent.js';
+export { OPENAPI_PATH, openApiDocument } from './openapi/document.js';
 export { type RunningServer, type StartServerOptions, startServer } from './server.js';
 export { StoreResolver } from './store-resolver.js';

@@ -1,6 +1,7 @@
 import type { RequestHandler } from 'express';
 import { Counter, Histogram } from 'prom-client';
 import type { Metrics } from './metrics.js';
+import { OPENAPI_PATH } from './openapi/paths.js';
 
 /**
  * The `route` label of the proxy: a fixed set, so that no path (with its DAG, run and task ids)
@@ -13,6 +14,7 @@ export type ProxyRoute =
   | 'browse'
   | 'health'
   | 'metrics'
+  | 'openapi'
   | 'ui'
   | 'other';
 
@@ -32,6 +34,7 @@ export function proxyRouteOf(path: string): ProxyRoute {
       return rest === '' ? 'log' : rest === '/search' ? 'search' : 'other';
     }
     if (path === '/api/v1/attempts') return 'attempts';
+    if (path === OPENAPI_PATH) return 'openapi';
     if (path === '/api/v1/dags' || path.startsWith('/api/v1/dags/')) return 'browse';
     return 'other';
   }

@@ -12,11 +12,12 @@ import {
   PathTemplate,
   type ShipperOptions,
 } from '@tasklog/core';
-import { type AppDeps, createApp, type RunningServer, startServer } from '@tasklog/server';
+import { type AppDeps, type RunningServer, startServer, type TasklogApp } from '@tasklog/server';
 import { pino } from 'pino';
 import { afterEach } from 'vitest';
 import { attemptKeys } from '../../../test/support/attempts.js';
 import { sha256 } from '../../../test/support/hash.js';
+import { createCheckedApp } from './openapi-recorder.js';
 
 export { sha256 };
 
@@ -25,6 +26,7 @@ export interface Fixture {
   store: LocalStore;
   catalog: Catalog;
   pathTemplate: PathTemplate;
+  app: TasklogApp;
   running: RunningServer;
   url: string;
   /** Writes a finished log to `store` and records it in the catalog as shipped. */
@@ -110,7 +112,7 @@ export async function startFixture(
   const store = new LocalStore({ root: join(dir, 'archive'), pathTemplate });
   const catalog = await openCatalog(`sqlite://${join(dir, 'catalog.db')}`, { migrate: 'auto' });
   const logger = options.logger ?? pino({ level: 'silent' });
-  const app = createApp({ store, catalog, pathTemplate, logger, ...options.deps });
+  const app = createCheckedApp({ store, catalog, pathTemplate, logger, ...options.deps });
   const running = await startServer({
     app,
     host: '127.0.0.1',
@@ -125,6 +127,7 @@ export async function startFixture(
     store,
     catalog,
     pathTemplate,
+    app,
     running,
     url: running.url,
     async archive(k, bytes, target = store) {

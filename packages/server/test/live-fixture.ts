@@ -19,7 +19,6 @@ import {
 import {
   Agent,
   createAgentApp,
-  createApp,
   type RunningServer,
   startServer,
   type TasklogApp,
@@ -27,6 +26,7 @@ import {
 import { pino } from 'pino';
 import { HS512_SECRET } from './agent-fixture.js';
 import { key, localLogFiles, shipperOptions } from './fixture.js';
+import { createCheckedApp } from './openapi-recorder.js';
 
 // Seeded, so a failing case can be replayed.
 export { prng } from '@tasklog/core/testing';
@@ -106,7 +106,7 @@ export async function startLiveFixture(options: LiveFixtureOptions = {}): Promis
   });
   agent.start();
 
-  const app = createApp({
+  const app = createCheckedApp({
     store,
     catalog,
     pathTemplate,

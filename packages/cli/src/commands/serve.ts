@@ -20,6 +20,7 @@ import {
 } from '@tasklog/server';
 import { pino } from 'pino';
 import type { CommandContext } from '../context.js';
+import { startRetentionSchedule } from '../retention.js';
 
 export interface ServeOptions {
   demo?: boolean;
@@ -92,6 +93,18 @@ export async function serveCommand(ctx: CommandContext, options: ServeOptions): 
     maxConnections: config.server.max_connections,
     logger,
   });
+  // After the server is up: a long first prune must not delay serving.
+  const retention =
+    config.retention.keep_days === undefined
+      ? undefined
+      : startRetentionSchedule({
+          ctx,
+          store,
+          catalog,
+          keepDays: config.retention.keep_days,
+          intervalMs: config.retention.interval * 1000,
+          logger,
+        });
   process.stdout.write(`tasklog is serving ${store.url} on ${running.url}\n`);
   if (options.demo) {
     const q = (s: string) => `'${s}'`;
@@ -106,8 +119,7 @@ export async function serveCommand(ctx: CommandContext, options: ServeOptions): 
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       logger.info({ signal }, 'shutting down: finishing in-flight requests');
-      running
-        .close()
+      Promise.all([running.close(), retention?.stop()])
         .then(() => app.closeStores())
         .then(resolve, resolve);
     };

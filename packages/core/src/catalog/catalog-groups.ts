@@ -42,9 +42,10 @@ function grantPattern(pattern: string, dialect: GroupsDialect): string {
 
 /**
  * The DAG grants as one SQL condition; undefined when they allow every DAG. Exact names become
- * one `IN` list; patterns are bound parameters, never spliced into the SQL text.
+ * one `IN` list; patterns are bound parameters, never spliced into the SQL text. Also retention's
+ * `--dag` filter (catalog-finished.ts).
  */
-function grantCondition(eb: Where, grants: readonly string[], dialect: GroupsDialect) {
+export function grantCondition(eb: Where, grants: readonly string[], dialect: GroupsDialect) {
   if (grants.some((g) => /^\*+$/.test(g))) return undefined;
   const exact = grants.filter((g) => !/[*?]/.test(g));
   const wild = grants.filter((g) => /[*?]/.test(g));

@@ -9,6 +9,16 @@ import type { AttemptFilter } from '../path-template.js';
  */
 export type AttemptState = 'running' | 'shipping' | 'shipped' | 'failed' | 'abandoned';
 
+/**
+ * The states retention may delete: the attempt's writer is done with it. `running` (a writer is
+ * at work) and `shipping` (an upload is under way, or died and will be resumed) never are.
+ * `abandoned` is included: if its writer does come back, it turns `running` again first.
+ */
+export const FINISHED_STATES = ['shipped', 'failed', 'abandoned'] as const;
+
+/** A state in FINISHED_STATES. */
+export type FinishedState = (typeof FINISHED_STATES)[number];
+
 /** One attempt as the catalog records it. */
 export interface AttemptRecord {
   /** The attempt. */
@@ -137,6 +147,40 @@ export interface GroupPage<G> {
   readonly next: number | null;
 }
 
+/** Which finished attempts `Catalog.listFinished` lists, and which page of them. */
+export interface FinishedQuery {
+  /** Only attempts whose record last changed (`updatedAt`) before this instant. */
+  olderThan: Date;
+  /** Only DAGs matching one of these patterns (`*`, `?`, as `GroupQuery.dags`); undefined: all. */
+  dags?: readonly string[];
+  /** Only these states (default: every finished state); `running`/`shipping` are refused. */
+  states?: readonly FinishedState[];
+  /** At most this many records (1..10,000, default 1000). */
+  limit?: number;
+  /** The page after this record: the previous page's `next`. */
+  after?: FinishedCursor;
+}
+
+/** Where a page of `listFinished` ended: the last record's `updatedAt` and key. */
+export interface FinishedCursor {
+  readonly updatedAt: Date;
+  readonly key: AttemptKey;
+}
+
+/** A page of finished attempts, oldest first; `next` is null after the last page. */
+export interface FinishedPage {
+  readonly records: AttemptRecord[];
+  readonly next: FinishedCursor | null;
+}
+
+/** Options of `Catalog.delete`: conditions the record must still meet when it is deleted. */
+export interface CatalogDeleteOptions {
+  /** Delete only while the record's state is one of these. */
+  states?: readonly AttemptState[];
+  /** Delete only while the record last changed before this instant. */
+  olderThan?: Date;
+}
+
 /** The SQL catalog of attempts. Errors: BackendUnavailableError (with cause), InvalidInputError. */
 export interface Catalog {
   /** The catalog URL with any password masked. */
@@ -166,6 +210,19 @@ export interface Catalog {
    * updated record, or undefined when nothing changed.
    */
   abandonIfStale(key: AttemptKey, heartbeatBefore: Date): Promise<AttemptRecord | undefined>;
+  /**
+   * Finished attempts (FINISHED_STATES) last changed before `query.olderThan`, oldest first (by
+   * `updatedAt`, then by key), one page at a time: retention's candidates. The cursor is a
+   * position, not an offset, so deleting the records of a page does not skip any of the next.
+   * InvalidInputError for a state that is not finished, a bad date or limit.
+   */
+  listFinished(query: FinishedQuery): Promise<FinishedPage>;
+  /**
+   * Removes the attempt's record, in one conditional statement when `options` are given (so a
+   * record that was resumed or changed meanwhile stays). Returns the removed record, or undefined
+   * when there was none or it did not meet the conditions. Never touches the store.
+   */
+  delete(key: AttemptKey, options?: CatalogDeleteOptions): Promise<AttemptRecord | undefined>;
   /** Throws BackendUnavailableError when the database cannot be queried. */
   ping(): Promise<void>;
   /** Closes the database connection(s). */

@@ -8,12 +8,16 @@ import type {
   AttemptRecord,
   AttemptState,
   Catalog,
+  CatalogDeleteOptions,
   CatalogListOptions,
+  FinishedPage,
+  FinishedQuery,
   GroupLevel,
   GroupPage,
   GroupQuery,
   GroupsOf,
 } from './catalog.js';
+import { queryFinished } from './catalog-finished.js';
 import { type GroupsDialect, queryGroups } from './catalog-groups.js';
 
 /** The `attempts` table as migrations 0001_attempts and 0002_outcome create it. */
@@ -201,6 +205,45 @@ export class SqlCatalog implements Catalog {
     return this.#run('groups', () => queryGroups(this.db, level, query, this.#groupsDialect));
   }
 
+  async listFinished(query: FinishedQuery): Promise<FinishedPage> {
+    const { rows, last } = await this.#run('listFinished', () =>
+      queryFinished(this.db, query, this.#groupsDialect),
+    );
+    const records = rows.map(rowToRecord);
+    const end = records.at(-1);
+    return {
+      records,
+      next: last || end === undefined ? null : { updatedAt: end.updatedAt, key: end.key },
+    };
+  }
+
+  async delete(
+    key: AttemptKey,
+    options: CatalogDeleteOptions = {},
+  ): Promise<AttemptRecord | undefined> {
+    const k = attemptKey(key);
+    let query = this.db
+      .deleteFrom('attempts')
+      .where('dag_id', '=', k.dagId)
+      .where('run_id', '=', k.runId)
+      .where('task_id', '=', k.taskId)
+      .where('map_index', '=', k.mapIndex)
+      .where('try_number', '=', k.tryNumber);
+    if (options.states !== undefined) {
+      for (const state of options.states) checkState(state);
+      // An empty list matches nothing: `in ()` is not valid SQL.
+      query =
+        options.states.length === 0
+          ? query.where(sql<boolean>`1 = 0`)
+          : query.where('state', 'in', options.states);
+    }
+    if (options.olderThan !== undefined) {
+      query = query.where('updated_at', '<', timestamp('olderThan', options.olderThan) as string);
+    }
+    const row = await this.#run('delete', () => query.returningAll().executeTakeFirst());
+    return row === undefined ? undefined : rowToRecord(row);
+  }
+
   async abandonIfStale(key: AttemptKey, heartbeatBefore: Date): Promise<AttemptRecord | undefined> {
     const k = attemptKey(key);
     const before = timestamp('heartbeatBefore', heartbeatBefore);
@@ -275,14 +318,7 @@ type RowChanges = Partial<
 function patchToRow(patch: AttemptPatch): RowChanges {
   const row: RowChanges = {};
   if (patch.relativePath !== undefined) row.relative_path = patch.relativePath;
-  if (patch.state !== undefined) {
-    if (!STATES.includes(patch.state)) {
-      throw new InvalidInputError(
-        `state must be one of ${STATES.join(', ')}, got ${String(patch.state)}`,
-      );
-    }
-    row.state = patch.state;
-  }
+  if (patch.state !== undefined) row.state = checkState(patch.state);
   if (patch.size !== undefined) {
     if (patch.size !== null && (!Number.isSafeInteger(patch.size) || patch.size < 0)) {
       throw new InvalidInputError(
@@ -313,6 +349,13 @@ function patchToRow(patch: AttemptPatch): RowChanges {
     row.exit_code = patch.exitCode;
   }
   return row;
+}
+
+function checkState(state: AttemptState): AttemptState {
+  if (!STATES.includes(state)) {
+    throw new InvalidInputError(`state must be one of ${STATES.join(', ')}, got ${String(state)}`);
+  }
+  return state;
 }
 
 function timestamp(field: string, value: Date | null): string | null {

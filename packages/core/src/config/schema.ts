@@ -303,6 +303,18 @@ const server = z.object({
   ui: bool.default(true).describe('Serve the log viewer at `/`; `false` leaves the API only.'),
 });
 
+const retention = z.object({
+  keep_days: integer('expected a number of days >= 1')
+    .optional()
+    .describe(
+      '`tasklog serve` deletes finished attempts last changed more than this many days ago (as `tasklog prune`); unset: never.',
+    ),
+  interval: seconds
+    .refine((v) => v > 0, { error: 'expected a number of seconds > 0' })
+    .default(3600)
+    .describe('Seconds between two retention runs of `tasklog serve` (the first runs at start).'),
+});
+
 const backendSections = Object.fromEntries(
   BACKENDS.flatMap((b) => ('section' in b ? [[b.section, b.settings]] : [])),
 ) as {
@@ -327,6 +339,7 @@ export const configSchema = z.object({
     ),
   }),
   server,
+  retention,
   logging: z.object({ level: level.default('info').describe('`trace` … `fatal`, `silent`.') }),
 });
 

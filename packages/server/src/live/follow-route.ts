@@ -183,7 +183,7 @@ export async function serveFollow(
       : format === 'ndjson'
         ? 'application/x-ndjson'
         : 'text/plain; charset=utf-8';
-  res.status(200).set({
+  const headers = {
     Vary: 'Accept',
     'Cache-Control': 'no-store',
     'Content-Type': contentType,
@@ -192,13 +192,16 @@ export async function serveFollow(
     'X-Tasklog-Live': String(live),
     // Tells nginx-style proxies not to buffer a body that is meant to arrive as it is written.
     'X-Accel-Buffering': 'no',
-  });
+  };
   if (req.method === 'HEAD') {
-    res.end();
+    res.status(200).set(headers).end();
     return;
   }
+  // Before any header is set: a follower refused (503) gets a JSON error, not one labelled as
+  // the log's text or event stream.
   const release = deps.limits?.enter(deps.relativePath);
   res.once('close', () => release?.());
+  res.status(200).set(headers);
   res.flushHeaders();
 
   const sendTimeoutMs = deps.sendTimeoutMs ?? 30_000;

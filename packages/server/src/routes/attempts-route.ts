@@ -6,9 +6,9 @@ import { principalOf } from '../auth/guard.js';
 import { mayRead } from '../auth/principal.js';
 import { queryParam } from './query.js';
 
-const MAX_LIMIT = 10_000;
+export const MAX_LIMIT = 10_000;
 /** The catalog's own default page. */
-const DEFAULT_LIMIT = 1000;
+export const DEFAULT_LIMIT = 1000;
 
 /** One attempt as the API shows it: the key flattened, dates as ISO strings. */
 export interface AttemptJson {

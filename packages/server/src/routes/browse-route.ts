@@ -6,9 +6,9 @@ import { principalOf } from '../auth/guard.js';
 import { mayRead } from '../auth/principal.js';
 import { queryParam } from './query.js';
 
-const MAX_LIMIT = 1000;
-const DEFAULT_LIMIT = 100;
-const MAX_QUERY_CHARS = 250;
+export const MAX_LIMIT = 1000;
+export const DEFAULT_LIMIT = 100;
+export const MAX_QUERY_CHARS = 250;
 
 function intParam(req: Request, name: string, min: number, max: number, fallback: number) {
   const text = queryParam(req, name);
