@@ -95,6 +95,13 @@ export function createApp(deps: AppDeps): TasklogApp {
   // The log route sets its own content-hash ETags; hashing every JSON answer buys nothing.
   app.set('etag', false);
   const metrics = new Metrics();
+  // Each response is watched for its end by a fixed set of observers (request log, metrics,
+  // client-gone signal, idle cut-off, the body's pipeline…): about a dozen `close` listeners on
+  // a log download, more than Node's default warning threshold, none accumulating.
+  app.use((_req, res, next) => {
+    res.setMaxListeners(Math.max(res.getMaxListeners(), 24));
+    next();
+  });
   app.use(httpMetrics(metrics, proxyRouteOf));
   app.use(requestLogger(deps.logger));
   app.use(securityHeaders);
