@@ -109,7 +109,7 @@ export async function serveCommand(ctx: CommandContext, options: ServeOptions): 
   if (options.demo) {
     const q = (s: string) => `'${s}'`;
     process.stdout.write(
-      `\nA demo attempt is shipped. Try, in another terminal of this folder:\n` +
+      `\nA demo attempt is shipped. Open ${running.url}/dags/${DEMO.dagId}/runs/${encodeURIComponent(DEMO.runId)}/tasks/${DEMO.taskId}/attempts/1 in a browser, or try, in another terminal of this folder:\n` +
         `  npx -y pnpm@12.4.2 --silent tasklog fetch ${DEMO.dagId} ${q(DEMO.runId)} ${DEMO.taskId} --server ${running.url}\n` +
         `  curl ${running.url}/api/v1/dags/${DEMO.dagId}/runs/${encodeURIComponent(DEMO.runId)}/tasks/${DEMO.taskId}/attempts/1/log\n` +
         `  curl '${running.url}/api/v1/attempts?dagId=${DEMO.dagId}'\n\nStop with Ctrl-C.\n`,
