@@ -3,14 +3,11 @@ import {
   type AttemptState,
   formatAttempt,
   InvalidInputError,
-  migrateCatalogUrl,
-  openCatalog,
 } from '@tasklog/core';
-import type { Kysely } from 'kysely';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { FinishedState } from '../src/catalog/catalog.js';
-import type { CatalogDatabase, SqlCatalog } from '../src/catalog/sql-catalog.js';
 import { type CatalogBackend, key } from './catalog-suite.js';
+import { useSeededCatalog } from './seeded-catalog.js';
 
 interface Seed {
   key: Partial<AttemptKey>;
@@ -24,37 +21,11 @@ const day = (d: number) => new Date(Date.UTC(2024, 0, 1 + d));
 /** Retention's catalog calls, `listFinished` and `delete`, on every backend. */
 export function catalogFinishedSuite(backend: CatalogBackend): void {
   describe(`catalog retention on ${backend.name}`, () => {
-    let catalog: SqlCatalog;
-    let raw: Kysely<CatalogDatabase>;
-
-    beforeEach(async () => {
-      const url = await backend.freshUrl();
-      await migrateCatalogUrl(url);
-      catalog = (await openCatalog(url, { migrate: 'never' })) as SqlCatalog;
-      raw = backend.rawKysely(url);
-    });
-
-    afterEach(async () => {
-      await raw.destroy();
-      await catalog.close();
-    });
-
-    /** Records the attempts, each with its own `updated_at` (upsert stamps the current time). */
-    async function seed(rows: Seed[]): Promise<void> {
-      for (const row of rows) {
-        const k = key(row.key);
-        await catalog.upsert(k, { relativePath: 'a.log', state: row.state, size: 10 });
-        await raw
-          .updateTable('attempts')
-          .set({ updated_at: day(row.day).toISOString() })
-          .where('dag_id', '=', k.dagId)
-          .where('run_id', '=', k.runId)
-          .where('task_id', '=', k.taskId)
-          .where('map_index', '=', k.mapIndex)
-          .where('try_number', '=', k.tryNumber)
-          .execute();
-      }
-    }
+    const seeded = useSeededCatalog(backend);
+    const seed = (rows: Seed[]) =>
+      seeded.seed(
+        rows.map((r) => ({ key: r.key, state: r.state, size: 10, updatedAt: day(r.day) })),
+      );
 
     /** Every page of `listFinished`, as formatted keys. */
     async function allFinished(
@@ -62,9 +33,9 @@ export function catalogFinishedSuite(backend: CatalogBackend): void {
       options: { dags?: string[]; states?: FinishedState[]; limit?: number } = {},
     ): Promise<string[]> {
       const out: string[] = [];
-      let after: Awaited<ReturnType<SqlCatalog['listFinished']>>['next'] | undefined;
+      let after: Awaited<ReturnType<typeof seeded.catalog.listFinished>>['next'] | undefined;
       for (;;) {
-        const page = await catalog.listFinished({
+        const page = await seeded.catalog.listFinished({
           olderThan,
           ...options,
           ...(after ? { after } : {}),
@@ -84,7 +55,7 @@ export function catalogFinishedSuite(backend: CatalogBackend): void {
         { key: { taskId: 'shipping' }, day: 0, state: 'shipping' },
         { key: { taskId: 'recent' }, day: 20, state: 'shipped' },
       ]);
-      const page = await catalog.listFinished({ olderThan: day(10) });
+      const page = await seeded.catalog.listFinished({ olderThan: day(10) });
       expect(page.records.map((r) => r.key.taskId)).toEqual(['failed', 'abandoned', 'shipped']);
       expect(page.records[0]?.updatedAt).toEqual(day(1));
       expect(page.next).toBeNull();
@@ -92,7 +63,7 @@ export function catalogFinishedSuite(backend: CatalogBackend): void {
 
     it('the cutoff is exclusive: a record changed exactly at it stays', async () => {
       await seed([{ key: {}, day: 5, state: 'shipped' }]);
-      expect((await catalog.listFinished({ olderThan: day(5) })).records).toEqual([]);
+      expect((await seeded.catalog.listFinished({ olderThan: day(5) })).records).toEqual([]);
     });
 
     it('pages by position, so deleting a page does not skip records of the next', async () => {
@@ -105,15 +76,15 @@ export function catalogFinishedSuite(backend: CatalogBackend): void {
         })),
       );
       const seen: string[] = [];
-      let page = await catalog.listFinished({ olderThan: day(2), limit: 3 });
+      let page = await seeded.catalog.listFinished({ olderThan: day(2), limit: 3 });
       for (;;) {
         seen.push(...page.records.map((r) => r.key.taskId));
-        for (const r of page.records) await catalog.delete(r.key);
+        for (const r of page.records) await seeded.catalog.delete(r.key);
         if (page.next === null) break;
-        page = await catalog.listFinished({ olderThan: day(2), limit: 3, after: page.next });
+        page = await seeded.catalog.listFinished({ olderThan: day(2), limit: 3, after: page.next });
       }
       expect(seen).toEqual(Array.from({ length: 10 }, (_, i) => `t${i}`));
-      expect(await catalog.list({})).toEqual([]);
+      expect(await seeded.catalog.list({})).toEqual([]);
     });
 
     it('filters by DAG patterns (* and ?, case-sensitive) and by finished states', async () => {
@@ -136,27 +107,27 @@ export function catalogFinishedSuite(backend: CatalogBackend): void {
 
     it('refuses running or shipping as a state to list, a bad date and a bad limit', async () => {
       for (const states of [['running'], ['shipping'], []] as unknown as FinishedState[][]) {
-        await expect(catalog.listFinished({ olderThan: day(1), states })).rejects.toBeInstanceOf(
-          InvalidInputError,
-        );
+        await expect(
+          seeded.catalog.listFinished({ olderThan: day(1), states }),
+        ).rejects.toBeInstanceOf(InvalidInputError);
       }
       await expect(
-        catalog.listFinished({ olderThan: new Date(Number.NaN) }),
+        seeded.catalog.listFinished({ olderThan: new Date(Number.NaN) }),
       ).rejects.toBeInstanceOf(InvalidInputError);
       for (const limit of [0, 10_001, 1.5]) {
-        await expect(catalog.listFinished({ olderThan: day(1), limit })).rejects.toBeInstanceOf(
-          InvalidInputError,
-        );
+        await expect(
+          seeded.catalog.listFinished({ olderThan: day(1), limit }),
+        ).rejects.toBeInstanceOf(InvalidInputError);
       }
     });
 
     it('delete removes the record and returns it; a missing record is undefined', async () => {
       await seed([{ key: {}, day: 1, state: 'shipped' }]);
-      const removed = await catalog.delete(key());
+      const removed = await seeded.catalog.delete(key());
       expect(removed?.key).toEqual(key());
       expect(removed?.size).toBe(10);
-      expect(await catalog.get(key())).toBeUndefined();
-      expect(await catalog.delete(key())).toBeUndefined();
+      expect(await seeded.catalog.get(key())).toBeUndefined();
+      expect(await seeded.catalog.delete(key())).toBeUndefined();
     });
 
     it('delete with conditions leaves a record that was resumed or changed since', async () => {
@@ -166,11 +137,11 @@ export function catalogFinishedSuite(backend: CatalogBackend): void {
         { key: { tryNumber: 3 }, day: 1, state: 'abandoned' },
       ]);
       const when = { states: ['shipped', 'abandoned'] as const, olderThan: day(5) };
-      expect(await catalog.delete(key({ tryNumber: 1 }), when)).toBeUndefined();
-      expect(await catalog.delete(key({ tryNumber: 2 }), when)).toBeUndefined();
-      expect((await catalog.delete(key({ tryNumber: 3 }), when))?.state).toBe('abandoned');
-      expect((await catalog.list({})).map((r) => r.key.tryNumber)).toEqual([1, 2]);
-      expect(await catalog.delete(key({ tryNumber: 2 }), { states: [] })).toBeUndefined();
+      expect(await seeded.catalog.delete(key({ tryNumber: 1 }), when)).toBeUndefined();
+      expect(await seeded.catalog.delete(key({ tryNumber: 2 }), when)).toBeUndefined();
+      expect((await seeded.catalog.delete(key({ tryNumber: 3 }), when))?.state).toBe('abandoned');
+      expect((await seeded.catalog.list({})).map((r) => r.key.tryNumber)).toEqual([1, 2]);
+      expect(await seeded.catalog.delete(key({ tryNumber: 2 }), { states: [] })).toBeUndefined();
     });
 
     it('delete leaves other attempts of the task alone', async () => {
@@ -179,11 +150,13 @@ export function catalogFinishedSuite(backend: CatalogBackend): void {
         { key: { tryNumber: 2 }, day: 1, state: 'shipped' },
         { key: { mapIndex: 0, tryNumber: 1 }, day: 1, state: 'shipped' },
       ]);
-      await catalog.delete(key({ tryNumber: 1 }));
-      expect((await catalog.list({})).map((r) => [r.key.mapIndex, r.key.tryNumber])).toEqual([
-        [-1, 2],
-        [0, 1],
-      ]);
+      await seeded.catalog.delete(key({ tryNumber: 1 }));
+      expect((await seeded.catalog.list({})).map((r) => [r.key.mapIndex, r.key.tryNumber])).toEqual(
+        [
+          [-1, 2],
+          [0, 1],
+        ],
+      );
     });
   });
 }

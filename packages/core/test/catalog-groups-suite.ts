@@ -1,14 +1,7 @@
-import {
-  type AttemptKey,
-  type AttemptState,
-  InvalidInputError,
-  migrateCatalogUrl,
-  openCatalog,
-} from '@tasklog/core';
-import type { Kysely } from 'kysely';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { CatalogDatabase, SqlCatalog } from '../src/catalog/sql-catalog.js';
+import { type AttemptKey, type AttemptState, InvalidInputError } from '@tasklog/core';
+import { describe, expect, it } from 'vitest';
 import { type CatalogBackend, key } from './catalog-suite.js';
+import { useSeededCatalog } from './seeded-catalog.js';
 
 interface Seed {
   key: Partial<AttemptKey>;
@@ -23,44 +16,19 @@ const minute = (m: number) => new Date(Date.UTC(2024, 0, 1, 0, m)).toISOString()
 /** `Catalog.groups`, the attempt browser's queries, on every backend. */
 export function catalogGroupsSuite(backend: CatalogBackend): void {
   describe(`catalog groups on ${backend.name}`, () => {
-    let catalog: SqlCatalog;
-    let raw: Kysely<CatalogDatabase>;
-
-    beforeEach(async () => {
-      const url = await backend.freshUrl();
-      await migrateCatalogUrl(url);
-      catalog = (await openCatalog(url, { migrate: 'never' })) as SqlCatalog;
-      raw = backend.rawKysely(url);
-    });
-
-    afterEach(async () => {
-      await raw.destroy();
-      await catalog.close();
-    });
-
-    /** Records the attempts, each with its own `updated_at`, so the order is known. */
-    async function seed(rows: Seed[]): Promise<void> {
-      for (const row of rows) {
-        const k = key(row.key);
-        await catalog.upsert(k, {
-          relativePath: 'a.log',
-          state: row.state ?? 'shipped',
-          size: row.size ?? null,
-        });
-        await raw
-          .updateTable('attempts')
-          .set({ updated_at: minute(row.at) })
-          .where('dag_id', '=', k.dagId)
-          .where('run_id', '=', k.runId)
-          .where('task_id', '=', k.taskId)
-          .where('map_index', '=', k.mapIndex)
-          .where('try_number', '=', k.tryNumber)
-          .execute();
-      }
-    }
+    const seeded = useSeededCatalog(backend);
+    const seed = (rows: Seed[]) =>
+      seeded.seed(
+        rows.map((r) => ({
+          key: r.key,
+          state: r.state ?? 'shipped',
+          size: r.size ?? null,
+          updatedAt: new Date(minute(r.at)),
+        })),
+      );
 
     const dagIds = async (dags?: readonly string[], q?: string) =>
-      (await catalog.groups('dags', { dags, q })).groups.map((g) => g.dagId);
+      (await seeded.catalog.groups('dags', { dags, q })).groups.map((g) => g.dagId);
 
     it('lists DAGs newest first with their attempts, running attempts and last change', async () => {
       await seed([
@@ -70,7 +38,7 @@ export function catalogGroupsSuite(backend: CatalogBackend): void {
         { key: { dagId: 'new', runId: 'r2' }, at: 3, state: 'running' },
         { key: { dagId: 'mid' }, at: 4 },
       ]);
-      const page = await catalog.groups('dags');
+      const page = await seeded.catalog.groups('dags');
       expect(page).toEqual({
         groups: [
           { dagId: 'new', attempts: 3, running: 2, lastUpdatedAt: new Date(minute(9)) },
@@ -83,13 +51,13 @@ export function catalogGroupsSuite(backend: CatalogBackend): void {
 
     it('pages with limit and offset and says where the next page starts', async () => {
       await seed(Array.from({ length: 5 }, (_, i) => ({ key: { dagId: `d${i}` }, at: i })));
-      const first = await catalog.groups('dags', { limit: 2 });
+      const first = await seeded.catalog.groups('dags', { limit: 2 });
       expect(first.groups.map((g) => g.dagId)).toEqual(['d4', 'd3']);
       expect(first.next).toBe(2);
-      const last = await catalog.groups('dags', { limit: 2, offset: 4 });
+      const last = await seeded.catalog.groups('dags', { limit: 2, offset: 4 });
       expect(last.groups.map((g) => g.dagId)).toEqual(['d0']);
       expect(last.next).toBeNull();
-      const exact = await catalog.groups('dags', { limit: 5 });
+      const exact = await seeded.catalog.groups('dags', { limit: 5 });
       expect(exact.next).toBeNull();
     });
 
@@ -114,7 +82,7 @@ export function catalogGroupsSuite(backend: CatalogBackend): void {
         { key: { dagId: 'etlXd' }, at: 5 },
         { key: { dagId: 'billing' }, at: 6 },
       ]);
-      const page = await catalog.groups('dags', { dags: ['etl_*'] });
+      const page = await seeded.catalog.groups('dags', { dags: ['etl_*'] });
       expect(page.groups.map((g) => [g.dagId, g.attempts, g.running])).toEqual([
         ['etl_b', 1, 0],
         ['etl_a', 2, 1],
@@ -123,7 +91,7 @@ export function catalogGroupsSuite(backend: CatalogBackend): void {
       expect(await dagIds(['*'])).toHaveLength(5);
       expect(await dagIds([])).toEqual([]);
       // Paging counts granted DAGs only: the first page is full of them.
-      const first = await catalog.groups('dags', { dags: ['etl_*'], limit: 1 });
+      const first = await seeded.catalog.groups('dags', { dags: ['etl_*'], limit: 1 });
       expect(first).toMatchObject({ groups: [{ dagId: 'etl_b' }], next: 1 });
     });
 
@@ -146,13 +114,17 @@ export function catalogGroupsSuite(backend: CatalogBackend): void {
         { key: { runId: 'r2' }, at: 5 },
         { key: { dagId: 'other', runId: 'r3' }, at: 9 },
       ]);
-      const page = await catalog.groups('runs', { dagId: 'etl' });
+      const page = await seeded.catalog.groups('runs', { dagId: 'etl' });
       expect(page.groups).toEqual([
         { runId: 'r1', attempts: 2, running: 1, lastUpdatedAt: new Date(minute(7)) },
         { runId: 'r2', attempts: 1, running: 0, lastUpdatedAt: new Date(minute(5)) },
       ]);
-      expect((await catalog.groups('runs', { dagId: 'etl', q: 'R2' })).groups).toHaveLength(1);
-      expect((await catalog.groups('runs', { dagId: 'etl', dags: ['x*'] })).groups).toEqual([]);
+      expect((await seeded.catalog.groups('runs', { dagId: 'etl', q: 'R2' })).groups).toHaveLength(
+        1,
+      );
+      expect((await seeded.catalog.groups('runs', { dagId: 'etl', dags: ['x*'] })).groups).toEqual(
+        [],
+      );
     });
 
     it("lists a run's task instances with their latest try's state and size", async () => {
@@ -163,7 +135,7 @@ export function catalogGroupsSuite(backend: CatalogBackend): void {
         { key: { taskId: 'load' }, at: 4, size: 6 * 1024 ** 3 },
         { key: { runId: 'elsewhere', taskId: 'x' }, at: 9 },
       ]);
-      const page = await catalog.groups('tasks', { dagId: 'etl', runId: key().runId });
+      const page = await seeded.catalog.groups('tasks', { dagId: 'etl', runId: key().runId });
       expect(page.groups).toEqual([
         {
           taskId: 'load',
@@ -196,17 +168,23 @@ export function catalogGroupsSuite(backend: CatalogBackend): void {
           lastUpdatedAt: new Date(minute(2)),
         },
       ]);
-      const q = await catalog.groups('tasks', { dagId: 'etl', runId: key().runId, q: 'LOA' });
+      const q = await seeded.catalog.groups('tasks', {
+        dagId: 'etl',
+        runId: key().runId,
+        q: 'LOA',
+      });
       expect(q.groups.map((g) => g.taskId)).toEqual(['load']);
     });
 
     it('refuses a level without its scope, or a bad page, with InvalidInputError', async () => {
-      await expect(catalog.groups('runs', {})).rejects.toBeInstanceOf(InvalidInputError);
-      await expect(catalog.groups('tasks', { dagId: 'etl' })).rejects.toBeInstanceOf(
+      await expect(seeded.catalog.groups('runs', {})).rejects.toBeInstanceOf(InvalidInputError);
+      await expect(seeded.catalog.groups('tasks', { dagId: 'etl' })).rejects.toBeInstanceOf(
         InvalidInputError,
       );
-      await expect(catalog.groups('dags', { limit: 0 })).rejects.toBeInstanceOf(InvalidInputError);
-      await expect(catalog.groups('dags', { offset: -1 })).rejects.toBeInstanceOf(
+      await expect(seeded.catalog.groups('dags', { limit: 0 })).rejects.toBeInstanceOf(
+        InvalidInputError,
+      );
+      await expect(seeded.catalog.groups('dags', { offset: -1 })).rejects.toBeInstanceOf(
         InvalidInputError,
       );
     });

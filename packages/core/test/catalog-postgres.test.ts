@@ -12,7 +12,7 @@ import { catalogMigrations, schemaStatus } from '../src/catalog/migrations.js';
 import type { CatalogDatabase } from '../src/catalog/sql-catalog.js';
 import { catalogFinishedSuite } from './catalog-finished-suite.js';
 import { catalogGroupsSuite } from './catalog-groups-suite.js';
-import { catalogSuite } from './catalog-suite.js';
+import { type CatalogBackend, catalogSuite } from './catalog-suite.js';
 
 // One PostgreSQL for the file (PGlite takes seconds to start); each test empties its schema.
 let postgres: PostgresFixture | undefined;
@@ -47,24 +47,15 @@ function withPassword(url: string, password: string): string {
 
 const onServer = !!process.env.TASKLOG_TEST_POSTGRES_URL;
 
-catalogSuite({
+const backend: CatalogBackend = {
   name: `PostgreSQL (${onServer ? 'server' : 'PGlite'})`,
   freshUrl,
   rawKysely,
   separateSessions: onServer,
-});
-catalogGroupsSuite({
-  name: `PostgreSQL (${onServer ? 'server' : 'PGlite'})`,
-  freshUrl,
-  rawKysely,
-  separateSessions: onServer,
-});
-catalogFinishedSuite({
-  name: `PostgreSQL (${onServer ? 'server' : 'PGlite'})`,
-  freshUrl,
-  rawKysely,
-  separateSessions: onServer,
-});
+};
+catalogSuite(backend);
+catalogGroupsSuite(backend);
+catalogFinishedSuite(backend);
 
 describe('PostgreSQL catalog', () => {
   let url: string;

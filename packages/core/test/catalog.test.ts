@@ -18,7 +18,7 @@ import {
 } from '../src/catalog/sql-catalog.js';
 import { catalogFinishedSuite } from './catalog-finished-suite.js';
 import { catalogGroupsSuite } from './catalog-groups-suite.js';
-import { catalogSuite, key } from './catalog-suite.js';
+import { type CatalogBackend, catalogSuite, key } from './catalog-suite.js';
 
 let dir: string;
 const opened: Array<{ close(): Promise<void> }> = [];
@@ -49,7 +49,7 @@ function rawSqlite(path: string): Database.Database {
 
 // The behaviours every backend shares (catalog-postgres.test.ts runs them on PostgreSQL); the
 // tests below are SQLite's own.
-catalogSuite({
+const sqlite: CatalogBackend = {
   name: 'SQLite',
   freshUrl: async () => fileUrl(),
   rawKysely: (url) =>
@@ -57,25 +57,10 @@ catalogSuite({
       dialect: new SqliteDialect({ database: new Database(url.slice('sqlite://'.length)) }),
     }),
   separateSessions: true,
-});
-catalogGroupsSuite({
-  name: 'SQLite',
-  freshUrl: async () => fileUrl(),
-  rawKysely: (url) =>
-    new Kysely<CatalogDatabase>({
-      dialect: new SqliteDialect({ database: new Database(url.slice('sqlite://'.length)) }),
-    }),
-  separateSessions: true,
-});
-catalogFinishedSuite({
-  name: 'SQLite',
-  freshUrl: async () => fileUrl(),
-  rawKysely: (url) =>
-    new Kysely<CatalogDatabase>({
-      dialect: new SqliteDialect({ database: new Database(url.slice('sqlite://'.length)) }),
-    }),
-  separateSessions: true,
-});
+};
+catalogSuite(sqlite);
+catalogGroupsSuite(sqlite);
+catalogFinishedSuite(sqlite);
 
 describe('migrations', () => {
   it('migrate creates missing parent folders of the database file', async () => {

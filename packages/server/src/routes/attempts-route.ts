@@ -4,7 +4,7 @@ import type { RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import { principalOf } from '../auth/guard.js';
 import { mayRead } from '../auth/principal.js';
-import { queryParam } from './query.js';
+import { intQueryParam, queryParam } from './query.js';
 
 export const MAX_LIMIT = 10_000;
 /** The catalog's own default page. */
@@ -57,15 +57,6 @@ export function attemptJson(r: AttemptRecord): AttemptJson {
   };
 }
 
-function intParam(name: string, text: string | undefined, min: number, max: number) {
-  if (text === undefined) return undefined;
-  const n = parseIntStrict(name, text);
-  if (n < min || n > max) {
-    throw new InvalidInputError(`${name} must be between ${min} and ${max}, got ${n}`);
-  }
-  return n;
-}
-
 /**
  * `GET /api/v1/attempts?dagId=&runId=&taskId=&mapIndex=&tryNumber=&limit=` from the catalog: only
  * the DAGs the principal may read (asking for another one is 403), and agent and store URLs only
@@ -79,16 +70,11 @@ export function attemptsRoute(deps: { catalog: Catalog; logger: Logger }): Reque
       const value = queryParam(req, field);
       if (value !== undefined) filter[field] = validateId(field, value);
     }
-    const mapIndex = intParam('mapIndex', queryParam(req, 'mapIndex'), -1, Number.MAX_SAFE_INTEGER);
+    const mapIndex = intQueryParam(req, 'mapIndex', -1, Number.MAX_SAFE_INTEGER);
     if (mapIndex !== undefined) filter.mapIndex = mapIndex;
-    const tryNumber = intParam(
-      'tryNumber',
-      queryParam(req, 'tryNumber'),
-      1,
-      Number.MAX_SAFE_INTEGER,
-    );
+    const tryNumber = intQueryParam(req, 'tryNumber', 1, Number.MAX_SAFE_INTEGER);
     if (tryNumber !== undefined) filter.tryNumber = tryNumber;
-    const limit = intParam('limit', queryParam(req, 'limit'), 1, MAX_LIMIT);
+    const limit = intQueryParam(req, 'limit', 1, MAX_LIMIT);
     if (filter.dagId !== undefined && !mayRead(principal, filter.dagId)) {
       deps.logger.warn(
         { principal: principal.name, dagId: filter.dagId, path: req.path },

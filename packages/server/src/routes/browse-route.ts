@@ -4,21 +4,11 @@ import type { Request, RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import { principalOf } from '../auth/guard.js';
 import { mayRead } from '../auth/principal.js';
-import { queryParam } from './query.js';
+import { intQueryParam, queryParam } from './query.js';
 
 export const MAX_LIMIT = 1000;
 export const DEFAULT_LIMIT = 100;
 export const MAX_QUERY_CHARS = 250;
-
-function intParam(req: Request, name: string, min: number, max: number, fallback: number) {
-  const text = queryParam(req, name);
-  if (text === undefined) return fallback;
-  const n = parseIntStrict(name, text);
-  if (n < min || n > max) {
-    throw new InvalidInputError(`${name} must be between ${min} and ${max}, got ${n}`);
-  }
-  return n;
-}
 
 /** Each level's groups as the API shows them: dates as ISO strings. */
 const shape = {
@@ -64,8 +54,8 @@ export function browseRoute<L extends GroupLevel>(
     }
     const query: GroupQuery = {
       q: q === '' ? undefined : q,
-      limit: intParam(req, 'limit', 1, MAX_LIMIT, DEFAULT_LIMIT),
-      offset: intParam(req, 'offset', 0, Number.MAX_SAFE_INTEGER, 0),
+      limit: intQueryParam(req, 'limit', 1, MAX_LIMIT, DEFAULT_LIMIT),
+      offset: intQueryParam(req, 'offset', 0, Number.MAX_SAFE_INTEGER, 0),
       dags: principal.dags,
     };
     if (level !== 'dags') {

@@ -12,7 +12,7 @@ import { logRegions } from '../search/log-regions.js';
 import { planSearch, type SearchQuery, searchLog } from '../search/log-search.js';
 import type { StoreResolver } from '../store-resolver.js';
 import { attemptKeyOf, checkedChunks } from './log-route.js';
-import { queryParam } from './query.js';
+import { intQueryParam, queryParam } from './query.js';
 
 export const MAX_QUERY_CHARS = 1000;
 export const MAX_LIMIT = 1000;
@@ -25,16 +25,6 @@ function flag(req: Request, name: string): boolean {
   throw new InvalidInputError(`${name} must be true or false, got "${value}"`);
 }
 
-function intParam(req: Request, name: string, min: number, max: number, fallback: number) {
-  const text = queryParam(req, name);
-  if (text === undefined) return fallback;
-  const n = parseIntStrict(name, text);
-  if (n < min || n > max) {
-    throw new InvalidInputError(`${name} must be between ${min} and ${max}, got ${n}`);
-  }
-  return n;
-}
-
 function parseSearch(req: Request): SearchQuery & { offset: number } {
   const q = queryParam(req, 'q') ?? '';
   if (q.length === 0 || q.length > MAX_QUERY_CHARS) {
@@ -44,8 +34,8 @@ function parseSearch(req: Request): SearchQuery & { offset: number } {
     q,
     regex: flag(req, 'regex'),
     caseSensitive: flag(req, 'case'),
-    offset: intParam(req, 'offset', 0, Number.MAX_SAFE_INTEGER, 0),
-    limit: intParam(req, 'limit', 1, MAX_LIMIT, DEFAULT_LIMIT),
+    offset: intQueryParam(req, 'offset', 0, Number.MAX_SAFE_INTEGER, 0),
+    limit: intQueryParam(req, 'limit', 1, MAX_LIMIT, DEFAULT_LIMIT),
   };
 }
 
