@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { appendFile, writeFile } from 'node:fs/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startService, writeHomeLog } from '../support/cli.js';
+import { describe, expect, it } from 'vitest';
+import { writeHomeLog } from '../support/cli.js';
+import { untilRunning, useAgentAndProxy } from '../support/live-services.js';
 import { useTasklogHome } from '../support/tasklog-home.js';
 import { HAVE_CHROMIUM, inChromium, useChromium } from './support/chromium.js';
 import { logPageUrl } from './support/logs.js';
@@ -16,33 +17,15 @@ describe.skipIf(!HAVE_CHROMIUM)(inChromium('the log viewer follows a running att
     TASKLOG__LOGGING__LEVEL: 'warn',
   });
   const browser = useChromium();
-  let agent: Awaited<ReturnType<typeof startService>>;
-  let proxy: Awaited<ReturnType<typeof startService>>;
-
-  beforeAll(async () => {
-    agent = await startService('agent', [], cli.env);
-    proxy = await startService('serve', [], cli.env);
-  });
-
-  afterAll(async () => {
-    await proxy?.stop();
-    await agent?.stop();
-  });
+  const services = useAgentAndProxy(cli);
 
   it('shows a line written on the worker within a second, and the end of the log when it ends', async () => {
     const file = await writeHomeLog(cli.dir, REL, 'first line of a running task\n');
     // Until the agent has told the catalog where the attempt runs.
-    for (let i = 0; i < 300; i++) {
-      const res = await fetch(`${proxy.url}/api/v1/attempts?dagId=${ATTEMPT.dagId}`);
-      const { attempts } = (await res.json()) as {
-        attempts: Array<{ state: string; agentUrl: string | null }>;
-      };
-      if (attempts[0]?.state === 'running' && attempts[0].agentUrl) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await untilRunning(services.proxy.url, ATTEMPT.dagId);
 
     const { page } = await browser.open();
-    await page.goto(logPageUrl(proxy.url, ATTEMPT));
+    await page.goto(logPageUrl(services.proxy.url, ATTEMPT));
     await page.getByText('first line of a running task').waitFor();
     await page.getByText('● live').waitFor();
 
@@ -68,14 +51,9 @@ describe.skipIf(!HAVE_CHROMIUM)(inChromium('the log viewer follows a running att
     const lines = Array.from({ length: 300 }, (_, i) => `early line ${i + 1}`);
     const file = await writeHomeLog(cli.dir, rel, `${lines.join('\n')}\n`);
     const attempt = { ...ATTEMPT, taskId: 'long' };
-    for (let i = 0; i < 300; i++) {
-      const res = await fetch(`${proxy.url}/api/v1/attempts?dagId=${ATTEMPT.dagId}&taskId=long`);
-      const { attempts } = (await res.json()) as { attempts: Array<{ agentUrl: string | null }> };
-      if (attempts[0]?.agentUrl) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await untilRunning(services.proxy.url, ATTEMPT.dagId, 'long');
     const { page } = await browser.open();
-    await page.goto(logPageUrl(proxy.url, attempt));
+    await page.goto(logPageUrl(services.proxy.url, attempt));
     await page.getByText('early line 300', { exact: true }).waitFor();
     await page.getByText('● live').waitFor();
 

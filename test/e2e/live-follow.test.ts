@@ -2,8 +2,9 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { appendFile, readFile, writeFile } from 'node:fs/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, startService, writeHomeLog } from '../support/cli.js';
+import { describe, expect, it } from 'vitest';
+import { CLI, writeHomeLog } from '../support/cli.js';
+import { untilRunning, useAgentAndProxy } from '../support/live-services.js';
 import { useTasklogHome } from '../support/tasklog-home.js';
 
 const REL = 'dag_id=live/run_id=manual__2026-01-01T00:00:00+00:00/task_id=tail/attempt=1.log';
@@ -14,31 +15,13 @@ describe('following a running attempt: agent → proxy → tasklog fetch --follo
     TASKLOG__AGENT__TOKEN_SECRET: randomBytes(64).toString('base64'),
     TASKLOG__STORE__FLUSH_INTERVAL: '0.2',
   });
-  let agent: Awaited<ReturnType<typeof startService>>;
-  let proxy: Awaited<ReturnType<typeof startService>>;
-
-  beforeAll(async () => {
-    agent = await startService('agent', [], cli.env);
-    proxy = await startService('serve', [], cli.env);
-  });
-
-  afterAll(async () => {
-    await proxy?.stop();
-    await agent?.stop();
-  });
+  const services = useAgentAndProxy(cli);
 
   it('streams the log as it is written and ends with the whole log once the attempt finishes', async () => {
     const file = await writeHomeLog(cli.dir, REL, 'first line é\n');
 
     // Wait until the agent has picked the attempt up and told the catalog where it runs.
-    for (let i = 0; i < 300; i++) {
-      const res = await fetch(`${proxy.url}/api/v1/attempts?dagId=live`);
-      const { attempts } = (await res.json()) as {
-        attempts: Array<{ state: string; agentUrl: string | null }>;
-      };
-      if (attempts[0]?.state === 'running' && attempts[0].agentUrl) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await untilRunning(services.proxy.url, 'live');
 
     const follower = spawn(
       process.execPath,
@@ -50,7 +33,7 @@ describe('following a running attempt: agent → proxy → tasklog fetch --follo
         'tail',
         '--follow',
         '--server',
-        proxy.url,
+        services.proxy.url,
       ],
       { env: cli.env, stdio: ['ignore', 'pipe', 'pipe'] },
     );
