@@ -68,6 +68,8 @@ export interface AppDeps {
   uiDir?: string;
   /** How long one log search may run (`server.search_time_limit`); default 10,000 ms. */
   searchTimeLimitMs?: number;
+  /** Regular-expression searches at once (each on a worker thread); default: the cores. */
+  maxWorkerSearches?: number;
 }
 
 /** The Express app, plus a way to release the stores it opened through `openStore`. */
@@ -140,6 +142,7 @@ export function createApp(deps: AppDeps): TasklogApp {
       pathTemplate: deps.pathTemplate,
       stores,
       timeLimitMs: deps.searchTimeLimitMs ?? 10_000,
+      maxWorkerSearches: deps.maxWorkerSearches,
     }),
   );
   const limits: FollowerLimits = new FollowerLimits(

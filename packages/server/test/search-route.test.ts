@@ -168,6 +168,31 @@ describe('GET …/log/search, regular expressions', () => {
   });
 });
 
+describe('GET …/log/search, worker threads', () => {
+  it('runs at most maxWorkerSearches regular-expression searches at once; plain text is not held up', async () => {
+    const g = await startFixture({ deps: { searchTimeLimitMs: 1500, maxWorkerSearches: 1 } });
+    try {
+      const k = key({ taskId: 'busy' });
+      await g.archive(k, Buffer.from(`${'a'.repeat(30)}b\nneedle\n`));
+      const runaway = fetch(g.url + search(`q=${encodeURIComponent('(a+)+$')}&regex=true`, k));
+      // Asked while the only worker is stuck in the pattern.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const refused = await fetch(g.url + search('q=needle&regex=true', k));
+      expect(refused.status).toBe(503);
+      expect(await refused.json()).toMatchObject({ error: { code: 'BACKEND_UNAVAILABLE' } });
+      const plain = await fetch(g.url + search('q=needle&case=true', k));
+      expect(plain.status).toBe(200);
+      expect(((await plain.json()) as { matches: unknown[] }).matches).toHaveLength(1);
+      expect((await runaway).status).toBe(200);
+      // Its place is free again.
+      const after = await fetch(g.url + search('q=needle&regex=true', k));
+      expect(after.status).toBe(200);
+    } finally {
+      await g.close();
+    }
+  });
+});
+
 describe('GET …/log/search, paging', () => {
   it('stops at limit at a line boundary, and resuming at scannedTo gives exactly the rest', async () => {
     const all = (await get('q=o&limit=1000')).body.matches;

@@ -1,5 +1,7 @@
+import { availableParallelism } from 'node:os';
 import type { Catalog, PathTemplate } from '@tasklog/core';
 import {
+  BackendUnavailableError,
   formatAttempt,
   InvalidInputError,
   NotFoundError,
@@ -51,7 +53,14 @@ export function searchRoute(deps: {
   stores: StoreResolver;
   /** How long one search may run (`server.search_time_limit`). */
   timeLimitMs: number;
+  /**
+   * Searches on worker threads at once (regular expressions); default: the machine's cores.
+   * Each holds a thread for up to the time limit, so a reader cannot start them without bound.
+   */
+  maxWorkerSearches?: number;
 }): RequestHandler {
+  const maxWorkerSearches = deps.maxWorkerSearches ?? availableParallelism();
+  let workerSearches = 0;
   return async (req, res) => {
     const key = attemptKeyOf(req);
     const { offset, ...query } = parseSearch(req);
@@ -59,6 +68,13 @@ export function searchRoute(deps: {
     deps.pathTemplate.render(key);
     // An invalid pattern is a 400 before anything is looked up; the worker starts on first use.
     const plan = planSearch(query);
+    if (plan.onWorker && workerSearches >= maxWorkerSearches) {
+      plan.close();
+      throw new BackendUnavailableError(
+        `${maxWorkerSearches} regular-expression searches are running, as many as this server runs at once; try again in a moment`,
+      );
+    }
+    if (plan.onWorker) workerSearches++;
     const clientGone = clientGoneSignal(res);
     // The clock starts with the request: looking the attempt up is part of its time. A timer and
     // a controller held here, not AbortSignal.any over AbortSignal.timeout: on Node 20 the timeout
@@ -101,6 +117,7 @@ export function searchRoute(deps: {
     } finally {
       clearTimeout(timer);
       clientGone.removeEventListener('abort', onGone);
+      if (plan.onWorker) workerSearches--;
       plan.close();
     }
   };

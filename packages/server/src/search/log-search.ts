@@ -148,6 +148,8 @@ function toMatch(region: LogRegion, hit: Hit): SearchMatch {
 export interface SearchPlan {
   readonly query: SearchQuery;
   readonly find: RegionMatcher;
+  /** Whether it matches on a worker thread (a regular expression, or Unicode case folding). */
+  readonly onWorker: boolean;
   /** Ends the worker, if one was started. */
   close(): void;
 }
@@ -160,13 +162,18 @@ export interface SearchPlan {
 export function planSearch(query: SearchQuery): SearchPlan {
   const plain = !query.regex && (query.caseSensitive || /^[\x00-\x7f]*$/.test(query.q));
   if (plain) {
-    return { query, find: bytesMatcher(query.q, query.caseSensitive), close: () => undefined };
+    return {
+      query,
+      find: bytesMatcher(query.q, query.caseSensitive),
+      onWorker: false,
+      close: () => undefined,
+    };
   }
   const worker = new RegexWorker(
     query.regex ? query.q : escapeRegExp(query.q),
     query.caseSensitive ? 'g' : 'gi',
   );
-  return { query, find: textMatcher(worker), close: () => worker.close() };
+  return { query, find: textMatcher(worker), onWorker: true, close: () => worker.close() };
 }
 
 /**
