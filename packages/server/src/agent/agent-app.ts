@@ -99,7 +99,9 @@ function agentReadyRoute(baseLogFolder: string, archive: LogStore | undefined): 
         () =>
           access(baseLogFolder, constants.R_OK | constants.X_OK).catch(
             (err: NodeJS.ErrnoException) => {
-              throw new Error(`the base log folder cannot be read (${err.code ?? 'error'})`);
+              throw new Error(`the base log folder cannot be read (${err.code ?? 'error'})`, {
+                cause: err,
+              });
             },
           ),
         5000,
